@@ -1,0 +1,63 @@
+//! Command-line parsing and dispatch. Each subcommand's arguments and code live in its
+//! own module under `cmd`; this module only wires them together and maps errors to exit
+//! codes. It holds no logic of its own.
+
+use clap::{Parser, Subcommand};
+
+use crate::cmd;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "zvfs",
+    version,
+    about = "Pack, mount and unpack Zero-OS flists"
+)]
+pub struct Cli {
+    /// Verbose logging.
+    #[arg(long, global = true)]
+    pub debug: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Pack a directory into an flist plus chunks in stores.
+    Pack(cmd::pack::Args),
+    /// Restore a tree (or some paths of it) from an flist.
+    Unpack(cmd::unpack::Args),
+    /// Summary of an flist: entries per type, bytes, chunks, dedup, tags, routes.
+    Inspect(cmd::inspect::InspectArgs),
+    /// List a directory of an flist.
+    Ls(cmd::inspect::LsArgs),
+    /// Show one entry of an flist.
+    Stat(cmd::inspect::StatArgs),
+    /// Print a file of an flist to stdout.
+    Cat(cmd::inspect::CatArgs),
+}
+
+/// Run the parsed command; returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    let result = match cli.command {
+        Command::Pack(a) => cmd::pack::run(a),
+        Command::Unpack(a) => cmd::unpack::run(a),
+        Command::Inspect(a) => cmd::inspect::inspect(a),
+        Command::Ls(a) => cmd::inspect::ls(a),
+        Command::Stat(a) => cmd::inspect::stat(a),
+        Command::Cat(a) => cmd::inspect::cat(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("zvfs: error: {e}");
+            1
+        }
+    }
+}
+
+/// Entry point used by `main`: parses the process arguments.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    crate::cmd::init_logging(cli.debug);
+    run(cli)
+}

@@ -1,0 +1,107 @@
+//! Subcommands that work on whole flists: pack, unpack and the debug commands. They use
+//! the layers below (flist, store, cache, codec) and are used only by the CLI.
+
+pub mod inspect;
+pub mod pack;
+pub mod unpack;
+
+use std::io::Write;
+use std::sync::Mutex;
+
+use crate::store::StoreConfig;
+
+/// Store timeouts as command-line flags, shared by every command that reads chunks.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StoreFlags {
+    /// Connect timeout per store, in seconds.
+    #[arg(long, default_value_t = 3.0)]
+    pub connect_timeout: f64,
+    /// I/O timeout per request, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub io_timeout: f64,
+    /// Total time allowed to fetch one chunk across replicas, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    pub deadline: f64,
+    /// Seconds a failed store is skipped while other replicas exist.
+    #[arg(long, default_value_t = 30.0)]
+    pub cooldown: f64,
+}
+
+impl StoreFlags {
+    pub fn config(&self) -> StoreConfig {
+        let d = |s: f64| std::time::Duration::from_secs_f64(s.max(0.001));
+        StoreConfig {
+            connect_timeout: d(self.connect_timeout),
+            io_timeout: d(self.io_timeout),
+            deadline: d(self.deadline),
+            cooldown: d(self.cooldown),
+        }
+    }
+}
+
+struct Logger {
+    level: log::LevelFilter,
+}
+
+/// Where log lines go: stderr unless a file was set with [`log_to_file`].
+static LOG_FILE: Mutex<Option<std::fs::File>> = Mutex::new(None);
+
+/// Send log lines to `path` (appending) from now on.
+pub fn log_to_file(path: &std::path::Path) -> crate::error::Result<()> {
+    use crate::error::Context;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_ctx(|| format!("opening log file {}", path.display()))?;
+    if let Ok(mut g) = LOG_FILE.lock() {
+        *g = Some(f);
+    }
+    Ok(())
+}
+
+impl log::Log for Logger {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= self.level
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let line = format!(
+            "{now:.3} {} zvfs[{}]: {}\n",
+            r.level(),
+            std::process::id(),
+            r.args()
+        );
+        if let Ok(mut g) = LOG_FILE.lock() {
+            if let Some(f) = g.as_mut() {
+                let _ = f.write_all(line.as_bytes());
+                return;
+            }
+        }
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }
+    fn flush(&self) {}
+}
+
+/// Install the logger (stderr). `RUST_LOG=debug` also enables debug lines.
+pub fn init_logging(debug: bool) {
+    let debug = debug
+        || std::env::var("RUST_LOG")
+            .map(|v| v.contains("debug"))
+            .unwrap_or(false);
+    let level = if debug {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Info
+    };
+    let logger = Box::new(Logger { level });
+    if log::set_boxed_logger(logger).is_ok() {
+        log::set_max_level(level);
+    }
+}

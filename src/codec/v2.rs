@@ -1,0 +1,109 @@
+//! The rfs v2 chunk pipeline, byte-compatible with rfs 2.x:
+//! KEY = BLAKE2b-256(P); CT = AES-256-GCM(KEY, nonce KEY[0..12], Snappy-raw(P));
+//! ID = BLAKE2b-256(CT). Decoding checks both hashes, not only the GCM tag, because
+//! anyone who knows P can re-encrypt different data under KEY.
+
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
+use blake2::digest::consts::U32;
+use blake2::{Blake2b, Digest};
+
+use super::{snappy_decompress, ChunkRef, MAX_OBJECT};
+use crate::error::{Error, Result};
+
+type Blake2b256 = Blake2b<U32>;
+
+pub fn blake2b_256(data: &[u8]) -> [u8; 32] {
+    Blake2b256::digest(data).into()
+}
+
+pub(super) fn plain_key(plain: &[u8]) -> [u8; 32] {
+    blake2b_256(plain)
+}
+
+/// Encode one plaintext chunk; returns its reference and the object to store.
+pub fn encode(plain: &[u8]) -> Result<(ChunkRef, Vec<u8>)> {
+    let key = blake2b_256(plain);
+    let compressed = snap::raw::Encoder::new()
+        .compress_vec(plain)
+        .map_err(|e| Error::invalid(format!("snappy compression failed: {e}")))?;
+    let cipher = Aes256Gcm::new_from_slice(&key)
+        .map_err(|_| Error::invalid("AES-256-GCM key of the wrong length"))?;
+    let ct = cipher
+        .encrypt(Nonce::from_slice(&key[..12]), compressed.as_slice())
+        .map_err(|_| Error::invalid("AES-256-GCM encryption failed"))?;
+    let id = blake2b_256(&ct);
+    Ok((ChunkRef::v2(id, key), ct))
+}
+
+pub(super) fn decode(chunk: &ChunkRef, stored: &[u8]) -> Result<Vec<u8>> {
+    if stored.len() > MAX_OBJECT {
+        return Err(Error::corrupt(format!(
+            "chunk {chunk}: stored object too large"
+        )));
+    }
+    if blake2b_256(stored)[..] != *chunk.id() {
+        return Err(Error::corrupt(format!(
+            "chunk {chunk}: stored object does not hash to its id"
+        )));
+    }
+    let cipher = Aes256Gcm::new_from_slice(chunk.key())
+        .map_err(|_| Error::corrupt(format!("chunk {chunk}: bad key length")))?;
+    let compressed = cipher
+        .decrypt(Nonce::from_slice(&chunk.key()[..12]), stored)
+        .map_err(|_| {
+            Error::corrupt(format!(
+                "chunk {chunk}: decryption failed (wrong key or corrupt)"
+            ))
+        })?;
+    let plain = snappy_decompress(chunk, &compressed)?;
+    if blake2b_256(&plain)[..] != *chunk.key() {
+        return Err(Error::corrupt(format!(
+            "chunk {chunk}: plaintext does not hash to its key (re-encrypted data?)"
+        )));
+    }
+    Ok(plain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfs_test_vector_hello_world() {
+        let (chunk, ct) = encode(b"hello world\n").unwrap();
+        assert_eq!(
+            hex::encode(chunk.key()),
+            "c71b05fd1d1c7bf7e928ff18e58db5193e9316416cc26ba9cc9094da80d7011e"
+        );
+        assert_eq!(
+            hex::encode(chunk.id()),
+            "d139c46e6cc65acfa2eef1d0cd7abf014667fdc9a5ca75d9184671f97301a0db"
+        );
+        assert_eq!(ct.len(), 30);
+        assert_eq!(chunk.decode(&ct).unwrap(), b"hello world\n");
+    }
+
+    #[test]
+    fn flipped_byte_is_refused_naming_the_chunk() {
+        let (chunk, mut ct) = encode(b"some data").unwrap();
+        ct[3] ^= 1;
+        let err = chunk.decode(&ct).unwrap_err();
+        assert!(err.msg.contains(&chunk.hex_id().to_string()), "{err}");
+    }
+
+    #[test]
+    fn reencrypted_plaintext_under_same_key_is_refused() {
+        // A store that knows P can encrypt other data under KEY: the GCM tag verifies,
+        // the id check and the key check must not.
+        let (chunk, _) = encode(b"genuine").unwrap();
+        let evil = snap::raw::Encoder::new().compress_vec(b"evil!!!").unwrap();
+        let cipher = Aes256Gcm::new_from_slice(chunk.key()).unwrap();
+        let ct = cipher
+            .encrypt(Nonce::from_slice(&chunk.key()[..12]), evil.as_slice())
+            .unwrap();
+        let forged = ChunkRef::v2(blake2b_256(&ct), chunk.key().try_into().unwrap());
+        let err = forged.decode(&ct).unwrap_err();
+        assert!(err.msg.contains("does not hash to its key"), "{err}");
+    }
+}

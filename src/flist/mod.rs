@@ -1,0 +1,285 @@
+//! The flist model every command uses, whatever the file's generation: entries (the tree,
+//! names as raw bytes, modes, owners, times), chunk lists, symlink targets, xattrs,
+//! hardlinks, content identity, tags and routes. `open` detects the format by content.
+//! This layer reads metadata only: it never fetches chunks nor touches stores.
+
+pub mod v2;
+
+use std::path::Path;
+
+use crate::codec::ChunkRef;
+use crate::error::{Context, Error, Result};
+
+pub type Ino = u64;
+pub const ROOT_INO: Ino = 1;
+
+pub const S_IFMT: u32 = 0o170000;
+pub const S_IFREG: u32 = 0o100000;
+pub const S_IFDIR: u32 = 0o040000;
+pub const S_IFLNK: u32 = 0o120000;
+pub const S_IFIFO: u32 = 0o010000;
+pub const S_IFCHR: u32 = 0o020000;
+pub const S_IFBLK: u32 = 0o060000;
+pub const S_IFSOCK: u32 = 0o140000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    Fifo,
+    CharDev,
+    BlockDev,
+    Socket,
+}
+
+impl Kind {
+    pub fn from_mode(mode: u32) -> Option<Kind> {
+        Some(match mode & S_IFMT {
+            S_IFREG => Kind::File,
+            S_IFDIR => Kind::Dir,
+            S_IFLNK => Kind::Symlink,
+            S_IFIFO => Kind::Fifo,
+            S_IFCHR => Kind::CharDev,
+            S_IFBLK => Kind::BlockDev,
+            S_IFSOCK => Kind::Socket,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::File => "file",
+            Kind::Dir => "dir",
+            Kind::Symlink => "symlink",
+            Kind::Fifo => "fifo",
+            Kind::CharDev => "chardev",
+            Kind::BlockDev => "blockdev",
+            Kind::Socket => "socket",
+        }
+    }
+}
+
+/// One path of the tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub ino: Ino,
+    pub parent: Ino,
+    /// The name exactly as packed (not necessarily UTF-8).
+    pub name: Vec<u8>,
+    /// Full `st_mode`: type and permission bits.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub rdev: u64,
+    pub mtime: i64,
+    pub ctime: i64,
+    /// Link count: 2 + subdirectories for a directory, the hardlink count for a file.
+    pub nlink: u32,
+    /// For the second and later paths of a hardlinked file: the inode of the first path,
+    /// which owns the content. `None` otherwise.
+    pub link_of: Option<Ino>,
+}
+
+impl Entry {
+    /// The entry's type; an unknown type is reported as a format error by readers, so
+    /// this falls back to `File` only for entries a reader already accepted.
+    pub fn kind(&self) -> Kind {
+        Kind::from_mode(self.mode).unwrap_or(Kind::File)
+    }
+    pub fn is_dir(&self) -> bool {
+        self.mode & S_IFMT == S_IFDIR
+    }
+    /// The inode that owns this entry's content (itself unless it is a hardlink).
+    pub fn content_ino(&self) -> Ino {
+        self.link_of.unwrap_or(self.ino)
+    }
+}
+
+/// Content identity of a regular file (formats.md section 6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Identity {
+    pub partial: [u8; 32],
+    pub checksum: [u8; 32],
+}
+
+/// An inclusive range of first id bytes mapped to a store URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub start: u8,
+    pub end: u8,
+    pub url: String,
+}
+
+impl Route {
+    /// Parse `[xx-xx=]URL` as given on command lines (`-s`).
+    pub fn parse(spec: &str) -> Result<Route> {
+        if let Some((range, url)) = spec.split_once('=') {
+            if let Some((a, b)) = range.split_once('-') {
+                if a.len() == 2 && b.len() == 2 && !range.contains(':') {
+                    let start = u8::from_str_radix(a, 16)
+                        .map_err(|_| Error::invalid(format!("bad route range in {spec:?}")))?;
+                    let end = u8::from_str_radix(b, 16)
+                        .map_err(|_| Error::invalid(format!("bad route range in {spec:?}")))?;
+                    if start > end {
+                        return Err(Error::invalid(format!("empty route range in {spec:?}")));
+                    }
+                    return Ok(Route {
+                        start,
+                        end,
+                        url: url.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(Route {
+            start: 0,
+            end: 255,
+            url: spec.to_string(),
+        })
+    }
+}
+
+/// Totals for `statfs` and `inspect`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub entries: u64,
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub specials: u64,
+    pub bytes: u64,
+    pub blocks: u64,
+    pub unique_blocks: u64,
+}
+
+/// Read access to an flist, whatever its generation. Implementations are shared across
+/// threads (the FUSE workers).
+pub trait Flist: Send + Sync {
+    /// A short name of the format ("rfs-v2", "zvfs-1", "legacy").
+    fn format(&self) -> String;
+    fn get(&self, ino: Ino) -> Result<Entry>;
+    fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Option<Entry>>;
+    /// All children of a directory, in a stable order.
+    fn children(&self, parent: Ino) -> Result<Vec<Entry>>;
+    /// The chunks of a regular file, in file order.
+    fn blocks(&self, ino: Ino) -> Result<Vec<ChunkRef>>;
+    fn link_target(&self, ino: Ino) -> Result<Vec<u8>>;
+    fn xattrs(&self, ino: Ino) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    fn identity(&self, ino: Ino) -> Result<Option<Identity>>;
+    fn tags(&self) -> Result<Vec<(String, String)>>;
+    fn routes(&self) -> Result<Vec<Route>>;
+    fn totals(&self) -> Result<Totals>;
+}
+
+/// Open an flist, detecting its generation by content.
+pub fn open(path: &Path) -> Result<Box<dyn Flist>> {
+    let mut magic = [0u8; 16];
+    let n = {
+        use std::io::Read;
+        let mut f =
+            std::fs::File::open(path).with_ctx(|| format!("opening flist {}", path.display()))?;
+        let mut n = 0;
+        while n < magic.len() {
+            let r = f
+                .read(&mut magic[n..])
+                .with_ctx(|| format!("reading {}", path.display()))?;
+            if r == 0 {
+                break;
+            }
+            n += r;
+        }
+        n
+    };
+    if n == 16 && &magic == b"SQLite format 3\0" {
+        return Ok(Box::new(v2::V2Reader::open(path)?));
+    }
+    if n >= 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+        return Err(Error::format(format!(
+            "{}: legacy .flist (gzip) files are not supported yet",
+            path.display()
+        )));
+    }
+    Err(Error::format(format!(
+        "{}: not an flist (neither an SQLite .fl nor a gzip legacy .flist)",
+        path.display()
+    )))
+}
+
+/// Resolve a slash-separated path inside the flist ("/" or "" is the root).
+pub fn resolve(fl: &dyn Flist, path: &[u8]) -> Result<Entry> {
+    let mut cur = fl.get(ROOT_INO)?;
+    for comp in path
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+    {
+        if !cur.is_dir() {
+            return Err(Error::not_found(format!(
+                "{}: not a directory in the flist",
+                String::from_utf8_lossy(path)
+            )));
+        }
+        cur = fl.lookup(cur.ino, comp)?.ok_or_else(|| {
+            Error::not_found(format!(
+                "{}: no such path in the flist",
+                String::from_utf8_lossy(path)
+            ))
+        })?;
+    }
+    Ok(cur)
+}
+
+/// Visit every entry below `start` depth-first (parents before children), with its path
+/// relative to the root as raw bytes. Refuses hostile trees: cycles and bad names.
+pub fn walk(
+    fl: &dyn Flist,
+    start: &Entry,
+    start_path: Vec<u8>,
+    visit: &mut dyn FnMut(&Entry, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut seen_dirs = std::collections::HashSet::new();
+    let mut stack = vec![(start.clone(), start_path)];
+    while let Some((entry, path)) = stack.pop() {
+        visit(&entry, &path)?;
+        if entry.is_dir() {
+            if !seen_dirs.insert(entry.ino) {
+                return Err(Error::format(format!(
+                    "directory cycle at {:?} (inode {})",
+                    String::from_utf8_lossy(&path),
+                    entry.ino
+                )));
+            }
+            let mut kids = fl.children(entry.ino)?;
+            kids.reverse();
+            for kid in kids {
+                check_name(&kid.name).with_ctx(|| {
+                    format!(
+                        "entry {} under {:?}",
+                        kid.ino,
+                        String::from_utf8_lossy(&path)
+                    )
+                })?;
+                let mut p = path.clone();
+                if !p.is_empty() {
+                    p.push(b'/');
+                }
+                p.extend_from_slice(&kid.name);
+                stack.push((kid, p));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A name is safe to create in a directory: not empty, not `.`/`..`, no `/` nor NUL.
+pub fn check_name(name: &[u8]) -> Result<()> {
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0)
+    {
+        return Err(Error::invalid(format!(
+            "refusing unsafe name {:?}",
+            String::from_utf8_lossy(name)
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,733 @@
+//! The rfs v2 `.fl` SQLite format, read and written exactly as rfs 2.x does, plus zvfs's
+//! extension tables (ignored by rfs; see `docs/flist-extensions.md`):
+//!
+//! - `zvfs_name(ino PRIMARY KEY, name BLOB)`: the raw bytes of a name that is not UTF-8
+//!   (the `inode.name` column then holds a lossy UTF-8 rendering for rfs);
+//! - `zvfs_xattr(ino, name BLOB, value BLOB)`: extended attributes;
+//! - `zvfs_hardlink(ino PRIMARY KEY, target)`: this inode is another path of `target`
+//!   (its block rows are duplicated so rfs still reads its content);
+//! - `zvfs_identity(ino PRIMARY KEY, partial BLOB, checksum BLOB)`: content identity.
+//!
+//! A `version` tag `zvfs-1` marks files written by zvfs. This module does not fetch data.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+
+use super::{Entry, Flist, Identity, Ino, Kind, Route, Totals, S_IFDIR, S_IFMT};
+use crate::codec::ChunkRef;
+use crate::error::{Context, Error, Result};
+
+/// The schema version zvfs writes and the newest it reads.
+pub const SCHEMA_VERSION: u32 = 1;
+pub const VERSION_TAG: &str = "version";
+
+const RFS_SCHEMA: &str = "CREATE TABLE inode (
+    ino INTEGER PRIMARY KEY AUTOINCREMENT,
+    parent INTEGER,
+    name VARCHAR(255),
+    size INTEGER,
+    uid INTEGER,
+    gid INTEGER,
+    mode INTEGER,
+    rdev INTEGER,
+    ctime INTEGER,
+    mtime INTEGER
+);
+CREATE INDEX parents ON inode (parent);
+CREATE INDEX names ON inode (name);
+CREATE TABLE extra (
+    ino INTEGER PRIMARY KEY,
+    data VARCHAR(4096)
+);
+CREATE TABLE block (
+    ino INTEGER,
+    id VARCHAR(32),
+    key VARCHAR(32)
+);
+CREATE INDEX block_ino ON block (ino);
+CREATE TABLE tag (
+    key VARCHAR(10) PRIMARY KEY,
+    value VARCHAR(255)
+);
+CREATE TABLE route (
+    start integer, -- one byte hash prefix
+    end integer, -- one byte hash prefix
+    url VARCHAR(2048)
+);
+";
+
+const ZVFS_SCHEMA: &str = "CREATE TABLE zvfs_name (ino INTEGER PRIMARY KEY, name BLOB);
+CREATE INDEX zvfs_name_name ON zvfs_name (name);
+CREATE TABLE zvfs_xattr (ino INTEGER, name BLOB, value BLOB);
+CREATE INDEX zvfs_xattr_ino ON zvfs_xattr (ino);
+CREATE TABLE zvfs_hardlink (ino INTEGER PRIMARY KEY, target INTEGER);
+CREATE INDEX zvfs_hardlink_target ON zvfs_hardlink (target);
+CREATE TABLE zvfs_identity (ino INTEGER PRIMARY KEY, partial BLOB, checksum BLOB);
+";
+
+/// Which optional tables a file has, decided once at open.
+#[derive(Clone, Copy, Default)]
+struct Extensions {
+    names: bool,
+    xattrs: bool,
+    hardlinks: bool,
+    identity: bool,
+}
+
+pub struct V2Reader {
+    path: PathBuf,
+    ext: Extensions,
+    select: String,
+    zvfs_version: Option<u32>,
+    pool: Mutex<Vec<Connection>>,
+}
+
+fn open_conn(path: &Path) -> Result<Connection> {
+    // immutable=1: the file never changes under a reader, so SQLite skips locking.
+    let uri = format!("file:{}?immutable=1", uri_escape(path));
+    let conn = Connection::open_with_flags(
+        uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_ctx(|| format!("{}: cannot open as SQLite", path.display()))?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+fn uri_escape(path: &Path) -> String {
+    let mut out = String::new();
+    for &b in path.as_os_str().as_encoded_bytes() {
+        match b {
+            b'%' | b'?' | b'#' => out.push_str(&format!("%{b:02X}")),
+            _ if b.is_ascii() && !b.is_ascii_control() => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// A file shorter than the page count its header declares was truncated.
+fn check_not_truncated(path: &Path) -> Result<()> {
+    use std::io::Read;
+    let mut f =
+        std::fs::File::open(path).with_ctx(|| format!("opening flist {}", path.display()))?;
+    let len = f.metadata()?.len();
+    let mut hdr = [0u8; 100];
+    f.read_exact(&mut hdr).map_err(|_| {
+        Error::format(format!(
+            "{}: truncated flist (short SQLite header)",
+            path.display()
+        ))
+    })?;
+    let page_size = match u16::from_be_bytes([hdr[16], hdr[17]]) {
+        1 => 65536u64,
+        n => n as u64,
+    };
+    let pages = u32::from_be_bytes([hdr[28], hdr[29], hdr[30], hdr[31]]) as u64;
+    let change = &hdr[24..28];
+    let valid_for = &hdr[92..96];
+    if pages > 0 && change == valid_for && len < pages * page_size {
+        return Err(Error::format(format!(
+            "{}: truncated flist ({len} bytes, header declares {} bytes)",
+            path.display(),
+            pages * page_size
+        )));
+    }
+    Ok(())
+}
+
+impl V2Reader {
+    pub fn open(path: &Path) -> Result<V2Reader> {
+        check_not_truncated(path)?;
+        let conn = open_conn(path)?;
+        let what = || format!("{}: not a valid flist", path.display());
+        let tables: HashSet<String> = {
+            let mut st = conn
+                .prepare("SELECT name FROM sqlite_master WHERE type='table'")
+                .with_ctx(what)?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0)).with_ctx(what)?;
+            rows.collect::<std::result::Result<_, _>>().with_ctx(what)?
+        };
+        for t in ["inode", "block", "extra", "tag", "route"] {
+            if !tables.contains(t) {
+                return Err(Error::format(format!(
+                    "{}: not an rfs/zvfs flist (table `{t}` is missing)",
+                    path.display()
+                )));
+            }
+        }
+        let ext = Extensions {
+            names: tables.contains("zvfs_name"),
+            xattrs: tables.contains("zvfs_xattr"),
+            hardlinks: tables.contains("zvfs_hardlink"),
+            identity: tables.contains("zvfs_identity"),
+        };
+        let version: Option<String> = conn
+            .query_row("SELECT value FROM tag WHERE key = ?1", [VERSION_TAG], |r| {
+                r.get(0)
+            })
+            .optional()
+            .with_ctx(what)?;
+        let zvfs_version = match version.as_deref().and_then(|v| v.strip_prefix("zvfs-")) {
+            None => None,
+            Some(n) => {
+                let n: u32 = n.parse().map_err(|_| {
+                    Error::format(format!(
+                        "{}: unknown flist schema version {:?}",
+                        path.display(),
+                        version
+                    ))
+                })?;
+                if n > SCHEMA_VERSION {
+                    return Err(Error::format(format!(
+                        "{}: flist schema zvfs-{n} is newer than this zvfs understands (zvfs-{SCHEMA_VERSION}); upgrade zvfs",
+                        path.display()
+                    )));
+                }
+                Some(n)
+            }
+        };
+        let select = format!(
+            "SELECT i.ino, i.parent, i.name, i.size, i.uid, i.gid, i.mode, i.rdev, i.ctime, i.mtime, {}, {} FROM inode i {} {}",
+            if ext.names { "n.name" } else { "NULL" },
+            if ext.hardlinks { "h.target" } else { "NULL" },
+            if ext.names { "LEFT JOIN zvfs_name n ON n.ino = i.ino" } else { "" },
+            if ext.hardlinks { "LEFT JOIN zvfs_hardlink h ON h.ino = i.ino" } else { "" },
+        );
+        let reader = V2Reader {
+            path: path.to_path_buf(),
+            ext,
+            select,
+            zvfs_version,
+            pool: Mutex::new(vec![conn]),
+        };
+        // Fail now, with the file name, if the root is missing or the file is damaged.
+        reader.get(super::ROOT_INO).with_ctx(what)?;
+        Ok(reader)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = match self.pool.lock() {
+            Ok(mut p) => p.pop(),
+            Err(_) => None,
+        };
+        let conn = match conn {
+            Some(c) => c,
+            None => open_conn(&self.path)?,
+        };
+        let out = f(&conn).with_ctx(|| format!("reading flist {}", self.path.display()));
+        if let Ok(mut p) = self.pool.lock() {
+            if p.len() < 16 {
+                p.push(conn);
+            }
+        }
+        out
+    }
+
+    fn row_to_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+        let raw_name: Option<Vec<u8>> = row.get(10)?;
+        let name = match raw_name {
+            Some(n) => n,
+            None => match row.get_ref(2)? {
+                rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                    t.to_vec()
+                }
+                _ => Vec::new(),
+            },
+        };
+        let int =
+            |i: usize| -> rusqlite::Result<i64> { Ok(row.get::<_, Option<i64>>(i)?.unwrap_or(0)) };
+        Ok(Entry {
+            ino: int(0)? as u64,
+            parent: int(1)? as u64,
+            name,
+            size: int(3)? as u64,
+            uid: int(4)? as u32,
+            gid: int(5)? as u32,
+            mode: int(6)? as u32,
+            rdev: int(7)? as u64,
+            ctime: int(8)?,
+            mtime: int(9)?,
+            nlink: 1,
+            link_of: row.get::<_, Option<i64>>(11)?.map(|t| t as u64),
+        })
+    }
+
+    /// Fill in `nlink` and check the type.
+    fn finish_entry(&self, conn: &Connection, mut e: Entry) -> Result<Entry> {
+        if Kind::from_mode(e.mode).is_none() {
+            return Err(Error::format(format!(
+                "entry {} has an unknown file type (mode {:o})",
+                e.ino, e.mode
+            )));
+        }
+        if e.is_dir() {
+            let subdirs: i64 = conn
+                .prepare_cached(
+                    "SELECT count(*) FROM inode WHERE parent = ?1 AND (mode & ?2) = ?3",
+                )?
+                .query_row(params![e.ino as i64, S_IFMT, S_IFDIR], |r| r.get(0))?;
+            e.nlink = 2 + subdirs as u32;
+        } else if self.ext.hardlinks {
+            let primary = e.content_ino();
+            let links: i64 = conn
+                .prepare_cached("SELECT count(*) FROM zvfs_hardlink WHERE target = ?1")?
+                .query_row([primary as i64], |r| r.get(0))?;
+            e.nlink = 1 + links as u32;
+        }
+        Ok(e)
+    }
+
+    /// The `version` tag's zvfs schema number, when written by zvfs.
+    pub fn zvfs_version(&self) -> Option<u32> {
+        self.zvfs_version
+    }
+}
+
+impl Flist for V2Reader {
+    fn format(&self) -> String {
+        match self.zvfs_version {
+            Some(n) => format!("zvfs-{n}"),
+            None => "rfs-v2".to_string(),
+        }
+    }
+
+    fn get(&self, ino: Ino) -> Result<Entry> {
+        self.with_conn(|c| {
+            let e = c
+                .prepare_cached(&format!("{} WHERE i.ino = ?1", self.select))?
+                .query_row([ino as i64], Self::row_to_entry)
+                .optional()?
+                .ok_or_else(|| Error::not_found(format!("no inode {ino}")))?;
+            self.finish_entry(c, e)
+        })
+    }
+
+    fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Option<Entry>> {
+        self.with_conn(|c| {
+            let found = match std::str::from_utf8(name) {
+                Ok(text) => {
+                    let sql = if self.ext.names {
+                        format!(
+                            "{} WHERE i.parent = ?1 AND i.name = ?2 AND n.name IS NULL",
+                            self.select
+                        )
+                    } else {
+                        format!("{} WHERE i.parent = ?1 AND i.name = ?2", self.select)
+                    };
+                    c.prepare_cached(&sql)?
+                        .query_row(params![parent as i64, text], Self::row_to_entry)
+                        .optional()?
+                }
+                Err(_) if self.ext.names => c
+                    .prepare_cached(&format!(
+                        "{} WHERE i.parent = ?1 AND n.name = ?2",
+                        self.select
+                    ))?
+                    .query_row(params![parent as i64, name], Self::row_to_entry)
+                    .optional()?,
+                Err(_) => None,
+            };
+            match found {
+                Some(e) if e.ino != parent => Ok(Some(self.finish_entry(c, e)?)),
+                _ => Ok(None),
+            }
+        })
+    }
+
+    fn children(&self, parent: Ino) -> Result<Vec<Entry>> {
+        self.with_conn(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "{} WHERE i.parent = ?1 ORDER BY i.ino",
+                self.select
+            ))?;
+            let rows = st.query_map([parent as i64], Self::row_to_entry)?;
+            let mut out = Vec::new();
+            for r in rows {
+                let e = r?;
+                if e.ino == parent {
+                    continue;
+                }
+                out.push(e);
+            }
+            drop(st);
+            out.into_iter().map(|e| self.finish_entry(c, e)).collect()
+        })
+    }
+
+    fn blocks(&self, ino: Ino) -> Result<Vec<ChunkRef>> {
+        self.with_conn(|c| {
+            let mut st =
+                c.prepare_cached("SELECT id, key FROM block WHERE ino = ?1 ORDER BY rowid")?;
+            let rows = st.query_map([ino as i64], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for r in rows {
+                let (id, key) = r?;
+                out.push(ChunkRef::from_slices(&id, &key).with_ctx(|| format!("inode {ino}"))?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn link_target(&self, ino: Ino) -> Result<Vec<u8>> {
+        self.with_conn(|c| {
+            let v: Option<rusqlite::types::Value> = c
+                .prepare_cached("SELECT data FROM extra WHERE ino = ?1")?
+                .query_row([ino as i64], |r| r.get(0))
+                .optional()?;
+            match v {
+                Some(rusqlite::types::Value::Blob(b)) => Ok(b),
+                Some(rusqlite::types::Value::Text(t)) => Ok(t.into_bytes()),
+                _ => Err(Error::format(format!("symlink inode {ino} has no target"))),
+            }
+        })
+    }
+
+    fn xattrs(&self, ino: Ino) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if !self.ext.xattrs {
+            return Ok(Vec::new());
+        }
+        self.with_conn(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT name, value FROM zvfs_xattr WHERE ino = ?1 ORDER BY rowid",
+            )?;
+            let rows = st.query_map([ino as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<std::result::Result<_, _>>()?)
+        })
+    }
+
+    fn identity(&self, ino: Ino) -> Result<Option<Identity>> {
+        if !self.ext.identity {
+            return Ok(None);
+        }
+        self.with_conn(|c| {
+            let row: Option<(Vec<u8>, Vec<u8>)> = c
+                .prepare_cached("SELECT partial, checksum FROM zvfs_identity WHERE ino = ?1")?
+                .query_row([ino as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            Ok(row.and_then(|(p, f)| {
+                Some(Identity {
+                    partial: p.as_slice().try_into().ok()?,
+                    checksum: f.as_slice().try_into().ok()?,
+                })
+            }))
+        })
+    }
+
+    fn tags(&self) -> Result<Vec<(String, String)>> {
+        self.with_conn(|c| {
+            let mut st = c.prepare_cached("SELECT key, value FROM tag ORDER BY key")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<std::result::Result<_, _>>()?)
+        })
+    }
+
+    fn routes(&self) -> Result<Vec<Route>> {
+        self.with_conn(|c| {
+            let mut st = c.prepare_cached("SELECT start, end, url FROM route ORDER BY rowid")?;
+            let rows = st.query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for r in rows {
+                let (s, e, url) = r?;
+                if !(0..=255).contains(&s) || !(0..=255).contains(&e) || s > e {
+                    return Err(Error::format(format!(
+                        "route [{s}, {e}] for {url} is not a byte range"
+                    )));
+                }
+                out.push(Route {
+                    start: s as u8,
+                    end: e as u8,
+                    url,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn totals(&self) -> Result<Totals> {
+        self.with_conn(|c| {
+            let mut t = Totals::default();
+            let mut st =
+                c.prepare("SELECT mode & 61440, count(*), sum(size) FROM inode GROUP BY 1")?;
+            let rows = st.query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u32,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, Option<i64>>(2)?,
+                ))
+            })?;
+            for r in rows {
+                let (ty, n, size) = r?;
+                t.entries += n;
+                match Kind::from_mode(ty) {
+                    Some(Kind::File) => {
+                        t.files += n;
+                        t.bytes += size.unwrap_or(0) as u64;
+                    }
+                    Some(Kind::Dir) => t.dirs += n,
+                    Some(Kind::Symlink) => t.symlinks += n,
+                    _ => t.specials += n,
+                }
+            }
+            let (blocks, unique): (i64, i64) =
+                c.query_row("SELECT count(*), count(DISTINCT id) FROM block", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+            t.blocks = blocks as u64;
+            t.unique_blocks = unique as u64;
+            Ok(t)
+        })
+    }
+}
+
+/// Metadata of one entry to write.
+#[derive(Clone, Debug)]
+pub struct NewEntry<'a> {
+    pub parent: Ino,
+    pub name: &'a [u8],
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub rdev: u64,
+    pub mtime: i64,
+    pub ctime: i64,
+}
+
+/// Writes a new `.fl` file. Everything happens in one transaction; the caller writes
+/// to a temporary path and renames it into place only after [`V2Writer::finish`].
+pub struct V2Writer {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl V2Writer {
+    /// Create an empty flist at `path` (which must not exist) with the rfs schema, the
+    /// zvfs extension tables and the `version` tag.
+    pub fn create(path: &Path) -> Result<V2Writer> {
+        if path.exists() {
+            std::fs::remove_file(path).with_ctx(|| format!("removing stale {}", path.display()))?;
+        }
+        let conn =
+            Connection::open(path).with_ctx(|| format!("creating flist {}", path.display()))?;
+        conn.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; BEGIN;")
+            .with_ctx(|| format!("creating flist {}", path.display()))?;
+        conn.execute_batch(RFS_SCHEMA)
+            .with_ctx(|| format!("creating flist {}", path.display()))?;
+        conn.execute_batch(ZVFS_SCHEMA)
+            .with_ctx(|| format!("creating flist {}", path.display()))?;
+        let w = V2Writer {
+            conn,
+            path: path.to_path_buf(),
+        };
+        w.set_tag(VERSION_TAG, &format!("zvfs-{SCHEMA_VERSION}"))?;
+        Ok(w)
+    }
+
+    fn err(&self) -> String {
+        format!("writing flist {}", self.path.display())
+    }
+
+    /// Insert an entry; the root is the entry with `parent == 0` and name `/`.
+    /// Returns its inode number (assigned in insertion order, root = 1).
+    pub fn add_entry(&self, e: &NewEntry<'_>) -> Result<Ino> {
+        let utf8 = std::str::from_utf8(e.name);
+        let text = match utf8 {
+            Ok(t) => t.to_string(),
+            Err(_) => String::from_utf8_lossy(e.name).into_owned(),
+        };
+        self.conn
+            .prepare_cached(
+                "INSERT INTO inode (parent, name, size, uid, gid, mode, rdev, ctime, mtime) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    e.parent as i64,
+                    text,
+                    e.size as i64,
+                    e.uid as i64,
+                    e.gid as i64,
+                    e.mode as i64,
+                    e.rdev as i64,
+                    e.ctime,
+                    e.mtime
+                ])
+            })
+            .with_ctx(|| self.err())?;
+        let ino = self.conn.last_insert_rowid() as Ino;
+        if utf8.is_err() {
+            self.conn
+                .prepare_cached("INSERT INTO zvfs_name (ino, name) VALUES (?1, ?2)")
+                .and_then(|mut st| st.execute(params![ino as i64, e.name]))
+                .with_ctx(|| self.err())?;
+        }
+        Ok(ino)
+    }
+
+    pub fn set_link_target(&self, ino: Ino, target: &[u8]) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT INTO extra (ino, data) VALUES (?1, ?2)")
+            .and_then(|mut st| st.execute(params![ino as i64, target]))
+            .with_ctx(|| self.err())?;
+        Ok(())
+    }
+
+    /// Append block rows for `ino`, in file order.
+    pub fn add_blocks(&self, ino: Ino, blocks: &[ChunkRef]) -> Result<()> {
+        let mut st = self
+            .conn
+            .prepare_cached("INSERT INTO block (ino, id, key) VALUES (?1, ?2, ?3)")
+            .with_ctx(|| self.err())?;
+        for b in blocks {
+            st.execute(params![ino as i64, b.id(), b.key()])
+                .with_ctx(|| self.err())?;
+        }
+        Ok(())
+    }
+
+    pub fn add_xattr(&self, ino: Ino, name: &[u8], value: &[u8]) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT INTO zvfs_xattr (ino, name, value) VALUES (?1, ?2, ?3)")
+            .and_then(|mut st| st.execute(params![ino as i64, name, value]))
+            .with_ctx(|| self.err())?;
+        Ok(())
+    }
+
+    /// Record that `ino` is another path of `target` (its blocks must be added too).
+    pub fn add_hardlink(&self, ino: Ino, target: Ino) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT INTO zvfs_hardlink (ino, target) VALUES (?1, ?2)")
+            .and_then(|mut st| st.execute(params![ino as i64, target as i64]))
+            .with_ctx(|| self.err())?;
+        Ok(())
+    }
+
+    pub fn set_identity(&self, ino: Ino, id: &Identity) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO zvfs_identity (ino, partial, checksum) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut st| st.execute(params![ino as i64, &id.partial[..], &id.checksum[..]]))
+            .with_ctx(|| self.err())?;
+        Ok(())
+    }
+
+    pub fn set_tag(&self, key: &str, value: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO tag (key, value) VALUES (?1, ?2)",
+                params![key, value],
+            )
+            .with_ctx(|| self.err())?;
+        Ok(())
+    }
+
+    pub fn add_route(&self, route: &Route) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO route (start, end, url) VALUES (?1, ?2, ?3)",
+                params![route.start as i64, route.end as i64, route.url],
+            )
+            .with_ctx(|| self.err())?;
+        Ok(())
+    }
+
+    /// Commit and close. The file is complete on disk when this returns.
+    pub fn finish(self) -> Result<()> {
+        let what = self.err();
+        self.conn.execute_batch("COMMIT;").ctx(&what)?;
+        self.conn
+            .close()
+            .map_err(|(_, e)| Error::from(e).context(&what))?;
+        let f = std::fs::File::open(&self.path).ctx(&what)?;
+        f.sync_all().ctx(&what)?;
+        Ok(())
+    }
+}
+
+/// Open an existing `.fl` for in-place edits of tags and routes (`zvfs config`).
+pub struct V2Editor {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl V2Editor {
+    pub fn open(path: &Path) -> Result<V2Editor> {
+        V2Reader::open(path)?;
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+            .with_ctx(|| format!("opening flist {} for writing", path.display()))?;
+        Ok(V2Editor {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn err(&self) -> String {
+        format!("editing flist {}", self.path.display())
+    }
+
+    pub fn set_tag(&self, key: &str, value: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO tag (key, value) VALUES (?1, ?2)",
+                params![key, value],
+            )
+            .with_ctx(|| self.err())?;
+        Ok(())
+    }
+
+    pub fn delete_tag(&self, key: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM tag WHERE key = ?1", [key])
+            .with_ctx(|| self.err())?;
+        Ok(())
+    }
+
+    pub fn delete_all_tags(&self) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM tag", [])
+            .with_ctx(|| self.err())?;
+        Ok(())
+    }
+
+    pub fn add_route(&self, route: &Route) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO route (start, end, url) VALUES (?1, ?2, ?3)",
+                params![route.start as i64, route.end as i64, route.url],
+            )
+            .with_ctx(|| self.err())?;
+        Ok(())
+    }
+
+    pub fn delete_route(&self, url: &str) -> Result<usize> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM route WHERE url = ?1", [url])
+            .with_ctx(|| self.err())?)
+    }
+
+    pub fn delete_all_routes(&self) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM route", [])
+            .with_ctx(|| self.err())?;
+        Ok(())
+    }
+}

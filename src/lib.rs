@@ -1,0 +1,14 @@
+//! zvfs: the virtual filesystem of Zero-OS nodes.
+//!
+//! Layers, bottom up (a module only uses the ones listed before it):
+//! `error`; `codec` (chunk pipelines); `flist` (formats) and `store` (chunk locations and
+//! routing); `cache` (bounded chunk cache) and `identity` (content checksums); `fs`
+//! (FUSE), `cmd` (pack, unpack, inspect and the other subcommands); `node` (Zero-OS and
+//! OCI integration); `cli` (argument parsing and dispatch).
+
+pub mod cli;
+pub mod cmd;
+pub mod codec;
+pub mod error;
+pub mod flist;
+pub mod store;

@@ -1,0 +1,228 @@
+//! Routing of chunks to stores by the first byte of their id. Writes go to every store
+//! whose range holds that byte (replicas); reads try the matching stores in a stable
+//! order, skip stores that failed recently, move on when an object is missing or fails
+//! verification, and give up past a per-chunk deadline with an error naming the chunk and
+//! the stores tried. The router decodes (through the codec) only to verify what it serves.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::{Store, StoreConfig};
+use crate::codec::ChunkRef;
+use crate::error::{Error, ErrorKind, Result};
+use crate::flist::Route;
+
+struct Routed {
+    start: u8,
+    end: u8,
+    store: Arc<dyn Store>,
+    failed_at: Mutex<Option<Instant>>,
+}
+
+/// Counters of what crossed the wire, for reports and tests.
+#[derive(Default, Debug)]
+pub struct RouterStats {
+    pub gets: AtomicU64,
+    pub bytes_fetched: AtomicU64,
+    pub puts: AtomicU64,
+    pub bytes_stored: AtomicU64,
+}
+
+pub struct Router {
+    routes: Vec<Routed>,
+    cfg: StoreConfig,
+    pub stats: RouterStats,
+}
+
+impl Router {
+    pub fn new(routes: &[Route], cfg: &StoreConfig) -> Result<Router> {
+        if routes.is_empty() {
+            return Err(Error::invalid(
+                "no store given and the flist has no routes (use -s URL)",
+            ));
+        }
+        let mut out = Vec::new();
+        for r in routes {
+            out.push(Routed {
+                start: r.start,
+                end: r.end,
+                store: super::open(&r.url, cfg)?,
+                failed_at: Mutex::new(None),
+            });
+        }
+        Ok(Router {
+            routes: out,
+            cfg: cfg.clone(),
+            stats: RouterStats::default(),
+        })
+    }
+
+    /// The routes of an flist, unless `overrides` (`-s` arguments) are given.
+    pub fn for_flist(
+        flist_routes: &[Route],
+        overrides: &[String],
+        cfg: &StoreConfig,
+    ) -> Result<Router> {
+        if overrides.is_empty() {
+            Router::new(flist_routes, cfg)
+        } else {
+            let parsed = overrides
+                .iter()
+                .map(|s| Route::parse(s))
+                .collect::<Result<Vec<_>>>()?;
+            Router::new(&parsed, cfg)
+        }
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.cfg
+    }
+
+    fn matching(&self, id: &[u8]) -> impl Iterator<Item = &Routed> {
+        let first = id.first().copied().unwrap_or(0);
+        self.routes
+            .iter()
+            .filter(move |r| r.start <= first && first <= r.end)
+    }
+
+    fn cooling(&self, r: &Routed) -> bool {
+        match r.failed_at.lock() {
+            Ok(g) => g.map(|t| t.elapsed() < self.cfg.cooldown).unwrap_or(false),
+            Err(_) => false,
+        }
+    }
+
+    fn mark(&self, r: &Routed, failed: bool) {
+        if let Ok(mut g) = r.failed_at.lock() {
+            *g = if failed { Some(Instant::now()) } else { None };
+        }
+    }
+
+    /// Fetch a chunk and return its verified plaintext, trying replicas in turn.
+    pub fn fetch(&self, chunk: &ChunkRef) -> Result<Vec<u8>> {
+        let started = Instant::now();
+        let candidates: Vec<&Routed> = self.matching(chunk.id()).collect();
+        if candidates.is_empty() {
+            return Err(Error::store(format!(
+                "chunk {chunk}: no store is routed for its first byte"
+            )));
+        }
+        // Healthy stores first, then those cooling down, each group in route order.
+        let ordered = candidates
+            .iter()
+            .filter(|r| !self.cooling(r))
+            .chain(candidates.iter().filter(|r| self.cooling(r)));
+        let mut tried = Vec::new();
+        let mut last_kind = ErrorKind::NotFound;
+        for r in ordered {
+            if started.elapsed() >= self.cfg.deadline {
+                last_kind = ErrorKind::Timeout;
+                tried.push(format!("{} (deadline passed)", r.store.name()));
+                break;
+            }
+            self.stats.gets.fetch_add(1, Ordering::Relaxed);
+            match r.store.get(chunk.id()) {
+                Ok(Some(stored)) => {
+                    self.stats
+                        .bytes_fetched
+                        .fetch_add(stored.len() as u64, Ordering::Relaxed);
+                    match chunk.decode(&stored) {
+                        Ok(plain) => {
+                            self.mark(r, false);
+                            return Ok(plain);
+                        }
+                        Err(e) => {
+                            log::warn!("{} served a bad object: {e}", r.store.name());
+                            last_kind = ErrorKind::Corrupt;
+                            tried.push(format!("{} (corrupt: {})", r.store.name(), e.msg));
+                        }
+                    }
+                }
+                Ok(None) => tried.push(format!("{} (missing)", r.store.name())),
+                Err(e) => {
+                    self.mark(r, true);
+                    last_kind = e.kind;
+                    tried.push(format!("{} ({e})", r.store.name()));
+                }
+            }
+        }
+        Err(Error::new(
+            last_kind,
+            format!(
+                "chunk {chunk}: not available from any store; tried {}",
+                tried.join(", ")
+            ),
+        ))
+    }
+
+    /// Store an object in every store routed for its id; fails if any write fails.
+    pub fn put(&self, id: &[u8], data: &[u8]) -> Result<()> {
+        let mut any = false;
+        for r in self.matching(id) {
+            any = true;
+            r.store.set(id, data).map_err(|e| {
+                e.context(format!(
+                    "storing chunk {} in {}",
+                    crate::codec::hex_bytes(id),
+                    r.store.name()
+                ))
+            })?;
+            self.stats.puts.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .bytes_stored
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        if !any {
+            return Err(Error::invalid(format!(
+                "chunk {}: no store is routed for its first byte",
+                crate::codec::hex_bytes(id)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Which routed stores hold the object (for `verify`): (store name, present or error).
+    pub fn presence(&self, id: &[u8]) -> Vec<(String, Result<bool>)> {
+        self.matching(id)
+            .map(|r| (r.store.name().to_string(), r.store.exists(id)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::v2;
+
+    fn dir_route(d: &std::path::Path, start: u8, end: u8) -> Route {
+        Route {
+            start,
+            end,
+            url: format!("dir://{}", d.display()),
+        }
+    }
+
+    #[test]
+    fn corrupt_replica_fails_over_to_healthy_one() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let routes = vec![dir_route(a.path(), 0, 255), dir_route(b.path(), 0, 255)];
+        let router = Router::new(&routes, &StoreConfig::default()).unwrap();
+        let (chunk, ct) = v2::encode(b"replicated").unwrap();
+        router.put(chunk.id(), &ct).unwrap();
+        // corrupt the first replica
+        let hex = chunk.hex_id();
+        let p = a.path().join(&hex[..2]).join(hex.as_str());
+        let mut bad = std::fs::read(&p).unwrap();
+        bad[0] ^= 1;
+        std::fs::write(&p, bad).unwrap();
+        assert_eq!(router.fetch(&chunk).unwrap(), b"replicated");
+        std::fs::remove_dir_all(b.path()).unwrap();
+        let err = router.fetch(&chunk).unwrap_err();
+        assert!(
+            err.msg.contains(hex.as_str()) && err.msg.contains("corrupt"),
+            "{err}"
+        );
+    }
+}
