@@ -1,0 +1,67 @@
+//! Helpers shared by the integration tests: the zvfs binary, the fixtures, commands.
+//! Tests use real parts (FUSE, servers, fixtures); nothing here mocks them.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The zvfs binary built for this test run.
+pub fn zvfs_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_zvfs"))
+}
+
+/// `../shared/fixtures/<name>` (read-only: copy before anything could write).
+pub fn fixture(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures").join(name);
+    assert!(p.exists(), "fixture {} is missing", p.display());
+    p
+}
+
+/// Run zvfs with `args`; returns the output (never panics on a non-zero exit).
+pub fn zvfs(args: &[&str]) -> Output {
+    Command::new(zvfs_bin()).args(args).output().expect("running zvfs")
+}
+
+/// Run zvfs and require success, returning stdout as text.
+pub fn zvfs_ok(args: &[&str]) -> String {
+    let out = zvfs(args);
+    assert!(
+        out.status.success(),
+        "zvfs {:?} failed ({}):\nstdout: {}\nstderr: {}",
+        args,
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Extract a tar archive (numeric owners, as root) into `dest`.
+pub fn untar(tar: &Path, dest: &Path) {
+    std::fs::create_dir_all(dest).unwrap();
+    let st = Command::new("tar")
+        .args(["--numeric-owner", "-xpf"])
+        .arg(tar)
+        .arg("-C")
+        .arg(dest)
+        .status()
+        .expect("running tar");
+    assert!(st.success(), "tar failed");
+}
+
+/// `dir://` URL of a local path.
+pub fn dir_url(p: &Path) -> String {
+    format!("dir://{}", p.display())
+}
+
+/// FUSE tests must run; they fail (never skip silently) when FUSE is unusable, unless
+/// `ZVFS_SKIP_FUSE_TESTS=1` is set explicitly (CI never sets it). Returns false to skip.
+pub fn fuse_available() -> bool {
+    if std::env::var("ZVFS_SKIP_FUSE_TESTS").as_deref() == Ok("1") {
+        eprintln!("FUSE test skipped because ZVFS_SKIP_FUSE_TESTS=1");
+        return false;
+    }
+    assert!(Path::new("/dev/fuse").exists(), "/dev/fuse is missing: FUSE tests cannot run (set ZVFS_SKIP_FUSE_TESTS=1 to opt out)");
+    assert!(rustix::process::geteuid().is_root(), "FUSE tests need root (set ZVFS_SKIP_FUSE_TESTS=1 to opt out)");
+    true
+}
