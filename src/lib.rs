@@ -11,4 +11,5 @@ pub mod cmd;
 pub mod codec;
 pub mod error;
 pub mod flist;
+pub mod identity;
 pub mod store;
