@@ -1,6 +1,7 @@
 //! Content identity (formats.md section 6, from the Spacedrive design): a cheap sampled
 //! `partial_checksum` and the full SHA-256 `checksum`. This module only hashes bytes it is
-//! given or samples a file with positioned reads; it never walks trees nor touches flists.
+//! given, samples a file with positioned reads or reads one through; it never walks trees
+//! nor touches flists.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -74,6 +75,20 @@ impl FullChecksum {
     }
     pub fn finish(self) -> [u8; 32] {
         self.0.finalize().into()
+    }
+}
+
+/// The full checksum of everything `r` yields, read in 512 KiB pieces (bounded memory).
+pub fn checksum_reader(r: &mut impl std::io::Read) -> std::io::Result<[u8; 32]> {
+    let mut buf = vec![0u8; 512 * 1024];
+    let mut h = FullChecksum::new();
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok(h.finish()),
+            Ok(n) => h.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -186,6 +201,10 @@ mod tests {
         }
         assert_eq!(
             hex32(fc.finish()),
+            "1536b576ded8fc55b76d38571fef4cb3da8054ca5b967eec02dd60a71a2b914c"
+        );
+        assert_eq!(
+            hex32(checksum_reader(&mut &d[..]).unwrap()),
             "1536b576ded8fc55b76d38571fef4cb3da8054ca5b967eec02dd60a71a2b914c"
         );
     }

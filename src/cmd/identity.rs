@@ -33,19 +33,9 @@ fn partial_of(path: &std::path::Path) -> Result<(u64, [u8; 32])> {
 }
 
 fn full_checksum(path: &std::path::Path) -> Result<[u8; 32]> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).with_ctx(|| format!("opening {}", path.display()))?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut h = crate::identity::FullChecksum::new();
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_ctx(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            return Ok(h.finish());
-        }
-        h.update(&buf[..n]);
-    }
+    let what = || format!("reading {}", path.display());
+    let mut f = std::fs::File::open(path).with_ctx(what)?;
+    crate::identity::checksum_reader(&mut f).with_ctx(what)
 }
 
 pub fn run(args: Args) -> Result<i32> {

@@ -30,3 +30,5 @@ pub struct Args {
 pub fn run(_args: Args) -> Result<i32> {
     Err(crate::error::Error::invalid("pack: not implemented yet"))
 }
+
+pub mod base;
