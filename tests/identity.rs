@@ -318,6 +318,14 @@ fn diff_reports_each_kind_of_change() {
             [ino("deep")],
         )
         .unwrap();
+        // Links: dup-of-512k.bin becomes a hardlink of exact-512k.bin (same content).
+        c.execute_batch("CREATE TABLE zvfs_hardlink (ino INTEGER PRIMARY KEY, target INTEGER)")
+            .unwrap();
+        c.execute(
+            "INSERT INTO zvfs_hardlink (ino, target) VALUES (?1, ?2)",
+            [ino("dup-of-512k.bin"), ino("exact-512k.bin")],
+        )
+        .unwrap();
         // Added: new.txt at the root.
         c.execute(
             "INSERT INTO inode (parent, name, size, uid, gid, mode, rdev, ctime, mtime) VALUES (1, 'new.txt', 0, 0, 0, 33188, 0, 0, 0)",
@@ -337,7 +345,9 @@ fn diff_reports_each_kind_of_change() {
     assert_eq!(
         not_deep,
         vec![
+            "M links /dup-of-512k.bin",
             "D /empty.txt",
+            "M links /exact-512k.bin",
             "M type /fifo1",
             "M content /hello.txt",
             "M mode /name with spaces.txt",
@@ -373,7 +383,7 @@ fn diff_reports_each_kind_of_change() {
         serde_json::from_str(&run(&["diff", "--json", s(&sample_fl()), s(&b)]).1).unwrap();
     assert_eq!(r["identical"], false);
     assert_eq!(r["added"], 1);
-    assert_eq!(r["modified"], 6);
+    assert_eq!(r["modified"], 8);
     assert_eq!(
         r["removed"].as_u64().unwrap() as usize,
         1 + deep_lines.len()

@@ -1,6 +1,6 @@
 //! `zvfs diff A B`: what changed between two flists, from metadata alone (no chunk is
 //! fetched). Paths are added (`A`), deleted (`D`) or modified (`M <what>`: type, content,
-//! target, rdev, mode, owner, xattrs, and mtime with `--mtime`). Content is compared by
+//! target, rdev, mode, owner, xattrs, links, and mtime with `--mtime`). Content is compared by
 //! full checksum when both sides record identity, otherwise by chunk-key sequence (the key
 //! is the hash of the plaintext chunk, so this works across rfs and zvfs flists).
 //! Exit status like diff(1): 0 identical, 1 different, 2 error. Uses only `Flist`.
@@ -267,6 +267,10 @@ fn compare(
     xb.sort();
     if xa != xb {
         out.push("xattrs");
+    }
+    // Hardlinks: how many paths share this content (never for directories).
+    if !ea.is_dir() && ea.nlink != eb.nlink {
+        out.push("links");
     }
     if opts.mtime && ea.mtime != eb.mtime {
         out.push("mtime");
