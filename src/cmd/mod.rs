@@ -1,9 +1,13 @@
 //! Subcommands that work on whole flists: pack, unpack and the debug commands. They use
 //! the layers below (flist, store, cache, codec) and are used only by the CLI.
 
+pub mod chunkset;
+pub mod clone;
+pub mod config;
 pub mod inspect;
 pub mod pack;
 pub mod unpack;
+pub mod verify;
 
 use std::io::Write;
 use std::sync::Mutex;

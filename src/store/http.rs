@@ -50,7 +50,10 @@ impl HttpStore {
     fn fetch(&self, url: &str, deadline: Instant) -> Result<Option<Vec<u8>>> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(Error::timeout(format!("GET {}: deadline passed", redact(url))));
+            return Err(Error::timeout(format!(
+                "GET {}: deadline passed",
+                redact(url)
+            )));
         }
         let resp = match self.agent.get(url).timeout(left).call() {
             Ok(r) => r,

@@ -90,7 +90,8 @@ pub fn parse_url(url: &str) -> Result<ZdbTarget> {
             Some((h, n)) => (h, Some(n)),
             None => (hostpath, None),
         };
-        let (host, port) = split_host_port(hostport, default_port).ok_or_else(|| bad("bad port"))?;
+        let (host, port) =
+            split_host_port(hostport, default_port).ok_or_else(|| bad("bad port"))?;
         if host.is_empty() {
             return Err(bad("no host"));
         }
@@ -299,7 +300,12 @@ impl ZdbStore {
         Error::new(kind, format!("{}: {what}: {e}", self.name))
     }
 
-    fn send(&self, conn: &mut redis::Connection, cmd: &redis::Cmd, deadline: Instant) -> Result<Value, Fail> {
+    fn send(
+        &self,
+        conn: &mut redis::Connection,
+        cmd: &redis::Cmd,
+        deadline: Instant,
+    ) -> Result<Value, Fail> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(Fail::Conn(self.timeout_err("request")));
@@ -310,10 +316,17 @@ impl ZdbStore {
             .map_err(|e| Fail::Conn(self.conn_error("setting timeouts", &e)))?;
         match conn.req_command(cmd) {
             Ok(v) => Ok(v),
-            Err(e) if e.kind() == RedisKind::IoError || e.is_timeout() || e.is_connection_dropped() || e.is_unrecoverable_error() => {
+            Err(e)
+                if e.kind() == RedisKind::IoError
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_unrecoverable_error() =>
+            {
                 Err(Fail::Conn(self.conn_error("request", &e)))
             }
-            Err(e) if e.kind() == RedisKind::ParseError => Err(Fail::Conn(self.conn_error("request", &e))),
+            Err(e) if e.kind() == RedisKind::ParseError => {
+                Err(Fail::Conn(self.conn_error("request", &e)))
+            }
             Err(e) => Err(Fail::Server(Error::store(format!("{}: {e}", self.name)))),
         }
     }
@@ -332,7 +345,11 @@ impl ZdbStore {
                     Ok(c) => c,
                     Err(e) => {
                         self.checkin(None);
-                        if attempt == 1 && e.kind != ErrorKind::Timeout && e.kind != ErrorKind::Credentials && Instant::now() < deadline {
+                        if attempt == 1
+                            && e.kind != ErrorKind::Timeout
+                            && e.kind != ErrorKind::Credentials
+                            && Instant::now() < deadline
+                        {
                             log::debug!("{e}; retrying on a fresh connection");
                             continue;
                         }
@@ -458,5 +475,54 @@ impl Store for ZdbStore {
 
     fn name(&self) -> &str {
         &self.name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(h: &str, p: u16) -> Addr {
+        Addr::Tcp(h.to_string(), p)
+    }
+
+    #[test]
+    fn url_forms() {
+        let t = parse_url("zdb://h").unwrap();
+        assert_eq!(
+            (t.addr, t.namespace, t.password),
+            (tcp("h", 9900), None, None)
+        );
+        let t = parse_url("zdb://u:p%40ss@h:1234/ns1").unwrap();
+        assert_eq!(t.addr, tcp("h", 1234));
+        assert_eq!(t.namespace.as_deref(), Some("ns1"));
+        assert_eq!(t.password.as_deref(), Some("p@ss"));
+        let t = parse_url("zdb://h:1/default").unwrap();
+        assert_eq!(t.namespace, None);
+        let t = parse_url("redis://hub.grid.tf:9900").unwrap();
+        assert_eq!(t.addr, tcp("hub.grid.tf", 9900));
+        assert_eq!(parse_url("redis://h").unwrap().addr, tcp("h", 6379));
+        let t = parse_url("zdb://[::1]:9901/x").unwrap();
+        assert_eq!(t.addr, tcp("::1", 9901));
+        let t = parse_url("zdb:///run/zdb.sock?ns=files").unwrap();
+        assert_eq!(t.addr, Addr::Unix("/run/zdb.sock".into()));
+        assert_eq!(t.namespace.as_deref(), Some("files"));
+        let t = parse_url("zdb://:pw@/run/zdb.sock?ns=files").unwrap();
+        assert_eq!(t.password.as_deref(), Some("pw"));
+        assert_eq!(t.addr, Addr::Unix("/run/zdb.sock".into()));
+        assert!(parse_url("zdb://h:notaport/ns").is_err());
+        assert!(parse_url("zdb://h/ns?bogus=1").is_err());
+        assert!(parse_url("zdb:///").is_err());
+        let e = parse_url("zdb://u:secret@h:x/ns").unwrap_err();
+        assert!(!e.msg.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn oversized_value_is_refused_before_connecting() {
+        // nothing listens on this unix socket: a connection attempt would fail differently
+        let s = ZdbStore::open("zdb:///nonexistent/zvfs.sock", &StoreConfig::default()).unwrap();
+        let big = vec![0u8; MAX_OBJECT + 1];
+        let e = s.set(&[1u8; 32], &big).unwrap_err();
+        assert!(e.msg.contains("more than"), "{e}");
     }
 }
