@@ -44,6 +44,7 @@ fn check(router: &Router, chunk: &ChunkRef, deep: bool) -> Option<Problem> {
         match router.fetch(chunk) {
             Ok(_) => return None,
             Err(e) if e.kind == ErrorKind::Corrupt => return Some(Problem::Corrupt(e.msg)),
+            Err(e) if e.kind == ErrorKind::Timeout => return Some(Problem::Unreachable(e.msg)),
             Err(e) => Some(e.msg),
         }
     } else {

@@ -147,6 +147,10 @@ impl Store for HttpStore {
         Ok(self.get(id)?.is_some())
     }
 
+    fn exists_before(&self, id: &[u8], deadline: Instant) -> Result<bool> {
+        Ok(self.get_before(id, deadline)?.is_some())
+    }
+
     fn set(&self, id: &[u8], _data: &[u8]) -> Result<()> {
         Err(Error::invalid(format!(
             "{}: http stores are read-only; cannot store chunk {}",

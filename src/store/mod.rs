@@ -49,6 +49,11 @@ pub trait Store: Send + Sync {
         self.get(id)
     }
     fn exists(&self, id: &[u8]) -> Result<bool>;
+    /// Like [`Store::exists`], bounded by `deadline` (see [`Store::get_before`]).
+    fn exists_before(&self, id: &[u8], deadline: Instant) -> Result<bool> {
+        let _ = deadline;
+        self.exists(id)
+    }
     /// Store `data` under `id`; an existing object is left as it is.
     fn set(&self, id: &[u8], data: &[u8]) -> Result<()>;
     /// The URL with credentials removed, for messages and logs.

@@ -139,8 +139,8 @@ impl Router {
 
     /// Try the routed stores for `chunk`: healthy ones first in route order, then those
     /// cooling down after a recent failure (so a dead replica costs one attempt per
-    /// cool-down, not one per chunk). Each attempt is bounded by the time left before the
-    /// per-chunk deadline. Returns (stored object, plaintext).
+    /// cool-down, not one per chunk). Each attempt is bounded by an equal share of the time
+    /// left before the per-chunk deadline. Returns (stored object, plaintext).
     fn fetch_verified(&self, chunk: &ChunkRef) -> Result<(Vec<u8>, Vec<u8>)> {
         let started = Instant::now();
         let deadline = started + self.cfg.deadline;
@@ -151,24 +151,29 @@ impl Router {
             )));
         }
         let cooling: Vec<bool> = candidates.iter().map(|r| self.cooling(r)).collect();
-        let ordered = candidates
+        let ordered: Vec<&Routed> = candidates
             .iter()
             .zip(&cooling)
             .filter(|(_, c)| !**c)
             .chain(candidates.iter().zip(&cooling).filter(|(_, c)| **c))
-            .map(|(r, _)| *r);
+            .map(|(r, _)| *r)
+            .collect();
         let mut tried = Vec::new();
         let mut corrupt = false;
         let mut timed_out = false;
-        for r in ordered {
-            if Instant::now() >= deadline {
+        for (i, r) in ordered.iter().enumerate() {
+            let now = Instant::now();
+            if now >= deadline {
                 timed_out = true;
                 tried.push(format!("{} (not tried: deadline passed)", r.store.name()));
                 continue;
             }
+            // Each attempt gets an equal share of the time left, so a store that hangs
+            // cannot use up the time the replicas after it need.
+            let share = deadline.duration_since(now) / (ordered.len() - i) as u32;
             self.stats.gets.fetch_add(1, Ordering::Relaxed);
             r.attempts.fetch_add(1, Ordering::Relaxed);
-            match r.store.get_before(chunk.id(), deadline) {
+            match r.store.get_before(chunk.id(), now + share) {
                 Ok(Some(stored)) => {
                     self.stats
                         .bytes_fetched
@@ -249,9 +254,16 @@ impl Router {
     }
 
     /// Which routed stores hold the object (for `verify`): (store name, present or error).
+    /// Each store is given the per-chunk deadline.
     pub fn presence(&self, id: &[u8]) -> Vec<(String, Result<bool>)> {
         self.matching(id)
-            .map(|r| (r.store.name().to_string(), r.store.exists(id)))
+            .map(|r| {
+                let deadline = Instant::now() + self.cfg.deadline;
+                (
+                    r.store.name().to_string(),
+                    r.store.exists_before(id, deadline),
+                )
+            })
             .collect()
     }
 }

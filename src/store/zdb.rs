@@ -441,9 +441,13 @@ impl Store for ZdbStore {
     }
 
     fn exists(&self, id: &[u8]) -> Result<bool> {
+        self.exists_before(id, self.io_deadline())
+    }
+
+    fn exists_before(&self, id: &[u8], deadline: Instant) -> Result<bool> {
         let mut cmd = redis::cmd("EXISTS");
         cmd.arg(id);
-        match self.request(&cmd, self.io_deadline())? {
+        match self.request(&cmd, deadline)? {
             Value::Int(n) => Ok(n > 0),
             other => Err(key_err(&self.name, id, "EXISTS", &other)),
         }
