@@ -486,7 +486,7 @@ fn http_store_two_level_and_flat_layouts() {
     for layout in ["nested", "flat"] {
         let url = format!("http://127.0.0.1:{}/{layout}", srv.port);
         assert_eq!(
-            read_back(&meta, &[url.clone()], &StoreConfig::default()),
+            read_back(&meta, std::slice::from_ref(&url), &StoreConfig::default()),
             expected(&files),
             "{layout}"
         );
@@ -612,7 +612,7 @@ fn hanging_store_fails_within_the_deadline_then_a_replica_serves() {
     ] {
         // I/O timeout far above the deadline: the deadline must cut the read
         let c = cfg(1.0, 30.0, 1.5);
-        let router = Router::for_flist(&[], &[url.clone()], &c).unwrap();
+        let router = Router::for_flist(&[], std::slice::from_ref(&url), &c).unwrap();
         let t0 = Instant::now();
         let e = router.fetch(&chunk).unwrap_err();
         let took = t0.elapsed();
@@ -709,7 +709,8 @@ fn corrupt_or_reencrypted_replica_is_skipped() {
         std::fs::write(p, ct).unwrap();
     }
     for bad in [zdb.clone(), dir_url(&evil_dir)] {
-        let alone = Router::for_flist(&[], &[bad.clone()], &StoreConfig::default()).unwrap();
+        let alone =
+            Router::for_flist(&[], std::slice::from_ref(&bad), &StoreConfig::default()).unwrap();
         let e = alone.fetch(&chunk).unwrap_err();
         assert!(
             e.msg.contains(chunk.hex_id().as_str()) && e.msg.contains("corrupt"),
