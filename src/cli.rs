@@ -34,6 +34,8 @@ pub enum Command {
     Stat(cmd::inspect::StatArgs),
     /// Print a file of an flist to stdout.
     Cat(cmd::inspect::CatArgs),
+    /// Rewrite an flist (e.g. a legacy .flist) as a v2 .fl with re-encoded chunks.
+    Convert(cmd::convert::Args),
 }
 
 /// Run the parsed command; returns the process exit code.
@@ -45,6 +47,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Ls(a) => cmd::inspect::ls(a),
         Command::Stat(a) => cmd::inspect::stat(a),
         Command::Cat(a) => cmd::inspect::cat(a),
+        Command::Convert(a) => cmd::convert::run(a),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,7 @@
 //! Subcommands that work on whole flists: pack, unpack and the debug commands. They use
 //! the layers below (flist, store, cache, codec) and are used only by the CLI.
 
+pub mod convert;
 pub mod inspect;
 pub mod pack;
 pub mod unpack;
