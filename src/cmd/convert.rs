@@ -494,7 +494,7 @@ mod tests {
         let data: Vec<u8> = (0..1_100_000u32).map(|i| (i % 251) as u8).collect();
         let cfg = StoreConfig::default();
         let old_url = format!("dir://{}", old_store.display());
-        let old = Router::for_flist(&[], &[old_url.clone()], &cfg).unwrap();
+        let old = Router::for_flist(&[], std::slice::from_ref(&old_url), &cfg).unwrap();
         let mut blocks = Vec::new();
         for piece in data.chunks(300_000) {
             let (c, stored) = codec::legacy::encode(piece).unwrap();
