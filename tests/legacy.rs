@@ -507,3 +507,123 @@ fn format_detection_by_content_with_clear_errors() {
     );
     let _ = zvfs_bin();
 }
+
+/// A `redis-server` on a free loopback port, killed on drop.
+struct Redis {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let port = {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap().port()
+            };
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server is installed");
+            let mut r = Redis {
+                child,
+                port,
+                _dir: dir,
+            };
+            let t0 = std::time::Instant::now();
+            while t0.elapsed() < std::time::Duration::from_secs(20) {
+                if let Ok(Some(_)) = r.child.try_wait() {
+                    break; // the port was taken meanwhile: try another
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return r;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            drop(r);
+        }
+        panic!("could not start redis-server");
+    }
+
+    /// `SET` every `chunks/<hex>` file under its 16 raw key bytes (RESP arrays).
+    fn load_chunks(&self, chunks: &Path) -> usize {
+        use std::io::{BufRead, BufReader, Write};
+        let s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        let mut n = 0;
+        for e in std::fs::read_dir(chunks).unwrap() {
+            let e = e.unwrap();
+            let key = hex::decode(e.file_name().to_str().unwrap()).unwrap();
+            assert_eq!(key.len(), 16);
+            let val = std::fs::read(e.path()).unwrap();
+            let mut req = Vec::new();
+            req.extend_from_slice(b"*3\r\n$3\r\nSET\r\n");
+            for part in [&key[..], &val[..]] {
+                req.extend_from_slice(format!("${}\r\n", part.len()).as_bytes());
+                req.extend_from_slice(part);
+                req.extend_from_slice(b"\r\n");
+            }
+            w.write_all(&req).unwrap();
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            assert_eq!(line, "+OK\r\n");
+            n += 1;
+        }
+        n
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The fixture served by a real redis-server loaded from `chunks/`, reached through the
+/// flist's own `backend` route (a `zdb://` URL) and through `-s redis://` overrides.
+#[test]
+fn fixture_reads_like_tree_tar_from_redis() {
+    let d = tempfile::tempdir().unwrap();
+    let want = tree_tar(d.path());
+    let redis = Redis::start();
+    assert_eq!(redis.load_chunks(&legacy_fixture("chunks")), 17);
+    // The backend metadata points at the server: no override needed.
+    let fl_path = fixture_with_backend(
+        d.path(),
+        &format!(r#"{{"host": "127.0.0.1", "port": {}}}"#, redis.port),
+    );
+    let fl = flist::open(&fl_path).unwrap();
+    let routes = fl.routes().unwrap();
+    assert_eq!(routes[0].url, format!("zdb://127.0.0.1:{}", redis.port));
+    let router = Router::for_flist(&routes, &[], &StoreConfig::default()).unwrap();
+    assert_same_tree(&flist_tree(&*fl, &router).unwrap(), &want);
+    // The original fixture (backend long gone) with a redis:// override.
+    let fl = flist::open(&legacy_fixture("sample.flist")).unwrap();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let router = Router::for_flist(&fl.routes().unwrap(), &[url], &StoreConfig::default()).unwrap();
+    assert_same_tree(&flist_tree(&*fl, &router).unwrap(), &want);
+    // convert reading from the backend route, writing to a dir store.
+    let out = d.path().join("from-redis.fl");
+    let v2store = d.path().join("v2");
+    let o = zvfs(&[
+        "convert",
+        "-m",
+        fl_path.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-s",
+        &dir_url(&v2store),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v2 = flist::open(&out).unwrap();
+    let router = Router::for_flist(&v2.routes().unwrap(), &[], &StoreConfig::default()).unwrap();
+    assert_same_tree(&flist_tree(&*v2, &router).unwrap(), &want);
+}
