@@ -627,3 +627,83 @@ fn fixture_reads_like_tree_tar_from_redis() {
     let router = Router::for_flist(&v2.routes().unwrap(), &[], &StoreConfig::default()).unwrap();
     assert_same_tree(&flist_tree(&*v2, &router).unwrap(), &want);
 }
+
+/// A `zvfs mount -d` of an flist, unmounted on drop.
+struct LegacyMount {
+    target: PathBuf,
+}
+
+impl LegacyMount {
+    fn new(flist: &Path, store: &str, cache: &Path, target: &Path) -> LegacyMount {
+        std::fs::create_dir_all(target).unwrap();
+        std::fs::create_dir_all(cache).unwrap();
+        let out = zvfs(&[
+            "mount",
+            "-d",
+            "-m",
+            flist.to_str().unwrap(),
+            "-c",
+            cache.to_str().unwrap(),
+            "-s",
+            store,
+            "--deadline",
+            "5",
+            target.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "zvfs mount failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        LegacyMount {
+            target: target.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for LegacyMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("fusermount3")
+            .arg("-uz")
+            .arg(&self.target)
+            .status();
+    }
+}
+
+/// A legacy flist mounts over FUSE like tree.tar; a corrupted chunk gives EIO for its
+/// file only, never wrong bytes.
+#[test]
+fn legacy_flist_mounts_like_tree_tar_and_corruption_is_eio() {
+    if !common::fuse_available() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let want = tree_tar(d.path());
+    let chunks = copy_chunks(d.path());
+    let flist = legacy_fixture("sample.flist");
+    {
+        let m = LegacyMount::new(
+            &flist,
+            &dir_url(&chunks),
+            &d.path().join("c1"),
+            &d.path().join("m1"),
+        );
+        assert_same_tree(&disk_tree(&m.target), &want);
+    }
+    let p = chunks.join("a5147f6e7cac3a7076f942cb5e00d896"); // hello.txt
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[3] ^= 0x04;
+    std::fs::write(&p, bytes).unwrap();
+    let m = LegacyMount::new(
+        &flist,
+        &dir_url(&chunks),
+        &d.path().join("c2"),
+        &d.path().join("m2"),
+    );
+    let err = std::fs::read(m.target.join("hello.txt")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert_eq!(
+        std::fs::read(m.target.join("notes.txt")).unwrap(),
+        want[&b"notes.txt"[..]].data
+    );
+}
