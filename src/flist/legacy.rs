@@ -79,7 +79,8 @@ struct Node {
 pub struct LegacyReader {
     path: PathBuf,
     nodes: Vec<Node>,
-    names: HashMap<(Ino, Vec<u8>), Ino>,
+    /// Per directory: child name -> inode.
+    names: HashMap<Ino, HashMap<Vec<u8>, Ino>>,
     blocks: Vec<ChunkRef>,
     metadata: Vec<(String, String)>,
 }
@@ -344,7 +345,8 @@ impl Builder<'_> {
             };
             let entry = Entry {
                 ino: ROOT_INO,
-                parent: ROOT_INO,
+                // As in v2 flists: the root's parent is 0.
+                parent: 0,
                 name: b"/".to_vec(),
                 mode: S_IFDIR | acl.perm,
                 uid: acl.uid,
@@ -533,7 +535,14 @@ impl Builder<'_> {
                         Data::Special
                     }
                 };
-                if self.out.names.insert((dir_ino, name), ino).is_some() {
+                if self
+                    .out
+                    .names
+                    .entry(dir_ino)
+                    .or_default()
+                    .insert(name, ino)
+                    .is_some()
+                {
                     return Err(Error::format(format!(
                         "{p}: entry {cshown:?} appears twice in its directory"
                     )));
@@ -701,7 +710,7 @@ impl Flist for LegacyReader {
     }
 
     fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Option<Entry>> {
-        match self.names.get(&(parent, name.to_vec())) {
+        match self.names.get(&parent).and_then(|m| m.get(name)) {
             Some(&ino) => Ok(Some(self.node(ino)?.entry.clone())),
             None => Ok(None),
         }
