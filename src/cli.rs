@@ -40,6 +40,8 @@ pub enum Command {
     Clone(cmd::clone::Args),
     /// List or edit an flist's tags and store routes.
     Config(cmd::config::Args),
+    /// Rewrite an flist (e.g. a legacy .flist) as a v2 .fl with re-encoded chunks.
+    Convert(cmd::convert::Args),
 }
 
 /// Run the parsed command; returns the process exit code.
@@ -54,6 +56,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Verify(a) => cmd::verify::run(a),
         Command::Clone(a) => cmd::clone::run(a),
         Command::Config(a) => cmd::config::run(a),
+        Command::Convert(a) => cmd::convert::run(a),
     };
     match result {
         Ok(code) => code,

@@ -4,6 +4,7 @@
 pub mod chunkset;
 pub mod clone;
 pub mod config;
+pub mod convert;
 pub mod inspect;
 pub mod pack;
 pub mod unpack;
