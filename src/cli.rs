@@ -40,6 +40,14 @@ pub enum Command {
     Diff(cmd::diff::Args),
     /// Partial and full checksums of local files (`--time N` times the partial one).
     Identity(cmd::identity::Args),
+    /// Check that every chunk of an flist is in its stores (--deep: fetched and verified).
+    Verify(cmd::verify::Args),
+    /// Copy every chunk of an flist to other stores (optionally updating its routes).
+    Clone(cmd::clone::Args),
+    /// List or edit an flist's tags and store routes.
+    Config(cmd::config::Args),
+    /// Rewrite an flist (e.g. a legacy .flist) as a v2 .fl with re-encoded chunks.
+    Convert(cmd::convert::Args),
 }
 
 /// Run the parsed command; returns the process exit code.
@@ -54,6 +62,10 @@ pub fn run(cli: Cli) -> i32 {
         Command::Dedup(a) => cmd::dedup::run(a),
         Command::Diff(a) => cmd::diff::run(a),
         Command::Identity(a) => cmd::identity::run(a),
+        Command::Verify(a) => cmd::verify::run(a),
+        Command::Clone(a) => cmd::clone::run(a),
+        Command::Config(a) => cmd::config::run(a),
+        Command::Convert(a) => cmd::convert::run(a),
     };
     match result {
         Ok(code) => code,
