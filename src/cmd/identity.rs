@@ -59,10 +59,11 @@ pub fn run(args: Args) -> Result<i32> {
             let us = |d: Duration| d.as_secs_f64() * 1e6;
             let mean = times.iter().map(|&d| us(d)).sum::<f64>() / times.len() as f64;
             println!(
-                "partial checksum of {} ({size} bytes): {n} runs, min {:.1} us, median {:.1} us, mean {:.1} us",
+                "partial checksum of {} ({size} bytes): {n} runs, min {:.1} us, median {:.1} us, p99 {:.1} us, mean {:.1} us",
                 path.display(),
                 us(times[0]),
                 us(times[times.len() / 2]),
+                us(times[(times.len() * 99 / 100).min(times.len() - 1)]),
                 mean
             );
             continue;
