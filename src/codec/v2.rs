@@ -3,7 +3,7 @@
 //! ID = BLAKE2b-256(CT). Decoding checks both hashes, not only the GCM tag, because
 //! anyone who knows P can re-encrypt different data under KEY.
 
-use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::aead::{Aead, AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use blake2::digest::consts::U32;
 use blake2::{Blake2b, Digest};
@@ -23,17 +23,52 @@ pub(super) fn plain_key(plain: &[u8]) -> [u8; 32] {
 
 /// Encode one plaintext chunk; returns its reference and the object to store.
 pub fn encode(plain: &[u8]) -> Result<(ChunkRef, Vec<u8>)> {
-    let key = blake2b_256(plain);
-    let compressed = snap::raw::Encoder::new()
-        .compress_vec(plain)
-        .map_err(|e| Error::invalid(format!("snappy compression failed: {e}")))?;
-    let cipher = Aes256Gcm::new_from_slice(&key)
-        .map_err(|_| Error::invalid("AES-256-GCM key of the wrong length"))?;
-    let ct = cipher
-        .encrypt(Nonce::from_slice(&key[..12]), compressed.as_slice())
-        .map_err(|_| Error::invalid("AES-256-GCM encryption failed"))?;
-    let id = blake2b_256(&ct);
-    Ok((ChunkRef::v2(id, key), ct))
+    let mut out = Vec::new();
+    let chunk = Encoder::new().encode_into(plain, &mut out)?;
+    Ok((chunk, out))
+}
+
+/// A reusable encoder: keeps the Snappy state and writes the stored object into a
+/// caller-owned buffer, so packing allocates nothing per chunk once warmed up.
+pub struct Encoder {
+    snappy: snap::raw::Encoder,
+}
+
+impl Default for Encoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Encoder {
+    pub fn new() -> Self {
+        Encoder {
+            snappy: snap::raw::Encoder::new(),
+        }
+    }
+
+    /// Encode `plain` into `out` (replacing its content) and return the chunk's reference.
+    pub fn encode_into(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<ChunkRef> {
+        let key = blake2b_256(plain);
+        // Room for the compressed data plus the 16-byte GCM tag appended in place.
+        // (Only the part not yet initialised is zeroed: the buffer is reused.)
+        let need = snap::raw::max_compress_len(plain.len()) + 16;
+        if out.len() < need {
+            out.resize(need, 0);
+        }
+        let n = self
+            .snappy
+            .compress(plain, out)
+            .map_err(|e| Error::invalid(format!("snappy compression failed: {e}")))?;
+        out.truncate(n);
+        let cipher = Aes256Gcm::new_from_slice(&key)
+            .map_err(|_| Error::invalid("AES-256-GCM key of the wrong length"))?;
+        cipher
+            .encrypt_in_place(Nonce::from_slice(&key[..12]), b"", out)
+            .map_err(|_| Error::invalid("AES-256-GCM encryption failed"))?;
+        let id = blake2b_256(out);
+        Ok(ChunkRef::v2(id, key))
+    }
 }
 
 pub(super) fn decode(chunk: &ChunkRef, stored: &[u8]) -> Result<Vec<u8>> {
@@ -82,6 +117,23 @@ mod tests {
         );
         assert_eq!(ct.len(), 30);
         assert_eq!(chunk.decode(&ct).unwrap(), b"hello world\n");
+    }
+
+    #[test]
+    fn reused_encoder_buffer_gives_the_same_objects() {
+        let mut enc = Encoder::new();
+        let mut out = Vec::new();
+        // big incompressible-ish, then small: the reused buffer must be truncated right
+        let big: Vec<u8> = (0..600_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        for plain in [&big[..], b"hello world\n", &big[..1000], b""] {
+            let chunk = enc.encode_into(plain, &mut out).unwrap();
+            let (chunk2, ct2) = encode(plain).unwrap();
+            assert_eq!(chunk, chunk2);
+            assert_eq!(out, ct2);
+            assert_eq!(chunk.decode(&out).unwrap(), plain);
+        }
     }
 
     #[test]
