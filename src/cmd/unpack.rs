@@ -398,6 +398,14 @@ impl Walker<'_, '_> {
             if !include {
                 continue;
             }
+            if kid.is_dir() && self.seen_dirs.contains(&kid.ino) {
+                return Err(Error::format(format!(
+                    "directory cycle in the flist: inode {} (named {:?}) appears again in {}",
+                    kid.ino,
+                    String::from_utf8_lossy(&kid.name),
+                    show(&top.path)
+                )));
+            }
             flist::check_name(&kid.name).with_ctx(|| {
                 format!(
                     "entry {} in {} (named {:?})",
@@ -433,6 +441,16 @@ impl Walker<'_, '_> {
                 });
             } else {
                 self.leaf(&target_fd, top.fd.as_fd(), &top.path, kid, &path)?;
+            }
+        }
+        if self.sel.all {
+            // Entries the walk never reached hang off a parent cycle (or are orphans).
+            let total = fl.totals()?.entries;
+            if self.report.entries + 1 != total {
+                return Err(Error::format(format!(
+                    "{} of the flist's {total} entries are not reachable from its root (parent cycle or orphaned entries)",
+                    total.saturating_sub(self.report.entries + 1)
+                )));
             }
         }
         Ok(())
