@@ -99,17 +99,8 @@ pub fn run(args: Args) -> Result<i32> {
     for (k, v) in &tags {
         writer.set_tag(k, v)?;
     }
-    for r in &routes {
-        let url = if args.no_strip_password {
-            r.url.clone()
-        } else {
-            strip_password(&r.url)
-        };
-        writer.add_route(&Route {
-            start: r.start,
-            end: r.end,
-            url,
-        })?;
+    for r in route_rows(&routes, args.no_strip_password) {
+        writer.add_route(&r)?;
     }
     let mut summary = pack_tree(&writer, src, &src_meta, &router, jobs)?;
     writer.finish()?;
@@ -138,6 +129,22 @@ pub fn run(args: Args) -> Result<i32> {
             .join(", ")
     );
     Ok(0)
+}
+
+/// The routes as recorded in the flist: passwords stripped unless asked to keep them.
+fn route_rows(routes: &[Route], keep_passwords: bool) -> Vec<Route> {
+    routes
+        .iter()
+        .map(|r| Route {
+            start: r.start,
+            end: r.end,
+            url: if keep_passwords {
+                r.url.clone()
+            } else {
+                strip_password(&r.url)
+            },
+        })
+        .collect()
 }
 
 /// `--tag k=v` arguments; `version` is reserved for the schema marker.
@@ -783,6 +790,20 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn route_rows_strip_passwords_unless_kept() {
+        let routes = vec![
+            Route::parse("00-7f=zdb://u:secret@h:9900/ns").unwrap(),
+            Route::parse("dir:///srv/store").unwrap(),
+        ];
+        let rows = route_rows(&routes, false);
+        assert_eq!(rows[0].url, "zdb://u@h:9900/ns");
+        assert_eq!((rows[0].start, rows[0].end), (0, 0x7f));
+        assert_eq!(rows[1].url, "dir:///srv/store");
+        assert_eq!((rows[1].start, rows[1].end), (0, 255));
+        assert_eq!(route_rows(&routes, true)[0].url, "zdb://u:secret@h:9900/ns");
+    }
 
     #[test]
     fn version_tag_is_refused() {
