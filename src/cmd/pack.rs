@@ -371,11 +371,6 @@ struct PendingFile {
     hardlinked: bool,
 }
 
-/// The first path seen for a (st_dev, st_ino) with several links.
-struct FirstPath {
-    ino: Ino,
-}
-
 struct Packer<'a> {
     w: &'a V2Writer,
     job_tx: Option<mpsc::SyncSender<Job>>,
@@ -383,7 +378,8 @@ struct Packer<'a> {
     pool_rx: mpsc::Receiver<Vec<u8>>,
     pool_tx: mpsc::SyncSender<Vec<u8>>,
     pending: HashMap<Ino, PendingFile>,
-    seen: HashMap<(u64, u64), FirstPath>,
+    /// (st_dev, st_ino) of files with several links -> inode of the first path seen.
+    seen: HashMap<(u64, u64), Ino>,
     /// Completed hardlinked files: their blocks and identity, for later paths.
     finished_links: HashMap<Ino, (Vec<ChunkRef>, Identity)>,
     summary: Summary,
@@ -451,8 +447,7 @@ impl Packer<'_> {
         }
         if kind != S_IFDIR && meta.nlink() > 1 {
             let key = (meta.dev(), meta.ino());
-            if let Some(first) = self.seen.get(&key) {
-                let first = first.ino;
+            if let Some(&first) = self.seen.get(&key) {
                 self.w.add_hardlink(ino, first)?;
                 if kind == S_IFREG {
                     self.summary.files += 1;
@@ -466,7 +461,7 @@ impl Packer<'_> {
                 }
                 return Ok(ino);
             }
-            self.seen.insert(key, FirstPath { ino });
+            self.seen.insert(key, ino);
         }
         if kind == S_IFREG {
             self.add_content(path, meta, ino)?;
