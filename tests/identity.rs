@@ -414,3 +414,281 @@ fn diff_errors_exit_2() {
         assert!(!err.is_empty());
     }
 }
+
+#[test]
+fn diff_rfs_flist_against_zvfs_flist_of_the_same_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    common::untar(&fixture("rfs-v2").join("tree.tar"), &tree);
+    let fl = tmp.path().join("zvfs.fl");
+    let store = tmp.path().join("store");
+    zvfs_ok(&[
+        "pack",
+        "-m",
+        s(&fl),
+        "-s",
+        &common::dir_url(&store),
+        s(&tree),
+    ]);
+    // Content by chunk keys (rfs has no checksums), types, modes, owners (rfs's flist holds
+    // 1000:2000 for owned.txt, like the tree), targets: all equal. Nothing was fetched:
+    // the rfs fixture's stores are not even reachable at the routes it names.
+    let (code, out, err) = run(&["diff", s(&sample_fl()), s(&fl)]);
+    assert_eq!((code, out.as_str()), (0, ""), "stderr: {err}");
+    let (code, out, _) = run(&["diff", s(&fl), s(&sample_fl())]);
+    assert_eq!((code, out.as_str()), (0, ""));
+    // tar restores every mtime (the root's too), so even mtimes agree.
+    let (code, out, _) = run(&["diff", "--mtime", s(&sample_fl()), s(&fl)]);
+    assert_eq!((code, out.as_str()), (0, ""));
+    // And dedup sees each file of one in the other, by chunk keys.
+    let r = json(&["dedup", "--json", s(&sample_fl()), s(&fl)]);
+    assert!(groups(&r).contains(&vec![
+        format!("{}:/random-1300000.bin", sample_fl().display()),
+        format!("{}:/random-1300000.bin", fl.display()),
+    ]));
+}
+
+// ------------------------------------------------------------------ incremental pack
+
+/// The figures of pack's `base ...:` line: (reused files, read-and-packed files,
+/// verified files, verify mismatches).
+fn base_figures(out: &str) -> (u64, u64, u64, u64) {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("base "))
+        .unwrap_or_else(|| panic!("no base line in: {out}"));
+    let num = |after: &str| -> u64 {
+        let i = line
+            .find(after)
+            .unwrap_or_else(|| panic!("{after:?} not in {line}"));
+        let before = line[..i].trim_end();
+        let start = before
+            .rfind(|c: char| !c.is_ascii_digit())
+            .map_or(0, |k| k + 1);
+        before[start..].parse().unwrap()
+    };
+    let reused = num(" files (");
+    let rest = &line[line.find("reused").unwrap()..];
+    let packed_i = rest.find(" files (").unwrap();
+    let head = rest[..packed_i].trim_end();
+    let packed: u64 = head[head.rfind(' ').unwrap() + 1..].parse().unwrap();
+    let (verified, mismatched) = if line.contains("--base-verify") {
+        (num("files whole"), num("did not match"))
+    } else {
+        (0, 0)
+    };
+    (reused, packed, verified, mismatched)
+}
+
+/// "N unique chunks uploaded" from pack's summary line.
+fn uploaded(out: &str) -> u64 {
+    let i = out.find(" unique chunks uploaded").unwrap();
+    let head = &out[..i];
+    head[head.rfind(' ').unwrap() + 1..].parse().unwrap()
+}
+
+/// Files of a tree, relative path -> content, for symlinks "-> target".
+fn snapshot(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                out.insert(format!("{rel}/"), Vec::new());
+                stack.push(p);
+            } else if m.file_type().is_symlink() {
+                let t = std::fs::read_link(&p).unwrap();
+                out.insert(rel, format!("-> {}", t.display()).into_bytes());
+            } else {
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// Overwrite bytes of a file in place, keeping its size and restoring its mtime.
+fn poke(path: &Path, offset: u64, bytes: &[u8], keep_mtime: bool) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    let mtime = f.metadata().unwrap().modified().unwrap();
+    f.write_all_at(bytes, offset).unwrap();
+    if keep_mtime {
+        f.set_modified(mtime).unwrap();
+    } else {
+        // A different second for sure (flists keep whole seconds).
+        f.set_modified(mtime - std::time::Duration::from_secs(3600))
+            .unwrap();
+    }
+}
+
+#[test]
+fn incremental_pack_reuses_unchanged_files_without_reading_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    let store = common::dir_url(&t.join("store"));
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("keep-big.bin"), noise(10, 1_300_000)).unwrap();
+    std::fs::write(tree.join("keep-small.txt"), b"hello\n").unwrap();
+    std::fs::write(tree.join("sub/keep.bin"), noise(11, 600_000)).unwrap();
+    std::fs::hard_link(tree.join("sub/keep.bin"), tree.join("sub/hard.bin")).unwrap();
+    std::fs::write(tree.join("mid.bin"), noise(12, 2_000_000)).unwrap();
+    std::fs::write(tree.join("grow.bin"), noise(13, 700_000)).unwrap();
+    std::fs::write(tree.join("gone.txt"), b"bye\n").unwrap();
+    std::os::unix::fs::symlink("keep-small.txt", tree.join("link")).unwrap();
+    let old = t.join("old.fl");
+    let out = zvfs_ok(&["pack", "-m", s(&old), "-s", &store, s(&tree)]);
+    assert!(!out.contains("base "), "{out}");
+
+    // Change one file's middle (inside the sample at size/2; mtime moved too), append to
+    // another, add and remove files.
+    poke(&tree.join("mid.bin"), 1_000_000, b"CHANGED", false);
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(tree.join("grow.bin"))
+            .unwrap();
+        f.write_all(&noise(14, 1000)).unwrap();
+    }
+    std::fs::write(tree.join("new.txt"), b"new file\n").unwrap();
+    std::fs::write(tree.join("sub/new.bin"), noise(15, 900_000)).unwrap();
+    std::fs::remove_file(tree.join("gone.txt")).unwrap();
+
+    let new = t.join("new.fl");
+    let out = zvfs_ok(&[
+        "pack",
+        "-m",
+        s(&new),
+        "-s",
+        &store,
+        "--base",
+        s(&old),
+        s(&tree),
+    ]);
+    // Reused without reading: keep-big, keep-small, sub/keep (hard.bin is its hardlink).
+    // Read and packed: mid, grow, new.txt, sub/new.bin.
+    assert_eq!(base_figures(&out), (3, 4, 0, 0), "{out}");
+    // The old diff shows exactly the changes.
+    let (code, d, _) = run(&["diff", s(&old), s(&new)]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        d.lines().collect::<Vec<_>>(),
+        vec![
+            "D /gone.txt",
+            "M content /grow.bin",
+            "M content /mid.bin",
+            "A /new.txt",
+            "A /sub/new.bin",
+        ],
+        "{d}"
+    );
+    // The incremental flist equals a fresh pack of the new tree, mtimes included...
+    let fresh = t.join("fresh.fl");
+    zvfs_ok(&["pack", "-m", s(&fresh), "-s", &store, s(&tree)]);
+    let (code, d, e) = run(&["diff", "--mtime", s(&fresh), s(&new)]);
+    assert_eq!((code, d.as_str()), (0, ""), "{e}");
+    // ...and unpacks to the new tree.
+    let restored = t.join("restored");
+    zvfs_ok(&["unpack", "-m", s(&new), s(&restored)]);
+    assert_eq!(snapshot(&restored), snapshot(&tree));
+
+    // Nothing changed: everything is reused, nothing read whole, nothing uploaded.
+    let again = t.join("again.fl");
+    let out = zvfs_ok(&[
+        "pack",
+        "-m",
+        s(&again),
+        "-s",
+        &store,
+        "--base",
+        s(&new),
+        s(&tree),
+    ]);
+    assert_eq!(base_figures(&out), (7, 0, 0, 0), "{out}");
+    assert_eq!(uploaded(&out), 0, "{out}");
+
+    // The residual risk, demonstrated: a change that keeps size and mtime and touches no
+    // sampled byte (keep-big.bin: samples at 0, 325000, 650000, 975000, 1290000) passes
+    // the quick check, so the stale chunk list is reused. This also proves that reused
+    // files are not read.
+    poke(&tree.join("keep-big.bin"), 20_000, b"SNEAKY", true);
+    let quick = t.join("quick.fl");
+    let out = zvfs_ok(&[
+        "pack",
+        "-m",
+        s(&quick),
+        "-s",
+        &store,
+        "--base",
+        s(&new),
+        s(&tree),
+    ]);
+    assert_eq!(base_figures(&out), (7, 0, 0, 0), "{out}");
+    let (code, d, _) = run(&["diff", s(&new), s(&quick)]);
+    assert_eq!((code, d.as_str()), (0, ""), "the stale content was reused");
+    // --base-verify reads the candidates whole, catches it and packs that file anew.
+    let verified = t.join("verified.fl");
+    let out = zvfs_ok(&[
+        "pack",
+        "-m",
+        s(&verified),
+        "-s",
+        &store,
+        "--base",
+        s(&new),
+        "--base-verify",
+        s(&tree),
+    ]);
+    assert_eq!(base_figures(&out), (6, 1, 7, 1), "{out}");
+    // Only the changed file's chunks (3) were uploaded.
+    assert_eq!(uploaded(&out), 3, "{out}");
+    let (code, d, _) = run(&["diff", s(&new), s(&verified)]);
+    assert_eq!((code, d.as_str()), (1, "M content /keep-big.bin\n"));
+    let restored = t.join("restored-verified");
+    zvfs_ok(&["unpack", "-m", s(&verified), s(&restored)]);
+    assert_eq!(snapshot(&restored), snapshot(&tree));
+}
+
+#[test]
+fn incremental_pack_from_an_rfs_flist_reuses_nothing() {
+    // rfs flists record no partial checksum: the quick check cannot pass.
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    common::untar(&fixture("rfs-v2").join("tree.tar"), &tree);
+    let fl = tmp.path().join("x.fl");
+    let store = common::dir_url(&tmp.path().join("store"));
+    let out = zvfs_ok(&[
+        "pack",
+        "-m",
+        s(&fl),
+        "-s",
+        &store,
+        "--base",
+        s(&sample_fl()),
+        s(&tree),
+    ]);
+    let (reused, packed, _, _) = base_figures(&out);
+    assert_eq!(reused, 0, "{out}");
+    assert_eq!(packed, 53, "{out}");
+    let (code, d, _) = run(&["diff", s(&sample_fl()), s(&fl)]);
+    assert_eq!((code, d.as_str()), (0, ""));
+}
+
+#[test]
+fn base_verify_requires_base() {
+    let (code, _, err) = run(&[
+        "pack",
+        "-m",
+        "/tmp/x.fl",
+        "-s",
+        "dir:///tmp/x",
+        "--base-verify",
+        "/tmp",
+    ]);
+    assert_eq!(code, 2, "{err}");
+}
