@@ -122,13 +122,15 @@ pub fn run(args: Args) -> Result<i32> {
     }
     let groups = group(&mut items, &mut c)?;
     let report = build_report(&args, &items, &groups, c);
+    let mut out = super::content::Out::new();
     if args.json {
         let s = serde_json::to_string_pretty(&report)
             .map_err(|e| crate::error::Error::io(format!("encoding JSON: {e}")))?;
-        println!("{s}");
+        out.line(format_args!("{s}"))?;
     } else {
-        print_text(&report);
+        print_text(&report, &mut out)?;
     }
+    out.finish()?;
     Ok(0)
 }
 
@@ -388,46 +390,47 @@ fn build_report(args: &Args, items: &[Item], groups: &[Vec<usize>], c: Counters)
     }
 }
 
-fn print_text(r: &Report) {
+fn print_text(r: &Report, out: &mut super::content::Out) -> Result<()> {
     for (n, g) in r.groups.iter().enumerate() {
-        println!(
+        out.line(format_args!(
             "group {}: {} copies of {} bytes, saves {} bytes",
             n + 1,
             g.copies,
             g.size,
             g.saves
-        );
+        ))?;
         for f in &g.files {
             if f.hardlinks.is_empty() {
-                println!("  {}:{}", f.input, f.path);
+                out.line(format_args!("  {}:{}", f.input, f.path))?;
             } else {
-                println!(
+                out.line(format_args!(
                     "  {}:{} (hardlinked as {})",
                     f.input,
                     f.path,
                     f.hardlinks.join(", ")
-                );
+                ))?;
             }
         }
     }
     let c = &r.counters;
-    println!(
+    out.line(format_args!(
         "inputs: {} ({} flists, {} directories); files: {} contents, {} bytes, {} more hardlinked paths",
         c.inputs, c.flists, c.directories, c.files, c.bytes, c.hardlinked_paths
-    );
-    println!(
+    ))?;
+    out.line(format_args!(
         "file-level dedup: {} groups, {} duplicate copies, saves {} bytes",
         r.groups.len(),
         r.duplicate_copies,
         r.file_level_saves
-    );
+    ))?;
     let ch = &r.chunk_level;
-    println!(
+    out.line(format_args!(
         "chunk-level dedup ({}): {} chunk references ({} bytes), {} unique ({} bytes), saves {} bytes",
         ch.scope, ch.references, ch.reference_bytes, ch.unique, ch.unique_bytes, ch.saves
-    );
-    println!(
+    ))?;
+    out.line(format_args!(
         "local files sampled: {}; files read whole: {}",
         c.files_sampled, c.files_read_whole
-    );
+    ))?;
+    Ok(())
 }

@@ -57,14 +57,16 @@ fn run_inner(args: &Args) -> Result<i32> {
     let b = flist::open(&args.b)?;
     let opts = Options { mtime: args.mtime };
     let mut changes = Vec::new();
+    let mut out = super::content::Out::new();
     diff(a.as_ref(), b.as_ref(), &opts, &mut |c| {
         if !args.json && !args.quiet {
             match c.what {
-                Some(w) => println!("{} {} {}", c.change, w, c.path),
-                None => println!("{} {}", c.change, c.path),
+                Some(w) => out.line(format_args!("{} {} {}", c.change, w, c.path))?,
+                None => out.line(format_args!("{} {}", c.change, c.path))?,
             }
         }
         changes.push(c);
+        Ok(())
     })?;
     if args.json && !args.quiet {
         #[derive(Serialize)]
@@ -81,17 +83,18 @@ fn run_inner(args: &Args) -> Result<i32> {
             .filter(|c| c.change == "M")
             .map(|c| c.path.as_str())
             .collect();
-        let out = Out {
+        let report = Out {
             identical: changes.is_empty(),
             added: count("A"),
             removed: count("D"),
             modified: modified.len(),
             changes: &changes,
         };
-        let s = serde_json::to_string_pretty(&out)
+        let s = serde_json::to_string_pretty(&report)
             .map_err(|e| Error::io(format!("encoding JSON: {e}")))?;
-        println!("{s}");
+        out.line(format_args!("{s}"))?;
     }
+    out.finish()?;
     Ok(if changes.is_empty() { 0 } else { 1 })
 }
 
@@ -113,7 +116,7 @@ pub fn diff(
     a: &dyn Flist,
     b: &dyn Flist,
     opts: &Options,
-    report: &mut dyn FnMut(Change),
+    report: &mut dyn FnMut(Change) -> Result<()>,
 ) -> Result<()> {
     let ra = a.get(flist::ROOT_INO)?;
     let rb = b.get(flist::ROOT_INO)?;
@@ -129,7 +132,7 @@ pub fn diff(
                         change: "M",
                         what: Some(what),
                         path: display_path(&path),
-                    });
+                    })?;
                 }
                 let ka = children(a, &ea, &path, &mut seen_a)?;
                 let kb = children(b, &eb, &path, &mut seen_b)?;
@@ -168,7 +171,7 @@ pub fn diff(
                     change: "D",
                     what: None,
                     path: display_path(&path),
-                });
+                })?;
                 for k in children(a, &e, &path, &mut seen_a)? {
                     let p = join(&path, &k.name);
                     next.push(Task::OnlyA(k, p));
@@ -179,7 +182,7 @@ pub fn diff(
                     change: "A",
                     what: None,
                     path: display_path(&path),
-                });
+                })?;
                 for k in children(b, &e, &path, &mut seen_b)? {
                     let p = join(&path, &k.name);
                     next.push(Task::OnlyB(k, p));

@@ -39,6 +39,7 @@ fn full_checksum(path: &std::path::Path) -> Result<[u8; 32]> {
 }
 
 pub fn run(args: Args) -> Result<i32> {
+    let mut out = super::content::Out::new();
     for path in &args.paths {
         let (size, partial) = partial_of(path)?;
         if let Some(n) = args.time {
@@ -58,14 +59,14 @@ pub fn run(args: Args) -> Result<i32> {
             times.sort();
             let us = |d: Duration| d.as_secs_f64() * 1e6;
             let mean = times.iter().map(|&d| us(d)).sum::<f64>() / times.len() as f64;
-            println!(
+            out.line(format_args!(
                 "partial checksum of {} ({size} bytes): {n} runs, min {:.1} us, median {:.1} us, p99 {:.1} us, mean {:.1} us",
                 path.display(),
                 us(times[0]),
                 us(times[times.len() / 2]),
                 us(times[(times.len() * 99 / 100).min(times.len() - 1)]),
                 mean
-            );
+            ))?;
             continue;
         }
         let full = if args.partial {
@@ -73,13 +74,14 @@ pub fn run(args: Args) -> Result<i32> {
         } else {
             hex::encode(full_checksum(path)?)
         };
-        println!(
+        out.line(format_args!(
             "{} {} {} {}",
             hex::encode(partial),
             full,
             size,
             path.display()
-        );
+        ))?;
     }
+    out.finish()?;
     Ok(0)
 }
