@@ -692,3 +692,69 @@ fn base_verify_requires_base() {
     ]);
     assert_eq!(code, 2, "{err}");
 }
+
+#[test]
+fn dedup_directory_against_zvfs_flist_uses_partial_checksums() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("tree");
+    dedup_tree(&root);
+    let fl = tmp.path().join("z.fl");
+    let store = common::dir_url(&tmp.path().join("store"));
+    zvfs_ok(&["pack", "-m", s(&fl), "-s", &store, s(&root)]);
+    // After packing, c.bin changes in a sampled byte: its partial checksum no longer
+    // matches anything, so it is not read whole; d.txt grows: no size match at all.
+    poke(&root.join("c.bin"), 0, b"X", true);
+    std::fs::write(root.join("d.txt"), b"unique size, longer").unwrap();
+    let r = json(&["dedup", "--json", s(&root), s(&fl)]);
+    // Local contents: a (+link), copy/a, b, b-twin, c, d, 2 empty. Sampled: the five
+    // 200,000-byte files. Read whole: a, copy/a, b, b-twin (each equals a packed file's
+    // partial checksum), not c.
+    assert_eq!(r["files_sampled"], 5, "{r}");
+    assert_eq!(r["files_read_whole"], 4, "{r}");
+    let g = groups(&r);
+    let d = |x: &str| format!("{}:/{x}", root.display());
+    let f = |x: &str| format!("{}:/{x}", fl.display());
+    assert!(
+        g.contains(&vec![
+            d("a-link.bin"),
+            d("copy/a.bin"),
+            f("a-link.bin"),
+            f("copy/a.bin")
+        ]),
+        "{g:?}"
+    );
+    assert!(g.contains(&vec![d("b.bin"), f("b.bin")]), "{g:?}");
+    assert!(g.contains(&vec![d("b-twin.bin"), f("b-twin.bin")]), "{g:?}");
+    assert!(
+        !g.iter()
+            .flatten()
+            .any(|p| p.ends_with("/c.bin") || p.ends_with("/d.txt")),
+        "{g:?}"
+    );
+}
+
+#[test]
+fn diff_escapes_awkward_names_one_line_each() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let store = common::dir_url(&t.join("store"));
+    let tree = t.join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join(std::ffi::OsStr::from_bytes(b"latin1-\xe9")), b"1").unwrap();
+    std::fs::write(tree.join("new\nline"), b"2").unwrap();
+    std::fs::write(tree.join("back\\slash"), b"3").unwrap();
+    let a = t.join("a.fl");
+    zvfs_ok(&["pack", "-m", s(&a), "-s", &store, s(&tree)]);
+    for name in [&b"latin1-\xe9"[..], b"new\nline", b"back\\slash"] {
+        std::fs::write(tree.join(std::ffi::OsStr::from_bytes(name)), b"changed").unwrap();
+    }
+    let b = t.join("b.fl");
+    zvfs_ok(&["pack", "-m", s(&b), "-s", &store, s(&tree)]);
+    let (code, out, _) = run(&["diff", s(&a), s(&b)]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        out,
+        "M content /back\\\\slash\nM content /latin1-\\xe9\nM content /new\\nline\n"
+    );
+}
