@@ -270,7 +270,10 @@ fn group(items: &mut [Item], c: &mut Counters) -> Result<Vec<Vec<usize>>> {
         }
         for &i in bucket {
             if items[i].local.is_some() {
-                let same = items[i].partial.map_or(0, |p| partial_count[&p]);
+                let same = items[i]
+                    .partial
+                    .and_then(|p| partial_count.get(&p).copied())
+                    .unwrap_or(0);
                 if same > 1 || without_partial > 0 {
                     read_item(&mut items[i], c)?;
                 }
