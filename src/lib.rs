@@ -6,6 +6,7 @@
 //! (FUSE), `cmd` (pack, unpack, inspect and the other subcommands); `node` (Zero-OS and
 //! OCI integration); `cli` (argument parsing and dispatch).
 
+pub mod cache;
 pub mod cli;
 pub mod cmd;
 pub mod codec;
