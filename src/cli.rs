@@ -34,6 +34,10 @@ pub enum Command {
     Stat(cmd::inspect::StatArgs),
     /// Print a file of an flist to stdout.
     Cat(cmd::inspect::CatArgs),
+    /// Mount an flist read-only over FUSE.
+    Mount(cmd::mount::Args),
+    /// Inspect and maintain a chunk cache directory.
+    Cache(cmd::cache::Args),
 }
 
 /// Run the parsed command; returns the process exit code.
@@ -45,6 +49,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Ls(a) => cmd::inspect::ls(a),
         Command::Stat(a) => cmd::inspect::stat(a),
         Command::Cat(a) => cmd::inspect::cat(a),
+        Command::Mount(a) => cmd::mount::run(a),
+        Command::Cache(a) => cmd::cache::run(a),
     };
     match result {
         Ok(code) => code,

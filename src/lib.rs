@@ -12,5 +12,6 @@ pub mod cmd;
 pub mod codec;
 pub mod error;
 pub mod flist;
+pub mod fs;
 pub mod identity;
 pub mod store;

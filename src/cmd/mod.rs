@@ -1,7 +1,9 @@
 //! Subcommands that work on whole flists: pack, unpack and the debug commands. They use
 //! the layers below (flist, store, cache, codec) and are used only by the CLI.
 
+pub mod cache;
 pub mod inspect;
+pub mod mount;
 pub mod pack;
 pub mod unpack;
 
