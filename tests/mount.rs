@@ -149,7 +149,9 @@ fn is_mounted(target: &Path) -> bool {
 fn alive(pid: u32) -> bool {
     // A zombie (exited, waiting to be reaped by init) counts as gone.
     match std::fs::read_to_string(format!("/proc/{pid}/status")) {
-        Ok(s) => !s.lines().any(|l| l.starts_with("State:") && l.contains('Z')),
+        Ok(s) => !s
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z')),
         Err(_) => false,
     }
 }
@@ -180,7 +182,9 @@ impl Mount {
         );
         let (source, fstype) = mount_of(target).expect("target is a mountpoint once -d returns");
         assert_eq!(fstype, "fuse.g8ufs");
-        let pid: u32 = source.parse().expect("the mount source is the daemon's pid");
+        let pid: u32 = source
+            .parse()
+            .expect("the mount source is the daemon's pid");
         assert!(alive(pid));
         Mount {
             target: target.to_path_buf(),
@@ -279,7 +283,9 @@ fn snapshot(root: &Path) -> BTreeMap<String, (Vec<i64>, Vec<u8>)> {
 }
 
 fn errno_of<T: std::fmt::Debug>(r: std::io::Result<T>) -> i32 {
-    r.expect_err("expected a failure").raw_os_error().unwrap_or(0)
+    r.expect_err("expected a failure")
+        .raw_os_error()
+        .unwrap_or(0)
 }
 
 // ---------- tests ----------
@@ -340,7 +346,10 @@ fn fixture_flists_show_the_tree_exactly() {
         );
         for (path, (fields, data)) in &expected {
             let (gf, gd) = &got[path];
-            assert_eq!(gf, fields, "{fl}: lstat of {path} (mode uid gid size mtime nlink)");
+            assert_eq!(
+                gf, fields,
+                "{fl}: lstat of {path} (mode uid gid size mtime nlink)"
+            );
             assert!(gd == data, "{fl}: content or link target of {path}");
         }
         let fifo = std::fs::symlink_metadata(mnt.join("fifo1")).unwrap();
@@ -351,7 +360,7 @@ fn fixture_flists_show_the_tree_exactly() {
         );
         let hello = std::fs::metadata(mnt.join("hello.txt")).unwrap();
         assert_eq!(hello.blocks(), 1); // ceil(12 / 512)
-        // statfs reports the flist's totals.
+                                       // statfs reports the flist's totals.
         let vfs = rustix::fs::statvfs(&mnt).unwrap();
         assert_eq!(vfs.f_files, 67, "{fl}: inode count");
         let bytes: u64 = expected
@@ -359,15 +368,27 @@ fn fixture_flists_show_the_tree_exactly() {
             .filter(|(f, _)| f[0] as u32 & 0o170000 == 0o100000)
             .map(|(f, _)| f[3] as u64)
             .sum();
-        assert!(vfs.f_blocks * vfs.f_frsize >= bytes && vfs.f_blocks * vfs.f_frsize < bytes + 67 * 4096);
+        assert!(
+            vfs.f_blocks * vfs.f_frsize >= bytes && vfs.f_blocks * vfs.f_frsize < bytes + 67 * 4096
+        );
         // Writes are refused.
-        assert_eq!(errno_of(std::fs::File::create(mnt.join("new"))), libc::EROFS);
-        assert_eq!(errno_of(std::fs::create_dir(mnt.join("d"))), libc::EROFS);
         assert_eq!(
-            errno_of(std::fs::OpenOptions::new().append(true).open(mnt.join("hello.txt"))),
+            errno_of(std::fs::File::create(mnt.join("new"))),
             libc::EROFS
         );
-        assert_eq!(errno_of(std::fs::remove_file(mnt.join("hello.txt"))), libc::EROFS);
+        assert_eq!(errno_of(std::fs::create_dir(mnt.join("d"))), libc::EROFS);
+        assert_eq!(
+            errno_of(
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(mnt.join("hello.txt"))
+            ),
+            libc::EROFS
+        );
+        assert_eq!(
+            errno_of(std::fs::remove_file(mnt.join("hello.txt"))),
+            libc::EROFS
+        );
         assert_eq!(
             errno_of(std::fs::rename(mnt.join("hello.txt"), mnt.join("x"))),
             libc::EROFS
@@ -411,14 +432,26 @@ fn xattrs_hardlinks_and_special_files() {
     std::fs::create_dir(&mnt).unwrap();
     let _m = Mount::daemon(
         &mnt,
-        &["-m".into(), s(&fl), "-c".into(), s(tmp.path().join("cache"))],
+        &[
+            "-m".into(),
+            s(&fl),
+            "-c".into(),
+            s(tmp.path().join("cache")),
+        ],
     );
     let a = std::fs::metadata(mnt.join("data")).unwrap();
     let h = std::fs::metadata(mnt.join("sub/hard")).unwrap();
     assert_eq!(a.ino(), h.ino(), "hardlinked paths share one inode number");
     assert_eq!((a.nlink(), h.nlink()), (2, 2));
-    assert_eq!(std::fs::read(mnt.join("sub/hard")).unwrap(), b"shared content\n");
-    assert_eq!(std::fs::metadata(&mnt).unwrap().nlink(), 3, "root: 2 + one subdir");
+    assert_eq!(
+        std::fs::read(mnt.join("sub/hard")).unwrap(),
+        b"shared content\n"
+    );
+    assert_eq!(
+        std::fs::metadata(&mnt).unwrap().nlink(),
+        3,
+        "root: 2 + one subdir"
+    );
     use std::os::unix::fs::FileTypeExt;
     let chr = std::fs::symlink_metadata(mnt.join("chr")).unwrap();
     assert!(chr.file_type().is_char_device());
@@ -430,7 +463,10 @@ fn xattrs_hardlinks_and_special_files() {
         .unwrap()
         .file_type()
         .is_socket());
-    assert_eq!(std::fs::read_link(mnt.join("link")).unwrap(), Path::new("data"));
+    assert_eq!(
+        std::fs::read_link(mnt.join("link")).unwrap(),
+        Path::new("data")
+    );
     let names: Vec<String> = std::fs::read_dir(&mnt)
         .unwrap()
         .map(|e| s(e.unwrap().file_name()))
@@ -484,7 +520,12 @@ fn thirty_two_threads_read_random_ranges() {
     std::fs::create_dir(&mnt).unwrap();
     let _m = Mount::daemon(
         &mnt,
-        &["-m".into(), s(&fl), "-c".into(), s(tmp.path().join("cache"))],
+        &[
+            "-m".into(),
+            s(&fl),
+            "-c".into(),
+            s(tmp.path().join("cache")),
+        ],
     );
     let path = mnt.join("big");
     let threads: Vec<_> = (0..32u64)
@@ -495,7 +536,9 @@ fn thirty_two_threads_read_random_ranges() {
                 let f = std::fs::File::open(&path).unwrap();
                 let mut x = t * 7919 + 1;
                 for _ in 0..12 {
-                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     let off = (x >> 20) as usize % data.len();
                     // Ranges of up to 1.5 chunks: many cross a chunk boundary.
                     let len = ((x >> 5) as usize % (CHUNK_SIZE * 3 / 2)).min(data.len() - off);
@@ -517,7 +560,9 @@ fn dir_bytes(dir: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let Ok(md) = e.metadata() else { continue };
             if md.is_dir() {
@@ -564,7 +609,10 @@ fn data_flist(dir: &Path, name: &str, files: usize, per: usize, seed: u64) -> Pa
 fn check_all_files(mnt: &Path, files: usize, per: usize, seed: u64) {
     for i in 0..files {
         let got = std::fs::read(mnt.join(format!("f{i}"))).unwrap();
-        assert!(got == pseudo_random(per, seed + i as u64), "content of f{i}");
+        assert!(
+            got == pseudo_random(per, seed + i as u64),
+            "content of f{i}"
+        );
     }
 }
 
@@ -676,29 +724,19 @@ fn crash_truncated_and_corrupt_cache_files_are_replaced() {
         let _ = r.join();
     }
     drop(m);
-    // Damage two cache files the crash left (or make them if none was complete yet).
-    let mut files: Vec<PathBuf> = Vec::new();
-    let mut stack = vec![cache.clone()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.file_name().unwrap().len() == 64 {
-                files.push(p);
-            }
-        }
-    }
-    if files.len() < 2 {
+    // Make sure at least two chunks are complete in the cache, then damage two of them.
+    if cache_files(&cache).len() < 2 {
         let m = Mount::daemon(&mnt, &args);
         check_all_files(&mnt, 1, per, 300);
         drop(m);
-        return crash_cache_damage_check(&mnt, &cache, &args, per);
     }
+    let files = cache_files(&cache);
+    assert!(files.len() >= 2, "{files:?}");
     damage_and_check(&mnt, &args, per, &files[0], &files[1]);
 }
 
-fn crash_cache_damage_check(mnt: &Path, cache: &Path, args: &[String], per: usize) {
+/// The chunk files of a cache directory.
+fn cache_files(cache: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut stack = vec![cache.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -711,8 +749,7 @@ fn crash_cache_damage_check(mnt: &Path, cache: &Path, args: &[String], per: usiz
             }
         }
     }
-    assert!(files.len() >= 2);
-    damage_and_check(mnt, args, per, &files[0], &files[1]);
+    files
 }
 
 fn damage_and_check(mnt: &Path, args: &[String], per: usize, trunc: &Path, corrupt: &Path) {
@@ -730,8 +767,16 @@ fn damage_and_check(mnt: &Path, args: &[String], per: usize, trunc: &Path, corru
     a.push(s(&log));
     let _m = Mount::daemon(mnt, &a);
     check_all_files(mnt, 4, per, 300);
-    assert_eq!(std::fs::read(trunc).unwrap(), good_trunc, "truncated file replaced");
-    assert_eq!(std::fs::read(corrupt).unwrap(), good_corrupt, "corrupt file replaced");
+    assert_eq!(
+        std::fs::read(trunc).unwrap(),
+        good_trunc,
+        "truncated file replaced"
+    );
+    assert_eq!(
+        std::fs::read(corrupt).unwrap(),
+        good_corrupt,
+        "corrupt file replaced"
+    );
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("truncated or corrupt"), "{text}");
 }
@@ -750,10 +795,15 @@ fn forged_chunk_under_the_right_key_is_refused_with_eio() {
     // verifies, the object hashes to its (forged) id; only the key check catches it.
     let genuine = b"genuine chunk content".to_vec();
     let (real, _) = v2::encode(&genuine).unwrap();
-    let evil = snap::raw::Encoder::new().compress_vec(b"evil chunk content!!!").unwrap();
+    let evil = snap::raw::Encoder::new()
+        .compress_vec(b"evil chunk content!!!")
+        .unwrap();
     let cipher = aes_gcm::Aes256Gcm::new_from_slice(real.key()).unwrap();
     let ct = cipher
-        .encrypt(aes_gcm::Nonce::from_slice(&real.key()[..12]), evil.as_slice())
+        .encrypt(
+            aes_gcm::Nonce::from_slice(&real.key()[..12]),
+            evil.as_slice(),
+        )
         .unwrap();
     let forged = ChunkRef::v2(v2::blake2b_256(&ct), real.key().try_into().unwrap());
     b.router.put(forged.id(), &ct).unwrap();
@@ -777,16 +827,19 @@ fn forged_chunk_under_the_right_key_is_refused_with_eio() {
     assert_eq!(std::fs::read(mnt.join("good")).unwrap(), b"fine\n");
     assert_eq!(errno_of(std::fs::read(mnt.join("forged"))), libc::EIO);
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains(forged.hex_id().as_str()), "log names the chunk: {text}");
+    assert!(
+        text.contains(forged.hex_id().as_str()),
+        "log names the chunk: {text}"
+    );
     assert!(text.contains("does not hash to its key"), "{text}");
     assert!(!std::fs::read_dir(tmp.path().join("cache"))
         .unwrap()
         .flatten()
         .any(|e| e.path().is_dir()
-            && std::fs::read_dir(e.path()).unwrap().flatten().any(|x| x
-                .path()
-                .join(forged.hex_id().as_str())
-                .exists())));
+            && std::fs::read_dir(e.path())
+                .unwrap()
+                .flatten()
+                .any(|x| x.path().join(forged.hex_id().as_str()).exists())));
 }
 
 #[test]
@@ -806,7 +859,12 @@ fn directory_of_fifty_thousand_entries_lists_completely() {
     std::fs::create_dir(&mnt).unwrap();
     let _m = Mount::daemon(
         &mnt,
-        &["-m".into(), s(&fl), "-c".into(), s(tmp.path().join("cache"))],
+        &[
+            "-m".into(),
+            s(&fl),
+            "-c".into(),
+            s(tmp.path().join("cache")),
+        ],
     );
     let mut names: Vec<String> = std::fs::read_dir(mnt.join("big"))
         .unwrap()
@@ -869,7 +927,15 @@ fn daemon_mode_failures_and_sigterm() {
 
     // A bad store URL: same.
     let out = zvfs(&[
-        "mount", "-d", "-m", &s(&fl), "-c", &cache, "-s", "nosuch://x", &marker,
+        "mount",
+        "-d",
+        "-m",
+        &s(&fl),
+        "-c",
+        &cache,
+        "-s",
+        "nosuch://x",
+        &marker,
     ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -903,4 +969,37 @@ fn daemon_mode_failures_and_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(!alive(pid), "daemon exits after an external unmount");
+}
+
+/// Not a test: writes the flist `scripts/mount-figures.sh` measures (until `zvfs pack`
+/// lands), from ZVFS_FIG_SRC (one file) into ZVFS_FIG_FL and the store ZVFS_FIG_STORE.
+#[test]
+#[ignore]
+fn make_figures_flist() {
+    let (Ok(src), Ok(fl), Ok(store)) = (
+        std::env::var("ZVFS_FIG_SRC"),
+        std::env::var("ZVFS_FIG_FL"),
+        std::env::var("ZVFS_FIG_STORE"),
+    ) else {
+        return;
+    };
+    let b = FlBuilder::new(Path::new(&fl), Path::new(&store));
+    let name = Path::new(&src)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let size = std::fs::metadata(&src).unwrap().len();
+    let ino = b.entry(1, &name, 0o100644, size, 0);
+    let f = std::fs::File::open(&src).unwrap();
+    let mut buf = vec![0u8; CHUNK_SIZE];
+    let mut off = 0u64;
+    while off < size {
+        let n = (size - off).min(CHUNK_SIZE as u64) as usize;
+        f.read_exact_at(&mut buf[..n], off).unwrap();
+        let chunks = b.chunks_of(&buf[..n]);
+        b.w.add_blocks(ino, &chunks).unwrap();
+        off += n as u64;
+    }
+    b.finish();
 }

@@ -411,7 +411,7 @@ impl ChunkCache {
 
 /// Copy `buf.len()` bytes of `data` from `offset`, or fail naming the chunk.
 fn copy_range(chunk: &ChunkRef, data: &[u8], offset: usize, buf: &mut [u8]) -> Result<()> {
-    let end = offset.checked_add(buf.len()).unwrap_or(usize::MAX);
+    let end = offset.saturating_add(buf.len());
     if end > data.len() {
         return Err(Error::corrupt(format!(
             "chunk {chunk}: holds {} bytes but the flist needs bytes {offset}..{end}",

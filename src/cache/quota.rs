@@ -33,7 +33,10 @@ const TMP_MAX_AGE: Duration = Duration::from_secs(3600);
 /// Parse a size such as `4G`, `512M`, `100K`, `1048576` (powers of 1024; `B`, `iB` ok).
 pub fn parse_size(s: &str) -> Result<u64> {
     let t = s.trim();
-    let t = t.strip_suffix("iB").or_else(|| t.strip_suffix('B')).unwrap_or(t);
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
     let (num, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
         Some('K') => (&t[..t.len() - 1], 1u64 << 10),
         Some('M') => (&t[..t.len() - 1], 1 << 20),
@@ -55,7 +58,10 @@ pub fn chunk_path(dir: &Path, hex: &str) -> PathBuf {
 }
 
 fn is_hex2(name: &str) -> bool {
-    name.len() == 2 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    name.len() == 2
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// What a scan of the cache directory found.
@@ -421,7 +427,10 @@ mod tests {
         }
         assert_eq!(q.usage().unwrap(), 800);
         q.reserve(300).unwrap(); // 1100 > 1000: evict down to 900 - 300 = 600
-        assert!(!paths[0].exists() && paths[1].exists(), "oldest evicted first");
+        assert!(
+            !paths[0].exists() && paths[1].exists(),
+            "oldest evicted first"
+        );
         assert_eq!(q.usage().unwrap(), 900);
         let rep = q.gc().unwrap();
         assert_eq!(rep.bytes_after, 600, "usage recomputed from the scan");

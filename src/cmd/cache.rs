@@ -71,7 +71,10 @@ pub fn run(args: Args) -> Result<i32> {
             println!("bound {}", q.max());
             println!("in_progress {}", s.live_tmp);
             println!("strays {}", s.strays.len());
-            println!("usage_pct {:.1}", 100.0 * s.total() as f64 / q.max().max(1) as f64);
+            println!(
+                "usage_pct {:.1}",
+                100.0 * s.total() as f64 / q.max().max(1) as f64
+            );
         }
         Action::Gc(c) => {
             let r = open(&c)?.gc()?;

@@ -75,7 +75,11 @@ pub fn run(args: Args) -> Result<i32> {
     match serve(&args, &mut ready) {
         Ok(()) => Ok(0),
         Err(e) => {
-            log::error!("mount of {} on {}: {e}", args.meta.display(), args.target.display());
+            log::error!(
+                "mount of {} on {}: {e}",
+                args.meta.display(),
+                args.target.display()
+            );
             if let Some(mut p) = ready.take() {
                 let _ = p.write_all(format!("error {e}\n").as_bytes());
             }

@@ -22,8 +22,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     consts, FileAttr, FileType, Filesystem, KernelConfig, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow,
 };
 use libc::{c_int, EBADF, EIO, ENODATA, ENOENT, ENOTDIR, ERANGE, EROFS};
 use lru::LruCache;
@@ -418,7 +418,12 @@ impl Filesystem for ZvfsFs {
         _lock_owner: Option<u64>,
         reply: ReplyData,
     ) {
-        let f = self.shared.files.lock().ok().and_then(|m| m.get(&fh).cloned());
+        let f = self
+            .shared
+            .files
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&fh).cloned());
         let Some(f) = f else {
             return reply.error(EBADF);
         };
@@ -478,7 +483,12 @@ impl Filesystem for ZvfsFs {
         offset: i64,
         mut reply: ReplyDirectory,
     ) {
-        let d = self.shared.dirs.lock().ok().and_then(|m| m.get(&fh).cloned());
+        let d = self
+            .shared
+            .dirs
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&fh).cloned());
         let Some(d) = d else {
             return reply.error(EBADF);
         };
@@ -513,7 +523,12 @@ impl Filesystem for ZvfsFs {
         offset: i64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let d = self.shared.dirs.lock().ok().and_then(|m| m.get(&fh).cloned());
+        let d = self
+            .shared
+            .dirs
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&fh).cloned());
         let Some(d) = d else {
             return reply.error(EBADF);
         };
