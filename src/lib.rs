@@ -12,4 +12,5 @@ pub mod codec;
 pub mod error;
 pub mod flist;
 pub mod identity;
+pub mod node;
 pub mod store;
