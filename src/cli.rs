@@ -84,7 +84,14 @@ pub fn run(cli: Cli) -> i32 {
 
 /// Entry point used by `main`: parses the process arguments.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let args = match crate::node::compat::translate(std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("zvfs: error: {e}");
+            return 2;
+        }
+    };
+    let cli = Cli::parse_from(args);
     crate::cmd::init_logging(cli.debug);
     run(cli)
 }

@@ -14,4 +14,5 @@ pub mod error;
 pub mod flist;
 pub mod fs;
 pub mod identity;
+pub mod node;
 pub mod store;
