@@ -12,6 +12,7 @@ pub mod diff;
 pub mod identity;
 pub mod inspect;
 pub mod mount;
+pub mod mounts;
 pub mod pack;
 pub mod unpack;
 pub mod verify;
