@@ -83,7 +83,7 @@ pub struct Args {
     pub new_daemon: bool,
     #[command(flatten)]
     pub store_flags: super::StoreFlags,
-    /// Mountpoint (an existing directory).
+    /// Mountpoint (a directory, created when missing).
     pub target: PathBuf,
 }
 
@@ -135,6 +135,10 @@ pub fn run(mut args: Args) -> Result<i32> {
             let timeout = Duration::from_secs_f64(args.store_flags.io_timeout.max(1.0));
             args.meta = crate::flist::download::fetch(&u, &args.cache.join("flist"), timeout)?;
             url = Some(u);
+        }
+        if !args.target.exists() && std::fs::symlink_metadata(&args.target).is_err() {
+            std::fs::create_dir_all(&args.target)
+                .with_ctx(|| format!("creating mountpoint {}", args.target.display()))?;
         }
         let lock = registry::lock()?;
         preflight(&args.target)?;
@@ -343,24 +347,15 @@ fn take_down_users(home: &Path) {
     let Ok(all) = mountinfo::read() else {
         return;
     };
-    let mine: Vec<&Path> = all
-        .iter()
-        .filter(|e| e.daemon_pid() == Some(me))
-        .map(|e| e.target.as_path())
-        .collect();
-    for e in all.iter().rev() {
-        if e.is_overlay() && e.lowerdirs().iter().any(|l| mine.contains(&l.as_path())) {
-            log::info!("unmounting overlay {}", e.target.display());
-            if let Err(err) = crate::fs::mount::unmount_path(&e.target) {
-                log::error!("{err}");
-            }
-        }
-    }
-    for e in all.iter().rev() {
-        if e.daemon_pid() == Some(me) && e.target != home {
-            log::info!("unmounting bind {}", e.target.display());
-            if let Err(err) = crate::fs::mount::unmount_path(&e.target) {
-                log::error!("{err}");
+    let found = super::mounts::zvfs_mounts(&all, &registry::list());
+    for kind in [super::mounts::Kind::Overlay, super::mounts::Kind::Bind] {
+        for m in found.iter().rev() {
+            if m.pid == Some(me) && m.kind == kind && m.target != home {
+                log::info!("unmounting {} {}", kind.name(), m.target.display());
+                if let Err(err) = crate::fs::mount::unmount_path(&m.target) {
+                    log::error!("{err}");
+                }
+                registry::remove_user(&m.target);
             }
         }
     }
@@ -415,6 +410,9 @@ fn share(args: &Args) -> Result<bool> {
             Some(l) => {
                 l.prepare(args.reset)?;
                 crate::sys::mounts::mount_overlay(src, &l, &target)?;
+                if let Err(e) = registry::add_user(&s, &target) {
+                    log::warn!("{e}");
+                }
                 log::info!(
                     "{}: overlay of {} (daemon {}, flist md5 {md5}) with {}",
                     target.display(),

@@ -105,6 +105,7 @@ impl Mounted {
 /// Every zvfs mount (FUSE, binds, overlays) in `all`, in mount order.
 pub fn zvfs_mounts(all: &[MountEntry], states: &[State]) -> Vec<Mounted> {
     let state_of = |pid: u32| states.iter().find(|s| s.pid == pid).cloned();
+    let users = registry::users(&|t| all.iter().any(|m| m.target == t));
     let mut out: Vec<Mounted> = Vec::new();
     for e in all {
         if let Some(pid) = e.daemon_pid() {
@@ -135,7 +136,11 @@ pub fn zvfs_mounts(all: &[MountEntry], states: &[State]) -> Vec<Mounted> {
                 .iter()
                 .find(|s| s.overlay.as_ref().is_some_and(|o| o.target == e.target))
                 .map(|s| s.pid);
-            let Some(pid) = by_lower.or(by_state) else {
+            let by_user = users
+                .iter()
+                .find(|u| u.target == e.target)
+                .map(|u| u.daemon);
+            let Some(pid) = by_lower.or(by_state).or(by_user) else {
                 continue;
             };
             out.push(Mounted {
@@ -155,6 +160,7 @@ pub fn zvfs_mounts(all: &[MountEntry], states: &[State]) -> Vec<Mounted> {
 /// else that daemon left mounted.
 pub fn detach_stale(m: &Mounted) -> Result<()> {
     detach(&m.target)?;
+    registry::remove_user(&m.target);
     if let Some(pid) = m.pid {
         if !registry::alive(pid) {
             detach_all_of(pid);
@@ -295,6 +301,7 @@ pub fn umount(args: UmountArgs) -> Result<i32> {
         return Ok(0);
     }
     crate::fs::mount::unmount_path(&t)?;
+    registry::remove_user(&t);
     log::info!("unmounted {} ({})", t.display(), m.kind.name());
     if let Some(pid) = m.pid {
         release(pid, Duration::from_secs_f64(args.timeout.max(0.1)))?;

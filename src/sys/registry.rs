@@ -4,7 +4,9 @@
 //! the FUSE mountpoint and the overlay, if any. A file whose process is gone (or whose pid
 //! was reused: the process start time is recorded) is stale: ignored and removed by
 //! readers. mountinfo stays the truth about what is mounted; this adds what mountinfo
-//! cannot say (which flist, which cache).
+//! cannot say (which flist, which cache). Overlays made over a shared daemon's mount are
+//! recorded too (`<run dir>/users/*.json`), so they stay attributed to it even after the
+//! path of their lower directory was unmounted.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -134,6 +136,66 @@ pub fn list() -> Vec<State> {
 /// The live daemon with this pid, if it registered.
 pub fn get(pid: u32) -> Option<State> {
     list().into_iter().find(|s| s.pid == pid)
+}
+
+/// An overlay over a daemon's mount, made by another `zvfs mount`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct User {
+    pub daemon: u32,
+    pub start: u64,
+    pub target: PathBuf,
+}
+
+fn user_path(target: &Path) -> PathBuf {
+    use md5::{Digest, Md5};
+    let h = hex::encode(Md5::digest(target.as_os_str().as_encoded_bytes()));
+    run_dir().join("users").join(format!("{h}.json"))
+}
+
+/// Record that the overlay on `target` uses daemon `daemon`.
+pub fn add_user(daemon: &State, target: &Path) -> Result<()> {
+    let path = user_path(target);
+    let dir = run_dir().join("users");
+    std::fs::create_dir_all(&dir).with_ctx(|| format!("creating {}", dir.display()))?;
+    let u = User {
+        daemon: daemon.pid,
+        start: daemon.start,
+        target: target.to_path_buf(),
+    };
+    let text = serde_json::to_vec(&u)
+        .map_err(|e| crate::error::Error::invalid(format!("encoding mount user: {e}")))?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).with_ctx(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_ctx(|| format!("renaming into {}", path.display()))
+}
+
+pub fn remove_user(target: &Path) {
+    let _ = std::fs::remove_file(user_path(target));
+}
+
+/// Recorded overlays of live daemons on paths that are still mountpoints (`mounted`);
+/// other records are removed.
+pub fn users(mounted: &dyn Fn(&Path) -> bool) -> Vec<User> {
+    let Ok(rd) = std::fs::read_dir(run_dir().join("users")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for ent in rd.flatten() {
+        let path = ent.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let u: Option<User> = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        match u {
+            Some(u) if start_time(u.daemon) == Some(u.start) && mounted(&u.target) => out.push(u),
+            _ => {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    out
 }
 
 /// Serialises "is this flist already mounted? if not, mount it" between concurrent
