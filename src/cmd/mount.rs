@@ -136,7 +136,9 @@ pub fn run(mut args: Args) -> Result<i32> {
             args.meta = crate::flist::download::fetch(&u, &args.cache.join("flist"), timeout)?;
             url = Some(u);
         }
-        if !args.target.exists() && std::fs::symlink_metadata(&args.target).is_err() {
+        let missing = std::fs::symlink_metadata(&args.target)
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+        if missing {
             std::fs::create_dir_all(&args.target)
                 .with_ctx(|| format!("creating mountpoint {}", args.target.display()))?;
         }
