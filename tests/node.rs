@@ -907,7 +907,8 @@ fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
     }
 }
 
-/// A foreground mount sends READY=1 on NOTIFY_SOCKET once mounted.
+/// A foreground mount sends READY=1 on NOTIFY_SOCKET once mounted; a second foreground
+/// mount of the same flist shares its daemon and holds its target until SIGTERM.
 #[test]
 fn foreground_mount_notifies_readiness() {
     if !fuse_available() {
@@ -936,6 +937,29 @@ fn foreground_mount_notifies_readiness() {
         std::fs::read(t.join("hello.txt")).unwrap(),
         b"hello world\n"
     );
+
+    // A second foreground mount of the same flist shares the daemon: it binds the mount,
+    // reports ready and holds the target until signalled.
+    let t2 = c.target(&root.join("t2"));
+    let holder = Command::new(zvfs_bin())
+        .args(["mount", "-m", s(&fl), "-c", s(&root.join("cache")), s(&t2)])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    c.children.push(holder);
+    assert_eq!(recv_ready(&sock, &mut c.children[1]), "READY=1");
+    assert_eq!(node_sees_mount(&t2), pid, "no second daemon");
+    assert_eq!(
+        std::fs::read(t2.join("hello.txt")).unwrap(),
+        b"hello world\n"
+    );
+    kill(c.children[1].id(), "-TERM");
+    assert!(wait_exit(&mut c.children[1]).success());
+    assert!(mountinfo_at(&t2).is_none());
+    assert!(alive(pid), "the first target still uses the daemon");
+
     kill(pid, "-TERM");
     let st = wait_exit(&mut c.children[0]);
     assert!(st.success(), "{st}");

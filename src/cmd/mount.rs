@@ -4,11 +4,12 @@
 //! `-m` may be an http(s) URL: the flist is downloaded into `CACHE/flist/<md5>` first
 //! (`flist::download`). With `--rw --upper DIR` the FUSE mount goes on `DIR/ro` and an
 //! overlay (`upperdir=DIR/rw`, `workdir=DIR/wd`) on the target; `--reset` empties `DIR/rw`
-//! first. A `-d` mount of an flist that a live daemon already serves (same md5, cache and
+//! first. A mount of an flist that a live daemon already serves (same md5, cache and
 //! store overrides, per the registry in `sys::registry`) starts no second daemon: the
 //! target becomes a read-only bind of the existing mount (or, with `--rw`, an overlay over
-//! it); `--new-daemon` opts out. A target that already holds a healthy zvfs mount is
-//! refused; a stale one (daemon gone) is detached first.
+//! it); `--new-daemon` opts out. With `-d` the command then returns; in the foreground it
+//! stays as the target's holder until signalled. A target that already holds a healthy
+//! zvfs mount is refused; a stale one (daemon gone) is detached first.
 //!
 //! `-d` re-executes the binary in a new session (setsid) with a pipe whose write end it
 //! passes in `ZVFS_READY_FD`; the child mounts and writes `ready` (once the kernel's FUSE
@@ -142,17 +143,26 @@ pub fn run(mut args: Args) -> Result<i32> {
             std::fs::create_dir_all(&args.target)
                 .with_ctx(|| format!("creating mountpoint {}", args.target.display()))?;
         }
-        let lock = registry::lock()?;
+        // Without a writable run directory (not root) there is no registry to share by.
+        let lock = registry::lock()
+            .map_err(|e| log::debug!("{e}; mounting without the registry lock"))
+            .ok();
         preflight(&args.target)?;
-        if args.daemon {
-            if !args.new_daemon && share(&args)? {
-                return Ok(0);
-            }
-            let code = daemonize(&args, url.as_deref());
-            drop(lock);
-            return code;
-        }
+        let shared = if args.new_daemon { None } else { share(&args)? };
         drop(lock);
+        if let Some(pid) = shared {
+            return if args.daemon {
+                Ok(0)
+            } else {
+                if let Some(l) = &args.log {
+                    super::log_to_file(l)?;
+                }
+                hold(&args.target, pid)
+            };
+        }
+        if args.daemon {
+            return daemonize(&args, url.as_deref());
+        }
     }
     // The daemon child: take the pipe and keep it from our own children.
     let mut ready = ready_fd.map(|fd| {
@@ -363,6 +373,50 @@ fn take_down_users(home: &Path) {
     }
 }
 
+/// A foreground mount that shares another daemon's mount stays in the foreground as
+/// the target's holder (a supervisor tracks this process): ready at once; on SIGTERM,
+/// SIGINT or SIGHUP it unmounts the target and lets the daemon go when that was its last
+/// user; it exits too when the target is unmounted by someone else.
+fn hold(target: &Path, daemon: u32) -> Result<i32> {
+    let set = signal_set();
+    // SAFETY: changes this thread's mask; no other thread runs.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    let target = mountinfo::absolute(target);
+    if let Err(e) = crate::sys::notify::notify("READY=1") {
+        log::warn!("{e}");
+    }
+    log::info!(
+        "holding {} (shared mount of daemon {daemon})",
+        target.display()
+    );
+    let tick = libc::timespec {
+        tv_sec: 1,
+        tv_nsec: 0,
+    };
+    loop {
+        // SAFETY: waits on a valid signal set with a valid timeout; no siginfo wanted.
+        let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &tick) };
+        if sig > 0 && sig != libc::SIGUSR1 {
+            log::info!("signal {sig}: unmounting {}", target.display());
+            break;
+        }
+        let mounted = mountinfo::read()
+            .map(|all| mountinfo::at(&all, &target).is_some())
+            .unwrap_or(true);
+        if !mounted {
+            log::info!("{} was unmounted; exiting", target.display());
+            registry::remove_user(&target);
+            return Ok(0);
+        }
+    }
+    crate::fs::mount::unmount_path(&target)?;
+    registry::remove_user(&target);
+    super::mounts::release(daemon, Duration::from_secs(10))?;
+    Ok(0)
+}
+
 /// Before mounting on `target`: refuse a healthy zvfs mount there, detach a stale one.
 fn preflight(target: &Path) -> Result<()> {
     let t = mountinfo::absolute(target);
@@ -385,10 +439,10 @@ fn preflight(target: &Path) -> Result<()> {
     }
 }
 
-/// `-d` without `--new-daemon`: when a live daemon serves the same flist with the same
-/// cache and stores, bind its mount on the target (or overlay it with `--rw`) instead of
-/// starting another daemon. Returns whether it did.
-fn share(args: &Args) -> Result<bool> {
+/// Without `--new-daemon`: when a live daemon serves the same flist with the same cache
+/// and stores, bind its mount on the target (or overlay it with `--rw`) instead of
+/// starting another daemon. Returns that daemon's pid when it did.
+fn share(args: &Args) -> Result<Option<u32>> {
     let md5 = crate::flist::download::md5_of_file(&args.meta)?;
     let cache = mountinfo::absolute(&args.cache);
     let stores = args.redacted_stores();
@@ -433,9 +487,9 @@ fn share(args: &Args) -> Result<bool> {
                 );
             }
         }
-        return Ok(true);
+        return Ok(Some(s.pid));
     }
-    Ok(false)
+    Ok(None)
 }
 
 /// Unmount and give the session a moment to wind down (a lazily detached mount with open

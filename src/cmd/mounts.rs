@@ -310,7 +310,7 @@ pub fn umount(args: UmountArgs) -> Result<i32> {
 }
 
 /// After one of its mounts went away: stop daemon `pid` when nothing uses it any more.
-fn release(pid: u32, timeout: Duration) -> Result<()> {
+pub fn release(pid: u32, timeout: Duration) -> Result<()> {
     let all = mountinfo::read()?;
     let users = zvfs_mounts(&all, &registry::list())
         .into_iter()
