@@ -7,8 +7,9 @@
 //! lowercase hex of the chunk id; the region is `us-east-1` unless given. Requests are
 //! signed with AWS Signature V4 by the sans-IO crate `rusty-s3` (pre-signed URLs, valid
 //! for a few minutes and used at once) and sent with blocking `ureq` 2. PUTs carry the
-//! SHA-256 of the body in `x-amz-content-sha256`, a signed header, so the server can
-//! check what it received.
+//! SHA-256 of the body (`x-amz-content-sha256`) and its MD5 (`Content-MD5`) as signed
+//! headers; servers check `Content-MD5` against what they received (pre-signed requests
+//! are `UNSIGNED-PAYLOAD` for the signature itself).
 //!
 //! Credentials: a key and secret in the URL win (percent-encode `/`, `@`, `:` in them).
 //! Otherwise `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`) from
@@ -25,6 +26,7 @@
 use std::io::Read;
 use std::time::{Duration, Instant};
 
+use md5::Md5;
 use rusty_s3::actions::{GetObject, HeadObject, PutObject};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use sha2::{Digest, Sha256};
@@ -384,10 +386,15 @@ impl S3Store {
         Ok(Some(buf))
     }
 
-    /// PUT the object, with the SHA-256 of the body as a signed header.
+    /// PUT the object with its SHA-256 (`x-amz-content-sha256`) and MD5 (`Content-MD5`,
+    /// which S3 servers, Garage included, check against the body they receive) as signed
+    /// headers.
     fn put(&self, key: &str, data: &[u8]) -> Result<()> {
+        use base64::Engine as _;
         let sha = hex::encode(Sha256::digest(data));
+        let md5 = base64::engine::general_purpose::STANDARD.encode(Md5::digest(data));
         let mut action = PutObject::new(&self.bucket, self.creds.as_ref(), key);
+        action.headers_mut().insert("content-md5", md5.clone());
         action
             .headers_mut()
             .insert("x-amz-content-sha256", sha.clone());
@@ -396,6 +403,7 @@ impl S3Store {
             .agent
             .put(url.as_str())
             .set("x-amz-content-sha256", &sha)
+            .set("content-md5", &md5)
             .set("content-type", "application/octet-stream")
             .send_bytes(data)
         {
