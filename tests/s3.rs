@@ -234,6 +234,16 @@ impl Garage {
         }
     }
 
+    /// Send a signal (`STOP`, `CONT`, ...) to node `i`.
+    fn signal(&self, i: usize, sig: &str) {
+        let pid = self.nodes[i].child.as_ref().expect("node is running").id();
+        let st = Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
     fn host(&self, node: usize) -> String {
         format!("127.0.0.1:{}", self.nodes[node].s3_port)
     }
@@ -262,9 +272,14 @@ impl Garage {
 
     /// Every object key in the bucket, through node `i`'s S3 API.
     fn list(&self, node: usize) -> Result<Vec<String>, String> {
+        Ok(self.list_detailed(node)?.into_keys().collect())
+    }
+
+    /// Every object in the bucket: key -> last modification time.
+    fn list_detailed(&self, node: usize) -> Result<BTreeMap<String, String>, String> {
         let bucket = self.bucket(node);
         let creds = Credentials::new(KEY_ID, SECRET);
-        let mut keys = Vec::new();
+        let mut keys = BTreeMap::new();
         let mut token: Option<String> = None;
         loop {
             let mut action = ListObjectsV2::new(&bucket, Some(&creds));
@@ -279,13 +294,12 @@ impl Garage {
                 .into_string()
                 .map_err(|e| e.to_string())?;
             let page = ListObjectsV2::parse_response(&body).map_err(|e| e.to_string())?;
-            keys.extend(page.contents.into_iter().map(|c| c.key));
+            keys.extend(page.contents.into_iter().map(|c| (c.key, c.last_modified)));
             match page.next_continuation_token {
                 Some(t) => token = Some(t),
                 None => break,
             }
         }
-        keys.sort();
         Ok(keys)
     }
 
@@ -488,19 +502,13 @@ fn single_node_pack_unpack_and_wrong_secret() {
     );
     assert_same_tree(&tree, &target2);
 
-    // packing again uploads nothing (HEAD finds every object)
-    let (out, _) = ok(
-        &[
-            "pack",
-            "-m",
-            s(&d.path().join("again.fl")),
-            "-s",
-            &url,
-            s(&tree),
-        ],
-        &[],
-    );
-    assert!(out.contains(" 0 unique chunks uploaded"), "summary: {out}");
+    // packing again writes nothing (HEAD finds every object): no object is modified
+    let before = g.list_detailed(0).unwrap();
+    eprintln!("first object: {:?}", before.iter().next());
+    std::thread::sleep(Duration::from_millis(1100));
+    let again = d.path().join("again.fl");
+    ok(&["pack", "-m", s(&again), "-s", &url, s(&tree)], &[]);
+    assert_eq!(g.list_detailed(0).unwrap(), before);
 
     // a wrong secret: a clear, quick error naming the bucket and host, no secret shown
     let bad = g.url_with(0, WRONG_SECRET);
@@ -517,6 +525,7 @@ fn single_node_pack_unpack_and_wrong_secret() {
     ] {
         let t = Instant::now();
         let err = fails(&args, &[]);
+        eprintln!("zvfs {} with a wrong secret: {err}", args[0]);
         assert!(
             t.elapsed() < Duration::from_secs(30),
             "{:?} took {:?}",
@@ -629,20 +638,43 @@ fn three_nodes_survive_one_failure_and_fail_fast_after_two() {
     ok(&argv(&a), &[]);
     assert_same_tree(&tree, &target);
 
-    // node 1 dies too: one node of three cannot reach a read quorum of two
-    g.stop(1);
-    let target = d.path().join("two-down");
-    let a = unpack(&target, "5");
-    let t = Instant::now();
-    let err = fails(&argv(&a), &[]);
-    let took = t.elapsed();
+    // node 1 freezes (SIGSTOP: connections are accepted, nothing answers): node 2 waits
+    // for a quorum that cannot come and node 1 never answers; the per-chunk deadline, not
+    // Garage's RPC timeouts, bounds the failure
+    g.signal(1, "STOP");
+    let err = unpack_fails(&unpack(&d.path().join("frozen"), "5"), "node 1 frozen");
     assert!(
-        took < Duration::from_secs(60),
-        "unpack took {took:?} to fail:\n{err}"
+        err.contains("not available from any store within 5.0s"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&g.host(1)) && err.contains(&g.host(2)),
+        "{err}"
+    );
+
+    // node 1 dies: the last node answers at once that it has no read quorum
+    g.stop(1);
+    let err = unpack_fails(
+        &unpack(&d.path().join("two-down"), "5"),
+        "nodes 0 and 1 down",
     );
     assert!(err.contains("not available from any store"), "{err}");
     assert!(err.contains(&g.host(2)), "{err}");
+}
+
+/// Run a failing unpack: it must fail within a generous bound for a 5-second per-chunk
+/// deadline (the first failed chunk aborts the unpack) and not show the secret.
+fn unpack_fails(args: &[String], what: &str) -> String {
+    let t = Instant::now();
+    let err = fails(&argv(args), &[]);
+    let took = t.elapsed();
+    eprintln!("unpack with {what} failed after {took:?}: {err}");
+    assert!(
+        took < Duration::from_secs(40),
+        "unpack with {what} took {took:?} to fail:\n{err}"
+    );
     assert_no_secret(&err, SECRET);
+    err
 }
 
 /// `zvfs clone` from a dir store into the bucket, then `zvfs verify --deep` against the

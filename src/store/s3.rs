@@ -256,7 +256,7 @@ impl S3Store {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(Error::timeout(format!(
-                "{what} {}/{key}: deadline passed",
+                "{what} {key} in {}: deadline passed",
                 self.name
             )));
         }
@@ -300,7 +300,7 @@ impl S3Store {
             );
         }
         Error::store(format!(
-            "{what} {}/{key}: HTTP {code} ({detail})",
+            "{what} {key} in {}: HTTP {code} ({detail})",
             self.name
         ))
     }
@@ -308,10 +308,12 @@ impl S3Store {
     /// An error for a transport failure (ureq's own rendering would print the signed URL).
     fn transport_error(&self, what: &str, key: &str, t: &ureq::Transport) -> Error {
         let mut kind = ErrorKind::Store;
-        let mut detail = t.kind().to_string();
-        if let Some(m) = t.message() {
-            detail = format!("{detail}: {m}");
-        }
+        let kind_text = t.kind().to_string();
+        let mut detail = match t.message() {
+            Some(m) if m.starts_with(&kind_text) => m.to_string(),
+            Some(m) => format!("{kind_text}: {m}"),
+            None => kind_text,
+        };
         let mut src = std::error::Error::source(t);
         while let Some(s) = src {
             if let Some(io) = s.downcast_ref::<std::io::Error>() {
@@ -321,7 +323,7 @@ impl S3Store {
             }
             src = s.source();
         }
-        Error::new(kind, format!("{what} {}/{key}: {detail}", self.name))
+        Error::new(kind, format!("{what} {key} in {}: {detail}", self.name))
     }
 
     /// HEAD: whether the object exists.
@@ -362,7 +364,7 @@ impl S3Store {
         {
             if len > MAX_OBJECT as u64 {
                 return Err(Error::corrupt(format!(
-                    "GET {}/{key}: object of {len} bytes, more than the {MAX_OBJECT} allowed",
+                    "GET {key} in {}: object of {len} bytes, more than the {MAX_OBJECT} allowed",
                     self.name
                 )));
             }
@@ -374,12 +376,12 @@ impl S3Store {
             .map_err(|e| {
                 Error::new(
                     io_kind(&e),
-                    format!("GET {}/{key}: reading the body: {e}", self.name),
+                    format!("GET {key} in {}: reading the body: {e}", self.name),
                 )
             })?;
         if buf.len() > MAX_OBJECT {
             return Err(Error::corrupt(format!(
-                "GET {}/{key}: object larger than the {MAX_OBJECT} bytes allowed",
+                "GET {key} in {}: object larger than the {MAX_OBJECT} bytes allowed",
                 self.name
             )));
         }
@@ -411,7 +413,7 @@ impl S3Store {
             Err(ureq::Error::Status(404, r)) => {
                 let (code, _) = error_body(r);
                 Err(Error::store(format!(
-                    "PUT {}/{key}: {}",
+                    "PUT {key} in {}: {}",
                     self.name,
                     if code.as_deref() == Some("NoSuchBucket") {
                         format!(
@@ -456,7 +458,14 @@ fn xml_field(body: &str, tag: &str) -> Option<String> {
     let open = format!("<{tag}>");
     let start = body.find(&open)? + open.len();
     let end = start + body[start..].find(&format!("</{tag}>"))?;
-    let text: String = body[start..end].trim().chars().take(200).collect();
+    let text = body[start..end]
+        .trim()
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    let text: String = text.chars().take(300).collect();
     (!text.is_empty()).then_some(text)
 }
 
@@ -606,5 +615,10 @@ mod tests {
             Some("Forbidden: bad sig")
         );
         assert_eq!(xml_field(body, "Resource"), None);
+        let body = "<Error><Message>quorum: [&quot;a&quot;, &lt;b&gt;]</Message></Error>";
+        assert_eq!(
+            xml_field(body, "Message").as_deref(),
+            Some("quorum: [\"a\", <b>]")
+        );
     }
 }
