@@ -574,7 +574,7 @@ fn single_node_pack_unpack_and_wrong_secret() {
             &fl,
             &d.path().join("cache"),
             &mnt,
-            &store_args(&[url.clone()]),
+            &store_args(std::slice::from_ref(&url)),
         );
         assert_same_tree(&tree, &mnt);
     }
