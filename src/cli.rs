@@ -34,6 +34,14 @@ pub enum Command {
     Stat(cmd::inspect::StatArgs),
     /// Print a file of an flist to stdout.
     Cat(cmd::inspect::CatArgs),
+    /// Check that every chunk of an flist is in its stores (--deep: fetched and verified).
+    Verify(cmd::verify::Args),
+    /// Copy every chunk of an flist to other stores (optionally updating its routes).
+    Clone(cmd::clone::Args),
+    /// List or edit an flist's tags and store routes.
+    Config(cmd::config::Args),
+    /// Rewrite an flist (e.g. a legacy .flist) as a v2 .fl with re-encoded chunks.
+    Convert(cmd::convert::Args),
 }
 
 /// Run the parsed command; returns the process exit code.
@@ -45,6 +53,10 @@ pub fn run(cli: Cli) -> i32 {
         Command::Ls(a) => cmd::inspect::ls(a),
         Command::Stat(a) => cmd::inspect::stat(a),
         Command::Cat(a) => cmd::inspect::cat(a),
+        Command::Verify(a) => cmd::verify::run(a),
+        Command::Clone(a) => cmd::clone::run(a),
+        Command::Config(a) => cmd::config::run(a),
+        Command::Convert(a) => cmd::convert::run(a),
     };
     match result {
         Ok(code) => code,

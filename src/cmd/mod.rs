@@ -1,9 +1,14 @@
 //! Subcommands that work on whole flists: pack, unpack and the debug commands. They use
 //! the layers below (flist, store, cache, codec) and are used only by the CLI.
 
+pub mod chunkset;
+pub mod clone;
+pub mod config;
+pub mod convert;
 pub mod inspect;
 pub mod pack;
 pub mod unpack;
+pub mod verify;
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -19,10 +24,11 @@ pub struct StoreFlags {
     /// I/O timeout per request, in seconds.
     #[arg(long, default_value_t = 10.0)]
     pub io_timeout: f64,
-    /// Total time allowed to fetch one chunk across replicas, in seconds.
+    /// Total time allowed to fetch one chunk across replicas, in seconds (each replica
+    /// tried gets an equal share of the time left; past it the read fails with EIO).
     #[arg(long, default_value_t = 30.0)]
     pub deadline: f64,
-    /// Seconds a failed store is skipped while other replicas exist.
+    /// Seconds a failed store is tried last (after every healthy replica).
     #[arg(long, default_value_t = 30.0)]
     pub cooldown: f64,
 }

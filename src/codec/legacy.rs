@@ -92,7 +92,7 @@ pub fn xxtea_encrypt(data: &[u8], key: &[u8; 16]) -> Vec<u8> {
 
 /// Inverse of [`xxtea_encrypt`]; `None` when the embedded length is impossible.
 pub fn xxtea_decrypt(data: &[u8], key: &[u8]) -> Option<Vec<u8>> {
-    if data.len() % 4 != 0 || data.len() < 4 || key.len() != 16 {
+    if !data.len().is_multiple_of(4) || data.len() < 4 || key.len() != 16 {
         return None;
     }
     let mut v = to_words(data);

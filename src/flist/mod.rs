@@ -3,6 +3,7 @@
 //! hardlinks, content identity, tags and routes. `open` detects the format by content.
 //! This layer reads metadata only: it never fetches chunks nor touches stores.
 
+pub mod legacy;
 pub mod v2;
 
 use std::path::Path;
@@ -195,15 +196,13 @@ pub fn open(path: &Path) -> Result<Box<dyn Flist>> {
     if n == 16 && &magic == b"SQLite format 3\0" {
         return Ok(Box::new(v2::V2Reader::open(path)?));
     }
-    if n >= 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-        return Err(Error::format(format!(
-            "{}: legacy .flist (gzip) files are not supported yet",
-            path.display()
-        )));
+    if legacy::is_gzip(&magic[..n]) {
+        return Ok(Box::new(legacy::LegacyReader::open(path)?));
     }
     Err(Error::format(format!(
-        "{}: not an flist (neither an SQLite .fl nor a gzip legacy .flist)",
-        path.display()
+        "{}: not an flist (neither an SQLite .fl nor a gzip legacy .flist{})",
+        path.display(),
+        if n == 0 { "; the file is empty" } else { "" }
     )))
 }
 

@@ -4,10 +4,12 @@
 //! chunks and never cache.
 
 pub mod dir;
+pub mod http;
 pub mod router;
+pub mod zdb;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
@@ -39,7 +41,19 @@ impl Default for StoreConfig {
 pub trait Store: Send + Sync {
     /// The object stored under `id`, or `None` when the store does not have it.
     fn get(&self, id: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Like [`Store::get`], but gives up once `deadline` passes: network stores bound
+    /// their connect and socket timeouts by the time left. The default ignores the
+    /// deadline (local stores answer quickly or fail).
+    fn get_before(&self, id: &[u8], deadline: Instant) -> Result<Option<Vec<u8>>> {
+        let _ = deadline;
+        self.get(id)
+    }
     fn exists(&self, id: &[u8]) -> Result<bool>;
+    /// Like [`Store::exists`], bounded by `deadline` (see [`Store::get_before`]).
+    fn exists_before(&self, id: &[u8], deadline: Instant) -> Result<bool> {
+        let _ = deadline;
+        self.exists(id)
+    }
     /// Store `data` under `id`; an existing object is left as it is.
     fn set(&self, id: &[u8], data: &[u8]) -> Result<()>;
     /// The URL with credentials removed, for messages and logs.
@@ -51,13 +65,12 @@ pub fn open(url: &str, cfg: &StoreConfig) -> Result<Arc<dyn Store>> {
     let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
     match scheme {
         "dir" => Ok(Arc::new(dir::DirStore::open(url)?)),
-        _ => {
-            let _ = cfg;
-            Err(Error::invalid(format!(
-                "unsupported store URL {}",
-                redact(url)
-            )))
-        }
+        "zdb" | "redis" => Ok(Arc::new(zdb::ZdbStore::open(url, cfg)?)),
+        "http" | "https" => Ok(Arc::new(http::HttpStore::open(url, cfg)?)),
+        _ => Err(Error::invalid(format!(
+            "unsupported store URL {} (known: dir://, zdb://, redis://, http://, https://)",
+            redact(url)
+        ))),
     }
 }
 

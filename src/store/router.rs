@@ -18,6 +18,8 @@ struct Routed {
     end: u8,
     store: Arc<dyn Store>,
     failed_at: Mutex<Option<Instant>>,
+    attempts: AtomicU64,
+    failures: AtomicU64,
 }
 
 /// Counters of what crossed the wire, for reports and tests.
@@ -27,6 +29,17 @@ pub struct RouterStats {
     pub bytes_fetched: AtomicU64,
     pub puts: AtomicU64,
     pub bytes_stored: AtomicU64,
+    /// Reads that gave up because the per-chunk deadline passed.
+    pub deadlines: AtomicU64,
+}
+
+/// Per-store counters: reads attempted and reads that failed (unreachable, error or
+/// timeout; a missing or corrupt object is not a store failure).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreStat {
+    pub name: String,
+    pub attempts: u64,
+    pub failures: u64,
 }
 
 pub struct Router {
@@ -49,6 +62,8 @@ impl Router {
                 end: r.end,
                 store: super::open(&r.url, cfg)?,
                 failed_at: Mutex::new(None),
+                attempts: AtomicU64::new(0),
+                failures: AtomicU64::new(0),
             });
         }
         Ok(Router {
@@ -79,6 +94,18 @@ impl Router {
         &self.cfg
     }
 
+    /// Per-store read counters, in route order.
+    pub fn store_stats(&self) -> Vec<StoreStat> {
+        self.routes
+            .iter()
+            .map(|r| StoreStat {
+                name: r.store.name().to_string(),
+                attempts: r.attempts.load(Ordering::Relaxed),
+                failures: r.failures.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
     fn matching(&self, id: &[u8]) -> impl Iterator<Item = &Routed> {
         let first = id.first().copied().unwrap_or(0);
         self.routes
@@ -101,56 +128,100 @@ impl Router {
 
     /// Fetch a chunk and return its verified plaintext, trying replicas in turn.
     pub fn fetch(&self, chunk: &ChunkRef) -> Result<Vec<u8>> {
+        self.fetch_verified(chunk).map(|(_, plain)| plain)
+    }
+
+    /// Fetch a chunk and return the stored object as the store holds it, after checking
+    /// that it decodes to the right plaintext (for `clone`).
+    pub fn fetch_stored(&self, chunk: &ChunkRef) -> Result<Vec<u8>> {
+        self.fetch_verified(chunk).map(|(stored, _)| stored)
+    }
+
+    /// Try the routed stores for `chunk`: healthy ones first in route order, then those
+    /// cooling down after a recent failure (so a dead replica costs one attempt per
+    /// cool-down, not one per chunk). Each attempt is bounded by an equal share of the time
+    /// left before the per-chunk deadline. Returns (stored object, plaintext).
+    fn fetch_verified(&self, chunk: &ChunkRef) -> Result<(Vec<u8>, Vec<u8>)> {
         let started = Instant::now();
+        let deadline = started + self.cfg.deadline;
         let candidates: Vec<&Routed> = self.matching(chunk.id()).collect();
         if candidates.is_empty() {
             return Err(Error::store(format!(
                 "chunk {chunk}: no store is routed for its first byte"
             )));
         }
-        // Healthy stores first, then those cooling down, each group in route order.
-        let ordered = candidates
+        let cooling: Vec<bool> = candidates.iter().map(|r| self.cooling(r)).collect();
+        let ordered: Vec<&Routed> = candidates
             .iter()
-            .filter(|r| !self.cooling(r))
-            .chain(candidates.iter().filter(|r| self.cooling(r)));
+            .zip(&cooling)
+            .filter(|(_, c)| !**c)
+            .chain(candidates.iter().zip(&cooling).filter(|(_, c)| **c))
+            .map(|(r, _)| *r)
+            .collect();
         let mut tried = Vec::new();
-        let mut last_kind = ErrorKind::NotFound;
-        for r in ordered {
-            if started.elapsed() >= self.cfg.deadline {
-                last_kind = ErrorKind::Timeout;
-                tried.push(format!("{} (deadline passed)", r.store.name()));
-                break;
+        let mut corrupt = false;
+        let mut timed_out = false;
+        for (i, r) in ordered.iter().enumerate() {
+            let now = Instant::now();
+            if now >= deadline {
+                timed_out = true;
+                tried.push(format!("{} (not tried: deadline passed)", r.store.name()));
+                continue;
             }
+            // Each attempt gets an equal share of the time left, so a store that hangs
+            // cannot use up the time the replicas after it need.
+            let share = deadline.duration_since(now) / (ordered.len() - i) as u32;
             self.stats.gets.fetch_add(1, Ordering::Relaxed);
-            match r.store.get(chunk.id()) {
+            r.attempts.fetch_add(1, Ordering::Relaxed);
+            match r.store.get_before(chunk.id(), now + share) {
                 Ok(Some(stored)) => {
                     self.stats
                         .bytes_fetched
                         .fetch_add(stored.len() as u64, Ordering::Relaxed);
+                    self.mark(r, false);
                     match chunk.decode(&stored) {
-                        Ok(plain) => {
-                            self.mark(r, false);
-                            return Ok(plain);
-                        }
+                        Ok(plain) => return Ok((stored, plain)),
                         Err(e) => {
                             log::warn!("{} served a bad object: {e}", r.store.name());
-                            last_kind = ErrorKind::Corrupt;
+                            corrupt = true;
                             tried.push(format!("{} (corrupt: {})", r.store.name(), e.msg));
                         }
                     }
                 }
-                Ok(None) => tried.push(format!("{} (missing)", r.store.name())),
+                Ok(None) => {
+                    self.mark(r, false);
+                    tried.push(format!("{} (missing)", r.store.name()));
+                }
                 Err(e) => {
                     self.mark(r, true);
-                    last_kind = e.kind;
-                    tried.push(format!("{} ({e})", r.store.name()));
+                    r.failures.fetch_add(1, Ordering::Relaxed);
+                    timed_out |= e.kind == ErrorKind::Timeout;
+                    log::debug!("chunk {chunk}: {e}");
+                    if e.msg.contains(r.store.name()) {
+                        tried.push(e.msg);
+                    } else {
+                        tried.push(format!("{} ({})", r.store.name(), e.msg));
+                    }
                 }
             }
         }
+        if timed_out {
+            self.stats.deadlines.fetch_add(1, Ordering::Relaxed);
+        }
+        // A chunk no store can serve is an I/O error for readers (never ENOENT), whatever
+        // the cause; the kind tells which cause dominated.
+        let kind = if corrupt {
+            ErrorKind::Corrupt
+        } else if timed_out {
+            ErrorKind::Timeout
+        } else {
+            ErrorKind::Store
+        };
         Err(Error::new(
-            last_kind,
+            kind,
             format!(
-                "chunk {chunk}: not available from any store; tried {}",
+                "chunk {chunk}: not available from any store within {:.1}s; tried {}",
+                self.cfg.deadline.as_secs_f64(),
                 tried.join(", ")
             ),
         ))
@@ -183,9 +254,16 @@ impl Router {
     }
 
     /// Which routed stores hold the object (for `verify`): (store name, present or error).
+    /// Each store is given the per-chunk deadline.
     pub fn presence(&self, id: &[u8]) -> Vec<(String, Result<bool>)> {
         self.matching(id)
-            .map(|r| (r.store.name().to_string(), r.store.exists(id)))
+            .map(|r| {
+                let deadline = Instant::now() + self.cfg.deadline;
+                (
+                    r.store.name().to_string(),
+                    r.store.exists_before(id, deadline),
+                )
+            })
             .collect()
     }
 }

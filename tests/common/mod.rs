@@ -12,14 +12,19 @@ pub fn zvfs_bin() -> PathBuf {
 
 /// `../shared/fixtures/<name>` (read-only: copy before anything could write).
 pub fn fixture(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures").join(name);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures")
+        .join(name);
     assert!(p.exists(), "fixture {} is missing", p.display());
     p
 }
 
 /// Run zvfs with `args`; returns the output (never panics on a non-zero exit).
 pub fn zvfs(args: &[&str]) -> Output {
-    Command::new(zvfs_bin()).args(args).output().expect("running zvfs")
+    Command::new(zvfs_bin())
+        .args(args)
+        .output()
+        .expect("running zvfs")
 }
 
 /// Run zvfs and require success, returning stdout as text.
@@ -61,7 +66,13 @@ pub fn fuse_available() -> bool {
         eprintln!("FUSE test skipped because ZVFS_SKIP_FUSE_TESTS=1");
         return false;
     }
-    assert!(Path::new("/dev/fuse").exists(), "/dev/fuse is missing: FUSE tests cannot run (set ZVFS_SKIP_FUSE_TESTS=1 to opt out)");
-    assert!(rustix::process::geteuid().is_root(), "FUSE tests need root (set ZVFS_SKIP_FUSE_TESTS=1 to opt out)");
+    assert!(
+        Path::new("/dev/fuse").exists(),
+        "/dev/fuse is missing: FUSE tests cannot run (set ZVFS_SKIP_FUSE_TESTS=1 to opt out)"
+    );
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "FUSE tests need root (set ZVFS_SKIP_FUSE_TESTS=1 to opt out)"
+    );
     true
 }

@@ -1,0 +1,224 @@
+//! `zvfs config`: list and edit an flist's tags and store routes, like rfs 2.x
+//! (`config tag list|add|delete`, `config store list|add|delete`). Every edit is atomic:
+//! the flist is copied next to itself, edited, synced and renamed over the original, so a
+//! mount or reader never sees a half-edited file. Passwords are stripped from added
+//! routes unless asked otherwise.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Context, Error, Result};
+use crate::flist::v2::V2Editor;
+use crate::flist::{self, Route};
+use crate::store;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The flist to read or edit (an rfs v2 / zvfs `.fl`).
+    #[arg(short = 'm', long = "meta")]
+    pub meta: PathBuf,
+    #[command(subcommand)]
+    pub what: What,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum What {
+    /// Free key/value metadata.
+    Tag {
+        #[command(subcommand)]
+        op: TagOp,
+    },
+    /// Store routes (where the chunks are).
+    Store {
+        #[command(subcommand)]
+        op: StoreOp,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum TagOp {
+    /// Print every tag as `key=value`.
+    List,
+    /// Set tags (an existing key is replaced).
+    Add {
+        /// `key=value` (repeatable).
+        #[arg(short = 't', long = "tag", required = true)]
+        tags: Vec<String>,
+    },
+    /// Delete tags by key, or all of them.
+    Delete {
+        /// Key to delete (repeatable).
+        #[arg(short = 'k', long = "key", required_unless_present = "all")]
+        keys: Vec<String>,
+        /// Delete every tag.
+        #[arg(short = 'a', long = "all", conflicts_with = "keys")]
+        all: bool,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum StoreOp {
+    /// Print every route as `xx-xx=URL` (the form `-s` accepts).
+    List,
+    /// Add routes, `[xx-xx=]URL` (repeatable).
+    Add {
+        #[arg(short = 's', long = "store", required = true)]
+        stores: Vec<String>,
+        /// Keep passwords in the URLs written into the flist.
+        #[arg(long)]
+        no_strip_password: bool,
+    },
+    /// Delete routes by URL, or all of them.
+    Delete {
+        /// URL of the routes to delete (repeatable; a `xx-xx=` prefix is ignored).
+        #[arg(short = 's', long = "store", required_unless_present = "all")]
+        stores: Vec<String>,
+        /// Delete every route.
+        #[arg(short = 'a', long = "all", conflicts_with = "stores")]
+        all: bool,
+    },
+}
+
+/// The route as `-s` takes it and `store list` prints it.
+pub fn route_spec(r: &Route) -> String {
+    format!("{:02x}-{:02x}={}", r.start, r.end, store::redact(&r.url))
+}
+
+/// Edit an flist atomically: copy it next to itself, run `edit` on the copy, sync it and
+/// rename it over the original. On any error the original is left untouched.
+pub fn edit_flist(path: &Path, edit: impl FnOnce(&V2Editor) -> Result<()>) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file = path
+        .file_name()
+        .ok_or_else(|| Error::invalid(format!("{}: not a file name", path.display())))?;
+    let tmp = dir.join(format!(
+        ".{}.zvfs-edit.{}",
+        file.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        std::fs::copy(path, &tmp)
+            .with_ctx(|| format!("copying {} to {}", path.display(), tmp.display()))?;
+        {
+            let ed = V2Editor::open(&tmp).with_ctx(|| format!("editing {}", path.display()))?;
+            edit(&ed)?;
+        }
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .with_ctx(|| format!("syncing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path)
+            .with_ctx(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Parse `-s` arguments into routes as they should be written into an flist.
+pub fn routes_to_write(specs: &[String], keep_password: bool) -> Result<Vec<Route>> {
+    specs
+        .iter()
+        .map(|s| {
+            let mut r = Route::parse(s)?;
+            // fail now on a URL no store kind understands
+            if !r.url.contains("://") {
+                return Err(Error::invalid(format!(
+                    "bad store URL {}",
+                    store::redact(&r.url)
+                )));
+            }
+            if !keep_password {
+                r.url = store::strip_password(&r.url);
+            }
+            Ok(r)
+        })
+        .collect()
+}
+
+fn parse_tag(t: &str) -> Result<(&str, &str)> {
+    match t.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k, v)),
+        _ => Err(Error::invalid(format!(
+            "bad tag {t:?} (expected key=value)"
+        ))),
+    }
+}
+
+pub fn run(args: Args) -> Result<i32> {
+    let meta = &args.meta;
+    match args.what {
+        What::Tag { op: TagOp::List } => {
+            let fl = flist::open(meta)?;
+            for (k, v) in fl.tags()? {
+                println!("{k}={v}");
+            }
+        }
+        What::Tag {
+            op: TagOp::Add { tags },
+        } => {
+            let parsed = tags
+                .iter()
+                .map(|t| parse_tag(t))
+                .collect::<Result<Vec<_>>>()?;
+            edit_flist(meta, |ed| {
+                parsed.iter().try_for_each(|(k, v)| ed.set_tag(k, v))
+            })?;
+        }
+        What::Tag {
+            op: TagOp::Delete { keys, all },
+        } => edit_flist(meta, |ed| {
+            if all {
+                ed.delete_all_tags()
+            } else {
+                keys.iter().try_for_each(|k| ed.delete_tag(k))
+            }
+        })?,
+        What::Store { op: StoreOp::List } => {
+            let fl = flist::open(meta)?;
+            for r in fl.routes()? {
+                println!("{}", route_spec(&r));
+            }
+        }
+        What::Store {
+            op:
+                StoreOp::Add {
+                    stores,
+                    no_strip_password,
+                },
+        } => {
+            let routes = routes_to_write(&stores, no_strip_password)?;
+            edit_flist(meta, |ed| routes.iter().try_for_each(|r| ed.add_route(r)))?;
+        }
+        What::Store {
+            op: StoreOp::Delete { stores, all },
+        } => edit_flist(meta, |ed| {
+            if all {
+                return ed.delete_all_routes();
+            }
+            for s in &stores {
+                let url = Route::parse(s)?.url;
+                let mut n = ed.delete_route(&url)?;
+                let stripped = store::strip_password(&url);
+                if stripped != url {
+                    n += ed.delete_route(&stripped)?;
+                }
+                if n == 0 {
+                    return Err(Error::not_found(format!(
+                        "{}: no route with URL {}; nothing changed",
+                        meta.display(),
+                        store::redact(&url)
+                    )));
+                }
+            }
+            Ok(())
+        })?,
+    }
+    Ok(0)
+}

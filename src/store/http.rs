@@ -1,0 +1,165 @@
+//! `http://` and `https://` stores, read-only: an object is fetched from
+//! `<url>/<hh>/<hex id>` and, on 404, from the flat `<url>/<hex id>`; 404 on both means
+//! missing. Uses ureq 2 (blocking, rustls with the bundled webpki roots, so TLS works in a
+//! static binary without system certificates). Connect, read and total times are bounded;
+//! responses above [`MAX_OBJECT`] are refused. Credentials in the URL are sent as HTTP
+//! basic auth by ureq and never appear in messages (URLs are redacted).
+
+use std::io::Read;
+use std::time::Instant;
+
+use super::{redact, Store, StoreConfig};
+use crate::codec::{hex_bytes, MAX_OBJECT};
+use crate::error::{Error, ErrorKind, Result};
+
+pub struct HttpStore {
+    base: String,
+    name: String,
+    agent: ureq::Agent,
+    cfg: StoreConfig,
+}
+
+impl HttpStore {
+    pub fn open(url: &str, cfg: &StoreConfig) -> Result<HttpStore> {
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+            .ok_or_else(|| Error::invalid(format!("bad http store URL {}", redact(url))))?;
+        if rest.is_empty() || rest.starts_with('/') {
+            return Err(Error::invalid(format!(
+                "bad http store URL {}: no host",
+                redact(url)
+            )));
+        }
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(cfg.connect_timeout)
+            .timeout_read(cfg.io_timeout)
+            .timeout_write(cfg.io_timeout)
+            .redirects(3)
+            .build();
+        let base = url.trim_end_matches('/').to_string();
+        Ok(HttpStore {
+            name: redact(&base),
+            base,
+            agent,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// One GET: `Ok(None)` on 404.
+    fn fetch(&self, url: &str, deadline: Instant) -> Result<Option<Vec<u8>>> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::timeout(format!(
+                "GET {}: deadline passed",
+                redact(url)
+            )));
+        }
+        let resp = match self.agent.get(url).timeout(left).call() {
+            Ok(r) => r,
+            Err(ureq::Error::Status(404, _)) => return Ok(None),
+            Err(ureq::Error::Status(code, r)) => {
+                return Err(Error::store(format!(
+                    "GET {}: HTTP {code} {}",
+                    redact(url),
+                    r.status_text()
+                )))
+            }
+            Err(ureq::Error::Transport(t)) => return Err(transport_error(url, &t)),
+        };
+        if let Some(len) = resp
+            .header("content-length")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            if len > MAX_OBJECT as u64 {
+                return Err(Error::corrupt(format!(
+                    "GET {}: object of {len} bytes, more than the {MAX_OBJECT} allowed",
+                    redact(url)
+                )));
+            }
+        }
+        let mut buf = Vec::new();
+        resp.into_reader()
+            .take(MAX_OBJECT as u64 + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| {
+                let kind = io_kind(&e);
+                Error::new(kind, format!("GET {}: reading the body: {e}", redact(url)))
+            })?;
+        if buf.len() > MAX_OBJECT {
+            return Err(Error::corrupt(format!(
+                "GET {}: object larger than the {MAX_OBJECT} bytes allowed",
+                redact(url)
+            )));
+        }
+        Ok(Some(buf))
+    }
+
+    fn default_deadline(&self) -> Instant {
+        Instant::now() + self.cfg.connect_timeout + self.cfg.io_timeout * 2
+    }
+}
+
+fn io_kind(e: &std::io::Error) -> ErrorKind {
+    match e.kind() {
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => ErrorKind::Timeout,
+        _ => ErrorKind::Store,
+    }
+}
+
+/// A transport error without ureq's own rendering (which would print the URL as given,
+/// credentials included).
+fn transport_error(url: &str, t: &ureq::Transport) -> Error {
+    let mut kind = ErrorKind::Store;
+    let mut detail = t.kind().to_string();
+    if let Some(m) = t.message() {
+        detail = format!("{detail}: {m}");
+    }
+    let mut src = std::error::Error::source(t);
+    while let Some(s) = src {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            kind = io_kind(io);
+            detail = format!("{detail}: {io}");
+            break;
+        }
+        src = s.source();
+    }
+    Error::new(kind, format!("GET {}: {detail}", redact(url)))
+}
+
+impl Store for HttpStore {
+    fn get(&self, id: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.get_before(id, self.default_deadline())
+    }
+
+    fn get_before(&self, id: &[u8], deadline: Instant) -> Result<Option<Vec<u8>>> {
+        let hex = hex_bytes(id);
+        let nested = format!("{}/{}/{}", self.base, &hex[..2], hex);
+        if let Some(d) = self.fetch(&nested, deadline)? {
+            return Ok(Some(d));
+        }
+        self.fetch(&format!("{}/{}", self.base, hex), deadline)
+    }
+
+    fn exists(&self, id: &[u8]) -> Result<bool> {
+        // A HEAD would do, but static servers and CDNs answer GET more uniformly; objects
+        // are small (<= 8 MiB) and the body is discarded.
+        Ok(self.get(id)?.is_some())
+    }
+
+    fn exists_before(&self, id: &[u8], deadline: Instant) -> Result<bool> {
+        Ok(self.get_before(id, deadline)?.is_some())
+    }
+
+    fn set(&self, id: &[u8], _data: &[u8]) -> Result<()> {
+        Err(Error::invalid(format!(
+            "{}: http stores are read-only; cannot store chunk {}",
+            self.name,
+            hex_bytes(id)
+        )))
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+}

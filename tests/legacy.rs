@@ -1,0 +1,709 @@
+//! Legacy `.flist` support (issue 10): reading the real zflist fixture through the `Flist`
+//! trait with chunks from real stores, corruption detection, `zvfs convert`, and format
+//! detection by content.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use common::{dir_url, untar, zvfs, zvfs_bin};
+use zvfs::codec::{self, ChunkRef, CHUNK_SIZE};
+use zvfs::flist::{self, Flist, Kind};
+use zvfs::store::router::Router;
+use zvfs::store::StoreConfig;
+
+/// The fixtures directory, from the main checkout or a worktree under /work/wt.
+fn fixtures() -> PathBuf {
+    let base = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for rel in ["../shared/fixtures", "../../shared/fixtures"] {
+        let p = base.join(rel);
+        if p.join("legacy-flist").exists() {
+            return p;
+        }
+    }
+    panic!("fixtures not found next to {}", base.display());
+}
+
+fn legacy_fixture(name: &str) -> PathBuf {
+    fixtures().join("legacy-flist").join(name)
+}
+
+/// A writable copy of the fixture's `chunks/` directory (flat `<hex>` files).
+fn copy_chunks(dest: &Path) -> PathBuf {
+    let out = dest.join("chunks");
+    std::fs::create_dir_all(&out).unwrap();
+    for e in std::fs::read_dir(legacy_fixture("chunks")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), out.join(e.file_name())).unwrap();
+    }
+    out
+}
+
+/// What one path of a tree looks like, for comparisons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Node {
+    kind: &'static str,
+    perm: u32,
+    uid: u32,
+    gid: u32,
+    mtime: i64,
+    /// File content or symlink target.
+    data: Vec<u8>,
+}
+
+/// The tree on disk (as extracted from tree.tar), keyed by relative path.
+fn disk_tree(root: &Path) -> BTreeMap<Vec<u8>, Node> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = BTreeMap::new();
+    let mut stack = vec![(root.to_path_buf(), Vec::new())];
+    while let Some((p, rel)) = stack.pop() {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        let ft = m.file_type();
+        let (kind, data) = if ft.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                let e = e.unwrap();
+                let mut r: Vec<u8> = rel.clone();
+                if !r.is_empty() {
+                    r.push(b'/');
+                }
+                r.extend_from_slice(e.file_name().as_bytes());
+                stack.push((e.path(), r));
+            }
+            ("dir", Vec::new())
+        } else if ft.is_symlink() {
+            (
+                "symlink",
+                std::fs::read_link(&p)
+                    .unwrap()
+                    .as_os_str()
+                    .as_bytes()
+                    .to_vec(),
+            )
+        } else if ft.is_file() {
+            ("file", std::fs::read(&p).unwrap())
+        } else {
+            use std::os::unix::fs::FileTypeExt;
+            assert!(ft.is_fifo(), "unexpected special file {}", p.display());
+            ("fifo", Vec::new())
+        };
+        out.insert(
+            rel,
+            Node {
+                kind,
+                perm: m.permissions().mode() & 0o7777,
+                uid: m.uid(),
+                gid: m.gid(),
+                mtime: m.mtime(),
+                data,
+            },
+        );
+    }
+    out
+}
+
+/// The tree as the flist describes it, file contents fetched through `router`.
+fn flist_tree(fl: &dyn Flist, router: &Router) -> zvfs::error::Result<BTreeMap<Vec<u8>, Node>> {
+    let mut out = BTreeMap::new();
+    let root = fl.get(flist::ROOT_INO)?;
+    flist::walk(fl, &root, Vec::new(), &mut |e, path| {
+        let (kind, data) = match e.kind() {
+            Kind::Dir => ("dir", Vec::new()),
+            Kind::Symlink => ("symlink", fl.link_target(e.ino)?),
+            Kind::File => {
+                let mut data = Vec::new();
+                for c in fl.blocks(e.ino)? {
+                    data.extend_from_slice(&router.fetch(&c)?);
+                }
+                assert_eq!(data.len() as u64, e.size, "size of {path:?}");
+                ("file", data)
+            }
+            Kind::Fifo => ("fifo", Vec::new()),
+            other => (other.name(), Vec::new()),
+        };
+        out.insert(
+            path.to_vec(),
+            Node {
+                kind,
+                perm: e.mode & 0o7777,
+                uid: e.uid,
+                gid: e.gid,
+                mtime: e.mtime,
+                data,
+            },
+        );
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Compare the flist's tree with tree.tar. The root directory's times are not recorded
+/// by zflist (its `Dir` holds 0), so the root's mtime is left out.
+fn assert_same_tree(got: &BTreeMap<Vec<u8>, Node>, want: &BTreeMap<Vec<u8>, Node>) {
+    let names = |t: &BTreeMap<Vec<u8>, Node>| {
+        t.keys()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(got), names(want));
+    for (path, w) in want {
+        let mut g = got[path].clone();
+        if path.is_empty() {
+            g.mtime = w.mtime;
+        }
+        assert_eq!(
+            &g,
+            w,
+            "entry {:?} differs from tree.tar",
+            String::from_utf8_lossy(path)
+        );
+    }
+}
+
+fn tree_tar(dir: &Path) -> BTreeMap<Vec<u8>, Node> {
+    let t = dir.join("tree");
+    untar(&legacy_fixture("tree.tar"), &t);
+    disk_tree(&t)
+}
+
+fn dir_router(url: &str) -> Router {
+    Router::for_flist(&[], &[url.to_string()], &StoreConfig::default()).unwrap()
+}
+
+#[test]
+fn fixture_reads_like_tree_tar_with_a_dir_store() {
+    let d = tempfile::tempdir().unwrap();
+    let want = tree_tar(d.path());
+    // Spot-check what the fixture promises, so the comparison below cannot be vacuous.
+    assert_eq!(want[&b"suid-bin"[..]].perm, 0o4755);
+    assert_eq!(want[&b"private"[..]].perm, 0o700);
+    assert_eq!(
+        (want[&b"owned"[..]].uid, want[&b"owned"[..]].gid),
+        (1000, 2000)
+    );
+    let chunks = copy_chunks(d.path());
+    let fl = flist::open(&legacy_fixture("sample.flist")).unwrap();
+    assert_eq!(fl.format(), "legacy");
+    // The flist's own backend route, overridden by -s.
+    let routes = fl.routes().unwrap();
+    assert_eq!(routes[0].url, "zdb://127.0.0.1:59429");
+    let router = Router::for_flist(&routes, &[dir_url(&chunks)], &StoreConfig::default()).unwrap();
+    let got = flist_tree(&*fl, &router).unwrap();
+    assert_same_tree(&got, &want);
+    assert_eq!(got[&b"link-absolute"[..]].data, b"/etc/hostname");
+}
+
+#[test]
+fn flipped_bit_in_a_stored_chunk_is_an_error_naming_it() {
+    let d = tempfile::tempdir().unwrap();
+    let chunks = copy_chunks(d.path());
+    let hash = "a5147f6e7cac3a7076f942cb5e00d896"; // hello.txt
+    let p = chunks.join(hash);
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[3] ^= 0x04;
+    std::fs::write(&p, bytes).unwrap();
+    let fl = flist::open(&legacy_fixture("sample.flist")).unwrap();
+    let router = dir_router(&dir_url(&chunks));
+    let hello = flist::resolve(&*fl, b"hello.txt").unwrap();
+    let chunk = fl.blocks(hello.ino).unwrap()[0];
+    let err = router.fetch(&chunk).unwrap_err();
+    assert_eq!(err.kind, zvfs::error::ErrorKind::Corrupt, "{err}");
+    assert!(
+        err.msg.contains(hash) && err.msg.contains("corrupt"),
+        "{err}"
+    );
+    // The rest of the tree still reads; the damaged file never yields wrong bytes.
+    let notes = flist::resolve(&*fl, b"notes.txt").unwrap();
+    assert_eq!(
+        router
+            .fetch(&fl.blocks(notes.ino).unwrap()[0])
+            .unwrap()
+            .len(),
+        29
+    );
+    assert!(flist_tree(&*fl, &router).is_err());
+}
+
+/// `zvfs convert` then reading the new `.fl` gives the same tree, and its block list is
+/// exactly what `codec::v2::encode` gives for each file's 512 KiB chunks (what rfs packs).
+#[test]
+fn convert_to_v2_preserves_the_tree_and_packs_like_rfs() {
+    let d = tempfile::tempdir().unwrap();
+    let want = tree_tar(d.path());
+    let chunks = copy_chunks(d.path());
+    let new_store = d.path().join("v2store");
+    let out = d.path().join("sample.fl");
+    let o = zvfs(&[
+        "convert",
+        "-m",
+        legacy_fixture("sample.flist").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-s",
+        &dir_url(&new_store),
+        "--from-store",
+        &dir_url(&chunks),
+        "-j",
+        "3",
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Every legacy chunk but a file's last is 512 KiB: nothing had to be re-cut.
+    assert!(stdout.contains("17 chunks read"), "{stdout}");
+    assert!(!stdout.contains("re-cut"), "{stdout}");
+
+    let v2 = flist::v2::V2Reader::open(&out).unwrap();
+    assert_eq!(v2.format(), "zvfs-1");
+    let routes = v2.routes().unwrap();
+    assert_eq!(routes.len(), 1);
+    assert_eq!(routes[0].url, dir_url(&new_store));
+    // Read through the new flist's own routes: the chunks are in the new store.
+    let router = Router::for_flist(&routes, &[], &StoreConfig::default()).unwrap();
+    let got = flist_tree(&v2, &router).unwrap();
+    assert_same_tree(&got, &want);
+    // The root's times are carried over as recorded (0 in zflist flists).
+    assert_eq!(v2.get(flist::ROOT_INO).unwrap().mtime, 0);
+
+    let root = v2.get(flist::ROOT_INO).unwrap();
+    let mut files = 0;
+    flist::walk(&v2, &root, Vec::new(), &mut |e, path| {
+        if e.kind() == Kind::File {
+            files += 1;
+            let content = &want[path].data;
+            let expect: Vec<ChunkRef> = content
+                .chunks(CHUNK_SIZE)
+                .map(|p| codec::v2::encode(p).unwrap().0)
+                .collect();
+            assert_eq!(v2.blocks(e.ino)?, expect, "blocks of {path:?}");
+            let id = v2.identity(e.ino)?.expect("identity recorded");
+            assert_eq!(id.partial, zvfs::identity::partial_checksum_bytes(content));
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(files, 13);
+    // 17 legacy chunks became 17 v2 chunks (no duplicate content in the fixture).
+    let stored: usize = walk_files(&new_store);
+    assert_eq!(stored, 17);
+}
+
+fn walk_files(dir: &Path) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            n += walk_files(&e.path());
+        } else {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn convert_failure_leaves_no_output() {
+    let d = tempfile::tempdir().unwrap();
+    let chunks = copy_chunks(d.path());
+    // One chunk missing from the source store.
+    std::fs::remove_file(chunks.join("a5147f6e7cac3a7076f942cb5e00d896")).unwrap();
+    let out = d.path().join("new.fl");
+    let o = zvfs(&[
+        "convert",
+        "-m",
+        legacy_fixture("sample.flist").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-s",
+        &dir_url(&d.path().join("v2")),
+        "--from-store",
+        &dir_url(&chunks),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("hello.txt") && err.contains("a5147f6e7cac3a7076f942cb5e00d896"),
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("new.fl"))
+        .collect();
+    assert!(left.is_empty(), "output or temp file left: {left:?}");
+}
+
+/// Rewrite the fixture's database with a different `backend` and repack it like zflist.
+fn fixture_with_backend(dir: &Path, backend: &str) -> PathBuf {
+    let tmp = dir.join("db");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(
+        std::fs::File::open(legacy_fixture("sample.flist")).unwrap(),
+    ));
+    ar.unpack(&tmp).unwrap();
+    let db = tmp.join("flistdb.sqlite3");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute(
+        "INSERT OR REPLACE INTO metadata (key, value) VALUES ('backend', ?1)",
+        [backend],
+    )
+    .unwrap();
+    drop(c);
+    let out = dir.join("with-backend.flist");
+    gz_tar(&out, &[("./flistdb.sqlite3", std::fs::read(&db).unwrap())]);
+    out
+}
+
+/// Write a gzip'd tar holding `members`, without end-of-archive blocks (as zflist does).
+fn gz_tar(out: &Path, members: &[(&str, Vec<u8>)]) {
+    let gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(out).unwrap(),
+        flate2::Compression::default(),
+    );
+    let mut b = tar::Builder::new(gz);
+    for (name, data) in members {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, &data[..]).unwrap();
+    }
+    b.into_inner().unwrap().finish().unwrap();
+}
+
+#[test]
+fn backend_password_never_shows_in_errors() {
+    let d = tempfile::tempdir().unwrap();
+    // A closed loopback port: the backend cannot be reached.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let fl = fixture_with_backend(
+        d.path(),
+        &format!(
+            r#"{{"host": "127.0.0.1", "port": {port}, "namespace": "ns", "password": "hunter2"}}"#
+        ),
+    );
+    let opened = flist::open(&fl).unwrap();
+    let routes = opened.routes().unwrap();
+    assert_eq!(routes[0].url, format!("zdb://:hunter2@127.0.0.1:{port}/ns"));
+    assert!(opened.tags().unwrap().iter().all(|(k, _)| k != "backend"));
+    let out = d.path().join("x.fl");
+    let o = zvfs(&[
+        "convert",
+        "-m",
+        fl.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-s",
+        &dir_url(&d.path().join("v2")),
+        "--connect-timeout",
+        "1",
+        "--deadline",
+        "2",
+    ]);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!o.status.success(), "{all}");
+    assert!(!all.contains("hunter2"), "password leaked: {all}");
+    assert!(all.contains("127.0.0.1"), "{all}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn format_detection_by_content_with_clear_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty.fl", Vec::new(), "empty"),
+        (
+            "random.flist",
+            (0..4096u32)
+                .map(|i| (i.wrapping_mul(2654435761u32) >> 13) as u8)
+                .collect(),
+            "not an flist",
+        ),
+    ];
+    for (name, data, expect) in &cases {
+        let p = d.path().join(name);
+        std::fs::write(&p, data).unwrap();
+        let err = flist::open(&p).err().expect("accepted garbage").msg;
+        assert!(
+            err.contains(p.to_str().unwrap()) && err.contains(expect),
+            "{err}"
+        );
+    }
+    // A gzip that is not a tar.
+    let p = d.path().join("notar.flist");
+    {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&p).unwrap(),
+            flate2::Compression::default(),
+        );
+        gz.write_all(&[0x5a; 3000]).unwrap();
+        gz.finish().unwrap();
+    }
+    let err = flist::open(&p)
+        .err()
+        .expect("accepted a gzip of garbage")
+        .msg;
+    assert!(
+        err.contains("notar.flist") && err.contains("not a legacy flist"),
+        "{err}"
+    );
+    // A tar without flistdb.sqlite3.
+    let p = d.path().join("nodb.flist");
+    gz_tar(&p, &[("./readme.txt", b"hello".to_vec())]);
+    let err = flist::open(&p)
+        .err()
+        .expect("accepted a tar without db")
+        .msg;
+    assert!(
+        err.contains("nodb.flist") && err.contains("flistdb.sqlite3"),
+        "{err}"
+    );
+    // A flistdb.sqlite3 that is not SQLite.
+    let p = d.path().join("baddb.flist");
+    gz_tar(&p, &[("./flistdb.sqlite3", vec![7u8; 2048])]);
+    let err = flist::open(&p).err().expect("accepted a bad db").msg;
+    assert!(err.contains("baddb.flist"), "{err}");
+    // A truncated legacy flist.
+    let p = d.path().join("cut.flist");
+    let full = std::fs::read(legacy_fixture("sample.flist")).unwrap();
+    std::fs::write(&p, &full[..full.len() / 2]).unwrap();
+    let err = flist::open(&p)
+        .err()
+        .expect("accepted a truncated flist")
+        .msg;
+    assert!(err.contains("cut.flist"), "{err}");
+    // The name does not matter: a legacy flist called .fl and a v2 one called .flist.
+    let p = d.path().join("legacy-named.fl");
+    std::fs::copy(legacy_fixture("sample.flist"), &p).unwrap();
+    assert_eq!(flist::open(&p).unwrap().format(), "legacy");
+    // Through the CLI: the error names the file.
+    let p = d.path().join("random.flist");
+    let o = zvfs(&[
+        "convert",
+        "-m",
+        p.to_str().unwrap(),
+        "-o",
+        "/nonexistent/x.fl",
+        "-s",
+        "dir:///tmp/x",
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(p.to_str().unwrap()) && err.contains("not an flist"),
+        "{err}"
+    );
+    let _ = zvfs_bin();
+}
+
+/// A `redis-server` on a free loopback port, killed on drop.
+struct Redis {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let port = {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap().port()
+            };
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server is installed");
+            let mut r = Redis {
+                child,
+                port,
+                _dir: dir,
+            };
+            let t0 = std::time::Instant::now();
+            while t0.elapsed() < std::time::Duration::from_secs(20) {
+                if let Ok(Some(_)) = r.child.try_wait() {
+                    break; // the port was taken meanwhile: try another
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return r;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            drop(r);
+        }
+        panic!("could not start redis-server");
+    }
+
+    /// `SET` every `chunks/<hex>` file under its 16 raw key bytes (RESP arrays).
+    fn load_chunks(&self, chunks: &Path) -> usize {
+        use std::io::{BufRead, BufReader, Write};
+        let s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        let mut n = 0;
+        for e in std::fs::read_dir(chunks).unwrap() {
+            let e = e.unwrap();
+            let key = hex::decode(e.file_name().to_str().unwrap()).unwrap();
+            assert_eq!(key.len(), 16);
+            let val = std::fs::read(e.path()).unwrap();
+            let mut req = Vec::new();
+            req.extend_from_slice(b"*3\r\n$3\r\nSET\r\n");
+            for part in [&key[..], &val[..]] {
+                req.extend_from_slice(format!("${}\r\n", part.len()).as_bytes());
+                req.extend_from_slice(part);
+                req.extend_from_slice(b"\r\n");
+            }
+            w.write_all(&req).unwrap();
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            assert_eq!(line, "+OK\r\n");
+            n += 1;
+        }
+        n
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The fixture served by a real redis-server loaded from `chunks/`, reached through the
+/// flist's own `backend` route (a `zdb://` URL) and through `-s redis://` overrides.
+#[test]
+fn fixture_reads_like_tree_tar_from_redis() {
+    let d = tempfile::tempdir().unwrap();
+    let want = tree_tar(d.path());
+    let redis = Redis::start();
+    assert_eq!(redis.load_chunks(&legacy_fixture("chunks")), 17);
+    // The backend metadata points at the server: no override needed.
+    let fl_path = fixture_with_backend(
+        d.path(),
+        &format!(r#"{{"host": "127.0.0.1", "port": {}}}"#, redis.port),
+    );
+    let fl = flist::open(&fl_path).unwrap();
+    let routes = fl.routes().unwrap();
+    assert_eq!(routes[0].url, format!("zdb://127.0.0.1:{}", redis.port));
+    let router = Router::for_flist(&routes, &[], &StoreConfig::default()).unwrap();
+    assert_same_tree(&flist_tree(&*fl, &router).unwrap(), &want);
+    // The original fixture (backend long gone) with a redis:// override.
+    let fl = flist::open(&legacy_fixture("sample.flist")).unwrap();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let router = Router::for_flist(&fl.routes().unwrap(), &[url], &StoreConfig::default()).unwrap();
+    assert_same_tree(&flist_tree(&*fl, &router).unwrap(), &want);
+    // convert reading from the backend route, writing to a dir store.
+    let out = d.path().join("from-redis.fl");
+    let v2store = d.path().join("v2");
+    let o = zvfs(&[
+        "convert",
+        "-m",
+        fl_path.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-s",
+        &dir_url(&v2store),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v2 = flist::open(&out).unwrap();
+    let router = Router::for_flist(&v2.routes().unwrap(), &[], &StoreConfig::default()).unwrap();
+    assert_same_tree(&flist_tree(&*v2, &router).unwrap(), &want);
+}
+
+/// A `zvfs mount -d` of an flist, unmounted on drop.
+struct LegacyMount {
+    target: PathBuf,
+}
+
+impl LegacyMount {
+    fn new(flist: &Path, store: &str, cache: &Path, target: &Path) -> LegacyMount {
+        std::fs::create_dir_all(target).unwrap();
+        std::fs::create_dir_all(cache).unwrap();
+        let out = zvfs(&[
+            "mount",
+            "-d",
+            "-m",
+            flist.to_str().unwrap(),
+            "-c",
+            cache.to_str().unwrap(),
+            "-s",
+            store,
+            "--deadline",
+            "5",
+            target.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "zvfs mount failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        LegacyMount {
+            target: target.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for LegacyMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("fusermount3")
+            .arg("-uz")
+            .arg(&self.target)
+            .status();
+    }
+}
+
+/// A legacy flist mounts over FUSE like tree.tar; a corrupted chunk gives EIO for its
+/// file only, never wrong bytes.
+#[test]
+fn legacy_flist_mounts_like_tree_tar_and_corruption_is_eio() {
+    if !common::fuse_available() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let want = tree_tar(d.path());
+    let chunks = copy_chunks(d.path());
+    let flist = legacy_fixture("sample.flist");
+    {
+        let m = LegacyMount::new(
+            &flist,
+            &dir_url(&chunks),
+            &d.path().join("c1"),
+            &d.path().join("m1"),
+        );
+        assert_same_tree(&disk_tree(&m.target), &want);
+    }
+    let p = chunks.join("a5147f6e7cac3a7076f942cb5e00d896"); // hello.txt
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[3] ^= 0x04;
+    std::fs::write(&p, bytes).unwrap();
+    let m = LegacyMount::new(
+        &flist,
+        &dir_url(&chunks),
+        &d.path().join("c2"),
+        &d.path().join("m2"),
+    );
+    let err = std::fs::read(m.target.join("hello.txt")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert_eq!(
+        std::fs::read(m.target.join("notes.txt")).unwrap(),
+        want[&b"notes.txt"[..]].data
+    );
+}

@@ -1,0 +1,946 @@
+//! Chunk stores against real servers on loopback: redis-server (as a 0-db stand-in, over
+//! TCP and a unix socket), python's http.server, TCP listeners that refuse to answer, and
+//! the `verify`, `clone` and `config` commands.
+
+mod common;
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use std::time::{Duration, Instant};
+
+use common::{dir_url, zvfs, zvfs_ok};
+use zvfs::codec::{self, ChunkRef, CHUNK_SIZE};
+use zvfs::flist::v2::{NewEntry, V2Writer};
+use zvfs::flist::{self, Kind, Route};
+use zvfs::store::router::Router;
+use zvfs::store::{self, StoreConfig};
+
+// ---------------------------------------------------------------- servers and guards
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !ready() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{what} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process killed (and reaped) on drop.
+struct Server {
+    child: Child,
+    port: u16,
+    socket: Option<PathBuf>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn redis_server(unix: bool) -> Server {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("redis.sock");
+    let mut cmd = Command::new("redis-server");
+    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if unix {
+        cmd.arg("--unixsocket").arg(&sock);
+    }
+    let child = cmd.spawn().expect("starting redis-server");
+    let server = Server {
+        child,
+        port,
+        socket: unix.then(|| sock.clone()),
+        _dir: Some(dir),
+    };
+    wait_for("redis-server", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok() && (!unix || sock.exists())
+    });
+    server
+}
+
+fn http_server(root: &Path) -> Server {
+    let port = free_port();
+    let child = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .arg("--directory")
+        .arg(root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting python3 -m http.server");
+    let server = Server {
+        child,
+        port,
+        socket: None,
+        _dir: None,
+    };
+    wait_for("http.server", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    server
+}
+
+/// What a [`Listener`] does with a connection.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// Close it at once (a broken store).
+    Close,
+    /// Keep it open and never answer (a hanging store).
+    Hold,
+    /// Read the request head, write this reply, close (a tiny HTTP server).
+    Respond(&'static [u8]),
+}
+
+/// A TCP listener we control, counting accepted connections.
+struct Listener {
+    port: u16,
+    accepts: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Listener {
+    fn start(hold: bool) -> Listener {
+        Listener::start_mode(if hold { Mode::Hold } else { Mode::Close })
+    }
+
+    fn start_mode(mode: Mode) -> Listener {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let accepts = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (a, s) = (accepts.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let held = Mutex::new(Vec::new());
+            for conn in l.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                a.fetch_add(1, Ordering::SeqCst);
+                let Ok(mut c) = conn else { continue };
+                match mode {
+                    Mode::Close => drop(c),
+                    Mode::Hold => held.lock().unwrap().push(c),
+                    Mode::Respond(reply) => {
+                        use std::io::Write;
+                        let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+                        let mut head = Vec::new();
+                        let mut b = [0u8; 1];
+                        while !head.ends_with(b"\r\n\r\n") && c.read(&mut b).unwrap_or(0) == 1 {
+                            head.push(b[0]);
+                        }
+                        let _ = c.write_all(reply);
+                    }
+                }
+            }
+        });
+        Listener {
+            port,
+            accepts,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn accepts(&self) -> usize {
+        self.accepts.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A port nothing listens on.
+fn dead_port() -> u16 {
+    free_port()
+}
+
+// ---------------------------------------------------------------- test flists
+
+/// Deterministic pseudo-random bytes (xorshift), so chunks do not dedup by accident.
+fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn test_files() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("big.bin", bytes(1, 2 * CHUNK_SIZE + 12345)),
+        ("small.txt", b"hello world\n".to_vec()),
+        ("empty", Vec::new()),
+        ("sub/copy.bin", bytes(1, 2 * CHUNK_SIZE + 12345)),
+        ("sub/other.bin", bytes(2, CHUNK_SIZE + 1)),
+    ]
+}
+
+fn cfg(connect: f64, io: f64, deadline: f64) -> StoreConfig {
+    StoreConfig {
+        connect_timeout: Duration::from_secs_f64(connect),
+        io_timeout: Duration::from_secs_f64(io),
+        deadline: Duration::from_secs_f64(deadline),
+        cooldown: Duration::from_secs(60),
+    }
+}
+
+/// Write `files` (paths with at most one directory level) as an flist at `meta` whose
+/// routes are `routes`, storing every chunk through a router over `routes`. Returns the
+/// chunks of each file.
+fn build_flist(
+    meta: &Path,
+    routes: &[&str],
+    files: &[(&str, Vec<u8>)],
+) -> Vec<(String, Vec<ChunkRef>)> {
+    let parsed: Vec<Route> = routes.iter().map(|r| Route::parse(r).unwrap()).collect();
+    let router = Router::new(&parsed, &StoreConfig::default()).unwrap();
+    let w = V2Writer::create(meta).unwrap();
+    let entry = |parent, name: &'static [u8], mode, size| NewEntry {
+        parent,
+        name,
+        mode,
+        uid: 0,
+        gid: 0,
+        size,
+        rdev: 0,
+        mtime: 1_700_000_000,
+        ctime: 1_700_000_000,
+    };
+    let root = w.add_entry(&entry(0, b"/", 0o40755, 4096)).unwrap();
+    let mut dirs = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for (path, data) in files {
+        let (parent, name) = match path.split_once('/') {
+            Some((d, n)) => {
+                let d: &'static str = Box::leak(d.to_string().into_boxed_str());
+                let ino = *dirs.entry(d).or_insert_with(|| {
+                    w.add_entry(&entry(root, d.as_bytes(), 0o40755, 4096))
+                        .unwrap()
+                });
+                (ino, n)
+            }
+            None => (root, *path),
+        };
+        let name: &'static str = Box::leak(name.to_string().into_boxed_str());
+        let ino = w
+            .add_entry(&entry(parent, name.as_bytes(), 0o100644, data.len() as u64))
+            .unwrap();
+        let mut chunks = Vec::new();
+        for piece in data.chunks(CHUNK_SIZE) {
+            let (c, stored) = codec::v2::encode(piece).unwrap();
+            router.put(c.id(), &stored).unwrap();
+            chunks.push(c);
+        }
+        w.add_blocks(ino, &chunks).unwrap();
+        out.push((path.to_string(), chunks));
+    }
+    for r in &parsed {
+        w.add_route(r).unwrap();
+    }
+    w.finish().unwrap();
+    out
+}
+
+/// Read every regular file of the flist through a router (the flist's routes unless
+/// `overrides`), returning (path, content).
+fn read_back(meta: &Path, overrides: &[String], cfg: &StoreConfig) -> Vec<(String, Vec<u8>)> {
+    let fl = flist::open(meta).unwrap();
+    let router = Router::for_flist(&fl.routes().unwrap(), overrides, cfg).unwrap();
+    let mut out = Vec::new();
+    let root = fl.get(flist::ROOT_INO).unwrap();
+    flist::walk(fl.as_ref(), &root, Vec::new(), &mut |e, path| {
+        if e.kind() == Kind::File {
+            let mut data = Vec::new();
+            for c in fl.blocks(e.ino)? {
+                data.extend(router.fetch(&c)?);
+            }
+            out.push((String::from_utf8_lossy(path).into_owned(), data));
+        }
+        Ok(())
+    })
+    .unwrap();
+    out.sort();
+    out
+}
+
+fn expected(files: &[(&str, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = files
+        .iter()
+        .map(|(p, d)| (p.to_string(), d.clone()))
+        .collect();
+    v.sort();
+    v
+}
+
+fn object_path(store: &Path, c: &ChunkRef) -> PathBuf {
+    let hex = c.hex_id();
+    store.join(&hex[..2]).join(hex.as_str())
+}
+
+fn meta_arg(p: &Path) -> String {
+    p.display().to_string()
+}
+
+// ---------------------------------------------------------------- zdb store
+
+fn zdb_round_trip(url: &str) {
+    let s = store::open(url, &StoreConfig::default()).unwrap();
+    let (c, stored) = codec::v2::encode(b"zdb round trip").unwrap();
+    assert!(!s.exists(c.id()).unwrap());
+    assert_eq!(s.get(c.id()).unwrap(), None);
+    s.set(c.id(), &stored).unwrap();
+    assert!(s.exists(c.id()).unwrap());
+    assert_eq!(s.get(c.id()).unwrap().unwrap(), stored);
+    // setting again is accepted (EXISTS short-cut) and leaves the object as it is
+    s.set(c.id(), &stored).unwrap();
+    assert_eq!(
+        c.decode(&s.get(c.id()).unwrap().unwrap()).unwrap(),
+        b"zdb round trip"
+    );
+    // a value just under the limit goes through
+    let big = bytes(9, codec::MAX_OBJECT);
+    s.set(&[0x42; 32], &big).unwrap();
+    assert_eq!(s.get(&[0x42; 32]).unwrap().unwrap().len(), big.len());
+}
+
+#[test]
+fn zdb_store_against_redis_over_tcp() {
+    let r = redis_server(false);
+    zdb_round_trip(&format!("zdb://127.0.0.1:{}", r.port));
+    // a namespace is selected on each connection: redis takes a number as the name
+    let ns1 = store::open(
+        &format!("zdb://127.0.0.1:{}/1", r.port),
+        &StoreConfig::default(),
+    )
+    .unwrap();
+    let dflt = store::open(
+        &format!("zdb://127.0.0.1:{}/default", r.port),
+        &StoreConfig::default(),
+    )
+    .unwrap();
+    ns1.set(&[7; 32], b"in namespace 1").unwrap();
+    assert_eq!(ns1.get(&[7; 32]).unwrap().unwrap(), b"in namespace 1");
+    assert_eq!(dflt.get(&[7; 32]).unwrap(), None);
+    // the legacy redis:// alias works the same
+    let alias = store::open(
+        &format!("redis://127.0.0.1:{}/1", r.port),
+        &StoreConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(alias.get(&[7; 32]).unwrap().unwrap(), b"in namespace 1");
+    // a refused SELECT is a clear error (redis has no database "nope")
+    let bad = store::open(
+        &format!("zdb://u:sekrit@127.0.0.1:{}/nope", r.port),
+        &StoreConfig::default(),
+    )
+    .unwrap();
+    let e = bad.get(&[1; 32]).unwrap_err();
+    assert!(e.msg.contains("SELECT nope"), "{e}");
+    assert!(!e.msg.contains("sekrit"), "password leaked: {e}");
+}
+
+#[test]
+fn zdb_store_against_redis_over_unix_socket() {
+    let r = redis_server(true);
+    let sock = r.socket.clone().unwrap();
+    zdb_round_trip(&format!("zdb://{}", sock.display()));
+    let ns = store::open(
+        &format!("zdb://{}?ns=3", sock.display()),
+        &StoreConfig::default(),
+    )
+    .unwrap();
+    ns.set(&[3; 32], b"three").unwrap();
+    let tcp3 = store::open(
+        &format!("zdb://127.0.0.1:{}/3", r.port),
+        &StoreConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(tcp3.get(&[3; 32]).unwrap().unwrap(), b"three");
+}
+
+#[test]
+fn oversized_value_is_refused_before_sending() {
+    let l = Listener::start(false);
+    let s = store::open(
+        &format!("zdb://127.0.0.1:{}", l.port),
+        &StoreConfig::default(),
+    )
+    .unwrap();
+    let e = s
+        .set(&[1; 32], &vec![0u8; codec::MAX_OBJECT + 1])
+        .unwrap_err();
+    assert!(e.msg.contains("more than"), "{e}");
+    assert_eq!(l.accepts(), 0, "a connection was made for a refused value");
+}
+
+#[test]
+fn broken_connection_is_replaced() {
+    let mut r = redis_server(false);
+    let port = r.port;
+    let s = store::open(&format!("zdb://127.0.0.1:{port}"), &StoreConfig::default()).unwrap();
+    s.set(&[5; 32], b"five").unwrap();
+    // restart the server on the same port: the pooled connection is now dead
+    let _ = r.child.kill();
+    let _ = r.child.wait();
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _r2 = Server {
+        child,
+        port,
+        socket: None,
+        _dir: Some(dir),
+    };
+    wait_for("redis-server", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    // the first request after the restart succeeds (retried on a fresh connection)
+    assert_eq!(s.get(&[5; 32]).unwrap(), None);
+    s.set(&[5; 32], b"again").unwrap();
+    assert_eq!(s.get(&[5; 32]).unwrap().unwrap(), b"again");
+}
+
+#[test]
+fn flist_chunks_in_redis_read_back_byte_exact() {
+    let r = redis_server(false);
+    let t = tempfile::tempdir().unwrap();
+    let meta = t.path().join("x.fl");
+    let url = format!("zdb://127.0.0.1:{}", r.port);
+    let files = test_files();
+    build_flist(&meta, &[url.as_str()], &files);
+    assert_eq!(
+        read_back(&meta, &[], &StoreConfig::default()),
+        expected(&files)
+    );
+    // and the command-line verify agrees, through the flist's own routes
+    zvfs_ok(&["verify", "--deep", "-m", &meta_arg(&meta)]);
+}
+
+// ---------------------------------------------------------------- http store
+
+#[test]
+fn http_store_two_level_and_flat_layouts() {
+    let t = tempfile::tempdir().unwrap();
+    let nested = t.path().join("nested");
+    let flat = t.path().join("flat");
+    let meta = t.path().join("x.fl");
+    let files = test_files();
+    let chunks = build_flist(&meta, &[dir_url(&nested).as_str()], &files);
+    // the same objects in the older flat layout
+    std::fs::create_dir_all(&flat).unwrap();
+    for (_, cs) in &chunks {
+        for c in cs {
+            std::fs::copy(object_path(&nested, c), flat.join(c.hex_id().as_str())).unwrap();
+        }
+    }
+    let srv = http_server(t.path());
+    for layout in ["nested", "flat"] {
+        let url = format!("http://127.0.0.1:{}/{layout}", srv.port);
+        assert_eq!(
+            read_back(&meta, std::slice::from_ref(&url), &StoreConfig::default()),
+            expected(&files),
+            "{layout}"
+        );
+        let s = store::open(&url, &StoreConfig::default()).unwrap();
+        assert_eq!(s.get(&[0xee; 32]).unwrap(), None, "404 on both is missing");
+        let e = s.set(&[1; 32], b"x").unwrap_err();
+        assert!(e.msg.contains("read-only"), "{e}");
+    }
+    // any other status is an error naming the URL (redacted)
+    let l500 = Listener::start_mode(Mode::Respond(
+        b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    ));
+    let s = store::open(
+        &format!("http://user:sekrit@127.0.0.1:{}/st", l500.port),
+        &StoreConfig::default(),
+    )
+    .unwrap();
+    let e = s.get(&[0xdd; 32]).unwrap_err();
+    assert!(e.msg.contains("HTTP 500"), "{e}");
+    assert!(
+        e.msg.contains(&format!(
+            "http://user:***@127.0.0.1:{}/st/dd/dddd",
+            l500.port
+        )),
+        "{e}"
+    );
+    assert!(!e.msg.contains("sekrit"), "{e}");
+    // a response above 8 MiB is refused
+    let lbig = Listener::start_mode(Mode::Respond(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 9000000\r\nConnection: close\r\n\r\nxxxx",
+    ));
+    let s = store::open(
+        &format!("http://127.0.0.1:{}", lbig.port),
+        &StoreConfig::default(),
+    )
+    .unwrap();
+    let e = s.get(&[0xdd; 32]).unwrap_err();
+    assert!(e.msg.contains("more than"), "{e}");
+    // a store that does not answer HTTP at all
+    let port = dead_port();
+    let s = store::open(
+        &format!("http://user:sekrit@127.0.0.1:{port}/x"),
+        &cfg(1.0, 1.0, 2.0),
+    )
+    .unwrap();
+    let e = s.get(&[1; 32]).unwrap_err();
+    assert!(e.msg.contains(&format!("127.0.0.1:{port}")), "{e}");
+    assert!(!e.msg.contains("sekrit") && e.msg.contains("***"), "{e}");
+}
+
+// ---------------------------------------------------------------- failover and deadlines
+
+#[test]
+fn dead_replica_is_not_retried_on_every_chunk() {
+    let t = tempfile::tempdir().unwrap();
+    let good = t.path().join("good");
+    let meta = t.path().join("x.fl");
+    let files = test_files();
+    build_flist(&meta, &[dir_url(&good).as_str()], &files);
+    let n_chunks = zvfs::cmd::chunkset::unique_chunks(flist::open(&meta).unwrap().as_ref())
+        .unwrap()
+        .len();
+    assert!(n_chunks >= 5);
+
+    // broken: accepts TCP and closes at once; dead: nothing listens
+    let broken = Listener::start(false);
+    for first in [
+        format!("zdb://127.0.0.1:{}", broken.port),
+        format!("zdb://127.0.0.1:{}", dead_port()),
+        format!("http://127.0.0.1:{}", dead_port()),
+    ] {
+        let fl = flist::open(&meta).unwrap();
+        let router = Router::for_flist(
+            &fl.routes().unwrap(),
+            &[first.clone(), dir_url(&good)],
+            &cfg(1.0, 2.0, 10.0),
+        )
+        .unwrap();
+        let before = broken.accepts();
+        let mut n = 0;
+        let root = fl.get(flist::ROOT_INO).unwrap();
+        flist::walk(fl.as_ref(), &root, Vec::new(), &mut |e, _| {
+            if e.kind() == Kind::File {
+                for c in fl.blocks(e.ino)? {
+                    router.fetch(&c)?;
+                    n += 1;
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert!(n > n_chunks, "hardlink-free copy makes repeated reads");
+        let stats = router.store_stats();
+        assert_eq!(
+            stats[0].attempts, 1,
+            "{first}: dead replica tried more than once: {stats:?}"
+        );
+        assert_eq!(stats[0].failures, 1);
+        assert_eq!(stats[1].attempts as usize, n);
+        if first.contains(&broken.port.to_string()) {
+            // one attempt plus one retry on a fresh connection, then cool-down
+            let accepted = broken.accepts() - before;
+            assert!(
+                (1..=2).contains(&accepted),
+                "{accepted} connections to the broken store"
+            );
+        }
+    }
+}
+
+#[test]
+fn hanging_store_fails_within_the_deadline_then_a_replica_serves() {
+    let t = tempfile::tempdir().unwrap();
+    let good = t.path().join("good");
+    let meta = t.path().join("x.fl");
+    let files = vec![("a.bin", bytes(3, 3000))];
+    let chunks = build_flist(&meta, &[dir_url(&good).as_str()], &files);
+    let chunk = chunks[0].1[0];
+    let hang = Listener::start(true);
+    for url in [
+        format!("zdb://127.0.0.1:{}", hang.port),
+        format!("http://127.0.0.1:{}", hang.port),
+    ] {
+        // I/O timeout far above the deadline: the deadline must cut the read
+        let c = cfg(1.0, 30.0, 1.5);
+        let router = Router::for_flist(&[], std::slice::from_ref(&url), &c).unwrap();
+        let t0 = Instant::now();
+        let e = router.fetch(&chunk).unwrap_err();
+        let took = t0.elapsed();
+        assert!(
+            took < Duration::from_secs_f64(1.5 + 3.0),
+            "{url}: took {took:?}"
+        );
+        assert!(e.msg.contains(chunk.hex_id().as_str()), "{e}");
+        assert!(e.msg.contains(&format!("127.0.0.1:{}", hang.port)), "{e}");
+        assert_eq!(e.kind, zvfs::error::ErrorKind::Timeout, "{e}");
+        assert_eq!(e.errno(), libc::EIO);
+
+        // the command line: fails within the deadline alone, succeeds with a replica
+        let m = meta_arg(&meta);
+        let t0 = Instant::now();
+        let out = zvfs(&[
+            "verify",
+            "--deep",
+            "-m",
+            &m,
+            "-s",
+            &url,
+            "--deadline",
+            "1.5",
+            "--io-timeout",
+            "30",
+        ]);
+        assert!(!out.status.success());
+        assert!(
+            t0.elapsed() < Duration::from_secs(8),
+            "took {:?}",
+            t0.elapsed()
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("1 unreachable"), "{stderr}");
+        let out = zvfs(&[
+            "verify",
+            "--deep",
+            "-m",
+            &m,
+            "-s",
+            &url,
+            "-s",
+            &dir_url(&good),
+            "--deadline",
+            "2",
+            "--io-timeout",
+            "30",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(hang.accepts() >= 2);
+}
+
+#[test]
+fn corrupt_or_reencrypted_replica_is_skipped() {
+    let r = redis_server(false);
+    let t = tempfile::tempdir().unwrap();
+    let good = t.path().join("good");
+    let meta = t.path().join("x.fl");
+    let files = vec![("a.txt", b"genuine content".to_vec())];
+    let chunks = build_flist(&meta, &[dir_url(&good).as_str()], &files);
+    let chunk = chunks[0].1[0];
+    let good_obj = std::fs::read(object_path(&good, &chunk)).unwrap();
+
+    // replica 1 (redis): a flipped byte
+    let zdb = format!("zdb://127.0.0.1:{}", r.port);
+    let mut flipped = good_obj.clone();
+    flipped[4] ^= 0x10;
+    store::open(&zdb, &StoreConfig::default())
+        .unwrap()
+        .set(chunk.id(), &flipped)
+        .unwrap();
+    // replica 2 (dir): other plaintext re-encrypted under the right key (GCM tag valid)
+    let evil_dir = t.path().join("evil");
+    {
+        use aes_gcm::aead::{Aead, KeyInit};
+        let evil = snap::raw::Encoder::new()
+            .compress_vec(b"evil content!!!")
+            .unwrap();
+        let cipher = aes_gcm::Aes256Gcm::new_from_slice(chunk.key()).unwrap();
+        let ct = cipher
+            .encrypt(
+                aes_gcm::Nonce::from_slice(&chunk.key()[..12]),
+                evil.as_slice(),
+            )
+            .unwrap();
+        let p = object_path(&evil_dir, &chunk);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, ct).unwrap();
+    }
+    for bad in [zdb.clone(), dir_url(&evil_dir)] {
+        let alone =
+            Router::for_flist(&[], std::slice::from_ref(&bad), &StoreConfig::default()).unwrap();
+        let e = alone.fetch(&chunk).unwrap_err();
+        assert!(
+            e.msg.contains(chunk.hex_id().as_str()) && e.msg.contains("corrupt"),
+            "{e}"
+        );
+        assert_eq!(e.errno(), libc::EIO);
+        let both = Router::for_flist(&[], &[bad.clone(), dir_url(&good)], &StoreConfig::default())
+            .unwrap();
+        assert_eq!(both.fetch(&chunk).unwrap(), b"genuine content");
+    }
+}
+
+// ---------------------------------------------------------------- verify, clone, config
+
+#[test]
+fn verify_names_deleted_and_corrupted_chunks() {
+    let t = tempfile::tempdir().unwrap();
+    let st = t.path().join("store");
+    let meta = t.path().join("x.fl");
+    let files = test_files();
+    let chunks = build_flist(&meta, &[dir_url(&st).as_str()], &files);
+    let m = meta_arg(&meta);
+    zvfs_ok(&["verify", "-m", &m]);
+    zvfs_ok(&["verify", "--deep", "-m", &m]);
+    // delete the last chunk of other.bin, corrupt the only chunk of small.txt
+    let other = chunks.iter().find(|(p, _)| p == "sub/other.bin").unwrap().1[1];
+    let small = chunks.iter().find(|(p, _)| p == "small.txt").unwrap().1[0];
+    std::fs::remove_file(object_path(&st, &other)).unwrap();
+    let p = object_path(&st, &small);
+    let mut d = std::fs::read(&p).unwrap();
+    d[0] ^= 1;
+    std::fs::write(&p, d).unwrap();
+
+    let out = zvfs(&["verify", "-m", &m]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "missing {} used by /sub/other.bin",
+            other.hex_id()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains(small.hex_id().as_str()),
+        "shallow verify only checks presence"
+    );
+
+    let out = zvfs(&["verify", "--deep", "-m", &m]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "missing {} used by /sub/other.bin",
+            other.hex_id()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("corrupt {} used by /small.txt", small.hex_id())),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn clone_to_fresh_store_then_deep_verify() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    let fresh = t.path().join("fresh");
+    let meta = t.path().join("x.fl");
+    let files = test_files();
+    build_flist(&meta, &[dir_url(&src).as_str()], &files);
+    let m = meta_arg(&meta);
+    zvfs_ok(&["clone", "-m", &m, "-s", &dir_url(&fresh)]);
+    zvfs_ok(&["verify", "--deep", "-m", &m, "-s", &dir_url(&fresh)]);
+    // the stored bytes are copied as they are
+    for entry in walk_files(&src) {
+        let rel = entry.strip_prefix(&src).unwrap();
+        assert_eq!(
+            std::fs::read(&entry).unwrap(),
+            std::fs::read(fresh.join(rel)).unwrap()
+        );
+    }
+    // a second clone copies nothing and succeeds
+    let out = zvfs(&["clone", "-m", &m, "-s", &dir_url(&fresh)]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0 copied"));
+
+    // clone into redis with a password in the URL and update the routes
+    let r = redis_server(false);
+    let zdb = format!("zdb://user:sekrit@127.0.0.1:{}", r.port);
+    zvfs_ok(&["clone", "-m", &m, "-s", &zdb, "--update-routes"]);
+    let listed = zvfs_ok(&["config", "-m", &m, "store", "list"]);
+    assert_eq!(
+        listed.trim(),
+        format!("00-ff=zdb://user@127.0.0.1:{}", r.port)
+    );
+    let raw = std::fs::read(&meta).unwrap();
+    assert!(
+        !raw.windows(6).any(|w| w == b"sekrit"),
+        "password written into the flist"
+    );
+    // the flist now reads from redis alone
+    std::fs::remove_dir_all(&src).unwrap();
+    assert_eq!(
+        read_back(&meta, &[], &StoreConfig::default()),
+        expected(&files)
+    );
+    zvfs_ok(&["verify", "--deep", "-m", &m]);
+    // a failing clone leaves the routes alone
+    let out = zvfs(&[
+        "clone",
+        "-m",
+        &m,
+        "-s",
+        "http://127.0.0.1:1/ro",
+        "--update-routes",
+    ]);
+    assert!(!out.status.success());
+    assert_eq!(zvfs_ok(&["config", "-m", &m, "store", "list"]), listed);
+}
+
+fn walk_files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn config_tags_and_stores() {
+    let t = tempfile::tempdir().unwrap();
+    let st = t.path().join("store");
+    let meta = t.path().join("x.fl");
+    let files = test_files();
+    build_flist(&meta, &[dir_url(&st).as_str()], &files);
+    let m = meta_arg(&meta);
+    let tags = zvfs_ok(&["config", "-m", &m, "tag", "list"]);
+    assert!(tags.contains("version=zvfs-1"), "{tags}");
+    zvfs_ok(&[
+        "config",
+        "-m",
+        &m,
+        "tag",
+        "add",
+        "-t",
+        "author=me",
+        "-t",
+        "description=a b=c",
+    ]);
+    let tags = zvfs_ok(&["config", "-m", &m, "tag", "list"]);
+    assert!(
+        tags.contains("author=me\n") && tags.contains("description=a b=c\n"),
+        "{tags}"
+    );
+    zvfs_ok(&["config", "-m", &m, "tag", "delete", "-k", "author"]);
+    let tags = zvfs_ok(&["config", "-m", &m, "tag", "list"]);
+    assert!(
+        !tags.contains("author") && tags.contains("description"),
+        "{tags}"
+    );
+    zvfs_ok(&["config", "-m", &m, "tag", "delete", "-a"]);
+    assert_eq!(zvfs_ok(&["config", "-m", &m, "tag", "list"]), "");
+    assert!(!zvfs(&["config", "-m", &m, "tag", "add", "-t", "novalue"])
+        .status
+        .success());
+
+    let routes = zvfs_ok(&["config", "-m", &m, "store", "list"]);
+    assert_eq!(routes.trim(), format!("00-ff={}", dir_url(&st)));
+    zvfs_ok(&[
+        "config",
+        "-m",
+        &m,
+        "store",
+        "add",
+        "-s",
+        "00-7f=zdb://u:sekrit@10.0.0.1:9900/ns",
+        "-s",
+        "http://h/x",
+    ]);
+    let routes = zvfs_ok(&["config", "-m", &m, "store", "list"]);
+    assert!(
+        routes.contains("00-7f=zdb://u@10.0.0.1:9900/ns\n"),
+        "{routes}"
+    );
+    assert!(routes.contains("00-ff=http://h/x\n"), "{routes}");
+    assert!(!std::fs::read(&meta)
+        .unwrap()
+        .windows(6)
+        .any(|w| w == b"sekrit"));
+    // delete by URL, with or without the password given
+    zvfs_ok(&[
+        "config",
+        "-m",
+        &m,
+        "store",
+        "delete",
+        "-s",
+        "zdb://u:sekrit@10.0.0.1:9900/ns",
+    ]);
+    zvfs_ok(&["config", "-m", &m, "store", "delete", "-s", "http://h/x"]);
+    let out = zvfs(&["config", "-m", &m, "store", "delete", "-s", "http://nope/"]);
+    assert!(!out.status.success());
+    assert_eq!(
+        zvfs_ok(&["config", "-m", &m, "store", "list"]).trim(),
+        format!("00-ff={}", dir_url(&st))
+    );
+    // the flist stays readable after every edit, and no temporary file is left behind
+    zvfs_ok(&["verify", "--deep", "-m", &m]);
+    assert_eq!(
+        read_back(&meta, &[], &StoreConfig::default()),
+        expected(&files)
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(t.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("zvfs-edit"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    zvfs_ok(&["config", "-m", &m, "store", "delete", "-a"]);
+    assert_eq!(zvfs_ok(&["config", "-m", &m, "store", "list"]), "");
+    let out = zvfs(&["verify", "-m", &m]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no routes"));
+}
