@@ -75,6 +75,20 @@ echo "ZVFS-BOOT-OK sha256=\$got uptime=\$(cut -d' ' -f1 /proc/uptime)s"
 EOF
 chmod 0755 "$SRC/test.sh"
 
+# The second mode: no zvfs.run, so /init switch_roots into the overlay and execs this.
+cat >"$SRC/sbin/zvfs-test-init" <<EOF
+#!/bin/sh
+# pid 1 after the initramfs's switch_root into the mounted flist.
+got=\$(sha256sum /usr/share/zvfs-test/big.bin | cut -d' ' -f1)
+if [ "\$\$" = 1 ] && [ "\$got" = "$SUM" ] && [ -r /proc/mounts ]; then
+    echo "ZVFS-SWITCHROOT-OK pid=\$\$ sha256=\$got uptime=\$(cut -d' ' -f1 /proc/uptime)s"
+else
+    echo "ZVFS-BOOT-FAIL: after switch_root: pid \$\$, checksum \$got"
+fi
+poweroff -f
+EOF
+chmod 0755 "$SRC/sbin/zvfs-test-init"
+
 # The data disk: the flist and its chunk store, made without mounting anything.
 DISK="$W/disk"
 mkdir -p "$DISK"
@@ -93,36 +107,52 @@ case "$ACCEL" in
     *) QEMU_ACCEL=(-accel tcg -cpu max) ;;
 esac
 
-APPEND="console=ttyS0 panic=-1 loglevel=4 zvfs.disk=/dev/vda zvfs.flist=test.fl zvfs.store=dir:///data/store zvfs.cache=cache zvfs.cache_size=64M zvfs.run=/test.sh"
-say "booting $KERNEL ($ACCEL, 256 MiB, timeout ${TIMEOUT}s)"
-say "kernel command line: $APPEND"
-CONSOLE="$W/console.log"
-t_boot=$(date +%s.%N)
-set +e
-timeout --foreground -k 5 "$TIMEOUT" qemu-system-x86_64 "${QEMU_ACCEL[@]}" -m 256 -smp 1 \
-    -nographic -monitor none -no-reboot \
-    -kernel "$KERNEL" -initrd "$INITRD" -append "$APPEND" \
-    -drive "file=$W/data.img,format=raw,if=virtio" \
-    -nic none </dev/null 2>&1 | tr -d '\r' | tee "$CONSOLE" | sed 's/^/  vm| /'
-qrc=${PIPESTATUS[0]}
-set -e
-t_end=$(date +%s.%N)
-boot_s=$(awk -v a="$t_boot" -v b="$t_end" 'BEGIN { printf "%.1f", b - a }')
+COMMON="console=ttyS0 panic=-1 loglevel=4 zvfs.disk=/dev/vda zvfs.flist=test.fl zvfs.store=dir:///data/store zvfs.cache=cache zvfs.cache_size=64M"
 
-[ "$qrc" != 124 ] && [ "$qrc" != 137 ] || die "the VM did not power off within ${TIMEOUT}s"
-[ "$qrc" = 0 ] || die "qemu exited with status $qrc"
+# boot NAME APPEND: boot the VM; the console goes to $W/console-NAME.log; sets CONSOLE
+# and BOOT_S (seconds from qemu start to its exit). Fails when the VM does not power off.
+boot() {
+    local name="$1" append="$2" t_boot t_end qrc
+    CONSOLE="$W/console-$name.log"
+    say "boot '$name': $KERNEL ($ACCEL, 256 MiB, timeout ${TIMEOUT}s)"
+    say "kernel command line: $append"
+    t_boot=$(date +%s.%N)
+    set +e
+    timeout --foreground -k 5 "$TIMEOUT" qemu-system-x86_64 "${QEMU_ACCEL[@]}" -m 256 -smp 1 \
+        -nographic -monitor none -no-reboot \
+        -kernel "$KERNEL" -initrd "$INITRD" -append "$append" \
+        -drive "file=$W/data.img,format=raw,if=virtio" \
+        -nic none </dev/null 2>&1 | tr -d '\r' | tee "$CONSOLE" | sed 's/^/  vm| /'
+    qrc=${PIPESTATUS[0]}
+    set -e
+    t_end=$(date +%s.%N)
+    BOOT_S=$(awk -v a="$t_boot" -v b="$t_end" 'BEGIN { printf "%.1f", b - a }')
+    [ "$qrc" != 124 ] && [ "$qrc" != 137 ] || die "boot '$name': the VM did not power off within ${TIMEOUT}s"
+    [ "$qrc" = 0 ] || die "boot '$name': qemu exited with status $qrc"
+    if grep -q "zvfs-init: ERROR" "$CONSOLE"; then die "boot '$name': the init reported an error"; fi
+    if grep -q "ZVFS-BOOT-FAIL" "$CONSOLE"; then die "boot '$name': the test program failed"; fi
+}
+
+# 1. zvfs.run: the init runs the test program inside the flist, then powers off.
+boot run "$COMMON zvfs.run=/test.sh"
 grep -q "ZVFS-BOOT-OK sha256=$SUM" "$CONSOLE" \
     || die "the test program from the flist did not print ZVFS-BOOT-OK with the right checksum"
 grep -q "zvfs-init: /test.sh exited with status 0" "$CONSOLE" || die "the test program failed"
 grep -q "zvfs-init: powering off" "$CONSOLE" || die "the init did not power off cleanly"
-if grep -q "zvfs-init: ERROR" "$CONSOLE"; then die "the init reported an error"; fi
-
+run_s="$BOOT_S"
 ok_line="$(grep -m1 'ZVFS-BOOT-OK' "$CONSOLE")"
 guest_up="$(echo "$ok_line" | sed -n 's/.*uptime=\([0-9.]*\)s.*/\1/p')"
 rss="$(grep -m1 'peak RSS' "$CONSOLE" | sed 's/.*VmHWM: //' || true)"
 mounted="$(grep -m1 'flist mounted on' "$CONSOLE" | sed 's/.*(mount took \([0-9.]*\)s.*/\1/' || true)"
-say "PASSED: the program from the flist printed its marker and the VM powered off"
+
+# 2. No zvfs.run: the init switch_roots into the flist and execs zvfs.init as pid 1.
+boot switch_root "$COMMON zvfs.init=/sbin/zvfs-test-init"
+grep -q "ZVFS-SWITCHROOT-OK pid=1 sha256=$SUM" "$CONSOLE" \
+    || die "after switch_root, the flist's init did not print ZVFS-SWITCHROOT-OK"
+sw_s="$BOOT_S"
+
+say "PASSED: the programs from the flist printed their markers and the VM powered off (zvfs.run and switch_root)"
 say "  accelerator: $ACCEL; initramfs: $(human "$(stat -c %s "$INITRD")"); zvfs: $(human "$(stat -c %s "$ZVFS")")"
 say "  guest uptime at the marker: ${guest_up}s; zvfs mount -d took ${mounted}s in the guest"
-say "  VM run (qemu start to power-off): ${boot_s}s"
+say "  VM runs (qemu start to power-off): ${run_s}s (zvfs.run), ${sw_s}s (switch_root)"
 say "  zvfs daemon peak RSS in the VM: ${rss:-unknown}"
