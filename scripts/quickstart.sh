@@ -2,6 +2,8 @@
 # Quick start: build zvfs, pack a small demo tree into an flist with a local chunk store,
 # mount it read-only over FUSE (or, without FUSE, unpack it) and check it is identical.
 #   usage: scripts/quickstart.sh [DEMO_DIR]     (default: target/quickstart)
+#   ZVFS_BIN=path   use this zvfs binary instead of building one
+#   ZVFS_NO_MOUNT=1 do not try FUSE; unpack instead
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -13,8 +15,11 @@ need file file
 need fusermount3 fuse3
 need mountpoint util-linux
 
-say "building zvfs (static release binary; the first build takes several minutes)"
-ZVFS="$(scripts/build-static.sh | tail -n 1)"
+ZVFS="${ZVFS_BIN:-}"
+if [ -z "$ZVFS" ]; then
+    say "building zvfs (static release binary; the first build takes several minutes)"
+    ZVFS="$(scripts/build-static.sh | tail -n 1)"
+fi
 [ -x "$ZVFS" ] || die "build did not produce a binary"
 
 say "creating the demo tree in $DEMO/src"
@@ -52,7 +57,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if ! "$ZVFS" mount --help >/dev/null 2>&1; then
+if [ "${ZVFS_NO_MOUNT:-0}" = 1 ]; then
+    warn "ZVFS_NO_MOUNT=1: unpacking instead of mounting"
+elif ! "$ZVFS" mount --help >/dev/null 2>&1; then
     warn "this zvfs has no 'mount' command yet: unpacking instead"
 elif [ ! -c /dev/fuse ] && ! { modprobe fuse 2>/dev/null && [ -c /dev/fuse ]; }; then
     warn "FUSE is not available here (/dev/fuse missing): unpacking instead"
@@ -81,7 +88,7 @@ fi
 cat <<MSG
 
 Quick start done. What happened:
-  - zvfs was built as one static binary:   $ZVFS
+  - the zvfs binary (static release build): $ZVFS
   - a demo tree was made in                $DEMO/src
     (a few small files, a $(stat -c %s "$DEMO/src/big.bin")-byte file, a symlink, subdirectories)
   - it was packed into the flist           $DEMO/demo.fl

@@ -3,7 +3,8 @@
 # runs `cargo test --all-targets` (debug, host target), then the script tests (the VM
 # boot test of the initramfs). Exits non-zero when anything fails.
 #   ZVFS_TEST_THREADS=N     test threads per test binary (default: cargo's default)
-#   ZVFS_SKIP_BOOT_TEST=1   skip scripts/boot-test.sh (CI never sets it)
+#   ZVFS_SKIP_BOOT_TEST=1   skip the script tests: boot-test.sh and quickstart.sh (CI never
+#                           sets it)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -41,11 +42,14 @@ if ! cargo test --locked --all-targets "${threads[@]}"; then failed+=("cargo tes
 say "cargo test took $(( $(date +%s) - t1 ))s"
 
 if [ "${ZVFS_SKIP_BOOT_TEST:-0}" = 1 ]; then
-    warn "boot test SKIPPED because ZVFS_SKIP_BOOT_TEST=1"
-elif [ -x scripts/boot-test.sh ]; then
+    warn "script tests (boot test, quick start) SKIPPED because ZVFS_SKIP_BOOT_TEST=1"
+else
     t2=$(date +%s)
     if ! scripts/boot-test.sh; then failed+=("scripts/boot-test.sh"); fi
-    say "boot test took $(( $(date +%s) - t2 ))s"
+    say "boot test (static build, kernel, initramfs, two VM boots) took $(( $(date +%s) - t2 ))s"
+    t3=$(date +%s)
+    if ! scripts/quickstart.sh "$REPO/target/quickstart-test"; then failed+=("scripts/quickstart.sh"); fi
+    say "quick start took $(( $(date +%s) - t3 ))s"
 fi
 
 say "total $(( $(date +%s) - t0 ))s"
