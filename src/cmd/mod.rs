@@ -13,6 +13,10 @@ pub mod verify;
 use std::io::Write;
 use std::sync::Mutex;
 
+use crate::codec::ChunkRef;
+use crate::error::{Error, Result};
+use crate::flist::Flist;
+use crate::store::router::{Router, RouterStats};
 use crate::store::StoreConfig;
 
 /// Store timeouts as command-line flags, shared by every command that reads chunks.
@@ -43,6 +47,62 @@ impl StoreFlags {
             cooldown: d(self.cooldown),
         }
     }
+}
+
+/// Where commands get chunk plaintext: the single door every content read goes through,
+/// so the chunk cache can be slotted in here (today: straight to the router, which
+/// verifies what it serves). Built from the flist's routes unless `-s` overrides them; a
+/// missing route is reported only when a chunk is actually needed.
+pub struct Chunks {
+    router: std::result::Result<Router, String>,
+}
+
+impl Chunks {
+    pub fn open(
+        fl: &dyn Flist,
+        overrides: &[String],
+        cache: Option<&std::path::Path>,
+        flags: &StoreFlags,
+    ) -> Result<Chunks> {
+        if let Some(c) = cache {
+            log::debug!(
+                "chunk cache {} not used yet: fetching from stores",
+                c.display()
+            );
+        }
+        let routes = fl.routes()?;
+        let router = match Router::for_flist(&routes, overrides, &flags.config()) {
+            Ok(r) => Ok(r),
+            // No routes at all is fine for an flist without content.
+            Err(e) if routes.is_empty() && overrides.is_empty() => Err(e.msg),
+            Err(e) => return Err(e),
+        };
+        Ok(Chunks { router })
+    }
+
+    /// The verified plaintext of a chunk.
+    pub fn fetch(&self, chunk: &ChunkRef) -> Result<Vec<u8>> {
+        match &self.router {
+            Ok(r) => r.fetch(chunk),
+            Err(why) => Err(Error::invalid(format!("chunk {chunk}: {why}"))),
+        }
+    }
+
+    /// What was fetched so far (objects, bytes).
+    pub fn fetched(&self) -> (u64, u64) {
+        match &self.router {
+            Ok(r) => stats_pair(&r.stats),
+            Err(_) => (0, 0),
+        }
+    }
+}
+
+fn stats_pair(s: &RouterStats) -> (u64, u64) {
+    use std::sync::atomic::Ordering;
+    (
+        s.gets.load(Ordering::Relaxed),
+        s.bytes_fetched.load(Ordering::Relaxed),
+    )
 }
 
 struct Logger {

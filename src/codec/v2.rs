@@ -3,7 +3,7 @@
 //! ID = BLAKE2b-256(CT). Decoding checks both hashes, not only the GCM tag, because
 //! anyone who knows P can re-encrypt different data under KEY.
 
-use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::aead::{Aead, AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use blake2::digest::consts::U32;
 use blake2::{Blake2b, Digest};
@@ -23,18 +23,58 @@ pub(super) fn plain_key(plain: &[u8]) -> [u8; 32] {
 
 /// Encode one plaintext chunk; returns its reference and the object to store.
 pub fn encode(plain: &[u8]) -> Result<(ChunkRef, Vec<u8>)> {
-    let key = blake2b_256(plain);
-    let compressed = snap::raw::Encoder::new()
-        .compress_vec(plain)
-        .map_err(|e| Error::invalid(format!("snappy compression failed: {e}")))?;
-    let cipher = Aes256Gcm::new_from_slice(&key)
-        .map_err(|_| Error::invalid("AES-256-GCM key of the wrong length"))?;
-    let ct = cipher
-        .encrypt(Nonce::from_slice(&key[..12]), compressed.as_slice())
-        .map_err(|_| Error::invalid("AES-256-GCM encryption failed"))?;
-    let id = blake2b_256(&ct);
-    Ok((ChunkRef::v2(id, key), ct))
+    let mut enc = Encoder::new();
+    let (chunk, stored) = enc.encode(plain)?;
+    Ok((chunk, stored.to_vec()))
 }
+
+/// A reusable encoder: keeps the Snappy state and an output buffer that is never shrunk
+/// nor re-zeroed, so packing allocates nothing per chunk once warmed up.
+pub struct Encoder {
+    snappy: snap::raw::Encoder,
+    out: Vec<u8>,
+}
+
+impl Default for Encoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Encoder {
+    pub fn new() -> Self {
+        Encoder {
+            snappy: snap::raw::Encoder::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// Encode `plain`; returns the chunk's reference and the object to store (valid until
+    /// the next call).
+    pub fn encode(&mut self, plain: &[u8]) -> Result<(ChunkRef, &[u8])> {
+        let key = blake2b_256(plain);
+        // Room for the compressed data plus the 16-byte GCM tag.
+        let need = snap::raw::max_compress_len(plain.len()) + TAG_LEN;
+        if self.out.len() < need {
+            self.out.resize(need, 0);
+        }
+        let n = self
+            .snappy
+            .compress(plain, &mut self.out)
+            .map_err(|e| Error::invalid(format!("snappy compression failed: {e}")))?;
+        let cipher = Aes256Gcm::new_from_slice(&key)
+            .map_err(|_| Error::invalid("AES-256-GCM key of the wrong length"))?;
+        let tag = cipher
+            .encrypt_in_place_detached(Nonce::from_slice(&key[..12]), b"", &mut self.out[..n])
+            .map_err(|_| Error::invalid("AES-256-GCM encryption failed"))?;
+        self.out[n..n + TAG_LEN].copy_from_slice(&tag);
+        let stored = &self.out[..n + TAG_LEN];
+        let id = blake2b_256(stored);
+        Ok((ChunkRef::v2(id, key), stored))
+    }
+}
+
+const TAG_LEN: usize = 16;
 
 pub(super) fn decode(chunk: &ChunkRef, stored: &[u8]) -> Result<Vec<u8>> {
     if stored.len() > MAX_OBJECT {
@@ -82,6 +122,22 @@ mod tests {
         );
         assert_eq!(ct.len(), 30);
         assert_eq!(chunk.decode(&ct).unwrap(), b"hello world\n");
+    }
+
+    #[test]
+    fn reused_encoder_buffer_gives_the_same_objects() {
+        let mut enc = Encoder::new();
+        // big incompressible-ish, then small: the reused buffer must be cut right
+        let big: Vec<u8> = (0..600_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        for plain in [&big[..], b"hello world\n", &big[..1000], b""] {
+            let (chunk2, ct2) = encode(plain).unwrap();
+            let (chunk, out) = enc.encode(plain).unwrap();
+            assert_eq!(chunk, chunk2);
+            assert_eq!(out, &ct2[..]);
+            assert_eq!(chunk.decode(out).unwrap(), plain);
+        }
     }
 
     #[test]

@@ -718,10 +718,9 @@ impl V2Editor {
     }
 
     pub fn delete_route(&self, url: &str) -> Result<usize> {
-        Ok(self
-            .conn
+        self.conn
             .execute("DELETE FROM route WHERE url = ?1", [url])
-            .with_ctx(|| self.err())?)
+            .with_ctx(|| self.err())
     }
 
     pub fn delete_all_routes(&self) -> Result<()> {
