@@ -37,8 +37,8 @@ failed=()
 t1=$(date +%s)
 threads=()
 if [ -n "${ZVFS_TEST_THREADS:-}" ]; then threads=(-- --test-threads="$ZVFS_TEST_THREADS"); fi
-say "cargo test --all-targets ${threads[*]}"
-if ! cargo test --locked --all-targets "${threads[@]}"; then failed+=("cargo test"); fi
+say "cargo test --no-fail-fast --all-targets ${threads[*]}"
+if ! cargo test --locked --no-fail-fast --all-targets "${threads[@]}"; then failed+=("cargo test"); fi
 say "cargo test took $(( $(date +%s) - t1 ))s"
 
 if [ "${ZVFS_SKIP_BOOT_TEST:-0}" = 1 ]; then
