@@ -36,7 +36,9 @@ say "packages ready in $(( $(date +%s) - t_setup ))s; kernel $KVER"
 
 t_build=$(date +%s)
 ZVFS="${ZVFS_BIN:-}"
-if [ -z "$ZVFS" ]; then
+if [ -n "$ZVFS" ]; then
+    ZVFS="$(abspath "$ZVFS")"
+else
     ZVFS="$(scripts/build-static.sh | tail -n 1)"
 fi
 say "static zvfs ready in $(( $(date +%s) - t_build ))s: $ZVFS ($(human "$(stat -c %s "$ZVFS")"))"

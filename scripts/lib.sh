@@ -1,8 +1,11 @@
 # Shared helpers for the scripts in this directory (sourced, not run).
 # Sets REPO to the repository root and cds there; offers messages and installs.
 
+CALLER_PWD="$PWD"
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
+# abspath P: P made absolute against the directory the script was started from.
+abspath() { case "$1" in /*) echo "$1" ;; *) echo "$CALLER_PWD/$1" ;; esac; }
 export DEBIAN_FRONTEND=noninteractive
 
 _tag="$(basename "$0" .sh)"

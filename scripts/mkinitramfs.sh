@@ -26,12 +26,14 @@ if [ -z "$KVER" ]; then
 fi
 MODDIR="/lib/modules/$KVER"
 [ -f "$MODDIR/modules.dep" ] || die "$MODDIR/modules.dep not found (is the kernel $KVER installed?)"
-OUT="${2:-$REPO/target/initramfs/zvfs-initramfs-$KVER.cpio.gz}"
+OUT="$(abspath "${2:-$REPO/target/initramfs/zvfs-initramfs-$KVER.cpio.gz}")"
 mkdir -p "$(dirname "$OUT")"
 OUT="$(cd "$(dirname "$OUT")" && pwd)/$(basename "$OUT")"
 
 ZVFS_BIN="${ZVFS_BIN:-}"
-if [ -z "$ZVFS_BIN" ]; then
+if [ -n "$ZVFS_BIN" ]; then
+    ZVFS_BIN="$(abspath "$ZVFS_BIN")"
+else
     ZVFS_BIN="$(scripts/build-static.sh | tail -n 1)"
 fi
 case "$(file -bL "$ZVFS_BIN")" in

@@ -7,7 +7,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-DEMO="${1:-$REPO/target/quickstart}"
+DEMO="$(abspath "${1:-$REPO/target/quickstart}")"
 mkdir -p "$DEMO"
 DEMO="$(cd "$DEMO" && pwd)"
 
@@ -16,7 +16,9 @@ need fusermount3 fuse3
 need mountpoint util-linux
 
 ZVFS="${ZVFS_BIN:-}"
-if [ -z "$ZVFS" ]; then
+if [ -n "$ZVFS" ]; then
+    ZVFS="$(abspath "$ZVFS")"
+else
     say "building zvfs (static release binary; the first build takes several minutes)"
     ZVFS="$(scripts/build-static.sh | tail -n 1)"
 fi
