@@ -3,6 +3,7 @@
 # Preferred: x86_64-unknown-linux-musl (musl-gcc for the bundled SQLite). Fallback when
 # that fails: a static glibc build (+crt-static on x86_64-unknown-linux-gnu).
 # The result is copied to target/static/zvfs; its path is the last line on stdout.
+#   ZVFS_STATIC_LIBC=gnu   skip musl and build the static glibc binary directly
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -16,11 +17,13 @@ need musl-gcc musl-tools
 
 built=""
 started=$(date +%s)
-if ! rustup target list --installed 2>/dev/null | grep -qx "$MUSL"; then
+if [ "${ZVFS_STATIC_LIBC:-musl}" = gnu ]; then
+    warn "ZVFS_STATIC_LIBC=gnu: not trying musl"
+elif ! rustup target list --installed 2>/dev/null | grep -qx "$MUSL"; then
     say "adding rust target $MUSL"
     rustup target add "$MUSL" || warn "rustup target add $MUSL failed"
 fi
-if rustup target list --installed 2>/dev/null | grep -qx "$MUSL"; then
+if [ "${ZVFS_STATIC_LIBC:-musl}" != gnu ] && rustup target list --installed 2>/dev/null | grep -qx "$MUSL"; then
     say "cargo build --release --target $MUSL (fat LTO: takes a few minutes)"
     if cargo build --release --locked --target "$MUSL"; then
         built="$REPO/target/$MUSL/release/zvfs"
@@ -31,7 +34,7 @@ fi
 if [ -z "$built" ]; then
     warn "##############################################################"
     warn "FALLING BACK to a static GLIBC build ($GNU, +crt-static)."
-    warn "glibc static binaries cannot resolve users/hosts via NSS."
+    warn "(host and user name lookups then need the glibc NSS modules of the running system)"
     warn "##############################################################"
     RUSTFLAGS='-C target-feature=+crt-static' \
         cargo build --release --locked --target "$GNU" --target-dir "$REPO/target/static-gnu" \
