@@ -78,8 +78,8 @@ add_module() {
         if grep -qx "$dest" "$STAGE/etc/modules.order"; then continue; fi
         case "$path" in
             *.ko) cp "$path" "$STAGE/$dest" ;;
-            *.ko.xz) xz -dc "$path" >"$STAGE/$dest" ;;
-            *.ko.zst) zstd -qdc "$path" >"$STAGE/$dest" ;;
+            *.ko.xz) need xz xz-utils; xz -dc "$path" >"$STAGE/$dest" ;;
+            *.ko.zst) need zstd zstd; zstd -qdc "$path" >"$STAGE/$dest" ;;
             *.ko.gz) gzip -dc "$path" >"$STAGE/$dest" ;;
             *) die "unknown module file type: $path" ;;
         esac
