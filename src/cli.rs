@@ -34,6 +34,12 @@ pub enum Command {
     Stat(cmd::inspect::StatArgs),
     /// Print a file of an flist to stdout.
     Cat(cmd::inspect::CatArgs),
+    /// Groups of identical files across flists and directories, and what dedup saves.
+    Dedup(cmd::dedup::Args),
+    /// What changed between two flists (exit 0 identical, 1 different, 2 error).
+    Diff(cmd::diff::Args),
+    /// Partial and full checksums of local files (`--time N` times the partial one).
+    Identity(cmd::identity::Args),
     /// Check that every chunk of an flist is in its stores (--deep: fetched and verified).
     Verify(cmd::verify::Args),
     /// Copy every chunk of an flist to other stores (optionally updating its routes).
@@ -53,6 +59,9 @@ pub fn run(cli: Cli) -> i32 {
         Command::Ls(a) => cmd::inspect::ls(a),
         Command::Stat(a) => cmd::inspect::stat(a),
         Command::Cat(a) => cmd::inspect::cat(a),
+        Command::Dedup(a) => cmd::dedup::run(a),
+        Command::Diff(a) => cmd::diff::run(a),
+        Command::Identity(a) => cmd::identity::run(a),
         Command::Verify(a) => cmd::verify::run(a),
         Command::Clone(a) => cmd::clone::run(a),
         Command::Config(a) => cmd::config::run(a),

@@ -1,6 +1,7 @@
 //! Content identity (formats.md section 6, from the Spacedrive design): a cheap sampled
 //! `partial_checksum` and the full SHA-256 `checksum`. This module only hashes bytes it is
-//! given or samples a file with positioned reads; it never walks trees nor touches flists.
+//! given, samples a file with positioned reads or reads one through; it never walks trees
+//! nor touches flists.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -74,5 +75,145 @@ impl FullChecksum {
     }
     pub fn finish(self) -> [u8; 32] {
         self.0.finalize().into()
+    }
+}
+
+/// The full checksum of everything `r` yields, read in 512 KiB pieces (bounded memory).
+pub fn checksum_reader(r: &mut impl std::io::Read) -> std::io::Result<[u8; 32]> {
+    let mut buf = vec![0u8; 512 * 1024];
+    let mut h = FullChecksum::new();
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok(h.finish()),
+            Ok(n) => h.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Fixed vectors pinning the partial checksum definition. The expected digests were
+    //! computed independently with Python's `hashlib` (see the comments), not with this
+    //! code, so a change of definition (order, offsets, size encoding) fails here.
+    use super::*;
+    use std::io::Write;
+
+    /// Deterministic content: byte `i` is `(7 * i + (i >> 10)) & 0xff`.
+    /// Python: `bytes(((i * 7 + (i >> 10)) & 0xff) for i in range(n))`.
+    fn pattern(n: usize) -> Vec<u8> {
+        (0..n).map(|i| ((i * 7 + (i >> 10)) & 0xff) as u8).collect()
+    }
+
+    fn hex32(d: [u8; 32]) -> String {
+        hex::encode(d)
+    }
+
+    /// Both entry points on the same content, asserting they agree.
+    fn both(data: &[u8]) -> String {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(data).unwrap();
+        let from_file = partial_checksum(&f, data.len() as u64).unwrap();
+        let from_bytes = partial_checksum_bytes(data);
+        assert_eq!(
+            from_file,
+            from_bytes,
+            "file and bytes disagree at size {}",
+            data.len()
+        );
+        hex32(from_bytes)
+    }
+
+    #[test]
+    fn small_file_is_hashed_whole_after_its_size() {
+        // sha256(struct.pack('<Q', 12) + b"hello world\n")
+        assert_eq!(
+            both(b"hello world\n"),
+            "99f4f280a5fd9d117b5aa133d12755b627c1708723e05e7009bcdc24d57c5763"
+        );
+        // sha256(struct.pack('<Q', 0))
+        assert_eq!(
+            both(b""),
+            "af5570f5a1810b7af78caf4bc70a660f0df51e42baf91d4de5b2328de0e83dfc"
+        );
+    }
+
+    #[test]
+    fn boundary_sizes() {
+        // 50,000 bytes: still hashed whole.
+        assert_eq!(
+            both(&pattern(50_000)),
+            "fc9e670820303973a1096abce99888dd83c517e9a723004916c3b4e00b72c843"
+        );
+        // 50,001 bytes: five (overlapping) samples at 0, 12500, 25000, 37500, 40001.
+        let d = pattern(50_001);
+        assert_eq!(
+            both(&d),
+            "75cbce46c553e5fc8e3416eb5cbe1a69425c282fdc245bf41a76b693759faeb3"
+        );
+        // ...which is not the whole-content hash of the same bytes.
+        assert_ne!(
+            hex32(partial_checksum_bytes(&d)),
+            "e4066ffb0ec9230331ac8a5759745af7d87e7f3b295e8d8e8cc3a2df2c890c10"
+        );
+        assert_eq!(sample_offsets(50_001), [0, 12_500, 25_000, 37_500, 40_001]);
+    }
+
+    #[test]
+    fn large_file_depends_only_on_size_and_samples() {
+        let n = 1 << 20;
+        let orig = pattern(n);
+        let want = "81f54cf971b502a033597f6d8fe430aa8677648e8fd12bc7fbf32cfb2fe00020";
+        assert_eq!(both(&orig), want);
+        let offs = sample_offsets(n as u64);
+        assert_eq!(offs, [0, 262_144, 524_288, 786_432, 1_038_576]);
+        let in_sample = |i: u64| offs.iter().any(|&o| (o..o + SAMPLE).contains(&i));
+
+        // A byte outside every sample: same partial checksum (full checksum differs).
+        for i in [10_000u64, 262_143, 272_144, 600_000, 1_038_575] {
+            assert!(!in_sample(i));
+            let mut d = orig.clone();
+            d[i as usize] ^= 0x5a;
+            assert_eq!(both(&d), want, "byte {i} outside the samples changed it");
+        }
+        // A byte inside each sample (first and last byte of each): a different one.
+        for &o in &offs {
+            for i in [o, o + SAMPLE - 1] {
+                let mut d = orig.clone();
+                d[i as usize] ^= 0x01;
+                assert_ne!(both(&d), want, "byte {i} inside a sample did not change it");
+            }
+        }
+        // The size is hashed: one more byte at the end changes it.
+        let mut d = orig.clone();
+        d.push(0);
+        assert_ne!(both(&d), want);
+    }
+
+    #[test]
+    fn full_checksum_is_sha256_of_the_content() {
+        // hashlib.sha256(pattern(1 << 20)).hexdigest()
+        let d = pattern(1 << 20);
+        let mut fc = FullChecksum::new();
+        for piece in d.chunks(65_537) {
+            fc.update(piece);
+        }
+        assert_eq!(
+            hex32(fc.finish()),
+            "1536b576ded8fc55b76d38571fef4cb3da8054ca5b967eec02dd60a71a2b914c"
+        );
+        assert_eq!(
+            hex32(checksum_reader(&mut &d[..]).unwrap()),
+            "1536b576ded8fc55b76d38571fef4cb3da8054ca5b967eec02dd60a71a2b914c"
+        );
+    }
+
+    #[test]
+    fn short_file_is_an_error_not_a_panic() {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(&pattern(1000)).unwrap();
+        assert!(partial_checksum(&f, 2000).is_err());
+        assert!(partial_checksum(&f, 100_000).is_err());
     }
 }

@@ -4,7 +4,11 @@
 pub mod chunkset;
 pub mod clone;
 pub mod config;
+pub mod content;
 pub mod convert;
+pub mod dedup;
+pub mod diff;
+pub mod identity;
 pub mod inspect;
 pub mod pack;
 pub mod unpack;

@@ -28,6 +28,8 @@ use crate::identity;
 use crate::store::router::Router;
 use crate::store::{redact, strip_password};
 
+pub mod base;
+
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Output flist path.
@@ -47,6 +49,15 @@ pub struct Args {
     pub no_strip_password: bool,
     #[command(flatten)]
     pub store_flags: super::StoreFlags,
+    /// Incremental pack: a file whose path, size, mtime and partial checksum match its
+    /// entry in this earlier flist reuses that entry's chunk list and checksums; it is
+    /// not read whole and nothing is uploaded for it (see `base.rs` for the risk).
+    #[arg(long, value_name = "OLD.fl")]
+    pub base: Option<PathBuf>,
+    /// With --base: still read reused files whole and compare their full checksum
+    /// (nothing is uploaded for those that match).
+    #[arg(long, requires = "base")]
+    pub base_verify: bool,
     /// Directory to pack.
     pub source: PathBuf,
 }
@@ -94,6 +105,10 @@ pub fn run(args: Args) -> Result<i32> {
         )));
     }
 
+    let mut base = match &args.base {
+        Some(p) => Some(base::BaseIndex::open(p, args.base_verify, &routes)?),
+        None => None,
+    };
     let tmp = TempOut::new(&args.meta)?;
     let writer = V2Writer::create(tmp.path())?;
     for (k, v) in &tags {
@@ -102,7 +117,7 @@ pub fn run(args: Args) -> Result<i32> {
     for r in route_rows(&routes, args.no_strip_password) {
         writer.add_route(&r)?;
     }
-    let mut summary = pack_tree(&writer, src, &src_meta, &router, jobs)?;
+    let mut summary = pack_tree(&writer, src, &src_meta, &router, jobs, base.as_mut())?;
     writer.finish()?;
     tmp.commit()?;
     summary.seconds = started.elapsed().as_secs_f64();
@@ -120,6 +135,9 @@ pub fn run(args: Args) -> Result<i32> {
         summary.seconds,
         mbs
     );
+    if let (Some(b), Some(p)) = (&base, &args.base) {
+        println!("{}", b.report(p));
+    }
     log::debug!(
         "stores: {}",
         routes
@@ -256,6 +274,7 @@ fn pack_tree(
     src_meta: &Metadata,
     router: &Router,
     jobs: usize,
+    base: Option<&mut base::BaseIndex>,
 ) -> Result<Summary> {
     let shared = Shared::default();
     let nbufs = jobs * BUFFERS_PER_WORKER + 1;
@@ -287,6 +306,8 @@ fn pack_tree(
             finished_links: HashMap::new(),
             summary: Summary::default(),
             progress: Progress::new(),
+            base,
+            root: src,
         };
         let r = p.walk(src, src_meta).and_then(|_| p.wait_all());
         if r.is_err() {
@@ -384,6 +405,10 @@ struct Packer<'a> {
     finished_links: HashMap<Ino, (Vec<ChunkRef>, Identity)>,
     summary: Summary,
     progress: Progress,
+    /// The earlier flist of an incremental pack (`--base`).
+    base: Option<&'a mut base::BaseIndex>,
+    /// The directory being packed.
+    root: &'a Path,
 }
 
 impl Packer<'_> {
@@ -481,6 +506,9 @@ impl Packer<'_> {
         }
         let size = meta.size();
         let partial = identity::partial_checksum(&f, size).with_ctx(what)?;
+        if self.base.is_some() && self.reuse_from_base(path, meta, &f, &partial, ino)? {
+            return Ok(());
+        }
         let mut full = identity::FullChecksum::new();
         self.summary.files += 1;
         self.pending.insert(

@@ -1,0 +1,305 @@
+//! `zvfs diff A B`: what changed between two flists, from metadata alone (no chunk is
+//! fetched). Paths are added (`A`), deleted (`D`) or modified (`M <what>`: type, content,
+//! target, rdev, mode, owner, xattrs, links, and mtime with `--mtime`). Content is compared by
+//! full checksum when both sides record identity, otherwise by chunk-key sequence (the key
+//! is the hash of the plaintext chunk, so this works across rfs and zvfs flists).
+//! Exit status like diff(1): 0 identical, 1 different, 2 error. Uses only `Flist`.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::content::{chunk_key, display_path};
+use crate::error::{Context, Error, Result};
+use crate::flist::{self, Entry, Flist, Ino, Kind};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The old flist.
+    pub a: PathBuf,
+    /// The new flist.
+    pub b: PathBuf,
+    /// Also report modification times that differ (`M mtime`).
+    #[arg(long)]
+    pub mtime: bool,
+    /// Machine-readable output (JSON).
+    #[arg(long)]
+    pub json: bool,
+    /// Print nothing; only the exit status tells.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// One line of the report.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// `A` (only in B), `D` (only in A) or `M` (in both, different).
+    pub change: &'static str,
+    /// For `M`: what differs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub what: Option<&'static str>,
+    pub path: String,
+}
+
+pub fn run(args: Args) -> Result<i32> {
+    match run_inner(&args) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("zvfs: diff: {e}");
+            Ok(2)
+        }
+    }
+}
+
+fn run_inner(args: &Args) -> Result<i32> {
+    let a = flist::open(&args.a)?;
+    let b = flist::open(&args.b)?;
+    let opts = Options { mtime: args.mtime };
+    let mut changes = Vec::new();
+    let mut out = super::content::Out::new();
+    diff(a.as_ref(), b.as_ref(), &opts, &mut |c| {
+        if !args.json && !args.quiet {
+            match c.what {
+                Some(w) => out.line(format_args!("{} {} {}", c.change, w, c.path))?,
+                None => out.line(format_args!("{} {}", c.change, c.path))?,
+            }
+        }
+        changes.push(c);
+        Ok(())
+    })?;
+    if args.json && !args.quiet {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            identical: bool,
+            added: usize,
+            removed: usize,
+            modified: usize,
+            changes: &'a [Change],
+        }
+        let count = |k: &str| changes.iter().filter(|c| c.change == k).count();
+        let modified: HashSet<&str> = changes
+            .iter()
+            .filter(|c| c.change == "M")
+            .map(|c| c.path.as_str())
+            .collect();
+        let report = Out {
+            identical: changes.is_empty(),
+            added: count("A"),
+            removed: count("D"),
+            modified: modified.len(),
+            changes: &changes,
+        };
+        let s = serde_json::to_string_pretty(&report)
+            .map_err(|e| Error::io(format!("encoding JSON: {e}")))?;
+        out.line(format_args!("{s}"))?;
+    }
+    out.finish()?;
+    Ok(if changes.is_empty() { 0 } else { 1 })
+}
+
+/// What to compare beyond the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub mtime: bool,
+}
+
+enum Task {
+    Both(Entry, Entry, Vec<u8>),
+    OnlyA(Entry, Vec<u8>),
+    OnlyB(Entry, Vec<u8>),
+}
+
+/// Compare two flists, reporting changes in path order (component by component, so a
+/// directory comes right before its contents).
+pub fn diff(
+    a: &dyn Flist,
+    b: &dyn Flist,
+    opts: &Options,
+    report: &mut dyn FnMut(Change) -> Result<()>,
+) -> Result<()> {
+    let ra = a.get(flist::ROOT_INO)?;
+    let rb = b.get(flist::ROOT_INO)?;
+    let mut seen_a: HashSet<Ino> = HashSet::new();
+    let mut seen_b: HashSet<Ino> = HashSet::new();
+    let mut stack = vec![Task::Both(ra, rb, Vec::new())];
+    while let Some(task) = stack.pop() {
+        let mut next: Vec<Task> = Vec::new();
+        match task {
+            Task::Both(ea, eb, path) => {
+                for what in compare(a, b, &ea, &eb, opts).with_ctx(|| display_path(&path))? {
+                    report(Change {
+                        change: "M",
+                        what: Some(what),
+                        path: display_path(&path),
+                    })?;
+                }
+                let ka = children(a, &ea, &path, &mut seen_a)?;
+                let kb = children(b, &eb, &path, &mut seen_b)?;
+                let (mut ia, mut ib) = (ka.into_iter().peekable(), kb.into_iter().peekable());
+                loop {
+                    let order = match (ia.peek(), ib.peek()) {
+                        (None, None) => break,
+                        (Some(_), None) => std::cmp::Ordering::Less,
+                        (None, Some(_)) => std::cmp::Ordering::Greater,
+                        (Some(x), Some(y)) => x.name.cmp(&y.name),
+                    };
+                    match order {
+                        std::cmp::Ordering::Less => {
+                            if let Some(x) = ia.next() {
+                                let p = join(&path, &x.name);
+                                next.push(Task::OnlyA(x, p));
+                            }
+                        }
+                        std::cmp::Ordering::Greater => {
+                            if let Some(y) = ib.next() {
+                                let p = join(&path, &y.name);
+                                next.push(Task::OnlyB(y, p));
+                            }
+                        }
+                        std::cmp::Ordering::Equal => {
+                            if let (Some(x), Some(y)) = (ia.next(), ib.next()) {
+                                let p = join(&path, &x.name);
+                                next.push(Task::Both(x, y, p));
+                            }
+                        }
+                    }
+                }
+            }
+            Task::OnlyA(e, path) => {
+                report(Change {
+                    change: "D",
+                    what: None,
+                    path: display_path(&path),
+                })?;
+                for k in children(a, &e, &path, &mut seen_a)? {
+                    let p = join(&path, &k.name);
+                    next.push(Task::OnlyA(k, p));
+                }
+            }
+            Task::OnlyB(e, path) => {
+                report(Change {
+                    change: "A",
+                    what: None,
+                    path: display_path(&path),
+                })?;
+                for k in children(b, &e, &path, &mut seen_b)? {
+                    let p = join(&path, &k.name);
+                    next.push(Task::OnlyB(k, p));
+                }
+            }
+        }
+        stack.extend(next.into_iter().rev());
+    }
+    Ok(())
+}
+
+fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut p = dir.to_vec();
+    if !p.is_empty() {
+        p.push(b'/');
+    }
+    p.extend_from_slice(name);
+    p
+}
+
+/// The children of a directory sorted by name (none for other types), refusing cycles
+/// and unsafe names.
+fn children(fl: &dyn Flist, e: &Entry, path: &[u8], seen: &mut HashSet<Ino>) -> Result<Vec<Entry>> {
+    if !e.is_dir() {
+        return Ok(Vec::new());
+    }
+    if !seen.insert(e.ino) {
+        return Err(Error::format(format!(
+            "directory cycle at {} (inode {})",
+            display_path(path),
+            e.ino
+        )));
+    }
+    let mut kids = fl.children(e.ino)?;
+    for k in &kids {
+        flist::check_name(&k.name).with_ctx(|| format!("in {}", display_path(path)))?;
+    }
+    kids.sort_by(|x, y| x.name.cmp(&y.name));
+    for w in kids.windows(2) {
+        if w[0].name == w[1].name {
+            return Err(Error::format(format!(
+                "two entries named {} in one directory",
+                display_path(&join(path, &w[0].name))
+            )));
+        }
+    }
+    Ok(kids)
+}
+
+/// What differs between two entries of the same path.
+fn compare(
+    a: &dyn Flist,
+    b: &dyn Flist,
+    ea: &Entry,
+    eb: &Entry,
+    opts: &Options,
+) -> Result<Vec<&'static str>> {
+    let mut out = Vec::new();
+    let kind = ea.kind();
+    if kind != eb.kind() {
+        out.push("type");
+        return Ok(out);
+    }
+    let differs = match kind {
+        Kind::File => !same_content(a, b, ea, eb)?,
+        Kind::Symlink => a.link_target(ea.ino)? != b.link_target(eb.ino)?,
+        Kind::CharDev | Kind::BlockDev => ea.rdev != eb.rdev,
+        _ => false,
+    };
+    if differs {
+        out.push(match kind {
+            Kind::File => "content",
+            Kind::Symlink => "target",
+            _ => "rdev",
+        });
+    }
+    if ea.mode & 0o7777 != eb.mode & 0o7777 {
+        out.push("mode");
+    }
+    if (ea.uid, ea.gid) != (eb.uid, eb.gid) {
+        out.push("owner");
+    }
+    let (mut xa, mut xb) = (a.xattrs(ea.ino)?, b.xattrs(eb.ino)?);
+    xa.sort();
+    xb.sort();
+    if xa != xb {
+        out.push("xattrs");
+    }
+    // Hardlinks: how many paths share this content (never for directories).
+    if !ea.is_dir() && ea.nlink != eb.nlink {
+        out.push("links");
+    }
+    if opts.mtime && ea.mtime != eb.mtime {
+        out.push("mtime");
+    }
+    Ok(out)
+}
+
+/// Same content, decided from metadata: size, then checksums when both sides have them,
+/// else the chunk-key sequences. Chunk lists of different codecs cannot be compared
+/// without fetching data: that is an error, not a guess.
+fn same_content(a: &dyn Flist, b: &dyn Flist, ea: &Entry, eb: &Entry) -> Result<bool> {
+    if ea.size != eb.size {
+        return Ok(false);
+    }
+    let (ia, ib) = (ea.content_ino(), eb.content_ino());
+    if let (Some(x), Some(y)) = (a.identity(ia)?, b.identity(ib)?) {
+        return Ok(x.checksum == y.checksum);
+    }
+    let ka: Vec<_> = a.blocks(ia)?.iter().map(chunk_key).collect();
+    let kb: Vec<_> = b.blocks(ib)?.iter().map(chunk_key).collect();
+    if let (Some(x), Some(y)) = (ka.first(), kb.first()) {
+        if x.0 != y.0 {
+            return Err(Error::invalid(
+                "content cannot be compared without fetching data: chunk lists of different codecs and no checksums",
+            ));
+        }
+    }
+    Ok(ka == kb)
+}
