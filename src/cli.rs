@@ -48,6 +48,10 @@ pub enum Command {
     Config(cmd::config::Args),
     /// Rewrite an flist (e.g. a legacy .flist) as a v2 .fl with re-encoded chunks.
     Convert(cmd::convert::Args),
+    /// Mount an flist read-only over FUSE.
+    Mount(cmd::mount::Args),
+    /// Inspect and maintain a chunk cache directory.
+    Cache(cmd::cache::Args),
 }
 
 /// Run the parsed command; returns the process exit code.
@@ -66,6 +70,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Clone(a) => cmd::clone::run(a),
         Command::Config(a) => cmd::config::run(a),
         Command::Convert(a) => cmd::convert::run(a),
+        Command::Mount(a) => cmd::mount::run(a),
+        Command::Cache(a) => cmd::cache::run(a),
     };
     match result {
         Ok(code) => code,
@@ -78,7 +84,14 @@ pub fn run(cli: Cli) -> i32 {
 
 /// Entry point used by `main`: parses the process arguments.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let args = match crate::node::compat::translate(std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("zvfs: error: {e}");
+            return 2;
+        }
+    };
+    let cli = Cli::parse_from(args);
     crate::cmd::init_logging(cli.debug);
     run(cli)
 }

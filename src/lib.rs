@@ -6,10 +6,13 @@
 //! (FUSE), `cmd` (pack, unpack, inspect and the other subcommands); `node` (Zero-OS and
 //! OCI integration); `cli` (argument parsing and dispatch).
 
+pub mod cache;
 pub mod cli;
 pub mod cmd;
 pub mod codec;
 pub mod error;
 pub mod flist;
+pub mod fs;
 pub mod identity;
+pub mod node;
 pub mod store;

@@ -1,6 +1,7 @@
 //! Subcommands that work on whole flists: pack, unpack and the debug commands. They use
 //! the layers below (flist, store, cache, codec) and are used only by the CLI.
 
+pub mod cache;
 pub mod chunkset;
 pub mod clone;
 pub mod config;
@@ -10,6 +11,7 @@ pub mod dedup;
 pub mod diff;
 pub mod identity;
 pub mod inspect;
+pub mod mount;
 pub mod pack;
 pub mod unpack;
 pub mod verify;

@@ -3,6 +3,7 @@
 //! hardlinks, content identity, tags and routes. `open` detects the format by content.
 //! This layer reads metadata only: it never fetches chunks nor touches stores.
 
+pub mod download;
 pub mod legacy;
 pub mod v2;
 

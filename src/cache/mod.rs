@@ -1,0 +1,440 @@
+//! The bounded, crash-safe, shared chunk cache: verified plaintext chunks on local disk at
+//! `<dir>/<hh>/<hh>/<hex id>` (the rfs layout, so a node's rfs cache carries over).
+//!
+//! - A chunk enters the cache only as plaintext the router already verified (both hashes),
+//!   written to a temporary file and renamed into place, so a crash never leaves a partial
+//!   file under a chunk's name.
+//! - A cache file is checked against its key the first time a process uses it (files from
+//!   a crash, a full disk or another tool may be truncated or wrong); a bad file is removed
+//!   and fetched again, never served. Verified ids are remembered in a bounded LRU.
+//! - Concurrent requests for one missing chunk are merged into one fetch (single flight),
+//!   and the number of chunks fetched at once is bounded.
+//! - The total size stays under a quota shared by every process using the directory
+//!   ([`quota`]): least recently used files (oldest mtime; hits touch it) are evicted.
+//!   Eviction never breaks a reader: open files stay readable and a file gone between
+//!   lookup and open is a miss. A failed cache write never fails a read.
+//!
+//! This module owns the cache directory; it never decodes chunks itself (the router does)
+//! and knows nothing of flists or FUSE.
+
+pub mod quota;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{ErrorKind as IoKind, Read, Write};
+use std::num::NonZeroUsize;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use lru::LruCache;
+
+use crate::codec::{ChunkRef, MAX_OBJECT};
+use crate::error::{Context, Error, ErrorKind, Result};
+use crate::store::router::Router;
+
+pub use quota::{parse_size, DEFAULT_CACHE_SIZE};
+
+/// How many verified chunk ids a process remembers (about 100 bytes each).
+const VERIFIED_CAPACITY: usize = 8192;
+
+/// A hit touches a cache file's mtime (its LRU age) at most this often.
+const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Counters for logs, `cache stats` and tests.
+#[derive(Default, Debug)]
+pub struct CacheStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub fetches: AtomicU64,
+    pub merged: AtomicU64,
+    pub bad_files: AtomicU64,
+    pub write_errors: AtomicU64,
+}
+
+/// The outcome of one fetch, shared with every request that waited for it.
+type Shared = std::result::Result<Arc<Vec<u8>>, (ErrorKind, String)>;
+
+#[derive(Default)]
+struct Flight {
+    done: Mutex<Option<Shared>>,
+    cv: Condvar,
+}
+
+impl Flight {
+    fn finish(&self, r: Shared) {
+        if let Ok(mut g) = self.done.lock() {
+            *g = Some(r);
+        }
+        self.cv.notify_all();
+    }
+
+    fn wait(&self) -> Shared {
+        let mut g = match self.done.lock() {
+            Ok(g) => g,
+            Err(_) => return Err((ErrorKind::Io, "chunk fetch lock poisoned".into())),
+        };
+        loop {
+            if let Some(r) = g.as_ref() {
+                return r.clone();
+            }
+            g = match self.cv.wait(g) {
+                Ok(g) => g,
+                Err(_) => return Err((ErrorKind::Io, "chunk fetch lock poisoned".into())),
+            };
+        }
+    }
+}
+
+/// A counting semaphore bounding the chunks fetched (and held in memory) at once.
+struct Slots {
+    free: Mutex<usize>,
+    cv: Condvar,
+}
+
+struct SlotGuard<'a>(&'a Slots);
+
+impl Slots {
+    fn new(n: usize) -> Slots {
+        Slots {
+            free: Mutex::new(n.max(1)),
+            cv: Condvar::new(),
+        }
+    }
+
+    fn acquire(&self) -> SlotGuard<'_> {
+        let mut g = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *g == 0 {
+            g = self.cv.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+        *g -= 1;
+        SlotGuard(self)
+    }
+
+    fn try_acquire(&self) -> Option<SlotGuard<'_>> {
+        let mut g = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        if *g == 0 {
+            return None;
+        }
+        *g -= 1;
+        Some(SlotGuard(self))
+    }
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        let mut g = self.0.free.lock().unwrap_or_else(|p| p.into_inner());
+        *g += 1;
+        self.0.cv.notify_one();
+    }
+}
+
+pub struct ChunkCache {
+    dir: PathBuf,
+    quota: quota::Quota,
+    /// Chunks whose cache file this process checked, with the last time it touched them.
+    verified: Mutex<LruCache<ChunkRef, Instant>>,
+    flights: Mutex<HashMap<ChunkRef, Arc<Flight>>>,
+    slots: Slots,
+    pub stats: CacheStats,
+}
+
+impl ChunkCache {
+    /// Open (creating it if needed) a cache directory bounded to `max_bytes`, shared with
+    /// any other process using the same directory. At most `max_fetches` chunks are
+    /// fetched (and held in memory) at once.
+    pub fn open(dir: &Path, max_bytes: u64, max_fetches: usize) -> Result<ChunkCache> {
+        std::fs::create_dir_all(dir)
+            .with_ctx(|| format!("creating cache directory {}", dir.display()))?;
+        let quota = quota::Quota::open(dir, max_bytes)?;
+        Ok(ChunkCache {
+            dir: dir.to_path_buf(),
+            quota,
+            verified: Mutex::new(LruCache::new(
+                NonZeroUsize::new(VERIFIED_CAPACITY).unwrap_or(NonZeroUsize::MIN),
+            )),
+            flights: Mutex::new(HashMap::new()),
+            slots: Slots::new(max_fetches),
+            stats: CacheStats::default(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn quota(&self) -> &quota::Quota {
+        &self.quota
+    }
+
+    /// `<dir>/<hh>/<hh>/<hex id>`, as rfs lays it out.
+    pub fn path_of(&self, chunk: &ChunkRef) -> PathBuf {
+        quota::chunk_path(&self.dir, chunk.hex_id().as_str())
+    }
+
+    /// Fill `buf` with the chunk's plaintext from `offset`, from the cache or the stores.
+    /// Fails (naming the chunk) when the chunk is shorter than `offset + buf.len()`.
+    pub fn read_exact_at(
+        &self,
+        chunk: &ChunkRef,
+        router: &Router,
+        offset: usize,
+        buf: &mut [u8],
+    ) -> Result<()> {
+        if self.read_cached(chunk, offset, buf)? {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        let plain = self.fetch_shared(chunk, router)?;
+        copy_range(chunk, &plain, offset, buf)
+    }
+
+    /// The whole verified plaintext of a chunk (for unpack and cat).
+    pub fn get(&self, chunk: &ChunkRef, router: &Router) -> Result<Arc<Vec<u8>>> {
+        if let Some(data) = self.load_verified(chunk)? {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Arc::new(data));
+        }
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        self.fetch_shared(chunk, router)
+    }
+
+    /// Make sure a chunk is in the cache without keeping it in memory (read-ahead).
+    /// Does nothing when the chunk file exists or every fetch slot is busy.
+    pub fn prefetch(&self, chunk: &ChunkRef, router: &Router) -> Result<()> {
+        if self.path_of(chunk).exists() {
+            return Ok(());
+        }
+        if let Ok(m) = self.flights.lock() {
+            if m.contains_key(chunk) {
+                return Ok(());
+            }
+        }
+        let Some(slot) = self.slots.try_acquire() else {
+            return Ok(());
+        };
+        drop(slot);
+        self.fetch_shared(chunk, router).map(|_| ())
+    }
+
+    fn is_verified(&self, chunk: &ChunkRef) -> Option<Instant> {
+        self.verified.lock().ok()?.get(chunk).copied()
+    }
+
+    fn set_verified(&self, chunk: &ChunkRef, touched: Instant) {
+        if let Ok(mut v) = self.verified.lock() {
+            v.put(*chunk, touched);
+        }
+    }
+
+    fn forget_verified(&self, chunk: &ChunkRef) {
+        if let Ok(mut v) = self.verified.lock() {
+            v.pop(chunk);
+        }
+    }
+
+    fn touch(&self, chunk: &ChunkRef, f: &File) {
+        let _ = f.set_modified(SystemTime::now());
+        self.set_verified(chunk, Instant::now());
+    }
+
+    /// Serve a range from the cache file; `false` on a miss (absent or bad file).
+    fn read_cached(&self, chunk: &ChunkRef, offset: usize, buf: &mut [u8]) -> Result<bool> {
+        let path = self.path_of(chunk);
+        let f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == IoKind::NotFound => return Ok(false),
+            Err(e) => {
+                log::warn!("cache: cannot open {}: {e}", path.display());
+                return Ok(false);
+            }
+        };
+        if let Some(touched) = self.is_verified(chunk) {
+            let n = read_full_at(&f, buf, offset as u64)
+                .with_ctx(|| format!("reading cache file {}", path.display()))?;
+            if n == buf.len() {
+                if touched.elapsed() >= TOUCH_INTERVAL {
+                    self.touch(chunk, &f);
+                }
+                return Ok(true);
+            }
+            // Shorter than it was when checked: someone changed it; check it again.
+            self.forget_verified(chunk);
+        }
+        match self.check_file(chunk, &path, &f)? {
+            Some(data) => {
+                self.touch(chunk, &f);
+                copy_range(chunk, &data, offset, buf)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The whole plaintext from the cache file, verified; `None` on a miss.
+    fn load_verified(&self, chunk: &ChunkRef) -> Result<Option<Vec<u8>>> {
+        let path = self.path_of(chunk);
+        let f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == IoKind::NotFound => return Ok(None),
+            Err(e) => {
+                log::warn!("cache: cannot open {}: {e}", path.display());
+                return Ok(None);
+            }
+        };
+        let data = self.check_file(chunk, &path, &f)?;
+        if data.is_some() {
+            self.touch(chunk, &f);
+        }
+        Ok(data)
+    }
+
+    /// Read and verify a cache file; removes it and returns `None` when it is bad.
+    fn check_file(&self, chunk: &ChunkRef, path: &Path, f: &File) -> Result<Option<Vec<u8>>> {
+        let len = f
+            .metadata()
+            .with_ctx(|| format!("reading cache file {}", path.display()))?
+            .len();
+        let mut data = Vec::new();
+        let good = if len as usize > MAX_OBJECT {
+            false
+        } else {
+            data.reserve_exact(len as usize);
+            let r = f;
+            r.take(MAX_OBJECT as u64 + 1)
+                .read_to_end(&mut data)
+                .with_ctx(|| format!("reading cache file {}", path.display()))?;
+            chunk.plaintext_matches(&data)
+        };
+        if good {
+            return Ok(Some(data));
+        }
+        self.stats.bad_files.fetch_add(1, Ordering::Relaxed);
+        log::warn!(
+            "cache: {} ({len} bytes) does not match chunk {chunk} (truncated or corrupt); removing it and fetching again",
+            path.display()
+        );
+        self.forget_verified(chunk);
+        if std::fs::remove_file(path).is_ok() {
+            self.quota.release(len);
+        }
+        Ok(None)
+    }
+
+    /// Fetch a chunk once however many requests want it at the same time.
+    fn fetch_shared(&self, chunk: &ChunkRef, router: &Router) -> Result<Arc<Vec<u8>>> {
+        let (flight, leader) = {
+            let mut m = self
+                .flights
+                .lock()
+                .map_err(|_| Error::io("chunk fetch table lock poisoned"))?;
+            match m.get(chunk) {
+                Some(f) => (f.clone(), false),
+                None => {
+                    let f = Arc::new(Flight::default());
+                    m.insert(*chunk, f.clone());
+                    (f, true)
+                }
+            }
+        };
+        if !leader {
+            self.stats.merged.fetch_add(1, Ordering::Relaxed);
+            return flight.wait().map_err(|(k, m)| Error::new(k, m));
+        }
+        let result = self.fetch_and_store(chunk, router);
+        let shared: Shared = match &result {
+            Ok(d) => Ok(d.clone()),
+            Err(e) => Err((e.kind, e.msg.clone())),
+        };
+        flight.finish(shared);
+        if let Ok(mut m) = self.flights.lock() {
+            m.remove(chunk);
+        }
+        result
+    }
+
+    fn fetch_and_store(&self, chunk: &ChunkRef, router: &Router) -> Result<Arc<Vec<u8>>> {
+        let _slot = self.slots.acquire();
+        // Another flight may have stored it between our miss and our turn.
+        if let Some(data) = self.load_verified(chunk)? {
+            return Ok(Arc::new(data));
+        }
+        self.stats.fetches.fetch_add(1, Ordering::Relaxed);
+        let plain = router.fetch(chunk)?;
+        self.store(chunk, &plain);
+        Ok(Arc::new(plain))
+    }
+
+    /// Write verified plaintext into the cache; failures are logged, never returned.
+    fn store(&self, chunk: &ChunkRef, plain: &[u8]) {
+        let path = self.path_of(chunk);
+        if path.exists() {
+            return;
+        }
+        let len = plain.len() as u64;
+        if let Err(e) = self.quota.reserve(len) {
+            self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+            log::warn!("cache: not caching chunk {chunk}: {e}");
+            return;
+        }
+        let Some(leaf) = path.parent() else { return };
+        let tmp = leaf.join(format!(
+            "{}{}.{}",
+            quota::TMP_PREFIX,
+            std::process::id(),
+            chunk.hex_id()
+        ));
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(leaf)?;
+            let mut f = File::create(&tmp)?;
+            f.write_all(plain)?;
+            drop(f);
+            std::fs::rename(&tmp, &path)
+        };
+        match write() {
+            Ok(()) => self.set_verified(chunk, Instant::now()),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                self.quota.release(len);
+                self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                log::warn!(
+                    "cache: writing {} failed ({e}); serving chunk {chunk} from memory",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+/// Copy `buf.len()` bytes of `data` from `offset`, or fail naming the chunk.
+fn copy_range(chunk: &ChunkRef, data: &[u8], offset: usize, buf: &mut [u8]) -> Result<()> {
+    let end = offset.saturating_add(buf.len());
+    if end > data.len() {
+        return Err(Error::corrupt(format!(
+            "chunk {chunk}: holds {} bytes but the flist needs bytes {offset}..{end}",
+            data.len()
+        )));
+    }
+    buf.copy_from_slice(&data[offset..end]);
+    Ok(())
+}
+
+/// `pread` until `buf` is full or the end of the file; returns the bytes read.
+fn read_full_at(f: &File, buf: &mut [u8], mut offset: u64) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match f.read_at(&mut buf[done..], offset) {
+            Ok(0) => break,
+            Ok(n) => {
+                done += n;
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == IoKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}

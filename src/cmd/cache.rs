@@ -1,0 +1,118 @@
+//! `zvfs cache stats|gc|fsck|clear`: maintenance of a chunk cache directory.
+//!
+//! The cache layout (`<hh>/<hh>/<hex id>`, shared with rfs) holds only chunk ids, so
+//! `fsck` can verify a file's content only when its key is known: pass the flists whose
+//! chunks should be checked with `-m`. Without them it still removes temporary files of
+//! dead writers, empty files and files out of place, and reports how many it could not
+//! verify. Mounts verify every file on first use anyway.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use crate::cache::{parse_size, quota::Quota};
+use crate::error::Result;
+use crate::flist;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    pub action: Action,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Action {
+    /// Files, bytes and the bound of a cache directory.
+    Stats(Common),
+    /// Evict least recently used chunks until the cache is under its bound.
+    Gc(Common),
+    /// Check the files of a cache (verifying chunks of the flists given with -m).
+    Fsck(FsckArgs),
+    /// Remove every cached chunk.
+    Clear(Common),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Common {
+    /// Cache directory.
+    #[arg(short = 'c', long = "cache")]
+    pub cache: PathBuf,
+    /// Bound of the cache (K, M, G suffixes).
+    #[arg(long = "cache-size", default_value = "4G")]
+    pub cache_size: String,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct FsckArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Flists whose chunks are verified against their keys (repeatable).
+    #[arg(short = 'm', long = "meta")]
+    pub metas: Vec<PathBuf>,
+}
+
+fn open(c: &Common) -> Result<Quota> {
+    if !c.cache.is_dir() {
+        return Err(crate::error::Error::not_found(format!(
+            "cache directory {} does not exist",
+            c.cache.display()
+        )));
+    }
+    Quota::open(&c.cache, parse_size(&c.cache_size)?)
+}
+
+pub fn run(args: Args) -> Result<i32> {
+    match args.action {
+        Action::Stats(c) => {
+            let q = open(&c)?;
+            let s = q.scan()?;
+            println!("directory {}", c.cache.display());
+            println!("chunks {}", s.chunks.len());
+            println!("bytes {}", s.chunk_bytes);
+            println!("bound {}", q.max());
+            println!("in_progress {}", s.live_tmp);
+            println!("strays {}", s.strays.len());
+            println!(
+                "usage_pct {:.1}",
+                100.0 * s.total() as f64 / q.max().max(1) as f64
+            );
+        }
+        Action::Gc(c) => {
+            let r = open(&c)?.gc()?;
+            println!("bytes_before {}", r.bytes_before);
+            println!("bytes_after {}", r.bytes_after);
+            println!("removed {}", r.files_removed);
+            println!("stale_tmp_removed {}", r.stale_tmp_removed);
+        }
+        Action::Clear(c) => {
+            let n = open(&c)?.clear()?;
+            println!("removed {n}");
+        }
+        Action::Fsck(a) => {
+            let q = open(&a.common)?;
+            let mut known = HashMap::new();
+            for m in &a.metas {
+                let fl = flist::open(m)?;
+                let root = fl.get(flist::ROOT_INO)?;
+                flist::walk(fl.as_ref(), &root, Vec::new(), &mut |e, _| {
+                    if e.kind() == flist::Kind::File && e.link_of.is_none() {
+                        for c in fl.blocks(e.ino)? {
+                            known.insert(c.hex_id().to_string(), c);
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+            let r = q.fsck(&known)?;
+            println!("files {}", r.files);
+            println!("verified {}", r.verified);
+            println!("unverifiable {}", r.unknown);
+            println!("bad_removed {}", r.bad_removed);
+            println!("empty_removed {}", r.empty_removed);
+            println!("strays_removed {}", r.strays_removed);
+            println!("stale_tmp_removed {}", r.stale_tmp_removed);
+            let bad = r.bad_removed + r.empty_removed + r.strays_removed;
+            return Ok(if bad > 0 { 2 } else { 0 });
+        }
+    }
+    Ok(0)
+}

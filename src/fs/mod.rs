@@ -1,0 +1,784 @@
+//! The read-only FUSE filesystem over an flist. It maps kernel requests onto the flist
+//! model and the chunk cache: a read is a straight line from the file's chunk list
+//! (loaded once per open, shared by every open of the inode) through the chunk cache to
+//! the router. Content never changes, so the kernel keeps its page cache across opens and
+//! entries and attributes get long timeouts. Slow requests (open, opendir, read) run on a
+//! bounded worker pool; sequential reads trigger bounded read-ahead of the next chunks.
+//! Every write is refused with EROFS. No callback panics: errors map to an errno (EIO for
+//! store and integrity failures, with a log line naming the chunk).
+//!
+//! This module owns no storage: metadata comes from `flist`, content from `cache`.
+
+pub mod mount;
+pub mod pool;
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::num::NonZeroUsize;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    consts, FileAttr, FileType, Filesystem, KernelConfig, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow,
+};
+use libc::{c_int, EBADF, EIO, ENODATA, ENOENT, ENOTDIR, ERANGE, EROFS};
+use lru::LruCache;
+
+use crate::cache::ChunkCache;
+use crate::codec::{ChunkRef, CHUNK_SIZE};
+use crate::error::{Error, Result};
+use crate::flist::{Entry, Flist, Ino, Kind, Totals, ROOT_INO};
+use crate::store::router::Router;
+
+/// How long the kernel may trust entries and attributes: the flist never changes.
+const TTL: Duration = Duration::from_secs(24 * 3600);
+/// Entries kept in memory by inode.
+const ENTRY_CACHE: usize = 4096;
+/// Largest read-ahead the kernel is asked for.
+const MAX_READAHEAD: u32 = 1 << 20;
+
+/// Tuning of a mounted filesystem.
+#[derive(Clone, Debug)]
+pub struct FsConfig {
+    /// Worker threads serving reads, opens and directory loads.
+    pub threads: usize,
+    /// Chunks fetched ahead of a sequential reader.
+    pub readahead_chunks: usize,
+}
+
+impl Default for FsConfig {
+    fn default() -> Self {
+        FsConfig {
+            threads: 8,
+            readahead_chunks: 2,
+        }
+    }
+}
+
+/// An open regular file.
+struct OpenFile {
+    size: u64,
+    chunks: Arc<Vec<ChunkRef>>,
+    /// Where a sequential reader's next read starts.
+    next: AtomicU64,
+    /// Chunks below this index were already queued for read-ahead.
+    ahead: AtomicU64,
+}
+
+/// An open directory: its children, loaded once at opendir.
+struct OpenDir {
+    this: Entry,
+    parent: Entry,
+    children: Vec<Entry>,
+}
+
+/// State shared by the session thread and the workers.
+struct Shared {
+    flist: Box<dyn Flist>,
+    cache: ChunkCache,
+    router: Router,
+    totals: Totals,
+    entries: Mutex<LruCache<Ino, Arc<Entry>>>,
+    contents: Mutex<HashMap<Ino, Weak<Vec<ChunkRef>>>>,
+    files: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    dirs: Mutex<HashMap<u64, Arc<OpenDir>>>,
+    next_fh: AtomicU64,
+}
+
+pub struct ZvfsFs {
+    shared: Arc<Shared>,
+    cfg: FsConfig,
+    workers: Option<pool::Pool>,
+    readahead: Option<pool::Pool>,
+    on_ready: Option<Box<dyn FnOnce() + Send>>,
+}
+
+fn time(secs: i64) -> SystemTime {
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::from_secs(secs as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+    }
+}
+
+fn file_type(k: Kind) -> FileType {
+    match k {
+        Kind::File => FileType::RegularFile,
+        Kind::Dir => FileType::Directory,
+        Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::CharDev => FileType::CharDevice,
+        Kind::BlockDev => FileType::BlockDevice,
+        Kind::Socket => FileType::Socket,
+    }
+}
+
+/// The attributes the kernel sees. Hardlinked paths share one inode number (the inode
+/// that owns the content).
+pub fn attr_of(e: &Entry) -> FileAttr {
+    let mtime = time(e.mtime);
+    FileAttr {
+        ino: e.content_ino(),
+        size: e.size,
+        blocks: e.size.div_ceil(512),
+        atime: mtime,
+        mtime,
+        ctime: time(e.ctime),
+        crtime: mtime,
+        kind: file_type(e.kind()),
+        perm: (e.mode & 0o7777) as u16,
+        nlink: e.nlink,
+        uid: e.uid,
+        gid: e.gid,
+        rdev: e.rdev as u32,
+        blksize: CHUNK_SIZE as u32,
+        flags: 0,
+    }
+}
+
+/// Log a failed request and return its errno.
+fn fail(what: &str, e: &Error) -> c_int {
+    let errno = e.errno();
+    if errno == ENOENT {
+        log::debug!("{what}: {e}");
+    } else {
+        log::error!("{what}: {e}");
+    }
+    errno
+}
+
+impl Shared {
+    fn entry(&self, ino: Ino) -> Result<Arc<Entry>> {
+        if let Ok(mut c) = self.entries.lock() {
+            if let Some(e) = c.get(&ino) {
+                return Ok(e.clone());
+            }
+        }
+        let e = Arc::new(self.flist.get(ino)?);
+        self.remember(&e);
+        Ok(e)
+    }
+
+    fn remember(&self, e: &Arc<Entry>) {
+        if let Ok(mut c) = self.entries.lock() {
+            c.put(e.ino, e.clone());
+        }
+    }
+
+    /// The chunk list of a content inode, shared by every open of it.
+    fn chunks(&self, ino: Ino) -> Result<Arc<Vec<ChunkRef>>> {
+        if let Ok(m) = self.contents.lock() {
+            if let Some(c) = m.get(&ino).and_then(Weak::upgrade) {
+                return Ok(c);
+            }
+        }
+        let chunks = Arc::new(self.flist.blocks(ino)?);
+        if let Ok(mut m) = self.contents.lock() {
+            m.retain(|_, w| w.strong_count() > 0);
+            m.insert(ino, Arc::downgrade(&chunks));
+        }
+        Ok(chunks)
+    }
+
+    fn fh(&self) -> u64 {
+        self.next_fh.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn open_file(&self, ino: Ino) -> Result<u64> {
+        let e = self.entry(ino)?;
+        if e.kind() != Kind::File {
+            return Err(Error::invalid(format!("inode {ino} is not a regular file")));
+        }
+        let chunks = self.chunks(e.content_ino())?;
+        let expected = e.size.div_ceil(CHUNK_SIZE as u64);
+        if (chunks.len() as u64) < expected {
+            return Err(Error::corrupt(format!(
+                "inode {ino}: {} bytes need {expected} chunks, the flist lists {}",
+                e.size,
+                chunks.len()
+            )));
+        }
+        let fh = self.fh();
+        let f = Arc::new(OpenFile {
+            size: e.size,
+            chunks,
+            next: AtomicU64::new(0),
+            ahead: AtomicU64::new(0),
+        });
+        if let Ok(mut m) = self.files.lock() {
+            m.insert(fh, f);
+        }
+        Ok(fh)
+    }
+
+    fn open_dir(&self, ino: Ino) -> Result<u64> {
+        let this = self.entry(ino)?;
+        if !this.is_dir() {
+            return Err(Error::invalid(format!("inode {ino} is not a directory")));
+        }
+        let parent = if this.ino == ROOT_INO || this.parent == 0 {
+            this.clone()
+        } else {
+            self.entry(this.parent)?
+        };
+        let children = self.flist.children(ino)?;
+        let fh = self.fh();
+        let d = Arc::new(OpenDir {
+            this: (*this).clone(),
+            parent: (*parent).clone(),
+            children,
+        });
+        if let Ok(mut m) = self.dirs.lock() {
+            m.insert(fh, d);
+        }
+        Ok(fh)
+    }
+
+    /// Read `size` bytes at `offset` (less at the end of the file).
+    fn read(&self, f: &OpenFile, offset: u64, size: u32) -> Result<Vec<u8>> {
+        if offset >= f.size {
+            return Ok(Vec::new());
+        }
+        let end = f.size.min(offset.saturating_add(size as u64));
+        let mut buf = vec![0u8; (end - offset) as usize];
+        let cs = CHUNK_SIZE as u64;
+        let mut pos = offset;
+        while pos < end {
+            let idx = (pos / cs) as usize;
+            let within = (pos % cs) as usize;
+            let n = (cs - within as u64).min(end - pos) as usize;
+            let chunk = f.chunks.get(idx).ok_or_else(|| {
+                Error::corrupt(format!("file has no chunk {idx} for offset {pos}"))
+            })?;
+            let at = (pos - offset) as usize;
+            self.cache
+                .read_exact_at(chunk, &self.router, within, &mut buf[at..at + n])?;
+            pos += n as u64;
+        }
+        Ok(buf)
+    }
+}
+
+impl ZvfsFs {
+    pub fn new(
+        flist: Box<dyn Flist>,
+        cache: ChunkCache,
+        router: Router,
+        cfg: FsConfig,
+    ) -> Result<ZvfsFs> {
+        let totals = flist.totals()?;
+        let root = flist.get(ROOT_INO)?;
+        if !root.is_dir() {
+            return Err(Error::format("the flist's root is not a directory"));
+        }
+        let shared = Arc::new(Shared {
+            flist,
+            cache,
+            router,
+            totals,
+            entries: Mutex::new(LruCache::new(
+                NonZeroUsize::new(ENTRY_CACHE).unwrap_or(NonZeroUsize::MIN),
+            )),
+            contents: Mutex::new(HashMap::new()),
+            files: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+        });
+        let threads = cfg.threads.clamp(1, 64);
+        let workers = pool::Pool::new("zvfs-worker", threads, threads * 4)
+            .map_err(|e| Error::io(format!("starting worker threads: {e}")))?;
+        let readahead = pool::Pool::new("zvfs-readahead", 2, 2 * cfg.readahead_chunks.max(1))
+            .map_err(|e| Error::io(format!("starting read-ahead threads: {e}")))?;
+        Ok(ZvfsFs {
+            shared,
+            cfg,
+            workers: Some(workers),
+            readahead: Some(readahead),
+            on_ready: None,
+        })
+    }
+
+    /// Called once the kernel finished the FUSE handshake (the mount serves requests).
+    pub fn on_ready(&mut self, f: impl FnOnce() + Send + 'static) {
+        self.on_ready = Some(Box::new(f));
+    }
+
+    fn work(&self, job: impl FnOnce() + Send + 'static) {
+        match &self.workers {
+            Some(p) => p.spawn(job),
+            None => job(),
+        }
+    }
+
+    /// Queue the chunks after a sequential read for background fetching.
+    fn read_ahead(&self, f: &Arc<OpenFile>, offset: u64, size: u32) {
+        let n = self.cfg.readahead_chunks as u64;
+        let end = offset.saturating_add(size as u64).min(f.size);
+        // The kernel's own read-ahead may issue a sequential stream slightly out of order.
+        let prev = f.next.swap(end, Ordering::Relaxed);
+        let sequential = offset == 0 || offset.abs_diff(prev) <= MAX_READAHEAD as u64;
+        if !sequential || n == 0 {
+            return;
+        }
+        let cs = CHUNK_SIZE as u64;
+        let first = end.div_ceil(cs).max(f.ahead.load(Ordering::Relaxed));
+        let last = (end / cs + 1 + n).min(f.chunks.len() as u64);
+        let Some(ra) = &self.readahead else { return };
+        for idx in first..last {
+            let Some(chunk) = f.chunks.get(idx as usize).copied() else {
+                break;
+            };
+            let shared = self.shared.clone();
+            let queued = ra.try_spawn(move || {
+                if let Err(e) = shared.cache.prefetch(&chunk, &shared.router) {
+                    log::warn!("read-ahead: {e}");
+                }
+            });
+            if !queued {
+                break;
+            }
+            f.ahead.store(idx + 1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Filesystem for ZvfsFs {
+    fn init(&mut self, _req: &Request<'_>, config: &mut KernelConfig) -> Result<(), c_int> {
+        let _ = config.set_max_readahead(MAX_READAHEAD);
+        let _ = config.set_max_background(64);
+        let _ = config.set_congestion_threshold(48);
+        for cap in [
+            consts::FUSE_DO_READDIRPLUS,
+            consts::FUSE_CACHE_SYMLINKS,
+            consts::FUSE_PARALLEL_DIROPS,
+        ] {
+            let _ = config.add_capabilities(cap);
+        }
+        if let Some(f) = self.on_ready.take() {
+            f();
+        }
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        // Finish queued work before the session ends.
+        self.workers = None;
+        self.readahead = None;
+    }
+
+    fn lookup(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
+        match self.shared.flist.lookup(parent, name.as_bytes()) {
+            Ok(Some(e)) => {
+                let e = Arc::new(e);
+                self.shared.remember(&e);
+                reply.entry(&TTL, &attr_of(&e), 0)
+            }
+            Ok(None) => reply.error(ENOENT),
+            Err(e) => reply.error(fail(&format!("lookup in inode {parent}"), &e)),
+        }
+    }
+
+    fn getattr(&mut self, _req: &Request<'_>, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
+        match self.shared.entry(ino) {
+            Ok(e) => reply.attr(&TTL, &attr_of(&e)),
+            Err(e) => reply.error(fail(&format!("getattr of inode {ino}"), &e)),
+        }
+    }
+
+    fn readlink(&mut self, _req: &Request<'_>, ino: u64, reply: ReplyData) {
+        match self.shared.flist.link_target(ino) {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(fail(&format!("readlink of inode {ino}"), &e)),
+        }
+    }
+
+    fn open(&mut self, _req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
+        if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+            return reply.error(EROFS);
+        }
+        let shared = self.shared.clone();
+        self.work(move || match shared.open_file(ino) {
+            Ok(fh) => reply.opened(fh, consts::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(fail(&format!("open of inode {ino}"), &e)),
+        });
+    }
+
+    fn read(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        fh: u64,
+        offset: i64,
+        size: u32,
+        _flags: i32,
+        _lock_owner: Option<u64>,
+        reply: ReplyData,
+    ) {
+        let f = self
+            .shared
+            .files
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&fh).cloned());
+        let Some(f) = f else {
+            return reply.error(EBADF);
+        };
+        let offset = offset.max(0) as u64;
+        self.read_ahead(&f, offset, size);
+        let shared = self.shared.clone();
+        self.work(move || match shared.read(&f, offset, size) {
+            Ok(buf) => reply.data(&buf),
+            Err(e) => {
+                log::error!("read of inode {ino} at {offset} (+{size}): {e}");
+                reply.error(EIO)
+            }
+        });
+    }
+
+    fn flush(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        _fh: u64,
+        _lock_owner: u64,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn release(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        fh: u64,
+        _flags: i32,
+        _lock_owner: Option<u64>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        if let Ok(mut m) = self.shared.files.lock() {
+            m.remove(&fh);
+        }
+        reply.ok();
+    }
+
+    fn opendir(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {
+        let shared = self.shared.clone();
+        self.work(move || match shared.open_dir(ino) {
+            Ok(fh) => reply.opened(fh, consts::FOPEN_KEEP_CACHE | consts::FOPEN_CACHE_DIR),
+            Err(e) if e.kind == crate::error::ErrorKind::Invalid => reply.error(ENOTDIR),
+            Err(e) => reply.error(fail(&format!("opendir of inode {ino}"), &e)),
+        });
+    }
+
+    fn readdir(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        fh: u64,
+        offset: i64,
+        mut reply: ReplyDirectory,
+    ) {
+        let d = self
+            .shared
+            .dirs
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&fh).cloned());
+        let Some(d) = d else {
+            return reply.error(EBADF);
+        };
+        let mut i = offset.max(0) as usize;
+        loop {
+            let full = match i {
+                0 => reply.add(d.this.ino, 1, FileType::Directory, "."),
+                1 => reply.add(d.parent.ino, 2, FileType::Directory, ".."),
+                _ => match d.children.get(i - 2) {
+                    Some(c) => reply.add(
+                        c.content_ino(),
+                        i as i64 + 1,
+                        file_type(c.kind()),
+                        OsStr::from_bytes(&c.name),
+                    ),
+                    None => break,
+                },
+            };
+            if full {
+                break;
+            }
+            i += 1;
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        fh: u64,
+        offset: i64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let d = self
+            .shared
+            .dirs
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&fh).cloned());
+        let Some(d) = d else {
+            return reply.error(EBADF);
+        };
+        let mut i = offset.max(0) as usize;
+        loop {
+            let full = match i {
+                0 => reply.add(d.this.ino, 1, ".", &TTL, &attr_of(&d.this), 0),
+                1 => reply.add(d.parent.ino, 2, "..", &TTL, &attr_of(&d.parent), 0),
+                _ => match d.children.get(i - 2) {
+                    Some(c) => reply.add(
+                        c.content_ino(),
+                        i as i64 + 1,
+                        OsStr::from_bytes(&c.name),
+                        &TTL,
+                        &attr_of(c),
+                        0,
+                    ),
+                    None => break,
+                },
+            };
+            if full {
+                break;
+            }
+            i += 1;
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        fh: u64,
+        _flags: i32,
+        reply: ReplyEmpty,
+    ) {
+        if let Ok(mut m) = self.shared.dirs.lock() {
+            m.remove(&fh);
+        }
+        reply.ok();
+    }
+
+    fn statfs(&mut self, _req: &Request<'_>, _ino: u64, reply: ReplyStatfs) {
+        let t = &self.shared.totals;
+        let bsize = 4096u64;
+        reply.statfs(
+            t.bytes.div_ceil(bsize),
+            0,
+            0,
+            t.entries,
+            0,
+            bsize as u32,
+            255,
+            bsize as u32,
+        );
+    }
+
+    fn getxattr(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        name: &OsStr,
+        size: u32,
+        reply: ReplyXattr,
+    ) {
+        let xattrs = match self.shared.flist.xattrs(ino) {
+            Ok(x) => x,
+            Err(e) => return reply.error(fail(&format!("getxattr of inode {ino}"), &e)),
+        };
+        match xattrs.iter().find(|(n, _)| n.as_slice() == name.as_bytes()) {
+            None => reply.error(ENODATA),
+            Some((_, v)) if size == 0 => reply.size(v.len() as u32),
+            Some((_, v)) if (size as usize) < v.len() => reply.error(ERANGE),
+            Some((_, v)) => reply.data(v),
+        }
+    }
+
+    fn listxattr(&mut self, _req: &Request<'_>, ino: u64, size: u32, reply: ReplyXattr) {
+        let xattrs = match self.shared.flist.xattrs(ino) {
+            Ok(x) => x,
+            Err(e) => return reply.error(fail(&format!("listxattr of inode {ino}"), &e)),
+        };
+        let mut list = Vec::new();
+        for (n, _) in &xattrs {
+            list.extend_from_slice(n);
+            list.push(0);
+        }
+        if size == 0 {
+            reply.size(list.len() as u32)
+        } else if (size as usize) < list.len() {
+            reply.error(ERANGE)
+        } else {
+            reply.data(&list)
+        }
+    }
+
+    fn access(&mut self, _req: &Request<'_>, _ino: u64, mask: i32, reply: ReplyEmpty) {
+        if mask & libc::W_OK != 0 {
+            reply.error(EROFS)
+        } else {
+            reply.ok()
+        }
+    }
+
+    // Everything below would change the tree: read-only filesystem.
+
+    fn setattr(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        _size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<u64>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<u32>,
+        reply: ReplyAttr,
+    ) {
+        reply.error(EROFS)
+    }
+
+    fn mknod(
+        &mut self,
+        _req: &Request<'_>,
+        _parent: u64,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(EROFS)
+    }
+
+    fn mkdir(
+        &mut self,
+        _req: &Request<'_>,
+        _parent: u64,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(EROFS)
+    }
+
+    fn unlink(&mut self, _req: &Request<'_>, _parent: u64, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(EROFS)
+    }
+
+    fn rmdir(&mut self, _req: &Request<'_>, _parent: u64, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(EROFS)
+    }
+
+    fn symlink(
+        &mut self,
+        _req: &Request<'_>,
+        _parent: u64,
+        _link_name: &OsStr,
+        _target: &std::path::Path,
+        reply: ReplyEntry,
+    ) {
+        reply.error(EROFS)
+    }
+
+    fn rename(
+        &mut self,
+        _req: &Request<'_>,
+        _parent: u64,
+        _name: &OsStr,
+        _newparent: u64,
+        _newname: &OsStr,
+        _flags: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(EROFS)
+    }
+
+    fn link(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        _newparent: u64,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        reply.error(EROFS)
+    }
+
+    fn write(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        _fh: u64,
+        _offset: i64,
+        _data: &[u8],
+        _write_flags: u32,
+        _flags: i32,
+        _lock_owner: Option<u64>,
+        reply: ReplyWrite,
+    ) {
+        reply.error(EROFS)
+    }
+
+    fn create(
+        &mut self,
+        _req: &Request<'_>,
+        _parent: u64,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        reply.error(EROFS)
+    }
+
+    fn setxattr(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(EROFS)
+    }
+
+    fn removexattr(&mut self, _req: &Request<'_>, _ino: u64, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(EROFS)
+    }
+
+    fn fallocate(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        _fh: u64,
+        _offset: i64,
+        _length: i64,
+        _mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(EROFS)
+    }
+}

@@ -1,0 +1,177 @@
+//! Putting a [`ZvfsFs`] on a mountpoint and taking it off again.
+//!
+//! As root the filesystem is mounted with `mount(2)` directly, so the type can be
+//! `fuse.<subtype>` and the source any name: Zero-OS nodes find their flist mounts by type
+//! `fuse.g8ufs` and source = the daemon's pid (formats.md section 5). Without root, fuser
+//! mounts through `fusermount3` (type `fuse`, the subtype only in the options).
+//! This module knows nothing of flists or chunks.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use fuser::{MountOption, Session, SessionACL, SessionUnmounter};
+
+use super::ZvfsFs;
+use crate::error::{Context, Error, Result};
+
+/// How the mount shows up in `/proc/self/mountinfo` and who may use it.
+#[derive(Clone, Debug)]
+pub struct MountOpts {
+    /// The mount source (`fsname`); Zero-OS expects the daemon's pid.
+    pub fsname: String,
+    /// `fuse.<subtype>` is the filesystem type; Zero-OS expects `g8ufs`.
+    pub subtype: String,
+    pub allow_other: bool,
+    pub default_permissions: bool,
+}
+
+impl Default for MountOpts {
+    fn default() -> Self {
+        MountOpts {
+            fsname: std::process::id().to_string(),
+            subtype: "g8ufs".to_string(),
+            allow_other: true,
+            default_permissions: true,
+        }
+    }
+}
+
+/// A mounted filesystem: run its session, unmount it from any thread.
+pub struct Mounted {
+    pub session: Session<ZvfsFs>,
+    pub unmounter: Unmounter,
+}
+
+/// Takes the mount off (idempotent), from any thread.
+pub enum Unmounter {
+    Direct(PathBuf),
+    Fuser(SessionUnmounter),
+}
+
+impl Unmounter {
+    /// Unmount; when the filesystem is busy, detach it (lazy unmount).
+    pub fn unmount(&mut self) -> Result<()> {
+        match self {
+            Unmounter::Direct(target) => unmount_path(target),
+            Unmounter::Fuser(u) => u
+                .unmount()
+                .map_err(|e| Error::io(format!("unmounting: {e}"))),
+        }
+    }
+}
+
+/// Unmount `target`, detaching it lazily when busy. Not mounted is not an error.
+pub fn unmount_path(target: &Path) -> Result<()> {
+    use rustix::mount::{unmount, UnmountFlags};
+    match unmount(target, UnmountFlags::empty()) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::BUSY) => io(unmount(target, UnmountFlags::DETACH))
+            .with_ctx(|| format!("detaching {}", target.display())),
+        Err(rustix::io::Errno::INVAL) => Ok(()), // not a mountpoint (any more)
+        Err(e) => Err(Error::io(format!("unmounting {}: {e}", target.display()))),
+    }
+}
+
+/// A mountpoint whose FUSE daemon died answers ENOTCONN: detach it so it can be reused.
+pub fn clear_stale(target: &Path) -> Result<()> {
+    if let Err(e) = std::fs::metadata(target) {
+        if e.raw_os_error() == Some(libc::ENOTCONN) {
+            log::warn!(
+                "{}: stale FUSE mount (its daemon is gone); detaching it",
+                target.display()
+            );
+            io(rustix::mount::unmount(
+                target,
+                rustix::mount::UnmountFlags::DETACH,
+            ))
+            .with_ctx(|| format!("detaching stale mount {}", target.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Mount `fs` read-only on `target`.
+pub fn mount(fs: ZvfsFs, target: &Path, opts: &MountOpts) -> Result<Mounted> {
+    clear_stale(target)?;
+    let md = std::fs::metadata(target).with_ctx(|| format!("mountpoint {}", target.display()))?;
+    if !md.is_dir() {
+        return Err(Error::invalid(format!(
+            "mountpoint {} is not a directory",
+            target.display()
+        )));
+    }
+    let target = target
+        .canonicalize()
+        .with_ctx(|| format!("mountpoint {}", target.display()))?;
+    if rustix::process::geteuid().is_root() {
+        let fd = mount_direct(&target, opts)?;
+        let acl = if opts.allow_other {
+            SessionACL::All
+        } else {
+            SessionACL::Owner
+        };
+        Ok(Mounted {
+            session: Session::from_fd(fs, fd, acl),
+            unmounter: Unmounter::Direct(target),
+        })
+    } else {
+        let mut options = vec![
+            MountOption::RO,
+            MountOption::FSName(opts.fsname.clone()),
+            MountOption::Subtype(opts.subtype.clone()),
+        ];
+        if opts.allow_other {
+            options.push(MountOption::AllowOther);
+        }
+        if opts.default_permissions {
+            options.push(MountOption::DefaultPermissions);
+        }
+        let mut session = Session::new(fs, &target, &options)
+            .with_ctx(|| format!("mounting on {}", target.display()))?;
+        let unmounter = Unmounter::Fuser(session.unmount_callable());
+        Ok(Mounted { session, unmounter })
+    }
+}
+
+fn mount_direct(target: &Path, opts: &MountOpts) -> Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    use rustix::mount::MountFlags;
+    let fd = io(rustix::fs::open(
+        "/dev/fuse",
+        OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::empty(),
+    ))
+    .ctx("opening /dev/fuse")?;
+    let mut data = format!(
+        "fd={},rootmode=40000,user_id={},group_id={}",
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        rustix::process::getuid().as_raw(),
+        rustix::process::getgid().as_raw(),
+    );
+    if opts.allow_other {
+        data.push_str(",allow_other");
+    }
+    if opts.default_permissions {
+        data.push_str(",default_permissions");
+    }
+    let fstype = if opts.subtype.is_empty() {
+        "fuse".to_string()
+    } else {
+        format!("fuse.{}", opts.subtype)
+    };
+    let cdata = std::ffi::CString::new(data)
+        .map_err(|_| Error::invalid("mount options contain a NUL byte"))?;
+    io(rustix::mount::mount(
+        opts.fsname.as_str(),
+        target,
+        fstype.as_str(),
+        MountFlags::RDONLY | MountFlags::NOATIME,
+        Some(cdata.as_c_str()),
+    ))
+    .with_ctx(|| format!("mounting {fstype} on {}", target.display()))?;
+    Ok(fd)
+}
+
+fn io<T>(r: rustix::io::Result<T>) -> std::io::Result<T> {
+    r.map_err(std::io::Error::from)
+}

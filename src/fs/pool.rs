@@ -1,0 +1,85 @@
+//! A fixed pool of worker threads fed through a bounded queue. The FUSE session thread
+//! hands slow requests (reads, opens, directory loads) to it, and blocks when the queue is
+//! full (back-pressure instead of unbounded buffering). A panicking job is contained: its
+//! reply object is dropped, which answers the kernel with EIO.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+pub struct Pool {
+    tx: Option<SyncSender<Job>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Pool {
+    /// `threads` workers sharing a queue of `queue` pending jobs.
+    pub fn new(name: &str, threads: usize, queue: usize) -> std::io::Result<Pool> {
+        let (tx, rx) = sync_channel::<Job>(queue.max(1));
+        let rx = Arc::new(Mutex::new(rx));
+        let mut handles = Vec::new();
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("{name}-{i}"))
+                    .stack_size(256 * 1024)
+                    .spawn(move || worker(&rx))?,
+            );
+        }
+        Ok(Pool {
+            tx: Some(tx),
+            threads: handles,
+        })
+    }
+
+    /// Queue a job, waiting while the queue is full.
+    pub fn spawn(&self, job: impl FnOnce() + Send + 'static) {
+        if let Some(tx) = &self.tx {
+            if let Err(e) = tx.send(Box::new(job)) {
+                // Workers are gone (shutdown): run inline so the reply is still sent.
+                (e.0)();
+            }
+        }
+    }
+
+    /// Queue a job unless the queue is full; returns whether it was queued.
+    pub fn try_spawn(&self, job: impl FnOnce() + Send + 'static) -> bool {
+        match &self.tx {
+            Some(tx) => match tx.try_send(Box::new(job)) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+            },
+            None => false,
+        }
+    }
+}
+
+fn worker(rx: &Mutex<Receiver<Job>>) {
+    loop {
+        let job = match rx.lock() {
+            Ok(g) => g.recv(),
+            Err(_) => return,
+        };
+        match job {
+            Ok(job) => {
+                if std::panic::catch_unwind(AssertUnwindSafe(job)).is_err() {
+                    log::error!("a filesystem worker job panicked; its request got EIO");
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.tx = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,1005 @@
+//! `zvfs mount` over real FUSE mounts: the tree, attributes, xattrs and specials, reads
+//! under concurrency, the bounded shared cache, crash recovery, integrity, big
+//! directories, daemon mode, signals and the `cache` subcommands.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use zvfs::codec::{v2, ChunkRef, CHUNK_SIZE};
+use zvfs::flist::v2::{NewEntry, V2Writer};
+use zvfs::flist::{Ino, Route};
+use zvfs::store::router::Router;
+use zvfs::store::StoreConfig;
+
+// ---------- helpers ----------
+
+/// A fixture: `common::fixture` resolves `../shared/fixtures` from the crate, which does
+/// not exist in a worktree under /work/wt; fall back to /work/shared/fixtures.
+fn fx(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures")
+        .join(name);
+    if p.exists() {
+        return p;
+    }
+    let alt = Path::new("/work/shared/fixtures").join(name);
+    if alt.exists() {
+        return alt;
+    }
+    fixture(name)
+}
+
+/// Deterministic pseudo-random bytes (xorshift), distinct per seed.
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Builds a test flist with `V2Writer`, its chunks going to a dir store.
+struct FlBuilder {
+    w: V2Writer,
+    router: Router,
+}
+
+impl FlBuilder {
+    fn new(fl: &Path, store: &Path) -> FlBuilder {
+        std::fs::create_dir_all(store).unwrap();
+        let route = Route {
+            start: 0,
+            end: 255,
+            url: dir_url(store),
+        };
+        let router = Router::new(std::slice::from_ref(&route), &StoreConfig::default()).unwrap();
+        let w = V2Writer::create(fl).unwrap();
+        w.add_route(&route).unwrap();
+        let root = w
+            .add_entry(&NewEntry {
+                parent: 0,
+                name: b"/",
+                mode: 0o40755,
+                uid: 0,
+                gid: 0,
+                size: 4096,
+                rdev: 0,
+                mtime: 1_600_000_000,
+                ctime: 1_600_000_000,
+            })
+            .unwrap();
+        assert_eq!(root, 1);
+        FlBuilder { w, router }
+    }
+
+    fn entry(&self, parent: Ino, name: &str, mode: u32, size: u64, rdev: u64) -> Ino {
+        self.w
+            .add_entry(&NewEntry {
+                parent,
+                name: name.as_bytes(),
+                mode,
+                uid: 1000,
+                gid: 2000,
+                size,
+                rdev,
+                mtime: 1_600_000_123,
+                ctime: 1_600_000_456,
+            })
+            .unwrap()
+    }
+
+    fn dir(&self, parent: Ino, name: &str) -> Ino {
+        self.entry(parent, name, 0o40755, 4096, 0)
+    }
+
+    fn chunks_of(&self, data: &[u8]) -> Vec<ChunkRef> {
+        data.chunks(CHUNK_SIZE)
+            .map(|c| {
+                let (r, ct) = v2::encode(c).unwrap();
+                self.router.put(r.id(), &ct).unwrap();
+                r
+            })
+            .collect()
+    }
+
+    fn file(&self, parent: Ino, name: &str, data: &[u8]) -> Ino {
+        let ino = self.entry(parent, name, 0o100644, data.len() as u64, 0);
+        let chunks = self.chunks_of(data);
+        self.w.add_blocks(ino, &chunks).unwrap();
+        ino
+    }
+
+    fn finish(self) {
+        self.w.finish().unwrap();
+    }
+}
+
+/// Source and type of the mount at `target` in /proc/self/mountinfo.
+fn mount_of(target: &Path) -> Option<(String, String)> {
+    let t = target.canonicalize().ok()?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        let sep = f.iter().position(|x| *x == "-")?;
+        if Path::new(f.get(4)?) == t {
+            Some((f.get(sep + 2)?.to_string(), f.get(sep + 1)?.to_string()))
+        } else {
+            None
+        }
+    })
+}
+
+fn is_mounted(target: &Path) -> bool {
+    mount_of(target).is_some()
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie (exited, waiting to be reaped by init) counts as gone.
+    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        Ok(s) => !s
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z')),
+        Err(_) => false,
+    }
+}
+
+fn detach(target: &Path) {
+    let _ = rustix::mount::unmount(target, rustix::mount::UnmountFlags::DETACH);
+}
+
+/// A running zvfs mount; unmounts and kills its daemon on drop.
+struct Mount {
+    target: PathBuf,
+    pid: u32,
+    child: Option<Child>,
+}
+
+impl Mount {
+    /// `zvfs mount -d` with `args` before the target.
+    fn daemon(target: &Path, args: &[String]) -> Mount {
+        let mut all: Vec<String> = vec!["mount".into(), "-d".into()];
+        all.extend(args.iter().cloned());
+        all.push(target.display().to_string());
+        let refs: Vec<&str> = all.iter().map(|s| s.as_str()).collect();
+        let out = zvfs(&refs);
+        assert!(
+            out.status.success(),
+            "zvfs {all:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (source, fstype) = mount_of(target).expect("target is a mountpoint once -d returns");
+        assert_eq!(fstype, "fuse.g8ufs");
+        let pid: u32 = source
+            .parse()
+            .expect("the mount source is the daemon's pid");
+        assert!(alive(pid));
+        Mount {
+            target: target.to_path_buf(),
+            pid,
+            child: None,
+        }
+    }
+
+    /// Foreground `zvfs mount` as a child process; waits until mounted.
+    fn foreground(target: &Path, args: &[String]) -> Mount {
+        let mut cmd = Command::new(zvfs_bin());
+        cmd.arg("mount").args(args).arg(target);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        let start = Instant::now();
+        while !is_mounted(target) {
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("zvfs mount exited early: {st}");
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "mount timed out");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Mount {
+            target: target.to_path_buf(),
+            pid: child.id(),
+            child: Some(child),
+        }
+    }
+
+    fn kill9(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-9", &self.pid.to_string()])
+            .status();
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.wait();
+        }
+        let start = Instant::now();
+        while alive(self.pid) && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        detach(&self.target);
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        detach(&self.target);
+        if alive(self.pid) {
+            let _ = Command::new("kill")
+                .args(["-9", &self.pid.to_string()])
+                .status();
+        }
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.wait();
+        }
+    }
+}
+
+fn s(x: impl AsRef<std::ffi::OsStr>) -> String {
+    x.as_ref().to_string_lossy().into_owned()
+}
+
+/// Everything under `root`: relative path -> (lstat fields, symlink target or content).
+fn snapshot(root: &Path) -> BTreeMap<String, (Vec<i64>, Vec<u8>)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for ent in std::fs::read_dir(&dir).unwrap() {
+            let p = ent.unwrap().path();
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let rel = s(p.strip_prefix(root).unwrap());
+            let ft = md.file_type();
+            let data = if ft.is_symlink() {
+                s(std::fs::read_link(&p).unwrap()).into_bytes()
+            } else if ft.is_file() {
+                std::fs::read(&p).unwrap()
+            } else {
+                Vec::new()
+            };
+            let size = if ft.is_dir() { 0 } else { md.size() as i64 };
+            let fields = vec![
+                md.mode() as i64,
+                md.uid() as i64,
+                md.gid() as i64,
+                size,
+                md.mtime(),
+                md.nlink() as i64,
+            ];
+            if ft.is_dir() {
+                stack.push(p.clone());
+            }
+            out.insert(rel, (fields, data));
+        }
+    }
+    out
+}
+
+fn errno_of<T: std::fmt::Debug>(r: std::io::Result<T>) -> i32 {
+    r.expect_err("expected a failure")
+        .raw_os_error()
+        .unwrap_or(0)
+}
+
+// ---------- tests ----------
+
+#[test]
+fn fixture_flists_show_the_tree_exactly() {
+    if !fuse_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = tmp.path().join("ref");
+    untar(&fx("rfs-v2/tree.tar"), &reference);
+    let expected = snapshot(&reference);
+    assert!(expected.len() > 60, "{}", expected.len());
+    let copy = |name: &str| {
+        let dst = tmp.path().join(name);
+        let st = Command::new("cp")
+            .arg("-r")
+            .arg(fx(&format!("rfs-v2/{name}")))
+            .arg(&dst)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        dst
+    };
+    let store = copy("store");
+    let shard_a = copy("shard-a");
+    let shard_b = copy("shard-b");
+    let cases = [
+        ("sample.fl", vec![dir_url(&store)]),
+        (
+            "sharded.fl",
+            vec![
+                format!("00-7f={}", dir_url(&shard_a)),
+                format!("80-ff={}", dir_url(&shard_b)),
+            ],
+        ),
+    ];
+    for (fl, stores) in cases {
+        let mnt = tmp.path().join(format!("mnt-{fl}"));
+        std::fs::create_dir(&mnt).unwrap();
+        let mut args = vec![
+            "-m".to_string(),
+            s(fx(&format!("rfs-v2/{fl}"))),
+            "-c".into(),
+            s(tmp.path().join(format!("cache-{fl}"))),
+        ];
+        for st in &stores {
+            args.push("-s".into());
+            args.push(st.clone());
+        }
+        let m = Mount::daemon(&mnt, &args);
+        let got = snapshot(&mnt);
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            expected.keys().collect::<Vec<_>>(),
+            "{fl}: paths"
+        );
+        for (path, (fields, data)) in &expected {
+            let (gf, gd) = &got[path];
+            assert_eq!(
+                gf, fields,
+                "{fl}: lstat of {path} (mode uid gid size mtime nlink)"
+            );
+            assert!(gd == data, "{fl}: content or link target of {path}");
+        }
+        let fifo = std::fs::symlink_metadata(mnt.join("fifo1")).unwrap();
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&fifo.file_type()));
+        assert_eq!(
+            std::fs::metadata(mnt.join("owned.txt")).unwrap().gid(),
+            2000
+        );
+        let hello = std::fs::metadata(mnt.join("hello.txt")).unwrap();
+        assert_eq!(hello.blocks(), 1); // ceil(12 / 512)
+                                       // statfs reports the flist's totals.
+        let vfs = rustix::fs::statvfs(&mnt).unwrap();
+        assert_eq!(vfs.f_files, 67, "{fl}: inode count");
+        let bytes: u64 = expected
+            .values()
+            .filter(|(f, _)| f[0] as u32 & 0o170000 == 0o100000)
+            .map(|(f, _)| f[3] as u64)
+            .sum();
+        assert!(
+            vfs.f_blocks * vfs.f_frsize >= bytes && vfs.f_blocks * vfs.f_frsize < bytes + 67 * 4096
+        );
+        // Writes are refused.
+        assert_eq!(
+            errno_of(std::fs::File::create(mnt.join("new"))),
+            libc::EROFS
+        );
+        assert_eq!(errno_of(std::fs::create_dir(mnt.join("d"))), libc::EROFS);
+        assert_eq!(
+            errno_of(
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(mnt.join("hello.txt"))
+            ),
+            libc::EROFS
+        );
+        assert_eq!(
+            errno_of(std::fs::remove_file(mnt.join("hello.txt"))),
+            libc::EROFS
+        );
+        assert_eq!(
+            errno_of(std::fs::rename(mnt.join("hello.txt"), mnt.join("x"))),
+            libc::EROFS
+        );
+        assert_eq!(
+            errno_of(std::fs::set_permissions(
+                mnt.join("hello.txt"),
+                std::os::unix::fs::PermissionsExt::from_mode(0o600)
+            )),
+            libc::EROFS
+        );
+        drop(m);
+        assert!(!is_mounted(&mnt));
+    }
+}
+
+#[test]
+fn xattrs_hardlinks_and_special_files() {
+    if !fuse_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let fl = tmp.path().join("x.fl");
+    let b = FlBuilder::new(&fl, &tmp.path().join("store"));
+    let f = b.file(1, "data", b"shared content\n");
+    b.w.add_xattr(f, b"user.small", b"1").unwrap();
+    b.w.add_xattr(f, b"user.big", &[b'v'; 300]).unwrap();
+    let sub = b.dir(1, "sub");
+    let link = b.entry(sub, "hard", 0o100644, 15, 0);
+    b.w.add_hardlink(link, f).unwrap();
+    let chunks = b.chunks_of(b"shared content\n");
+    b.w.add_blocks(link, &chunks).unwrap();
+    b.entry(1, "chr", 0o20644, 0, (1 << 8) | 3);
+    b.entry(1, "blk", 0o60600, 0, (8 << 8) | 1);
+    b.entry(1, "sock", 0o140755, 0, 0);
+    let sl = b.entry(1, "link", 0o120777, 4, 0);
+    b.w.set_link_target(sl, b"data").unwrap();
+    b.finish();
+
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let _m = Mount::daemon(
+        &mnt,
+        &[
+            "-m".into(),
+            s(&fl),
+            "-c".into(),
+            s(tmp.path().join("cache")),
+        ],
+    );
+    let a = std::fs::metadata(mnt.join("data")).unwrap();
+    let h = std::fs::metadata(mnt.join("sub/hard")).unwrap();
+    assert_eq!(a.ino(), h.ino(), "hardlinked paths share one inode number");
+    assert_eq!((a.nlink(), h.nlink()), (2, 2));
+    assert_eq!(
+        std::fs::read(mnt.join("sub/hard")).unwrap(),
+        b"shared content\n"
+    );
+    assert_eq!(
+        std::fs::metadata(&mnt).unwrap().nlink(),
+        3,
+        "root: 2 + one subdir"
+    );
+    use std::os::unix::fs::FileTypeExt;
+    let chr = std::fs::symlink_metadata(mnt.join("chr")).unwrap();
+    assert!(chr.file_type().is_char_device());
+    assert_eq!(chr.rdev(), (1 << 8) | 3);
+    let blk = std::fs::symlink_metadata(mnt.join("blk")).unwrap();
+    assert!(blk.file_type().is_block_device());
+    assert_eq!((blk.rdev(), blk.mode()), ((8 << 8) | 1, 0o60600));
+    assert!(std::fs::symlink_metadata(mnt.join("sock"))
+        .unwrap()
+        .file_type()
+        .is_socket());
+    assert_eq!(
+        std::fs::read_link(mnt.join("link")).unwrap(),
+        Path::new("data")
+    );
+    let names: Vec<String> = std::fs::read_dir(&mnt)
+        .unwrap()
+        .map(|e| s(e.unwrap().file_name()))
+        .collect();
+    for n in ["data", "sub", "chr", "blk", "sock", "link"] {
+        assert!(names.contains(&n.to_string()), "{n} listed: {names:?}");
+    }
+
+    // xattrs: size probe, exact buffer, too small a buffer, missing name.
+    let p = mnt.join("data");
+    assert_eq!(rustix::fs::getxattr_query(&p, "user.big").unwrap(), 300);
+    let mut buf = vec![0u8; 300];
+    assert_eq!(rustix::fs::getxattr(&p, "user.big", &mut buf).unwrap(), 300);
+    assert_eq!(buf, vec![b'v'; 300]);
+    let mut small = [0u8; 10];
+    assert_eq!(
+        rustix::fs::getxattr(&p, "user.big", &mut small).unwrap_err(),
+        rustix::io::Errno::RANGE
+    );
+    assert_eq!(
+        rustix::fs::getxattr(&p, "user.none", &mut buf).unwrap_err(),
+        rustix::io::Errno::NODATA
+    );
+    let mut list = vec![0u8; 100];
+    let n = rustix::fs::listxattr(&p, &mut list).unwrap();
+    assert_eq!(&list[..n], b"user.small\0user.big\0");
+    assert_eq!(rustix::fs::listxattr_query(&p).unwrap(), n);
+    let mut tiny = [0u8; 3];
+    assert_eq!(
+        rustix::fs::listxattr(&p, &mut tiny).unwrap_err(),
+        rustix::io::Errno::RANGE
+    );
+    assert_eq!(
+        rustix::fs::setxattr(&p, "user.new", b"x", rustix::fs::XattrFlags::empty()).unwrap_err(),
+        rustix::io::Errno::ROFS
+    );
+}
+
+#[test]
+fn thirty_two_threads_read_random_ranges() {
+    if !fuse_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let fl = tmp.path().join("r.fl");
+    let data = Arc::new(pseudo_random(6 * CHUNK_SIZE + 12345, 7));
+    let b = FlBuilder::new(&fl, &tmp.path().join("store"));
+    b.file(1, "big", &data);
+    b.finish();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let _m = Mount::daemon(
+        &mnt,
+        &[
+            "-m".into(),
+            s(&fl),
+            "-c".into(),
+            s(tmp.path().join("cache")),
+        ],
+    );
+    let path = mnt.join("big");
+    let threads: Vec<_> = (0..32u64)
+        .map(|t| {
+            let data = data.clone();
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let f = std::fs::File::open(&path).unwrap();
+                let mut x = t * 7919 + 1;
+                for _ in 0..12 {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let off = (x >> 20) as usize % data.len();
+                    // Ranges of up to 1.5 chunks: many cross a chunk boundary.
+                    let len = ((x >> 5) as usize % (CHUNK_SIZE * 3 / 2)).min(data.len() - off);
+                    let mut buf = vec![0u8; len];
+                    f.read_exact_at(&mut buf, off as u64).unwrap();
+                    assert!(buf == data[off..off + len], "range {off}+{len}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), *data);
+}
+
+/// Sum of file sizes under `dir` (chunks and temporary files).
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(md) = e.metadata() else { continue };
+            if md.is_dir() {
+                stack.push(e.path());
+            } else if !e.file_name().to_string_lossy().starts_with(".zvfs-usage") {
+                total += md.len();
+            }
+        }
+    }
+    total
+}
+
+/// Sample the cache size every few ms while `f` runs; returns the largest sample.
+fn max_size_during(dir: &Path, f: impl FnOnce()) -> u64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let max = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (stop, max, dir) = (stop.clone(), max.clone(), dir.to_path_buf());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                max.fetch_max(dir_bytes(&dir), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    f();
+    stop.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    max.fetch_max(dir_bytes(dir), Ordering::Relaxed);
+    max.load(Ordering::Relaxed)
+}
+
+/// An flist of `files` files of `per` distinct pseudo-random bytes each.
+fn data_flist(dir: &Path, name: &str, files: usize, per: usize, seed: u64) -> PathBuf {
+    let fl = dir.join(format!("{name}.fl"));
+    let b = FlBuilder::new(&fl, &dir.join(format!("{name}-store")));
+    for i in 0..files {
+        b.file(1, &format!("f{i}"), &pseudo_random(per, seed + i as u64));
+    }
+    b.finish();
+    fl
+}
+
+fn check_all_files(mnt: &Path, files: usize, per: usize, seed: u64) {
+    for i in 0..files {
+        let got = std::fs::read(mnt.join(format!("f{i}"))).unwrap();
+        assert!(
+            got == pseudo_random(per, seed + i as u64),
+            "content of f{i}"
+        );
+    }
+}
+
+const BOUND: u64 = 4 << 20;
+/// Chunks being written while eviction runs may briefly sit beside the bound.
+const IN_FLIGHT: u64 = 2 * CHUNK_SIZE as u64;
+
+#[test]
+fn cache_stays_under_its_bound_with_one_and_two_mounts() {
+    if !fuse_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let per = 4 << 20;
+    let fl_a = data_flist(tmp.path(), "a", 10, per, 100); // 40 MiB
+    let fl_b = data_flist(tmp.path(), "b", 5, per, 200); // 20 MiB, other data
+    let args = |fl: &Path| {
+        vec![
+            "-m".to_string(),
+            s(fl),
+            "-c".into(),
+            s(&cache),
+            "--cache-size".into(),
+            "4M".into(),
+        ]
+    };
+    let mnt_a = tmp.path().join("mnt-a");
+    let mnt_b = tmp.path().join("mnt-b");
+    std::fs::create_dir(&mnt_a).unwrap();
+    std::fs::create_dir(&mnt_b).unwrap();
+    let _a = Mount::daemon(&mnt_a, &args(&fl_a));
+    let max = max_size_during(&cache, || check_all_files(&mnt_a, 10, per, 100));
+    assert!(
+        max <= BOUND + IN_FLIGHT,
+        "one mount: cache reached {max} bytes (bound {BOUND})"
+    );
+    assert!(dir_bytes(&cache) > 0);
+
+    let _b = Mount::daemon(&mnt_b, &args(&fl_b));
+    // Drop the page cache of what mount a served, so it reads again.
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
+    let max = max_size_during(&cache, || {
+        let t = {
+            let m = mnt_b.clone();
+            std::thread::spawn(move || check_all_files(&m, 5, per, 200))
+        };
+        check_all_files(&mnt_a, 5, per, 100);
+        t.join().unwrap();
+    });
+    assert!(
+        max <= BOUND + 2 * IN_FLIGHT,
+        "two mounts: cache reached {max} bytes (bound {BOUND})"
+    );
+
+    // `zvfs cache` on that directory.
+    let c = s(&cache);
+    let stats = zvfs_ok(&["cache", "stats", "-c", &c, "--cache-size", "4M"]);
+    let field = |out: &str, k: &str| -> u64 {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k} ")))
+            .unwrap_or_else(|| panic!("{k} in {out}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert!(field(&stats, "chunks") > 0, "{stats}");
+    assert!(field(&stats, "bytes") <= BOUND, "{stats}");
+    let gc = zvfs_ok(&["cache", "gc", "-c", &c, "--cache-size", "1M"]);
+    assert!(field(&gc, "bytes_after") <= 1 << 20, "{gc}");
+    assert!(field(&gc, "removed") > 0, "{gc}");
+    assert!(dir_bytes(&cache) <= 1 << 20);
+    let fsck = zvfs_ok(&["cache", "fsck", "-c", &c, "-m", &s(&fl_a), "-m", &s(&fl_b)]);
+    assert_eq!(field(&fsck, "bad_removed"), 0, "{fsck}");
+    assert_eq!(field(&fsck, "verified"), field(&fsck, "files"), "{fsck}");
+    let clear = zvfs_ok(&["cache", "clear", "-c", &c]);
+    assert!(field(&clear, "removed") > 0, "{clear}");
+    assert_eq!(dir_bytes(&cache), 0);
+    // Reads still work with an emptied cache.
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
+    check_all_files(&mnt_b, 1, per, 200);
+}
+
+#[test]
+fn crash_truncated_and_corrupt_cache_files_are_replaced() {
+    if !fuse_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let per = 3 << 20;
+    let fl = data_flist(tmp.path(), "c", 4, per, 300);
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let args = vec!["-m".to_string(), s(&fl), "-c".into(), s(&cache)];
+    let mut m = Mount::daemon(&mnt, &args);
+    // Cold reads from several threads, killed midway.
+    let readers: Vec<_> = (0..4)
+        .map(|i| {
+            let p = mnt.join(format!("f{i}"));
+            std::thread::spawn(move || {
+                let _ = std::fs::read(p);
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(150));
+    m.kill9();
+    for r in readers {
+        let _ = r.join();
+    }
+    drop(m);
+    // Make sure at least two chunks are complete in the cache, then damage two of them.
+    if cache_files(&cache).len() < 2 {
+        let m = Mount::daemon(&mnt, &args);
+        check_all_files(&mnt, 1, per, 300);
+        drop(m);
+    }
+    let files = cache_files(&cache);
+    assert!(files.len() >= 2, "{files:?}");
+    damage_and_check(&mnt, &args, per, &files[0], &files[1]);
+}
+
+/// The chunk files of a cache directory.
+fn cache_files(cache: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![cache.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().unwrap().len() == 64 {
+                files.push(p);
+            }
+        }
+    }
+    files
+}
+
+fn damage_and_check(mnt: &Path, args: &[String], per: usize, trunc: &Path, corrupt: &Path) {
+    let good_trunc = std::fs::read(trunc).unwrap();
+    let good_corrupt = std::fs::read(corrupt).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(trunc).unwrap();
+    f.set_len(good_trunc.len() as u64 / 3).unwrap();
+    drop(f);
+    let mut bad = good_corrupt.clone();
+    bad[1000] ^= 0x55;
+    std::fs::write(corrupt, &bad).unwrap();
+    let log = mnt.with_extension("log");
+    let mut a = args.to_vec();
+    a.push("-l".into());
+    a.push(s(&log));
+    let _m = Mount::daemon(mnt, &a);
+    check_all_files(mnt, 4, per, 300);
+    assert_eq!(
+        std::fs::read(trunc).unwrap(),
+        good_trunc,
+        "truncated file replaced"
+    );
+    assert_eq!(
+        std::fs::read(corrupt).unwrap(),
+        good_corrupt,
+        "corrupt file replaced"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("truncated or corrupt"), "{text}");
+}
+
+#[test]
+fn forged_chunk_under_the_right_key_is_refused_with_eio() {
+    if !fuse_available() {
+        return;
+    }
+    use aes_gcm::aead::{Aead, KeyInit};
+    let tmp = tempfile::tempdir().unwrap();
+    let fl = tmp.path().join("f.fl");
+    let b = FlBuilder::new(&fl, &tmp.path().join("store"));
+    b.file(1, "good", b"fine\n");
+    // A store that knows the plaintext re-encrypts other data under its key: the GCM tag
+    // verifies, the object hashes to its (forged) id; only the key check catches it.
+    let genuine = b"genuine chunk content".to_vec();
+    let (real, _) = v2::encode(&genuine).unwrap();
+    let evil = snap::raw::Encoder::new()
+        .compress_vec(b"evil chunk content!!!")
+        .unwrap();
+    let cipher = aes_gcm::Aes256Gcm::new_from_slice(real.key()).unwrap();
+    let ct = cipher
+        .encrypt(
+            aes_gcm::Nonce::from_slice(&real.key()[..12]),
+            evil.as_slice(),
+        )
+        .unwrap();
+    let forged = ChunkRef::v2(v2::blake2b_256(&ct), real.key().try_into().unwrap());
+    b.router.put(forged.id(), &ct).unwrap();
+    let ino = b.entry(1, "forged", 0o100644, genuine.len() as u64, 0);
+    b.w.add_blocks(ino, &[forged]).unwrap();
+    b.finish();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let log = tmp.path().join("log");
+    let _m = Mount::daemon(
+        &mnt,
+        &[
+            "-m".into(),
+            s(&fl),
+            "-c".into(),
+            s(tmp.path().join("cache")),
+            "-l".into(),
+            s(&log),
+        ],
+    );
+    assert_eq!(std::fs::read(mnt.join("good")).unwrap(), b"fine\n");
+    assert_eq!(errno_of(std::fs::read(mnt.join("forged"))), libc::EIO);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains(forged.hex_id().as_str()),
+        "log names the chunk: {text}"
+    );
+    assert!(text.contains("does not hash to its key"), "{text}");
+    assert!(!std::fs::read_dir(tmp.path().join("cache"))
+        .unwrap()
+        .flatten()
+        .any(|e| e.path().is_dir()
+            && std::fs::read_dir(e.path())
+                .unwrap()
+                .flatten()
+                .any(|x| x.path().join(forged.hex_id().as_str()).exists())));
+}
+
+#[test]
+fn directory_of_fifty_thousand_entries_lists_completely() {
+    if !fuse_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let fl = tmp.path().join("d.fl");
+    let b = FlBuilder::new(&fl, &tmp.path().join("store"));
+    let big = b.dir(1, "big");
+    for i in 0..50_000 {
+        b.entry(big, &format!("entry-{i:05}"), 0o100644, 0, 0);
+    }
+    b.finish();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let _m = Mount::daemon(
+        &mnt,
+        &[
+            "-m".into(),
+            s(&fl),
+            "-c".into(),
+            s(tmp.path().join("cache")),
+        ],
+    );
+    let mut names: Vec<String> = std::fs::read_dir(mnt.join("big"))
+        .unwrap()
+        .map(|e| s(e.unwrap().file_name()))
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 50_000);
+    for (i, n) in names.iter().enumerate() {
+        assert_eq!(n, &format!("entry-{i:05}"));
+    }
+    let md = std::fs::metadata(mnt.join("big/entry-49999")).unwrap();
+    assert_eq!((md.uid(), md.gid(), md.len()), (1000, 2000, 0));
+}
+
+#[test]
+fn daemon_mode_failures_and_sigterm() {
+    if !fuse_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let fl = tmp.path().join("s.fl");
+    let b = FlBuilder::new(&fl, &tmp.path().join("store"));
+    b.file(1, "hello", b"hello\n");
+    b.finish();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let cache = s(tmp.path().join("cache"));
+    let marker = s(&mnt);
+    let daemons = || -> Vec<u32> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                alive(*pid)
+                    && std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .map(|c| String::from_utf8_lossy(&c).contains(&marker))
+                        .unwrap_or(false)
+            })
+            .collect()
+    };
+
+    // -d returns once mounted: readable right away; then a second -d gets an error.
+    {
+        let m = Mount::daemon(&mnt, &["-m".into(), s(&fl), "-c".into(), cache.clone()]);
+        assert_eq!(std::fs::read(mnt.join("hello")).unwrap(), b"hello\n");
+        assert_eq!(daemons(), vec![m.pid]);
+    }
+    assert!(!is_mounted(&mnt));
+
+    // A bad flist: non-zero, the reason, no process left, nothing mounted.
+    let junk = tmp.path().join("junk.fl");
+    std::fs::write(&junk, b"this is not an flist").unwrap();
+    let out = zvfs(&["mount", "-d", "-m", &s(&junk), "-c", &cache, &marker]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not an flist"), "{err}");
+    assert!(!is_mounted(&mnt));
+    assert!(daemons().is_empty(), "no stray daemon: {:?}", daemons());
+
+    // A bad store URL: same.
+    let out = zvfs(&[
+        "mount",
+        "-d",
+        "-m",
+        &s(&fl),
+        "-c",
+        &cache,
+        "-s",
+        "nosuch://x",
+        &marker,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unsupported store URL"), "{err}");
+    assert!(!is_mounted(&mnt));
+    assert!(daemons().is_empty());
+
+    // Foreground: SIGTERM unmounts and exits 0.
+    let mut m = Mount::foreground(&mnt, &["-m".into(), s(&fl), "-c".into(), cache.clone()]);
+    assert_eq!(std::fs::read(mnt.join("hello")).unwrap(), b"hello\n");
+    let st = Command::new("kill")
+        .args(["-TERM", &m.pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let status = m.child.as_mut().unwrap().wait().unwrap();
+    assert_eq!(status.code(), Some(0), "SIGTERM exits 0");
+    assert!(!is_mounted(&mnt), "SIGTERM unmounts");
+
+    // An external unmount ends a daemon too.
+    let m = Mount::daemon(&mnt, &["-m".into(), s(&fl), "-c".into(), cache]);
+    let pid = m.pid;
+    let st = Command::new("fusermount3")
+        .arg("-u")
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let start = Instant::now();
+    while alive(pid) && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(pid), "daemon exits after an external unmount");
+}
+
+/// Not a test: writes the flist `scripts/mount-figures.sh` measures (until `zvfs pack`
+/// lands), from ZVFS_FIG_SRC (one file) into ZVFS_FIG_FL and the store ZVFS_FIG_STORE.
+#[test]
+#[ignore]
+fn make_figures_flist() {
+    let (Ok(src), Ok(fl), Ok(store)) = (
+        std::env::var("ZVFS_FIG_SRC"),
+        std::env::var("ZVFS_FIG_FL"),
+        std::env::var("ZVFS_FIG_STORE"),
+    ) else {
+        return;
+    };
+    let b = FlBuilder::new(Path::new(&fl), Path::new(&store));
+    let name = Path::new(&src)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let size = std::fs::metadata(&src).unwrap().len();
+    let ino = b.entry(1, &name, 0o100644, size, 0);
+    let f = std::fs::File::open(&src).unwrap();
+    let mut buf = vec![0u8; CHUNK_SIZE];
+    let mut off = 0u64;
+    while off < size {
+        let n = (size - off).min(CHUNK_SIZE as u64) as usize;
+        f.read_exact_at(&mut buf[..n], off).unwrap();
+        let chunks = b.chunks_of(&buf[..n]);
+        b.w.add_blocks(ino, &chunks).unwrap();
+        off += n as u64;
+    }
+    b.finish();
+}
