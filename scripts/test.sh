@@ -43,12 +43,6 @@ say "cargo test took $(( $(date +%s) - t1 ))s"
 
 if [ "${ZVFS_SKIP_BOOT_TEST:-0}" = 1 ]; then
     warn "script tests (boot test, quick start) SKIPPED because ZVFS_SKIP_BOOT_TEST=1"
-elif ! target/debug/zvfs mount --help >/dev/null 2>&1; then
-    # Only while `zvfs mount` is not in the tree yet: the boot test needs it.
-    warn "#################################################################"
-    warn "boot test SKIPPED: this build has no 'zvfs mount' command yet"
-    warn "#################################################################"
-    if ! scripts/quickstart.sh "$REPO/target/quickstart-test"; then failed+=("scripts/quickstart.sh"); fi
 else
     t2=$(date +%s)
     if ! scripts/boot-test.sh; then failed+=("scripts/boot-test.sh"); fi
