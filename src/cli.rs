@@ -52,6 +52,8 @@ pub enum Command {
     Mount(cmd::mount::Args),
     /// Inspect and maintain a chunk cache directory.
     Cache(cmd::cache::Args),
+    /// OCI containers whose root filesystem is an flist (prepare a bundle; poststop hook).
+    Oci(crate::node::oci::Args),
 }
 
 /// Run the parsed command; returns the process exit code.
@@ -72,6 +74,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Convert(a) => cmd::convert::run(a),
         Command::Mount(a) => cmd::mount::run(a),
         Command::Cache(a) => cmd::cache::run(a),
+        Command::Oci(a) => crate::node::oci::run(a),
     };
     match result {
         Ok(code) => code,

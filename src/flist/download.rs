@@ -57,7 +57,7 @@ fn published_md5(agent: &ureq::Agent, url: &str) -> Result<Option<String>> {
     }
 }
 
-fn md5_of_file(path: &Path) -> Result<String> {
+pub fn md5_of_file(path: &Path) -> Result<String> {
     let mut f = std::fs::File::open(path).with_ctx(|| format!("opening {}", path.display()))?;
     let mut h = Md5::new();
     let mut buf = vec![0u8; 64 * 1024];

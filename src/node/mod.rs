@@ -4,3 +4,4 @@
 
 pub mod compat;
 pub mod notify;
+pub mod oci;
