@@ -706,7 +706,8 @@ fn prepare_errors_are_clear_and_leave_nothing_behind() {
         l.local_addr().unwrap().port()
     };
     let url = format!("http://127.0.0.1:{closed}/bb.fl");
-    let cases: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "noann",
             vec![("org.zero-os.flist", "")],
