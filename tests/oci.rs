@@ -442,8 +442,22 @@ fn two_containers_share_one_flist_mount_with_separate_layers() {
     let w = World::new();
     let a = w.bundle("a", &["sleep", "1000"], &[]);
     let b = w.bundle("b", &["sleep", "1000"], &[]);
-    w.prepare_ok(&a);
-    w.prepare_ok(&b);
+    // Both prepared at once: the state lock lets only one of them mount the flist.
+    let spawn = |bundle: &Path| {
+        Command::new(zvfs_bin())
+            .args(["oci", "prepare", "--state-dir"])
+            .arg(w.state())
+            .arg(bundle)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (pa, pb) = (spawn(&a), spawn(&b));
+    for p in [pa, pb] {
+        let out = p.wait_with_output().unwrap();
+        assert!(out.status.success(), "prepare: {}", text(&out));
+    }
     let shared = w.flist_mounts();
     assert_eq!(shared.len(), 1, "one read-only mount per flist: {shared:?}");
     let daemon: u32 = shared[0].source.parse().unwrap();
@@ -772,5 +786,69 @@ fn prepare_errors_are_clear_and_leave_nothing_behind() {
             .unwrap()
             .count(),
         0
+    );
+}
+
+#[test]
+fn an_existing_zvfs_mount_of_the_same_flist_is_borrowed_and_left_alone() {
+    if !fuse_available() {
+        return;
+    }
+    let w = World::new();
+    // Someone mounted the flist already, from another path (same md5).
+    let copy = w.root().join("copy-of-bb.fl");
+    std::fs::copy(&w.flist, &copy).unwrap();
+    let theirs = w.root().join("theirs");
+    std::fs::create_dir_all(&theirs).unwrap();
+    common::zvfs_ok(&[
+        "mount",
+        "-d",
+        "-m",
+        copy.to_str().unwrap(),
+        "-c",
+        w.root().join("their-cache").to_str().unwrap(),
+        theirs.to_str().unwrap(),
+    ]);
+    let fuse = |w: &World| -> Vec<Mnt> {
+        mounts_under(w.root())
+            .into_iter()
+            .filter(|m| m.fstype == "fuse.g8ufs")
+            .collect()
+    };
+    let before = fuse(&w);
+    assert_eq!(before.len(), 1);
+    let daemon: u32 = before[0].source.parse().unwrap();
+
+    let b = w.bundle("borrow", &["cat", "/etc/hello.txt"], &[]);
+    w.prepare_ok(&b);
+    assert_eq!(fuse(&w).len(), 1, "no second flist mount: {:?}", fuse(&w));
+    let o = mounts_under(&b.join("rootfs"));
+    assert_eq!(o.len(), 1);
+    assert!(
+        o[0].opts
+            .contains(&format!("lowerdir={},", theirs.display())),
+        "{:?}",
+        o[0]
+    );
+    let id = w.id("borrow");
+    let out = Command::new("runc")
+        .args(["run", "--bundle"])
+        .arg(&b)
+        .arg(&id)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "runc run: {}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from the flist\n"
+    );
+    // Our overlay is gone; their mount and daemon are not.
+    assert!(mounts_under(&b.join("rootfs")).is_empty());
+    assert_eq!(fuse(&w).len(), 1);
+    assert!(pid_alive(daemon));
+    assert_eq!(
+        std::fs::read_to_string(theirs.join("etc/hello.txt")).unwrap(),
+        "hello from the flist\n"
     );
 }

@@ -249,7 +249,11 @@ pub fn release(state: &State, md5: &str, user: &str) -> Result<()> {
             if mountinfo::mounted_at(&s.lower)?.is_some() {
                 crate::fs::mount::unmount_path(&s.lower)?;
             }
-            wait_gone(s.pid, Duration::from_secs(10));
+            // A daemon whose filesystem is still mounted elsewhere stays.
+            let source = s.pid.to_string();
+            if !mountinfo::mounts()?.iter().any(|m| m.source == source) {
+                wait_gone(s.pid, Duration::from_secs(10));
+            }
             log::info!(
                 "unmounted the shared mount of flist {md5} ({})",
                 s.lower.display()
