@@ -63,7 +63,7 @@ pub struct Report {
 
 pub fn run(args: Args) -> Result<i32> {
     let started = Instant::now();
-    let fl = flist::open(&args.meta)?;
+    let fl = super::open_flist(&args.meta, args.cache.as_deref())?;
     let chunks = Chunks::open(&*fl, &args.stores, args.cache.as_deref(), &args.store_flags)?;
     let sel = Selection::new(&*fl, &args.paths)?;
     std::fs::create_dir_all(&args.target)
