@@ -87,6 +87,8 @@ impl World {
             std::os::unix::fs::symlink("busybox", tree.join("bin").join(l)).unwrap();
         }
         std::fs::write(tree.join("etc/hello.txt"), "hello from the flist\n").unwrap();
+        // A flist of its own (md5): tests running at once must not share mounts.
+        std::fs::write(tree.join("etc/world"), root.to_string_lossy().as_bytes()).unwrap();
         let store = root.join("store");
         let flist = root.join("bb.fl");
         common::zvfs_ok(&[

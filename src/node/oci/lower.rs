@@ -2,19 +2,19 @@
 //! every container made from that flist. `acquire` finds or makes it and counts the
 //! container as a user; `release` uncounts it and unmounts when the last user is gone.
 //!
-//! A live zvfs mount of the same flist made by someone else (type `fuse.g8ufs`, source
-//! = its daemon's pid, whose `-m` file has the same md5) is borrowed, never unmounted by
-//! us. Otherwise `zvfs mount -d` puts one under the state directory and we own it.
-//! (Finding existing mounts moves to the node mount registry once that lands on main.)
+//! A live zvfs daemon serving the same flist (by md5, from the mount registry), started
+//! by someone else, is borrowed: its mount is used and never unmounted by us. Otherwise
+//! `zvfs mount -d` puts one under the state directory and we own it.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::mountinfo;
+use super::mounted_at;
 use super::state::{read_json, write_json, State};
 use crate::error::{Context, Error, Result};
+use crate::sys::{mountinfo, registry};
 
 /// How the shared mount is made when there is none yet.
 #[derive(Clone, Debug)]
@@ -45,73 +45,23 @@ fn users_dir(state: &State, md5: &str) -> PathBuf {
     state.flist_dir(md5).join("users")
 }
 
-fn pid_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state letter follows the parenthesised command name; a zombie is gone.
-        Ok(s) => s
-            .rsplit_once(')')
-            .map(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
-            .unwrap_or(false),
-        Err(_) => false,
-    }
-}
-
 /// Whether `lower` is still a working zvfs mount served by `pid`.
 fn live(lower: &Path, pid: u32) -> Result<bool> {
-    let Some(m) = mountinfo::mounted_at(lower)? else {
+    let Some(m) = mounted_at(lower)? else {
         return Ok(false);
     };
-    if !m.fstype.starts_with("fuse") || m.source != pid.to_string() || !pid_alive(pid) {
+    if !m.fstype.starts_with("fuse") || m.source != pid.to_string() || !registry::alive(pid) {
         return Ok(false);
     }
     Ok(std::fs::metadata(lower).is_ok())
 }
 
-/// The flist file a zvfs daemon serves, from its command line (`-m F`, `--meta F`,
-/// `--meta=F`, g8ufs `-meta F`), resolved against its working directory.
-fn daemon_flist(pid: u32) -> Option<PathBuf> {
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let args: Vec<String> = raw
-        .split(|b| *b == 0)
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    let mut meta = None;
-    for (i, a) in args.iter().enumerate() {
-        if let Some(v) = a
-            .strip_prefix("--meta=")
-            .or_else(|| a.strip_prefix("-meta="))
-        {
-            meta = Some(v.to_string());
-        } else if a == "-m" || a == "--meta" || a == "-meta" {
-            meta = args.get(i + 1).cloned();
-        }
-    }
-    let meta = PathBuf::from(meta?);
-    if meta.is_absolute() {
-        Some(meta)
-    } else {
-        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?;
-        Some(cwd.join(meta))
-    }
-}
-
-/// A live zvfs mount (made by anyone) of the flist whose md5 is `md5`.
+/// A live zvfs mount (made by anyone) of the flist whose md5 is `md5`: a registered
+/// daemon serving it, on its own mountpoint.
 pub fn find_mount_of(md5: &str) -> Result<Option<(PathBuf, u32, PathBuf)>> {
-    for m in mountinfo::mounts()? {
-        if m.fstype != "fuse.g8ufs" {
-            continue;
-        }
-        let Ok(pid) = m.source.parse::<u32>() else {
-            continue;
-        };
-        let Some(flist) = daemon_flist(pid) else {
-            continue;
-        };
-        let Ok(sum) = crate::flist::download::md5_of_file(&flist) else {
-            continue;
-        };
-        if sum == md5 && live(&m.target, pid)? {
-            return Ok(Some((m.target, pid, flist)));
+    for s in registry::list() {
+        if s.md5 == md5 && live(&s.fuse_target, s.pid)? {
+            return Ok(Some((s.fuse_target, s.pid, s.flist)));
         }
     }
     Ok(None)
@@ -155,7 +105,7 @@ fn mount_own(state: &State, md5: &str, flist: &Path, cfg: &MountConfig) -> Resul
     let ro = ro
         .canonicalize()
         .with_ctx(|| format!("mountpoint {}", ro.display()))?;
-    let m = mountinfo::mounted_at(&ro)?.ok_or_else(|| {
+    let m = mounted_at(&ro)?.ok_or_else(|| {
         Error::io(format!(
             "zvfs mount reported success but {} is not mounted",
             ro.display()
@@ -246,12 +196,12 @@ pub fn release(state: &State, md5: &str, user: &str) -> Result<()> {
     let shared: Option<Shared> = read_json(&shared_file(state, md5))?;
     if let Some(s) = &shared {
         if s.owned {
-            if mountinfo::mounted_at(&s.lower)?.is_some() {
+            if mounted_at(&s.lower)?.is_some() {
                 crate::fs::mount::unmount_path(&s.lower)?;
             }
             // A daemon whose filesystem is still mounted elsewhere stays.
             let source = s.pid.to_string();
-            if !mountinfo::mounts()?.iter().any(|m| m.source == source) {
+            if !mountinfo::read()?.iter().any(|m| m.source == source) {
                 wait_gone(s.pid, Duration::from_secs(10));
             }
             log::info!(
@@ -271,7 +221,7 @@ pub fn release(state: &State, md5: &str, user: &str) -> Result<()> {
 /// Wait for an unmounted daemon to exit (it is not our child: poll /proc).
 fn wait_gone(pid: u32, limit: Duration) {
     let start = Instant::now();
-    while pid_alive(pid) {
+    while registry::alive(pid) {
         if start.elapsed() > limit {
             log::warn!(
                 "zvfs daemon {pid} still running {} s after its unmount",

@@ -21,7 +21,6 @@
 //! This module orchestrates; the mounting itself is `zvfs mount` (FUSE) and overlayfs.
 
 pub mod lower;
-pub mod mountinfo;
 pub mod spec;
 pub mod state;
 
@@ -36,6 +35,8 @@ use self::lower::MountConfig;
 use self::spec::Spec;
 use self::state::{ContainerRecord, State, DEFAULT_STATE_DIR};
 use crate::error::{Context, Error, Result};
+use crate::sys::mountinfo;
+use crate::sys::mounts::Layer;
 
 pub const ANN_FLIST: &str = "org.zero-os.flist";
 pub const ANN_STORE: &str = "org.zero-os.flist.store";
@@ -190,54 +191,29 @@ fn empty_rootfs(rootfs: &Path) -> Result<PathBuf> {
     Ok(canon)
 }
 
-fn overlay_mounted(rootfs: &Path) -> Result<bool> {
-    Ok(mountinfo::mounted_at(rootfs)?.is_some_and(|m| m.fstype == "overlay"))
+/// The topmost mount at `target` (an absolute, canonical path), if any.
+pub(crate) fn mounted_at(target: &Path) -> Result<Option<mountinfo::MountEntry>> {
+    let all = mountinfo::read()?;
+    Ok(mountinfo::at(&all, target).cloned())
 }
 
-/// Mount the container's overlay: the shared flist mount below, its own layer above.
-fn mount_overlay(lower: &Path, upper: &Path, work: &Path, target: &Path) -> Result<()> {
-    for p in [lower, upper, work] {
-        let s = p.to_string_lossy();
-        if s.contains([',', ':', '\\', '\n']) {
-            return Err(Error::invalid(format!(
-                "{s}: overlay layer paths may not contain ',', ':', '\\' or newlines"
-            )));
-        }
-    }
-    let data = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.display(),
-        upper.display(),
-        work.display()
-    );
-    let cdata = std::ffi::CString::new(data)
-        .map_err(|_| Error::invalid("overlay options contain a NUL byte"))?;
-    rustix::mount::mount(
-        "overlay",
-        target,
-        "overlay",
-        rustix::mount::MountFlags::empty(),
-        Some(cdata.as_c_str()),
-    )
-    .map_err(std::io::Error::from)
-    .with_ctx(|| {
-        format!(
-            "mounting an overlay of {} on {}",
-            lower.display(),
-            target.display()
-        )
-    })
+fn overlay_mounted(rootfs: &Path) -> Result<bool> {
+    Ok(mounted_at(rootfs)?.is_some_and(|m| m.is_overlay()))
 }
 
 /// The writable layer and the overlay of a container whose lower layer is acquired.
 fn setup_container(state: &State, rec: &ContainerRecord) -> Result<()> {
     let dir = state.container_dir(&rec.name);
-    let (upper, work) = (dir.join("upper"), dir.join("work"));
-    for d in [&upper, &work] {
+    let layer = Layer {
+        ro: rec.lower.clone(),
+        rw: dir.join("upper"),
+        wd: dir.join("work"),
+    };
+    for d in [&layer.rw, &layer.wd] {
         std::fs::create_dir_all(d).with_ctx(|| format!("creating {}", d.display()))?;
     }
     state.write_container(rec)?;
-    mount_overlay(&rec.lower, &upper, &work, &rec.rootfs)
+    crate::sys::mounts::mount_overlay(&rec.lower, &layer, &rec.rootfs)
 }
 
 /// Undo `prepare` for one container: overlay, writable layer, then its use of the flist.
