@@ -275,7 +275,7 @@ fn prepare(args: PrepareArgs) -> Result<i32> {
             )));
         }
         if overlay_mounted(&rec.rootfs)? {
-            add_hook(&mut spec, &args)?;
+            add_hook(&mut spec, &args, state.root())?;
             println!(
                 "container {name} already prepared: {} on {}",
                 rec.lower.display(),
@@ -290,7 +290,7 @@ fn prepare(args: PrepareArgs) -> Result<i32> {
     let rootfs = empty_rootfs(&rootfs)?;
     let (flist, md5) = local_flist(&reference, &bundle, &state)?;
     crate::flist::open(&flist).with_ctx(|| format!("flist {}", flist.display()))?;
-    add_hook(&mut spec, &args)?;
+    add_hook(&mut spec, &args, state.root())?;
 
     let cfg = MountConfig {
         cache: ann
@@ -335,12 +335,14 @@ fn prepare(args: PrepareArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn add_hook(spec: &mut Spec, args: &PrepareArgs) -> Result<()> {
+/// The hook names the state directory by its absolute path (runtimes run hooks from
+/// their own working directory).
+fn add_hook(spec: &mut Spec, args: &PrepareArgs, state_dir: &Path) -> Result<()> {
     if args.no_hook {
         return Ok(());
     }
     let exe = std::env::current_exe().ctx("finding the zvfs executable")?;
-    if spec.add_hook(&exe, &hook_args(&args.state_dir))? {
+    if spec.add_hook(&exe, &hook_args(state_dir))? {
         spec.save()?;
         log::info!("added the poststop hook to {}", spec.path().display());
     }
