@@ -4,3 +4,4 @@
 //! registry live in `sys`, used by the mount commands).
 
 pub mod compat;
+pub mod oci;
