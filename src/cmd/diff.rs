@@ -99,8 +99,11 @@ fn run_inner(args: &Args) -> Result<i32> {
     });
     if fetch.files > 0 && !args.quiet {
         eprintln!(
-            "zvfs: diff: fetched {} files ({} chunks, {} bytes) to compare content without common checksums",
-            fetch.files, fetch.chunks_fetched, fetch.bytes
+            "zvfs: diff: fetched {} file{} ({} chunks, {} bytes) to compare content without common checksums",
+            fetch.files,
+            if fetch.files == 1 { "" } else { "s" },
+            fetch.chunks_fetched,
+            fetch.bytes
         );
     }
     result?;
