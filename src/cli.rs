@@ -52,6 +52,8 @@ pub enum Command {
     Mount(cmd::mount::Args),
     /// Inspect and maintain a chunk cache directory.
     Cache(cmd::cache::Args),
+    /// Fetch whole files (or the whole flist) into a chunk cache ahead of use.
+    Warm(cmd::warm::Args),
 }
 
 /// Run the parsed command; returns the process exit code.
@@ -72,6 +74,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Convert(a) => cmd::convert::run(a),
         Command::Mount(a) => cmd::mount::run(a),
         Command::Cache(a) => cmd::cache::run(a),
+        Command::Warm(a) => cmd::warm::run(a),
     };
     match result {
         Ok(code) => code,

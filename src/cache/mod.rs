@@ -220,6 +220,16 @@ impl ChunkCache {
         self.fetch_shared(chunk, router).map(|_| ())
     }
 
+    /// Make sure a chunk is in the cache, fetching it when absent, without keeping it in
+    /// memory (`zvfs warm`). Returns whether it had to be fetched. A file already there is
+    /// trusted here; like every cache file it is checked when a process first reads it.
+    pub fn warm(&self, chunk: &ChunkRef, router: &Router) -> Result<bool> {
+        if self.path_of(chunk).exists() {
+            return Ok(false);
+        }
+        self.fetch_shared(chunk, router).map(|_| true)
+    }
+
     fn is_verified(&self, chunk: &ChunkRef) -> Option<Instant> {
         self.verified.lock().ok()?.get(chunk).copied()
     }

@@ -17,7 +17,7 @@ use std::ffi::OsStr;
 use std::num::NonZeroUsize;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -81,7 +81,8 @@ struct Shared {
     flist: Box<dyn Flist>,
     cache: ChunkCache,
     router: Router,
-    totals: Totals,
+    /// Computed on the first statfs (a full scan of the flist), not at mount time.
+    totals: OnceLock<Totals>,
     entries: Mutex<LruCache<Ino, Arc<Entry>>>,
     contents: Mutex<HashMap<Ino, Weak<Vec<ChunkRef>>>>,
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
@@ -270,7 +271,6 @@ impl ZvfsFs {
         router: Router,
         cfg: FsConfig,
     ) -> Result<ZvfsFs> {
-        let totals = flist.totals()?;
         let root = flist.get(ROOT_INO)?;
         if !root.is_dir() {
             return Err(Error::format("the flist's root is not a directory"));
@@ -279,7 +279,7 @@ impl ZvfsFs {
             flist,
             cache,
             router,
-            totals,
+            totals: OnceLock::new(),
             entries: Mutex::new(LruCache::new(
                 NonZeroUsize::new(ENTRY_CACHE).unwrap_or(NonZeroUsize::MIN),
             )),
@@ -572,18 +572,27 @@ impl Filesystem for ZvfsFs {
     }
 
     fn statfs(&mut self, _req: &Request<'_>, _ino: u64, reply: ReplyStatfs) {
-        let t = &self.shared.totals;
-        let bsize = 4096u64;
-        reply.statfs(
-            t.bytes.div_ceil(bsize),
-            0,
-            0,
-            t.entries,
-            0,
-            bsize as u32,
-            255,
-            bsize as u32,
-        );
+        let shared = self.shared.clone();
+        self.work(move || {
+            let t = match shared.totals.get() {
+                Some(t) => t,
+                None => match shared.flist.totals() {
+                    Ok(t) => shared.totals.get_or_init(|| t),
+                    Err(e) => return reply.error(fail("statfs", &e)),
+                },
+            };
+            let bsize = 4096u64;
+            reply.statfs(
+                t.bytes.div_ceil(bsize),
+                0,
+                0,
+                t.entries,
+                0,
+                bsize as u32,
+                255,
+                bsize as u32,
+            );
+        });
     }
 
     fn getxattr(

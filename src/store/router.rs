@@ -253,6 +253,17 @@ impl Router {
         Ok(())
     }
 
+    /// Make every object put so far durable in every store (call before publishing an
+    /// flist that refers to them).
+    pub fn flush(&self) -> Result<()> {
+        for r in &self.routes {
+            r.store
+                .flush()
+                .map_err(|e| e.context(format!("flushing {}", r.store.name())))?;
+        }
+        Ok(())
+    }
+
     /// Which routed stores hold the object (for `verify`): (store name, present or error).
     /// Each store is given the per-chunk deadline.
     pub fn presence(&self, id: &[u8]) -> Vec<(String, Result<bool>)> {
