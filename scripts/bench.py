@@ -99,7 +99,8 @@ def make_tree(root, total_mib, rnd):
     total = total_mib * MiB
     small_budget = total // 4
     nsmall = max(2000, min(40_000, small_budget // 6000))
-    words = [bytes(rnd.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rnd.randint(2, 9))) for _ in range(500)]
+    words = [bytes(rnd.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(rnd.randint(2, 9))) for _ in range(500)]
+    text = b" ".join(rnd.choice(words) for _ in range(400_000))  # about 2.4 MB of text
     dirs = []
     for a in range(40):
         for b in range(25):
@@ -112,7 +113,8 @@ def make_tree(root, total_mib, rnd):
         size = min(int(rnd.expovariate(1 / (small_budget / nsmall))), 256 * 1024)
         p = os.path.join(d, f"f{i:05d}" + (".txt" if i % 3 == 0 else ".so"))
         if i % 3 == 0:
-            data = b" ".join(rnd.choice(words) for _ in range(size // 6 + 1))[:size]
+            at = rnd.randrange(0, len(text) - size)
+            data = text[at:at + size]
         else:
             data = rnd.randbytes(size)
         with open(p, "wb") as f:

@@ -203,9 +203,12 @@ impl ChunkCache {
     }
 
     /// Make sure a chunk is in the cache without keeping it in memory (read-ahead).
-    /// Does nothing when the chunk file exists or every fetch slot is busy.
+    /// A cached chunk's file is read into the page cache in the background (so a
+    /// sequential reader of cached content never waits for the disk); a missing chunk is
+    /// fetched unless every fetch slot is busy.
     pub fn prefetch(&self, chunk: &ChunkRef, router: &Router) -> Result<()> {
-        if self.path_of(chunk).exists() {
+        if let Ok(f) = File::open(self.path_of(chunk)) {
+            let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::WillNeed);
             return Ok(());
         }
         if let Ok(m) = self.flights.lock() {

@@ -1,7 +1,8 @@
 //! The rfs v2 chunk pipeline, byte-compatible with rfs 2.x:
 //! KEY = BLAKE2b-256(P); CT = AES-256-GCM(KEY, nonce KEY[0..12], Snappy-raw(P));
-//! ID = BLAKE2b-256(CT). Decoding checks both hashes, not only the GCM tag, because
-//! anyone who knows P can re-encrypt different data under KEY.
+//! ID = BLAKE2b-256(CT). Decoding never trusts the GCM tag alone, because anyone who
+//! knows P can re-encrypt different data under KEY: the plaintext is always checked
+//! against KEY, and the object against ID when the object itself is kept ([`decode`]).
 //!
 //! Speed matters here (every byte packed or read cold goes through it twice):
 //! BLAKE2b comes from `blake2b_simd` (AVX2 when the CPU has it) and AES-256-GCM from
@@ -86,21 +87,27 @@ impl Encoder {
 const TAG_LEN: usize = 16;
 
 pub(super) fn decode(chunk: &ChunkRef, stored: &[u8]) -> Result<Vec<u8>> {
-    if stored.len() > MAX_OBJECT {
-        return Err(Error::corrupt(format!(
-            "chunk {chunk}: stored object too large"
-        )));
-    }
+    check_size(chunk, stored)?;
     if blake2b_256(stored)[..] != *chunk.id() {
         return Err(Error::corrupt(format!(
             "chunk {chunk}: stored object does not hash to its id"
         )));
     }
+    decode_plain(chunk, stored.to_vec())
+}
+
+/// Decode for a reader that keeps only the plaintext: decrypts in place (no copy) and
+/// checks the GCM tag and BLAKE2b(P) == KEY, but not BLAKE2b(CT) == ID. The key check
+/// alone proves the plaintext is the one the flist names (finding other data that hashes
+/// to KEY is a second preimage of BLAKE2b-256), so hashing the object a second time
+/// would only prove which bytes the store kept, which matters when the stored object
+/// itself is copied (`clone` uses [`decode`]).
+pub(super) fn decode_plain(chunk: &ChunkRef, mut stored: Vec<u8>) -> Result<Vec<u8>> {
+    check_size(chunk, &stored)?;
     let (cipher, nonce) = cipher(chunk.key())
         .ok_or_else(|| Error::corrupt(format!("chunk {chunk}: bad key length")))?;
-    let mut buf = stored.to_vec();
     let compressed = cipher
-        .open_in_place(nonce, Aad::empty(), &mut buf)
+        .open_in_place(nonce, Aad::empty(), &mut stored)
         .map_err(|_| {
             Error::corrupt(format!(
                 "chunk {chunk}: decryption failed (wrong key or corrupt)"
@@ -113,6 +120,15 @@ pub(super) fn decode(chunk: &ChunkRef, stored: &[u8]) -> Result<Vec<u8>> {
         )));
     }
     Ok(plain)
+}
+
+fn check_size(chunk: &ChunkRef, stored: &[u8]) -> Result<()> {
+    if stored.len() > MAX_OBJECT {
+        return Err(Error::corrupt(format!(
+            "chunk {chunk}: stored object too large"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -156,6 +172,8 @@ mod tests {
         ct[3] ^= 1;
         let err = chunk.decode(&ct).unwrap_err();
         assert!(err.msg.contains(&chunk.hex_id().to_string()), "{err}");
+        let err = chunk.decode_plain(ct).unwrap_err();
+        assert!(err.msg.contains(&chunk.hex_id().to_string()), "{err}");
     }
 
     #[test]
@@ -170,6 +188,11 @@ mod tests {
             .unwrap();
         let forged = ChunkRef::v2(blake2b_256(&ct), chunk.key().try_into().unwrap());
         let err = forged.decode(&ct).unwrap_err();
+        assert!(err.msg.contains("does not hash to its key"), "{err}");
+        let err = forged.decode_plain(ct.clone()).unwrap_err();
+        assert!(err.msg.contains("does not hash to its key"), "{err}");
+        // Under the genuine id too: the plaintext check alone refuses it.
+        let err = chunk.decode_plain(ct).unwrap_err();
         assert!(err.msg.contains("does not hash to its key"), "{err}");
     }
 }
