@@ -2,9 +2,10 @@
 //!
 //! Layers, bottom up (a module only uses the ones listed before it):
 //! `error`; `codec` (chunk pipelines); `flist` (formats) and `store` (chunk locations and
-//! routing); `cache` (bounded chunk cache) and `identity` (content checksums); `fs`
-//! (FUSE), `cmd` (pack, unpack, inspect and the other subcommands); `node` (Zero-OS and
-//! OCI integration); `cli` (argument parsing and dispatch).
+//! routing); `cache` (bounded chunk cache) and `identity` (content checksums); `sys`
+//! (mountinfo, overlay and bind mounts, mount registry, readiness); `fs` (FUSE), `cmd`
+//! (pack, unpack, inspect, mount management and the other subcommands); `node` (Zero-OS
+//! and OCI integration); `cli` (argument parsing and dispatch).
 
 pub mod cache;
 pub mod cli;
@@ -16,3 +17,4 @@ pub mod fs;
 pub mod identity;
 pub mod node;
 pub mod store;
+pub mod sys;

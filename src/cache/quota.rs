@@ -31,6 +31,15 @@ const LOW_WATERMARK_PCT: u64 = 90;
 const TMP_MAX_AGE: Duration = Duration::from_secs(3600);
 
 /// Parse a size such as `4G`, `512M`, `100K`, `1048576` (powers of 1024; `B`, `iB` ok).
+/// The bytes a cache directory holds as last recorded by its users (no scan, no lock).
+pub fn recorded_usage(dir: &Path) -> Option<u64> {
+    std::fs::read_to_string(dir.join(USAGE_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 pub fn parse_size(s: &str) -> Result<u64> {
     let t = s.trim();
     let t = t

@@ -52,7 +52,7 @@ pub struct CatArgs {
 }
 
 pub fn inspect(a: InspectArgs) -> Result<i32> {
-    let fl = flist::open(&a.meta)?;
+    let fl = super::open_flist(&a.meta, None)?;
     let t = fl.totals()?;
     let mut out = std::io::stdout().lock();
     let mut kinds = [0u64; 7];
@@ -121,7 +121,7 @@ fn kind_index(k: Kind) -> usize {
 }
 
 pub fn ls(a: LsArgs) -> Result<i32> {
-    let fl = flist::open(&a.meta)?;
+    let fl = super::open_flist(&a.meta, None)?;
     let path = a.path.unwrap_or_default();
     let e = flist::resolve(&*fl, path.as_bytes())?;
     let mut entries = if e.is_dir() {
@@ -228,7 +228,7 @@ pub fn utc(secs: i64) -> String {
 }
 
 pub fn stat(a: StatArgs) -> Result<i32> {
-    let fl = flist::open(&a.meta)?;
+    let fl = super::open_flist(&a.meta, None)?;
     let e = flist::resolve(&*fl, a.path.as_bytes())?;
     let mut out: Vec<u8> = Vec::new();
     out.extend_from_slice(b"name: ");
@@ -302,7 +302,7 @@ pub fn stat(a: StatArgs) -> Result<i32> {
 }
 
 pub fn cat(a: CatArgs) -> Result<i32> {
-    let fl = flist::open(&a.meta)?;
+    let fl = super::open_flist(&a.meta, a.cache.cache.as_deref())?;
     let e = flist::resolve(&*fl, a.path.as_bytes())?;
     if e.kind() != Kind::File {
         return Err(Error::invalid(format!(

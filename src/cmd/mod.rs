@@ -12,6 +12,7 @@ pub mod diff;
 pub mod identity;
 pub mod inspect;
 pub mod mount;
+pub mod mounts;
 pub mod pack;
 pub mod unpack;
 pub mod verify;
@@ -26,6 +27,24 @@ use crate::error::{Error, Result};
 use crate::flist::Flist;
 use crate::store::router::{Router, RouterStats};
 use crate::store::StoreConfig;
+
+/// Open the flist `meta` names: a local file, or an http(s) URL downloaded first
+/// (`flist::download::fetch`) into `CACHE/flist/` when a cache is given, else into
+/// `<tmp>/zvfs-flists/`, under its md5.
+pub fn open_flist(
+    meta: &std::path::Path,
+    cache: Option<&std::path::Path>,
+) -> Result<Box<dyn Flist>> {
+    let Some(url) = meta.to_str().filter(|m| crate::flist::download::is_url(m)) else {
+        return crate::flist::open(meta);
+    };
+    let dir = match cache {
+        Some(c) => c.join("flist"),
+        None => std::env::temp_dir().join("zvfs-flists"),
+    };
+    let local = crate::flist::download::fetch(url, &dir, std::time::Duration::from_secs(30))?;
+    crate::flist::open(&local)
+}
 
 /// Store timeouts as command-line flags, shared by every command that reads chunks.
 #[derive(clap::Args, Debug, Clone)]

@@ -1,11 +1,25 @@
-//! `zvfs mount`: serve an flist read-only over FUSE, in the foreground or as a daemon.
+//! `zvfs mount`: serve an flist read-only over FUSE, in the foreground or as a daemon;
+//! optionally writable through an overlay, and shared between targets.
+//!
+//! `-m` may be an http(s) URL: the flist is downloaded into `CACHE/flist/<md5>` first
+//! (`flist::download`). With `--rw --upper DIR` the FUSE mount goes on `DIR/ro` and an
+//! overlay (`upperdir=DIR/rw`, `workdir=DIR/wd`) on the target; `--reset` empties `DIR/rw`
+//! first. A mount of an flist that a live daemon already serves (same md5, cache and
+//! store overrides, per the registry in `sys::registry`) starts no second daemon: the
+//! target becomes a read-only bind of the existing mount (or, with `--rw`, an overlay over
+//! it); `--new-daemon` opts out. With `-d` the command then returns; in the foreground it
+//! stays as the target's holder until signalled. A target that already holds a healthy
+//! zvfs mount is refused; a stale one (daemon gone) is detached first.
 //!
 //! `-d` re-executes the binary in a new session (setsid) with a pipe whose write end it
 //! passes in `ZVFS_READY_FD`; the child mounts and writes `ready` (once the kernel's FUSE
 //! handshake is done) or `error <reason>` on it. The parent exits 0 only after `ready`;
 //! on an error, an early exit or a timeout it reaps (or kills) the child, so no stray
-//! daemon is left behind. SIGTERM, SIGINT and SIGHUP unmount cleanly and exit 0; an
-//! external unmount ends the daemon too.
+//! daemon is left behind. The child keeps argv[0], so an `rfs`/`g8ufs` command line is
+//! translated again the same way. Once mounted, the serving process registers itself in
+//! `/run/zvfs` and sends `READY=1` to `NOTIFY_SOCKET` when a supervisor set one. SIGTERM,
+//! SIGINT and SIGHUP take down what uses the mount (overlays, then binds), then the FUSE
+//! mount, and exit 0; an external unmount ends the daemon too.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -18,14 +32,20 @@ use crate::error::{Context, Error, Result};
 use crate::fs::mount::{MountOpts, Unmounter};
 use crate::fs::{FsConfig, ZvfsFs};
 use crate::store::router::Router;
+use crate::sys::mounts::Layer;
+use crate::sys::{mountinfo, registry};
 
 const READY_ENV: &str = "ZVFS_READY_FD";
+/// The daemon child gets the local flist (after a download) and its URL through these.
+const META_ENV: &str = "ZVFS_MOUNT_META";
+const URL_ENV: &str = "ZVFS_MOUNT_URL";
 /// How long `-d` waits for the daemon to be ready.
 const DAEMON_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Flist to mount.
+    /// Flist to mount: a file, or an http(s) URL (downloaded into CACHE/flist/<md5>,
+    /// checked against <URL>.md5 when the server has one, reused while it is unchanged).
     #[arg(short = 'm', long = "meta")]
     pub meta: PathBuf,
     /// Chunk cache directory (rfs layout, shareable between mounts).
@@ -49,18 +69,100 @@ pub struct Args {
     /// Chunks fetched ahead of sequential readers.
     #[arg(long = "readahead", default_value_t = 2)]
     pub readahead: usize,
+    /// Writable: the flist is mounted on UPPER/ro and an overlay with upperdir UPPER/rw
+    /// and workdir UPPER/wd on the target; writes land in UPPER/rw.
+    #[arg(long, requires = "upper")]
+    pub rw: bool,
+    /// Backend directory of the writable layer (created).
+    #[arg(long, value_name = "DIR", requires = "rw")]
+    pub upper: Option<PathBuf>,
+    /// Empty the writable layer (UPPER/rw) before mounting.
+    #[arg(long, requires = "rw")]
+    pub reset: bool,
+    /// Start a daemon of its own even when a live daemon already serves this flist.
+    #[arg(long)]
+    pub new_daemon: bool,
     #[command(flatten)]
     pub store_flags: super::StoreFlags,
-    /// Mountpoint (an existing directory).
+    /// Mountpoint (a directory, created when missing).
     pub target: PathBuf,
 }
 
-pub fn run(args: Args) -> Result<i32> {
+impl Args {
+    /// The writable layer, with `--rw`.
+    fn layer(&self) -> Option<Layer> {
+        match (&self.upper, self.rw) {
+            (Some(u), true) => Some(Layer::new(&mountinfo::absolute(u))),
+            _ => None,
+        }
+    }
+
+    /// Where the FUSE filesystem goes: the target, or UPPER/ro in writable mode.
+    fn fuse_target(&self) -> PathBuf {
+        match self.layer() {
+            Some(l) => l.ro,
+            None => self.target.clone(),
+        }
+    }
+
+    fn redacted_stores(&self) -> Vec<String> {
+        self.stores
+            .iter()
+            .map(|s| crate::store::redact(s))
+            .collect()
+    }
+}
+
+pub fn run(mut args: Args) -> Result<i32> {
     let ready_fd = std::env::var(READY_ENV)
         .ok()
         .and_then(|v| v.parse::<i32>().ok());
-    if args.daemon && ready_fd.is_none() {
-        return daemonize(&args);
+    let mut url = None;
+    if ready_fd.is_some() {
+        // The daemon child: the parent resolved the flist and checked the target.
+        if let Some(m) = std::env::var_os(META_ENV) {
+            args.meta = PathBuf::from(m);
+        }
+        url = std::env::var(URL_ENV).ok();
+        std::env::remove_var(META_ENV);
+        std::env::remove_var(URL_ENV);
+    } else {
+        if let Some(u) = args
+            .meta
+            .to_str()
+            .filter(|m| crate::flist::download::is_url(m))
+        {
+            let u = u.to_string();
+            let timeout = Duration::from_secs_f64(args.store_flags.io_timeout.max(1.0));
+            args.meta = crate::flist::download::fetch(&u, &args.cache.join("flist"), timeout)?;
+            url = Some(u);
+        }
+        let missing = std::fs::symlink_metadata(&args.target)
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+        if missing {
+            std::fs::create_dir_all(&args.target)
+                .with_ctx(|| format!("creating mountpoint {}", args.target.display()))?;
+        }
+        // Without a writable run directory (not root) there is no registry to share by.
+        let lock = registry::lock()
+            .map_err(|e| log::debug!("{e}; mounting without the registry lock"))
+            .ok();
+        preflight(&args.target)?;
+        let shared = if args.new_daemon { None } else { share(&args)? };
+        drop(lock);
+        if let Some(pid) = shared {
+            return if args.daemon {
+                Ok(0)
+            } else {
+                if let Some(l) = &args.log {
+                    super::log_to_file(l)?;
+                }
+                hold(&args.target, pid)
+            };
+        }
+        if args.daemon {
+            return daemonize(&args, url.as_deref());
+        }
     }
     // The daemon child: take the pipe and keep it from our own children.
     let mut ready = ready_fd.map(|fd| {
@@ -72,7 +174,7 @@ pub fn run(args: Args) -> Result<i32> {
         super::log_to_file(l)?;
     }
     tune_allocator();
-    match serve(&args, &mut ready) {
+    match serve(&args, url, &mut ready) {
         Ok(()) => Ok(0),
         Err(e) => {
             log::error!(
@@ -118,7 +220,7 @@ fn signal_set() -> libc::sigset_t {
     }
 }
 
-fn serve(args: &Args, ready: &mut Option<std::fs::File>) -> Result<()> {
+fn serve(args: &Args, url: Option<String>, ready: &mut Option<std::fs::File>) -> Result<()> {
     // Block the signals before any thread starts, so only `sigwait` below sees them.
     let set = signal_set();
     // SAFETY: changes this thread's mask; threads spawned later inherit it.
@@ -127,6 +229,12 @@ fn serve(args: &Args, ready: &mut Option<std::fs::File>) -> Result<()> {
     }
     let max = parse_size(&args.cache_size)?;
     let threads = args.threads.clamp(1, 64);
+    let layer = args.layer();
+    if let Some(l) = &layer {
+        l.prepare(args.reset)?;
+    }
+    let home = args.fuse_target();
+    let md5 = crate::flist::download::md5_of_file(&args.meta)?;
     let flist = crate::flist::open(&args.meta)?;
     let routes = flist.routes()?;
     let router = Router::for_flist(&routes, &args.stores, &args.store_flags.config())
@@ -146,7 +254,7 @@ fn serve(args: &Args, ready: &mut Option<std::fs::File>) -> Result<()> {
         let _ = tx.send(());
     });
     let opts = MountOpts::default();
-    let mounted = crate::fs::mount::mount(fs, &args.target, &opts)?;
+    let mounted = crate::fs::mount::mount(fs, &home, &opts)?;
     let mut unmounter = mounted.unmounter;
     let mut session = mounted.session;
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
@@ -172,20 +280,59 @@ fn serve(args: &Args, ready: &mut Option<std::fs::File>) -> Result<()> {
         let _ = unmounter.unmount();
         return Err(Error::timeout(format!(
             "{}: the kernel did not complete the FUSE handshake",
-            args.target.display()
+            home.display()
         )));
     }
+    let home = mountinfo::absolute(&home);
+    let target = mountinfo::absolute(&args.target);
+    if let Some(l) = &layer {
+        if let Err(e) = crate::sys::mounts::mount_overlay(&home, l, &target) {
+            stop(&mut unmounter, &done_rx);
+            return Err(e);
+        }
+    }
     log::info!(
-        "mounted {} on {} (fuse.{} source {}); cache {} bounded to {} bytes; ready",
+        "mounted {} on {} (fuse.{} source {}){}; cache {} bounded to {} bytes; ready",
         args.meta.display(),
-        args.target.display(),
+        home.display(),
         opts.subtype,
         opts.fsname,
+        match &layer {
+            Some(l) => format!(", overlay with {} on {}", l.rw.display(), target.display()),
+            None => String::new(),
+        },
         args.cache.display(),
         max
     );
+    let state = registry::State {
+        pid: std::process::id(),
+        start: registry::start_time(std::process::id()).unwrap_or(0),
+        fuse_target: home.clone(),
+        overlay: layer.as_ref().map(|l| registry::Overlay {
+            target: target.clone(),
+            upper: l.rw.clone(),
+        }),
+        flist: mountinfo::absolute(&args.meta),
+        url,
+        md5,
+        cache: mountinfo::absolute(&args.cache),
+        cache_size: max,
+        stores: args.redacted_stores(),
+    };
+    let _registered = match registry::register(&state) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            log::warn!("{e}; `zvfs mounts` will know less about this mount");
+            None
+        }
+    };
     if let Some(mut p) = ready.take() {
         let _ = p.write_all(b"ready\n");
+    }
+    match crate::sys::notify::notify("READY=1") {
+        Ok(true) => log::debug!("sent READY=1 to the supervisor"),
+        Ok(false) => {}
+        Err(e) => log::warn!("{e}"),
     }
 
     loop {
@@ -197,16 +344,157 @@ fn serve(args: &Args, ready: &mut Option<std::fs::File>) -> Result<()> {
         }
         if sig == libc::SIGUSR1 {
             if done_rx.try_recv().is_ok() {
-                log::info!("{} was unmounted; exiting", args.target.display());
+                log::info!("{} was unmounted; exiting", home.display());
                 let _ = session_thread.join();
                 return Ok(());
             }
             continue;
         }
-        log::info!("signal {sig}: unmounting {}", args.target.display());
+        log::info!("signal {sig}: unmounting {}", home.display());
+        take_down_users(&home);
         stop(&mut unmounter, &done_rx);
         return Ok(());
     }
+}
+
+/// Unmount everything that uses this daemon's filesystem besides its own mount at
+/// `home`: overlays over it first, then binds of it.
+fn take_down_users(home: &Path) {
+    let me = std::process::id();
+    let Ok(all) = mountinfo::read() else {
+        return;
+    };
+    let found = super::mounts::zvfs_mounts(&all, &registry::list());
+    for kind in [super::mounts::Kind::Overlay, super::mounts::Kind::Bind] {
+        for m in found.iter().rev() {
+            if m.pid == Some(me) && m.kind == kind && m.target != home {
+                log::info!("unmounting {} {}", kind.name(), m.target.display());
+                if let Err(err) = crate::fs::mount::unmount_path(&m.target) {
+                    log::error!("{err}");
+                }
+                registry::remove_user(&m.target);
+            }
+        }
+    }
+}
+
+/// A foreground mount that shares another daemon's mount stays in the foreground as
+/// the target's holder (a supervisor tracks this process): ready at once; on SIGTERM,
+/// SIGINT or SIGHUP it unmounts the target and lets the daemon go when that was its last
+/// user; it exits too when the target is unmounted by someone else.
+fn hold(target: &Path, daemon: u32) -> Result<i32> {
+    let set = signal_set();
+    // SAFETY: changes this thread's mask; no other thread runs.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    let target = mountinfo::absolute(target);
+    if let Err(e) = crate::sys::notify::notify("READY=1") {
+        log::warn!("{e}");
+    }
+    log::info!(
+        "holding {} (shared mount of daemon {daemon})",
+        target.display()
+    );
+    let tick = libc::timespec {
+        tv_sec: 1,
+        tv_nsec: 0,
+    };
+    loop {
+        // SAFETY: waits on a valid signal set with a valid timeout; no siginfo wanted.
+        let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &tick) };
+        if sig > 0 && sig != libc::SIGUSR1 {
+            log::info!("signal {sig}: unmounting {}", target.display());
+            break;
+        }
+        let mounted = mountinfo::read()
+            .map(|all| mountinfo::at(&all, &target).is_some())
+            .unwrap_or(true);
+        if !mounted {
+            log::info!("{} was unmounted; exiting", target.display());
+            registry::remove_user(&target);
+            return Ok(0);
+        }
+    }
+    crate::fs::mount::unmount_path(&target)?;
+    registry::remove_user(&target);
+    super::mounts::release(daemon, Duration::from_secs(10))?;
+    Ok(0)
+}
+
+/// Before mounting on `target`: refuse a healthy zvfs mount there, detach a stale one.
+fn preflight(target: &Path) -> Result<()> {
+    let t = mountinfo::absolute(target);
+    let all = mountinfo::read()?;
+    let found = super::mounts::zvfs_mounts(&all, &registry::list());
+    let Some(m) = found.iter().rev().find(|m| m.target == t) else {
+        return Ok(());
+    };
+    match m.health() {
+        Ok(()) => Err(Error::invalid(format!(
+            "{} is already a mount point (zvfs {}, daemon {})",
+            t.display(),
+            m.kind.name(),
+            m.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
+        ))),
+        Err(why) => {
+            log::warn!("{}: stale zvfs mount ({why}); detaching it", t.display());
+            super::mounts::detach_stale(m)
+        }
+    }
+}
+
+/// Without `--new-daemon`: when a live daemon serves the same flist with the same cache
+/// and stores, bind its mount on the target (or overlay it with `--rw`) instead of
+/// starting another daemon. Returns that daemon's pid when it did.
+fn share(args: &Args) -> Result<Option<u32>> {
+    let md5 = crate::flist::download::md5_of_file(&args.meta)?;
+    let cache = mountinfo::absolute(&args.cache);
+    let stores = args.redacted_stores();
+    let target = mountinfo::absolute(&args.target);
+    let all = mountinfo::read()?;
+    for s in registry::list() {
+        if s.md5 != md5 || s.cache != cache || s.stores != stores {
+            continue;
+        }
+        // A healthy mount of that daemon's filesystem, its own first.
+        let mut sources: Vec<&Path> = all
+            .iter()
+            .filter(|e| e.daemon_pid() == Some(s.pid) && e.target != target)
+            .map(|e| e.target.as_path())
+            .collect();
+        sources.sort_by_key(|p| *p != s.fuse_target);
+        let Some(src) = sources.into_iter().find(|p| std::fs::metadata(p).is_ok()) else {
+            continue;
+        };
+        match args.layer() {
+            Some(l) => {
+                l.prepare(args.reset)?;
+                crate::sys::mounts::mount_overlay(src, &l, &target)?;
+                if let Err(e) = registry::add_user(&s, &target) {
+                    log::warn!("{e}");
+                }
+                log::info!(
+                    "{}: overlay of {} (daemon {}, flist md5 {md5}) with {}",
+                    target.display(),
+                    src.display(),
+                    s.pid,
+                    l.rw.display()
+                );
+            }
+            None => {
+                crate::sys::mounts::bind_ro(src, &target)?;
+                log::info!(
+                    "{}: bind of {} (daemon {}, flist md5 {md5})",
+                    target.display(),
+                    src.display(),
+                    s.pid
+                );
+            }
+        }
+        return Ok(Some(s.pid));
+    }
+    Ok(None)
 }
 
 /// Unmount and give the session a moment to wind down (a lazily detached mount with open
@@ -221,17 +509,21 @@ fn stop(unmounter: &mut Unmounter, done: &std::sync::mpsc::Receiver<()>) {
 }
 
 /// `-d`: start the daemon and wait until it reports.
-fn daemonize(args: &Args) -> Result<i32> {
+fn daemonize(args: &Args, url: Option<&str>) -> Result<i32> {
     use std::os::unix::process::CommandExt;
     let (r, w) = std::io::pipe().ctx("creating the daemon's report pipe")?;
     // dup() drops close-on-exec: this end goes to the child.
     let w_child = rustix::io::dup(&w).map_err(|e| Error::io(format!("dup: {e}")))?;
     drop(w);
     let exe = std::env::current_exe().ctx("finding the zvfs executable")?;
-    let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let mut argv = std::env::args_os();
+    let argv0 = argv.next().unwrap_or_else(|| OsString::from("zvfs"));
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(argv)
+    // Same argv[0]: an rfs or g8ufs command line is translated the same way again.
+    cmd.arg0(argv0)
+        .args(argv)
         .env(READY_ENV, w_child.as_raw_fd().to_string())
+        .env(META_ENV, mountinfo::absolute(&args.meta))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
@@ -242,6 +534,10 @@ fn daemonize(args: &Args) -> Result<i32> {
             Ok(())
         });
     }
+    match url {
+        Some(u) => cmd.env(URL_ENV, u),
+        None => cmd.env_remove(URL_ENV),
+    };
     let mut child = cmd.spawn().ctx("starting the zvfs daemon")?;
     drop(w_child);
     let pid = child.id();
@@ -263,7 +559,7 @@ fn daemonize(args: &Args) -> Result<i32> {
         Report::Timeout => {
             let _ = child.kill();
             let _ = child.wait();
-            cleanup_mount(&args.target, pid);
+            cleanup_mount(args, pid);
             Err(Error::timeout(format!(
                 "the zvfs daemon was not ready within {} s; killed it",
                 DAEMON_TIMEOUT.as_secs()
@@ -317,22 +613,21 @@ fn read_report(mut pipe: std::io::PipeReader, timeout: Duration) -> Report {
     }
 }
 
-/// After killing a daemon that never got ready, detach its mount if it made one.
-fn cleanup_mount(target: &Path, pid: u32) {
-    let Ok(target) = target.canonicalize() else {
+/// After killing a daemon that never got ready, take off what it mounted, if anything.
+fn cleanup_mount(args: &Args, pid: u32) {
+    let Ok(all) = mountinfo::read() else {
         return;
     };
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    let want = target.to_string_lossy();
-    let ours = info.lines().any(|l| {
-        let f: Vec<&str> = l.split(' ').collect();
-        let sep = f.iter().position(|x| *x == "-");
-        matches!(sep, Some(i) if f.get(4) == Some(&want.as_ref())
-            && f.get(i + 2) == Some(&pid.to_string().as_str()))
-    });
-    if ours {
-        let _ = crate::fs::mount::unmount_path(&target);
+    let home = mountinfo::absolute(&args.fuse_target());
+    if args.rw {
+        let t = mountinfo::absolute(&args.target);
+        if let Some(m) = mountinfo::at(&all, &t) {
+            if m.is_overlay() && m.lowerdirs().contains(&home) {
+                let _ = crate::fs::mount::unmount_path(&t);
+            }
+        }
+    }
+    if mountinfo::at(&all, &home).and_then(|m| m.daemon_pid()) == Some(pid) {
+        let _ = crate::fs::mount::unmount_path(&home);
     }
 }

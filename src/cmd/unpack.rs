@@ -62,7 +62,7 @@ pub struct Report {
 
 pub fn run(args: Args) -> Result<i32> {
     let started = Instant::now();
-    let fl = flist::open(&args.meta)?;
+    let fl = super::open_flist(&args.meta, args.cache.cache.as_deref())?;
     let chunks = Chunks::open(
         &*fl,
         &args.stores,

@@ -19,7 +19,7 @@ use crate::flist::{self, Flist, Kind};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Flist whose chunks to cache.
+    /// Flist whose chunks to cache (a path, or an http(s) URL downloaded into the cache).
     #[arg(short = 'm', long = "meta")]
     pub meta: PathBuf,
     /// Chunk cache directory to fill (rfs layout, shared with mounts).
@@ -42,7 +42,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<i32> {
     let started = Instant::now();
-    let fl = flist::open(&args.meta)?;
+    let fl = super::open_flist(&args.meta, Some(&args.cache))?;
     let jobs = args.jobs.clamp(1, 64);
     let flags = super::CacheFlags {
         cache: Some(args.cache.clone()),

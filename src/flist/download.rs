@@ -57,7 +57,8 @@ fn published_md5(agent: &ureq::Agent, url: &str) -> Result<Option<String>> {
     }
 }
 
-fn md5_of_file(path: &Path) -> Result<String> {
+/// The md5 of a local file, as lowercase hex (the name the node stores flists under).
+pub fn md5_of_file(path: &Path) -> Result<String> {
     let mut f = std::fs::File::open(path).with_ctx(|| format!("opening {}", path.display()))?;
     let mut h = Md5::new();
     let mut buf = vec![0u8; 64 * 1024];

@@ -685,23 +685,11 @@ impl V2Writer {
     }
 
     pub fn set_tag(&self, key: &str, value: &str) -> Result<()> {
-        self.conn
-            .execute(
-                "INSERT OR REPLACE INTO tag (key, value) VALUES (?1, ?2)",
-                params![key, value],
-            )
-            .with_ctx(|| self.err())?;
-        Ok(())
+        insert_tag(&self.conn, key, value).with_ctx(|| self.err())
     }
 
     pub fn add_route(&self, route: &Route) -> Result<()> {
-        self.conn
-            .execute(
-                "INSERT INTO route (start, end, url) VALUES (?1, ?2, ?3)",
-                params![route.start as i64, route.end as i64, route.url],
-            )
-            .with_ctx(|| self.err())?;
-        Ok(())
+        insert_route(&self.conn, route).with_ctx(|| self.err())
     }
 
     /// Commit and close. The file is complete on disk when this returns.
@@ -715,6 +703,22 @@ impl V2Writer {
         f.sync_all().ctx(&what)?;
         Ok(())
     }
+}
+
+fn insert_tag(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO tag (key, value) VALUES (?1, ?2)",
+        params![key, value],
+    )
+    .map(|_| ())
+}
+
+fn insert_route(conn: &Connection, route: &Route) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO route (start, end, url) VALUES (?1, ?2, ?3)",
+        params![route.start as i64, route.end as i64, route.url],
+    )
+    .map(|_| ())
 }
 
 /// Open an existing `.fl` for in-place edits of tags and routes (`zvfs config`).
@@ -739,13 +743,7 @@ impl V2Editor {
     }
 
     pub fn set_tag(&self, key: &str, value: &str) -> Result<()> {
-        self.conn
-            .execute(
-                "INSERT OR REPLACE INTO tag (key, value) VALUES (?1, ?2)",
-                params![key, value],
-            )
-            .with_ctx(|| self.err())?;
-        Ok(())
+        insert_tag(&self.conn, key, value).with_ctx(|| self.err())
     }
 
     pub fn delete_tag(&self, key: &str) -> Result<()> {
@@ -763,13 +761,7 @@ impl V2Editor {
     }
 
     pub fn add_route(&self, route: &Route) -> Result<()> {
-        self.conn
-            .execute(
-                "INSERT INTO route (start, end, url) VALUES (?1, ?2, ?3)",
-                params![route.start as i64, route.end as i64, route.url],
-            )
-            .with_ctx(|| self.err())?;
-        Ok(())
+        insert_route(&self.conn, route).with_ctx(|| self.err())
     }
 
     pub fn delete_route(&self, url: &str) -> Result<usize> {

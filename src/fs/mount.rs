@@ -74,18 +74,21 @@ pub fn unmount_path(target: &Path) -> Result<()> {
 
 /// A mountpoint whose FUSE daemon died answers ENOTCONN: detach it so it can be reused.
 pub fn clear_stale(target: &Path) -> Result<()> {
-    if let Err(e) = std::fs::metadata(target) {
-        if e.raw_os_error() == Some(libc::ENOTCONN) {
-            log::warn!(
-                "{}: stale FUSE mount (its daemon is gone); detaching it",
-                target.display()
-            );
-            io(rustix::mount::unmount(
-                target,
-                rustix::mount::UnmountFlags::DETACH,
-            ))
-            .with_ctx(|| format!("detaching stale mount {}", target.display()))?;
-        }
+    // stat may be answered from cached attributes; statfs always asks the daemon.
+    let stale = std::fs::metadata(target)
+        .err()
+        .is_some_and(|e| e.raw_os_error() == Some(libc::ENOTCONN))
+        || rustix::fs::statfs(target).err() == Some(rustix::io::Errno::NOTCONN);
+    if stale {
+        log::warn!(
+            "{}: stale FUSE mount (its daemon is gone); detaching it",
+            target.display()
+        );
+        io(rustix::mount::unmount(
+            target,
+            rustix::mount::UnmountFlags::DETACH,
+        ))
+        .with_ctx(|| format!("detaching stale mount {}", target.display()))?;
     }
     Ok(())
 }

@@ -61,7 +61,13 @@ fn translate_rfs(args: Vec<OsString>) -> Result<Vec<OsString>> {
     let mut out: Vec<OsString> = vec!["zvfs".into()];
     let mut rest = args.into_iter().skip(1).peekable();
     while let Some(a) = rest.peek() {
-        if a == "--debug" || a == "-h" || a == "--help" || a == "-V" || a == "--version" {
+        // rfs counts `--debug` (more is trace); zvfs has one debug level.
+        if a == "--debug" {
+            if !out.iter().any(|o| o == "--debug") {
+                out.push("--debug".into());
+            }
+            rest.next();
+        } else if a == "-h" || a == "--help" || a == "-V" || a == "--version" {
             out.push(rest.next().unwrap_or_default());
         } else {
             break;
@@ -258,7 +264,10 @@ mod tests {
                 "/r/ro/x"
             ])
         );
-        let out = translate(v(&["rfs", "--debug", "unpack", "-m", "a.fl", "t"])).unwrap();
+        let out = translate(v(&[
+            "rfs", "--debug", "--debug", "unpack", "-m", "a.fl", "t",
+        ]))
+        .unwrap();
         assert_eq!(
             out,
             v(&[

@@ -6,6 +6,7 @@
 pub mod dir;
 pub mod http;
 pub mod router;
+pub mod s3;
 pub mod zdb;
 
 use std::sync::Arc;
@@ -72,8 +73,10 @@ pub fn open(url: &str, cfg: &StoreConfig) -> Result<Arc<dyn Store>> {
         "dir" => Ok(Arc::new(dir::DirStore::open(url)?)),
         "zdb" | "redis" => Ok(Arc::new(zdb::ZdbStore::open(url, cfg)?)),
         "http" | "https" => Ok(Arc::new(http::HttpStore::open(url, cfg)?)),
+        "s3" | "s3s" => Ok(Arc::new(s3::S3Store::open(url, cfg)?)),
         _ => Err(Error::invalid(format!(
-            "unsupported store URL {} (known: dir://, zdb://, redis://, http://, https://)",
+            "unsupported store URL {} (known: dir://, zdb://, redis://, http://, https://, \
+             s3://, s3s://)",
             redact(url)
         ))),
     }
@@ -93,7 +96,14 @@ fn strip_password_with(url: &str, replacement: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let auth_end = rest.find('/').unwrap_or(rest.len());
+    // Credentials end before the path; in S3 URLs (whose bucket names never hold '/' or
+    // '@') they end at the last '@' before the query, so an AWS secret with an unencoded
+    // '/' is still found.
+    let auth_end = if matches!(scheme, "s3" | "s3s") {
+        rest.find('?').unwrap_or(rest.len())
+    } else {
+        rest.find('/').unwrap_or(rest.len())
+    };
     let Some(at) = rest[..auth_end].rfind('@') else {
         return url.to_string();
     };
@@ -124,5 +134,13 @@ mod tests {
         assert_eq!(strip_password("zdb://:secret@h/ns"), "zdb://h/ns");
         assert_eq!(redact("dir:///a/b"), "dir:///a/b");
         assert_eq!(redact("zdb://user@h/ns"), "zdb://user@h/ns");
+        assert_eq!(
+            strip_password("s3://AK:SECRET@127.0.0.1:3900/b?region=garage"),
+            "s3://AK@127.0.0.1:3900/b?region=garage"
+        );
+        assert_eq!(strip_password("s3s://AK:a/b+c@h/b"), "s3s://AK@h/b");
+        assert_eq!(redact("s3://AK:a/b@c@h:1/b"), "s3://AK:***@h:1/b");
+        assert_eq!(strip_password("s3://h:1/b?region=r"), "s3://h:1/b?region=r");
+        assert_eq!(strip_password("s3://AK@h:1/b"), "s3://AK@h:1/b");
     }
 }

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Install Garage (the S3 server the S3 store tests run against) when it is missing.
+# Builds it from crates.io with `cargo install` (no prebuilt download): about 10-20
+# minutes on a 2-core machine, once per machine. The tests find it on PATH, in
+# ~/.cargo/bin, or at $GARAGE_BIN.
+#   GARAGE_VERSION   version to install (default below; the tests use its v2 CLI/config)
+set -euo pipefail
+version="${GARAGE_VERSION:-2.5.0}"
+if [ -n "${GARAGE_BIN:-}" ] && [ -x "$GARAGE_BIN" ]; then exit 0; fi
+if command -v garage >/dev/null 2>&1 || [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/garage" ]; then
+    exit 0
+fi
+echo "==> install-garage: cargo install garage $version (takes a while)" >&2
+t0=$(date +%s)
+cargo install garage --version "$version" --locked \
+    --no-default-features --features sqlite,bundled-libs
+echo "==> install-garage: took $(( $(date +%s) - t0 ))s" >&2

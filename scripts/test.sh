@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Run the whole test suite: installs what the tests need, makes sure FUSE is usable,
+# runs `cargo test --all-targets` (debug, host target), then the script tests (the VM
+# boot test of the initramfs). Exits non-zero when anything fails.
+#   ZVFS_TEST_THREADS=N     test threads per test binary (default: cargo's default)
+#   ZVFS_SKIP_BOOT_TEST=1   skip the script tests: boot-test.sh and quickstart.sh (CI never
+#                           sets it)
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+t0=$(date +%s)
+# Test dependencies: command -> Debian package.
+need fusermount3 fuse3
+need redis-server redis-server
+need runc runc
+need musl-gcc musl-tools
+need capnp capnproto
+need getfattr attr
+need python3 python3
+need fuser psmisc
+need file file
+case "$(file -bL /bin/busybox 2>/dev/null || true)" in
+    *"statically linked"*|*"static-pie linked"*) ;;
+    *) apt_install busybox-static ;;
+esac
+# Garage, the S3 server of tests/s3.rs: built from crates.io once per machine when
+# missing (10-30 minutes on 2 cores; later runs find it in ~/.cargo/bin).
+"$REPO/scripts/install-garage.sh"
+
+# FUSE: the kernel module and the device node.
+if [ ! -c /dev/fuse ]; then
+    say "/dev/fuse is missing: loading the fuse module"
+    modprobe fuse 2>/dev/null || true
+    [ -c /dev/fuse ] || mknod -m 0666 /dev/fuse c 10 229 || true
+    [ -c /dev/fuse ] || die "/dev/fuse is not available; FUSE tests cannot run"
+fi
+say "setup took $(( $(date +%s) - t0 ))s"
+
+failed=()
+t1=$(date +%s)
+threads=()
+if [ -n "${ZVFS_TEST_THREADS:-}" ]; then threads=(-- --test-threads="$ZVFS_TEST_THREADS"); fi
+say "cargo test --no-fail-fast --all-targets ${threads[*]}"
+if ! cargo test --locked --no-fail-fast --all-targets "${threads[@]}"; then failed+=("cargo test"); fi
+say "cargo test took $(( $(date +%s) - t1 ))s"
+
+if [ "${ZVFS_SKIP_BOOT_TEST:-0}" = 1 ]; then
+    warn "script tests (boot test, quick start) SKIPPED because ZVFS_SKIP_BOOT_TEST=1"
+else
+    t2=$(date +%s)
+    if ! scripts/boot-test.sh; then failed+=("scripts/boot-test.sh"); fi
+    say "boot test (static build, kernel, initramfs, two VM boots) took $(( $(date +%s) - t2 ))s"
+    t3=$(date +%s)
+    # The quick start runs on the static binary the boot test just built (one release
+    # build instead of two); it builds its own when that is missing.
+    if [ -x "$REPO/target/static/zvfs" ]; then export ZVFS_BIN="$REPO/target/static/zvfs"; fi
+    if ! scripts/quickstart.sh "$REPO/target/quickstart-test"; then failed+=("scripts/quickstart.sh"); fi
+    say "quick start took $(( $(date +%s) - t3 ))s"
+fi
+
+say "total $(( $(date +%s) - t0 ))s"
+if [ "${#failed[@]}" -gt 0 ]; then
+    die "FAILED: ${failed[*]}"
+fi
+say "all tests passed"

@@ -1,0 +1,8 @@
+//! Host facilities the mount commands need, below `cmd`: reading `/proc/self/mountinfo`,
+//! overlay and bind mounts, the registry of running mount daemons (`/run/zvfs`) and
+//! readiness notification for supervisors. Nothing here knows flists or chunks.
+
+pub mod mountinfo;
+pub mod mounts;
+pub mod notify;
+pub mod registry;
