@@ -54,7 +54,7 @@ impl Default for FsConfig {
     fn default() -> Self {
         FsConfig {
             threads: 8,
-            readahead_chunks: 2,
+            readahead_chunks: 6,
         }
     }
 }
