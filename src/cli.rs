@@ -56,6 +56,8 @@ pub enum Command {
     Umount(cmd::mounts::UmountArgs),
     /// Inspect and maintain a chunk cache directory.
     Cache(cmd::cache::Args),
+    /// Fetch whole files (or the whole flist) into a chunk cache ahead of use.
+    Warm(cmd::warm::Args),
     /// OCI containers whose root filesystem is an flist (prepare a bundle; poststop hook).
     Oci(crate::node::oci::Args),
 }
@@ -80,6 +82,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Mounts(a) => cmd::mounts::run(a),
         Command::Umount(a) => cmd::mounts::umount(a),
         Command::Cache(a) => cmd::cache::run(a),
+        Command::Warm(a) => cmd::warm::run(a),
         Command::Oci(a) => crate::node::oci::run(a),
     };
     match result {

@@ -203,9 +203,12 @@ impl ChunkCache {
     }
 
     /// Make sure a chunk is in the cache without keeping it in memory (read-ahead).
-    /// Does nothing when the chunk file exists or every fetch slot is busy.
+    /// A cached chunk's file is read into the page cache in the background (so a
+    /// sequential reader of cached content never waits for the disk); a missing chunk is
+    /// fetched unless every fetch slot is busy.
     pub fn prefetch(&self, chunk: &ChunkRef, router: &Router) -> Result<()> {
-        if self.path_of(chunk).exists() {
+        if let Ok(f) = File::open(self.path_of(chunk)) {
+            let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::WillNeed);
             return Ok(());
         }
         if let Ok(m) = self.flights.lock() {
@@ -218,6 +221,16 @@ impl ChunkCache {
         };
         drop(slot);
         self.fetch_shared(chunk, router).map(|_| ())
+    }
+
+    /// Make sure a chunk is in the cache, fetching it when absent, without keeping it in
+    /// memory (`zvfs warm`). Returns whether it had to be fetched. A file already there is
+    /// trusted here; like every cache file it is checked when a process first reads it.
+    pub fn warm(&self, chunk: &ChunkRef, router: &Router) -> Result<bool> {
+        if self.path_of(chunk).exists() {
+            return Ok(false);
+        }
+        self.fetch_shared(chunk, router).map(|_| true)
     }
 
     fn is_verified(&self, chunk: &ChunkRef) -> Option<Instant> {

@@ -111,6 +111,7 @@ pub fn run(args: Args) -> Result<i32> {
             }
         )));
     }
+    dest.flush()?;
     if let Some(routes) = new_routes {
         drop(fl);
         super::config::edit_flist(&args.meta, |ed| {

@@ -122,6 +122,7 @@ pub fn convert_to(
     ));
     let mut guard = RemoveOnDrop(Some(tmp.clone()));
     let summary = convert(src, from, dest, dest_routes, &tmp, jobs)?;
+    dest.flush()?;
     std::fs::rename(&tmp, output)
         .with_ctx(|| format!("renaming {} to {}", tmp.display(), output.display()))?;
     guard.0 = None;

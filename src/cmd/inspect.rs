@@ -42,8 +42,8 @@ pub struct StatArgs {
 pub struct CatArgs {
     #[arg(short = 'm', long = "meta")]
     pub meta: PathBuf,
-    #[arg(short = 'c', long = "cache")]
-    pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub cache: super::CacheFlags,
     #[arg(short = 's', long = "store")]
     pub stores: Vec<String>,
     #[command(flatten)]
@@ -302,7 +302,7 @@ pub fn stat(a: StatArgs) -> Result<i32> {
 }
 
 pub fn cat(a: CatArgs) -> Result<i32> {
-    let fl = super::open_flist(&a.meta, a.cache.as_deref())?;
+    let fl = super::open_flist(&a.meta, a.cache.cache.as_deref())?;
     let e = flist::resolve(&*fl, a.path.as_bytes())?;
     if e.kind() != Kind::File {
         return Err(Error::invalid(format!(
@@ -311,7 +311,7 @@ pub fn cat(a: CatArgs) -> Result<i32> {
             e.kind().name()
         )));
     }
-    let chunks = super::Chunks::open(&*fl, &a.stores, a.cache.as_deref(), &a.store_flags)?;
+    let chunks = super::Chunks::open(&*fl, &a.stores, &a.cache, 2, &a.store_flags)?;
     let blocks = fl.blocks(e.ino)?;
     let mut out = std::io::stdout().lock();
     let mut written = 0u64;

@@ -16,10 +16,12 @@ pub mod mounts;
 pub mod pack;
 pub mod unpack;
 pub mod verify;
+pub mod warm;
 
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use crate::cache::{parse_size, ChunkCache};
 use crate::codec::ChunkRef;
 use crate::error::{Error, Result};
 use crate::flist::Flist;
@@ -74,27 +76,46 @@ impl StoreFlags {
     }
 }
 
-/// Where commands get chunk plaintext: the single door every content read goes through,
-/// so the chunk cache can be slotted in here (today: straight to the router, which
-/// verifies what it serves). Built from the flist's routes unless `-s` overrides them; a
-/// missing route is reported only when a chunk is actually needed.
+/// Where commands get chunk plaintext: the single door every content read goes through.
+/// With a cache directory (`-c`) chunks come from the shared, bounded chunk cache (the
+/// one mounts use), which fetches and keeps what it misses; without one, straight from
+/// the router. Either way what is served was verified. Built from the flist's routes
+/// unless `-s` overrides them; a missing route is reported only when a chunk is actually
+/// needed.
 pub struct Chunks {
     router: std::result::Result<Router, String>,
+    cache: Option<ChunkCache>,
+}
+
+/// `-c CACHE` and `--cache-size`, for commands that read chunks.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CacheFlags {
+    /// Chunk cache directory (rfs layout, shared with mounts): chunks found there are not
+    /// fetched, chunks fetched are kept there.
+    #[arg(short = 'c', long = "cache")]
+    pub cache: Option<std::path::PathBuf>,
+    /// Bound of the cache directory (K, M, G suffixes), shared by every process using it.
+    #[arg(long = "cache-size", default_value = "4G")]
+    pub cache_size: String,
 }
 
 impl Chunks {
+    /// `parallel` is how many chunks the caller fetches at once (the cache's fetch bound).
     pub fn open(
         fl: &dyn Flist,
         overrides: &[String],
-        cache: Option<&std::path::Path>,
+        cache: &CacheFlags,
+        parallel: usize,
         flags: &StoreFlags,
     ) -> Result<Chunks> {
-        if let Some(c) = cache {
-            log::debug!(
-                "chunk cache {} not used yet: fetching from stores",
-                c.display()
-            );
-        }
+        let cache = match &cache.cache {
+            Some(dir) => Some(ChunkCache::open(
+                dir,
+                parse_size(&cache.cache_size)?,
+                parallel.max(1),
+            )?),
+            None => None,
+        };
         let routes = fl.routes()?;
         let router = match Router::for_flist(&routes, overrides, &flags.config()) {
             Ok(r) => Ok(r),
@@ -102,18 +123,33 @@ impl Chunks {
             Err(e) if routes.is_empty() && overrides.is_empty() => Err(e.msg),
             Err(e) => return Err(e),
         };
-        Ok(Chunks { router })
+        Ok(Chunks { router, cache })
     }
 
     /// The verified plaintext of a chunk.
-    pub fn fetch(&self, chunk: &ChunkRef) -> Result<Vec<u8>> {
-        match &self.router {
-            Ok(r) => r.fetch(chunk),
-            Err(why) => Err(Error::invalid(format!("chunk {chunk}: {why}"))),
+    pub fn fetch(&self, chunk: &ChunkRef) -> Result<Arc<Vec<u8>>> {
+        match (&self.router, &self.cache) {
+            (Ok(r), Some(c)) => c.get(chunk, r),
+            (Ok(r), None) => r.fetch(chunk).map(Arc::new),
+            (Err(why), _) => Err(Error::invalid(format!("chunk {chunk}: {why}"))),
         }
     }
 
-    /// What was fetched so far (objects, bytes).
+    /// Make sure a chunk is in the cache without keeping it in memory; true when it had
+    /// to be fetched. Without a cache this is an error.
+    pub fn warm(&self, chunk: &ChunkRef) -> Result<bool> {
+        match (&self.router, &self.cache) {
+            (Ok(r), Some(c)) => c.warm(chunk, r),
+            (_, None) => Err(Error::invalid("no cache directory given (-c)")),
+            (Err(why), _) => Err(Error::invalid(format!("chunk {chunk}: {why}"))),
+        }
+    }
+
+    pub fn cache(&self) -> Option<&ChunkCache> {
+        self.cache.as_ref()
+    }
+
+    /// What was fetched from stores so far (objects, bytes).
     pub fn fetched(&self) -> (u64, u64) {
         match &self.router {
             Ok(r) => stats_pair(&r.stats),

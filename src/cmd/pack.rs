@@ -118,6 +118,8 @@ pub fn run(args: Args) -> Result<i32> {
         writer.add_route(&r)?;
     }
     let mut summary = pack_tree(&writer, src, &src_meta, &router, jobs, base.as_mut())?;
+    // Objects are synced once, here, before the flist that refers to them is published.
+    router.flush()?;
     writer.finish()?;
     tmp.commit()?;
     summary.seconds = started.elapsed().as_secs_f64();

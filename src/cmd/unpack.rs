@@ -33,9 +33,8 @@ pub struct Args {
     /// Flist to read.
     #[arg(short = 'm', long = "meta")]
     pub meta: PathBuf,
-    /// Chunk cache directory.
-    #[arg(short = 'c', long = "cache")]
-    pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub cache: super::CacheFlags,
     /// Store URL overriding the flist's routes (repeatable, `[xx-xx=]URL`).
     #[arg(short = 's', long = "store")]
     pub stores: Vec<String>,
@@ -63,8 +62,14 @@ pub struct Report {
 
 pub fn run(args: Args) -> Result<i32> {
     let started = Instant::now();
-    let fl = super::open_flist(&args.meta, args.cache.as_deref())?;
-    let chunks = Chunks::open(&*fl, &args.stores, args.cache.as_deref(), &args.store_flags)?;
+    let fl = super::open_flist(&args.meta, args.cache.cache.as_deref())?;
+    let chunks = Chunks::open(
+        &*fl,
+        &args.stores,
+        &args.cache,
+        args.jobs,
+        &args.store_flags,
+    )?;
     let sel = Selection::new(&*fl, &args.paths)?;
     std::fs::create_dir_all(&args.target)
         .with_ctx(|| format!("creating target {}", args.target.display()))?;

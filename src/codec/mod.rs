@@ -107,6 +107,16 @@ impl ChunkRef {
         }
     }
 
+    /// Decode a stored object whose bytes are not kept: the plaintext is checked against
+    /// the key (which proves it), the object is decrypted in place. Use [`Self::decode`]
+    /// when the stored object itself is kept or copied.
+    pub fn decode_plain(&self, stored: Vec<u8>) -> Result<Vec<u8>> {
+        match self.codec {
+            Codec::V2 => v2::decode_plain(self, stored),
+            Codec::Legacy => legacy::decode(self, &stored),
+        }
+    }
+
     /// True when `plain` hashes to this chunk's key (used to check cached plaintext).
     pub fn plaintext_matches(&self, plain: &[u8]) -> bool {
         match self.codec {

@@ -1,20 +1,30 @@
 //! The rfs v2 chunk pipeline, byte-compatible with rfs 2.x:
 //! KEY = BLAKE2b-256(P); CT = AES-256-GCM(KEY, nonce KEY[0..12], Snappy-raw(P));
-//! ID = BLAKE2b-256(CT). Decoding checks both hashes, not only the GCM tag, because
-//! anyone who knows P can re-encrypt different data under KEY.
+//! ID = BLAKE2b-256(CT). Decoding never trusts the GCM tag alone, because anyone who
+//! knows P can re-encrypt different data under KEY: the plaintext is always checked
+//! against KEY, and the object against ID when the object itself is kept ([`decode`]).
+//!
+//! Speed matters here (every byte packed or read cold goes through it twice):
+//! BLAKE2b comes from `blake2b_simd` (AVX2 when the CPU has it) and AES-256-GCM from
+//! `ring` (AES-NI/VAES and carry-less multiply assembly; already linked for TLS).
 
-use aes_gcm::aead::{Aead, AeadInPlace, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
-use blake2::digest::consts::U32;
-use blake2::{Blake2b, Digest};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 
 use super::{snappy_decompress, ChunkRef, MAX_OBJECT};
 use crate::error::{Error, Result};
 
-type Blake2b256 = Blake2b<U32>;
-
 pub fn blake2b_256(data: &[u8]) -> [u8; 32] {
-    Blake2b256::digest(data).into()
+    let h = blake2b_simd::Params::new().hash_length(32).hash(data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(h.as_bytes());
+    out
+}
+
+/// The AES-256-GCM key and nonce of a chunk: KEY and its first 12 bytes.
+fn cipher(key: &[u8]) -> Option<(LessSafeKey, Nonce)> {
+    let k = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).ok()?);
+    let n = Nonce::try_assume_unique_for_key(key.get(..12)?).ok()?;
+    Some((k, n))
 }
 
 pub(super) fn plain_key(plain: &[u8]) -> [u8; 32] {
@@ -62,12 +72,12 @@ impl Encoder {
             .snappy
             .compress(plain, &mut self.out)
             .map_err(|e| Error::invalid(format!("snappy compression failed: {e}")))?;
-        let cipher = Aes256Gcm::new_from_slice(&key)
-            .map_err(|_| Error::invalid("AES-256-GCM key of the wrong length"))?;
+        let (cipher, nonce) =
+            cipher(&key).ok_or_else(|| Error::invalid("AES-256-GCM key of the wrong length"))?;
         let tag = cipher
-            .encrypt_in_place_detached(Nonce::from_slice(&key[..12]), b"", &mut self.out[..n])
+            .seal_in_place_separate_tag(nonce, Aad::empty(), &mut self.out[..n])
             .map_err(|_| Error::invalid("AES-256-GCM encryption failed"))?;
-        self.out[n..n + TAG_LEN].copy_from_slice(&tag);
+        self.out[n..n + TAG_LEN].copy_from_slice(tag.as_ref());
         let stored = &self.out[..n + TAG_LEN];
         let id = blake2b_256(stored);
         Ok((ChunkRef::v2(id, key), stored))
@@ -77,32 +87,48 @@ impl Encoder {
 const TAG_LEN: usize = 16;
 
 pub(super) fn decode(chunk: &ChunkRef, stored: &[u8]) -> Result<Vec<u8>> {
-    if stored.len() > MAX_OBJECT {
-        return Err(Error::corrupt(format!(
-            "chunk {chunk}: stored object too large"
-        )));
-    }
+    check_size(chunk, stored)?;
     if blake2b_256(stored)[..] != *chunk.id() {
         return Err(Error::corrupt(format!(
             "chunk {chunk}: stored object does not hash to its id"
         )));
     }
-    let cipher = Aes256Gcm::new_from_slice(chunk.key())
-        .map_err(|_| Error::corrupt(format!("chunk {chunk}: bad key length")))?;
+    decode_plain(chunk, stored.to_vec())
+}
+
+/// Decode for a reader that keeps only the plaintext: decrypts in place (no copy) and
+/// checks the GCM tag and BLAKE2b(P) == KEY, but not BLAKE2b(CT) == ID. The key check
+/// alone proves the plaintext is the one the flist names (finding other data that hashes
+/// to KEY is a second preimage of BLAKE2b-256), so hashing the object a second time
+/// would only prove which bytes the store kept, which matters when the stored object
+/// itself is copied (`clone` uses [`decode`]).
+pub(super) fn decode_plain(chunk: &ChunkRef, mut stored: Vec<u8>) -> Result<Vec<u8>> {
+    check_size(chunk, &stored)?;
+    let (cipher, nonce) = cipher(chunk.key())
+        .ok_or_else(|| Error::corrupt(format!("chunk {chunk}: bad key length")))?;
     let compressed = cipher
-        .decrypt(Nonce::from_slice(&chunk.key()[..12]), stored)
+        .open_in_place(nonce, Aad::empty(), &mut stored)
         .map_err(|_| {
             Error::corrupt(format!(
                 "chunk {chunk}: decryption failed (wrong key or corrupt)"
             ))
         })?;
-    let plain = snappy_decompress(chunk, &compressed)?;
+    let plain = snappy_decompress(chunk, compressed)?;
     if blake2b_256(&plain)[..] != *chunk.key() {
         return Err(Error::corrupt(format!(
             "chunk {chunk}: plaintext does not hash to its key (re-encrypted data?)"
         )));
     }
     Ok(plain)
+}
+
+fn check_size(chunk: &ChunkRef, stored: &[u8]) -> Result<()> {
+    if stored.len() > MAX_OBJECT {
+        return Err(Error::corrupt(format!(
+            "chunk {chunk}: stored object too large"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -146,6 +172,8 @@ mod tests {
         ct[3] ^= 1;
         let err = chunk.decode(&ct).unwrap_err();
         assert!(err.msg.contains(&chunk.hex_id().to_string()), "{err}");
+        let err = chunk.decode_plain(ct).unwrap_err();
+        assert!(err.msg.contains(&chunk.hex_id().to_string()), "{err}");
     }
 
     #[test]
@@ -153,13 +181,18 @@ mod tests {
         // A store that knows P can encrypt other data under KEY: the GCM tag verifies,
         // the id check and the key check must not.
         let (chunk, _) = encode(b"genuine").unwrap();
-        let evil = snap::raw::Encoder::new().compress_vec(b"evil!!!").unwrap();
-        let cipher = Aes256Gcm::new_from_slice(chunk.key()).unwrap();
-        let ct = cipher
-            .encrypt(Nonce::from_slice(&chunk.key()[..12]), evil.as_slice())
+        let mut ct = snap::raw::Encoder::new().compress_vec(b"evil!!!").unwrap();
+        let (cipher, nonce) = cipher(chunk.key()).unwrap();
+        cipher
+            .seal_in_place_append_tag(nonce, Aad::empty(), &mut ct)
             .unwrap();
         let forged = ChunkRef::v2(blake2b_256(&ct), chunk.key().try_into().unwrap());
         let err = forged.decode(&ct).unwrap_err();
+        assert!(err.msg.contains("does not hash to its key"), "{err}");
+        let err = forged.decode_plain(ct.clone()).unwrap_err();
+        assert!(err.msg.contains("does not hash to its key"), "{err}");
+        // Under the genuine id too: the plaintext check alone refuses it.
+        let err = chunk.decode_plain(ct).unwrap_err();
         assert!(err.msg.contains("does not hash to its key"), "{err}");
     }
 }

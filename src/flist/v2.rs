@@ -10,9 +10,9 @@
 //!
 //! A `version` tag `zvfs-1` marks files written by zvfs. This module does not fetch data.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
@@ -83,6 +83,9 @@ pub struct V2Reader {
     select: String,
     zvfs_version: Option<u32>,
     pool: Mutex<Vec<Connection>>,
+    /// Extra paths per hardlinked content inode, loaded on first need (hardlinks are few;
+    /// this avoids one query per file when listing directories).
+    link_counts: OnceLock<HashMap<Ino, u32>>,
 }
 
 fn open_conn(path: &Path) -> Result<Connection> {
@@ -161,10 +164,20 @@ impl V2Reader {
                 )));
             }
         }
+        // An empty hardlink table is as good as none: no join, no link counting.
+        let has_rows = |t: &str| -> Result<bool> {
+            if !tables.contains(t) {
+                return Ok(false);
+            }
+            conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {t})"), [], |r| {
+                r.get(0)
+            })
+            .with_ctx(what)
+        };
         let ext = Extensions {
-            names: tables.contains("zvfs_name"),
+            names: has_rows("zvfs_name")?,
             xattrs: tables.contains("zvfs_xattr"),
-            hardlinks: tables.contains("zvfs_hardlink"),
+            hardlinks: has_rows("zvfs_hardlink")?,
             identity: tables.contains("zvfs_identity"),
         };
         let version: Option<String> = conn
@@ -205,6 +218,7 @@ impl V2Reader {
             select,
             zvfs_version,
             pool: Mutex::new(vec![conn]),
+            link_counts: OnceLock::new(),
         };
         // Fail now, with the file name, if the root is missing or the file is damaged.
         reader.get(super::ROOT_INO).with_ctx(what)?;
@@ -263,7 +277,22 @@ impl V2Reader {
     }
 
     /// Fill in `nlink` and check the type.
-    fn finish_entry(&self, conn: &Connection, mut e: Entry) -> Result<Entry> {
+    fn finish_entry(&self, conn: &Connection, e: Entry) -> Result<Entry> {
+        let subdirs = if e.is_dir() {
+            conn.prepare_cached(
+                "SELECT count(*) FROM inode WHERE parent = ?1 AND (mode & ?2) = ?3",
+            )?
+            .query_row(params![e.ino as i64, S_IFMT, S_IFDIR], |r| {
+                r.get::<_, i64>(0)
+            })?
+        } else {
+            0
+        };
+        self.finish_with(conn, e, subdirs as u32)
+    }
+
+    /// Fill in `nlink` given a directory's subdirectory count, and check the type.
+    fn finish_with(&self, conn: &Connection, mut e: Entry, subdirs: u32) -> Result<Entry> {
         if Kind::from_mode(e.mode).is_none() {
             return Err(Error::format(format!(
                 "entry {} has an unknown file type (mode {:o})",
@@ -271,20 +300,24 @@ impl V2Reader {
             )));
         }
         if e.is_dir() {
-            let subdirs: i64 = conn
-                .prepare_cached(
-                    "SELECT count(*) FROM inode WHERE parent = ?1 AND (mode & ?2) = ?3",
-                )?
-                .query_row(params![e.ino as i64, S_IFMT, S_IFDIR], |r| r.get(0))?;
-            e.nlink = 2 + subdirs as u32;
+            e.nlink = 2 + subdirs;
         } else if self.ext.hardlinks {
-            let primary = e.content_ino();
-            let links: i64 = conn
-                .prepare_cached("SELECT count(*) FROM zvfs_hardlink WHERE target = ?1")?
-                .query_row([primary as i64], |r| r.get(0))?;
-            e.nlink = 1 + links as u32;
+            let links = self.link_counts(conn)?;
+            e.nlink = 1 + links.get(&e.content_ino()).copied().unwrap_or(0);
         }
         Ok(e)
+    }
+
+    fn link_counts(&self, conn: &Connection) -> Result<&HashMap<Ino, u32>> {
+        if let Some(m) = self.link_counts.get() {
+            return Ok(m);
+        }
+        let mut st = conn.prepare("SELECT target, count(*) FROM zvfs_hardlink GROUP BY target")?;
+        let rows = st.query_map([], |r| {
+            Ok((r.get::<_, i64>(0)? as Ino, r.get::<_, i64>(1)? as u32))
+        })?;
+        let map = rows.collect::<std::result::Result<HashMap<_, _>, _>>()?;
+        Ok(self.link_counts.get_or_init(|| map))
     }
 
     /// The `version` tag's zvfs schema number, when written by zvfs.
@@ -360,7 +393,29 @@ impl Flist for V2Reader {
                 out.push(e);
             }
             drop(st);
-            out.into_iter().map(|e| self.finish_entry(c, e)).collect()
+            // Subdirectory counts of every child directory in one grouped query (not one
+            // query per child: listing a big directory stays one pass).
+            let mut subdirs: HashMap<Ino, u32> = HashMap::new();
+            if out.iter().any(|e| e.is_dir()) {
+                let mut st = c.prepare_cached(
+                    "SELECT g.parent, count(*) FROM inode g WHERE g.parent IN \
+                     (SELECT ino FROM inode WHERE parent = ?1 AND (mode & ?2) = ?3 AND ino != ?1) \
+                     AND (g.mode & ?2) = ?3 GROUP BY g.parent",
+                )?;
+                let rows = st.query_map(params![parent as i64, S_IFMT, S_IFDIR], |r| {
+                    Ok((r.get::<_, i64>(0)? as Ino, r.get::<_, i64>(1)? as u32))
+                })?;
+                for r in rows {
+                    let (p, n) = r?;
+                    subdirs.insert(p, n);
+                }
+            }
+            out.into_iter()
+                .map(|e| {
+                    let n = subdirs.get(&e.ino).copied().unwrap_or(0);
+                    self.finish_with(c, e, n)
+                })
+                .collect()
         })
     }
 

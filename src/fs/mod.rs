@@ -17,7 +17,7 @@ use std::ffi::OsStr;
 use std::num::NonZeroUsize;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -54,7 +54,7 @@ impl Default for FsConfig {
     fn default() -> Self {
         FsConfig {
             threads: 8,
-            readahead_chunks: 2,
+            readahead_chunks: 6,
         }
     }
 }
@@ -69,11 +69,13 @@ struct OpenFile {
     ahead: AtomicU64,
 }
 
-/// An open directory: its children, loaded once at opendir.
+/// An open directory. Its children are loaded by the first readdir, not at opendir: the
+/// kernel keeps listings in its cache (FOPEN_CACHE_DIR) and then opens directories
+/// without reading them again, so a warm tree walk costs no flist query per directory.
 struct OpenDir {
-    this: Entry,
-    parent: Entry,
-    children: Vec<Entry>,
+    this: Arc<Entry>,
+    parent: Arc<Entry>,
+    children: OnceLock<Vec<Entry>>,
 }
 
 /// State shared by the session thread and the workers.
@@ -81,7 +83,8 @@ struct Shared {
     flist: Box<dyn Flist>,
     cache: ChunkCache,
     router: Router,
-    totals: Totals,
+    /// Computed on the first statfs (a full scan of the flist), not at mount time.
+    totals: OnceLock<Totals>,
     entries: Mutex<LruCache<Ino, Arc<Entry>>>,
     contents: Mutex<HashMap<Ino, Weak<Vec<ChunkRef>>>>,
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
@@ -151,7 +154,71 @@ fn fail(what: &str, e: &Error) -> c_int {
     errno
 }
 
+/// Answer a readdir from `offset` with as many entries as fit.
+fn fill_dir(shared: &Shared, d: &OpenDir, offset: i64, mut reply: ReplyDirectory) {
+    let children = match shared.children(d) {
+        Ok(c) => c,
+        Err(e) => return reply.error(fail(&format!("readdir of inode {}", d.this.ino), &e)),
+    };
+    let mut i = offset.max(0) as usize;
+    loop {
+        let full = match i {
+            0 => reply.add(d.this.ino, 1, FileType::Directory, "."),
+            1 => reply.add(d.parent.ino, 2, FileType::Directory, ".."),
+            _ => match children.get(i - 2) {
+                Some(c) => reply.add(
+                    c.content_ino(),
+                    i as i64 + 1,
+                    file_type(c.kind()),
+                    OsStr::from_bytes(&c.name),
+                ),
+                None => break,
+            },
+        };
+        if full {
+            break;
+        }
+        i += 1;
+    }
+    reply.ok();
+}
+
+/// Answer a readdirplus (entries with their attributes) from `offset`.
+fn fill_dir_plus(shared: &Shared, d: &OpenDir, offset: i64, mut reply: ReplyDirectoryPlus) {
+    let children = match shared.children(d) {
+        Ok(c) => c,
+        Err(e) => return reply.error(fail(&format!("readdir of inode {}", d.this.ino), &e)),
+    };
+    let mut i = offset.max(0) as usize;
+    loop {
+        let full = match i {
+            0 => reply.add(d.this.ino, 1, ".", &TTL, &attr_of(&d.this), 0),
+            1 => reply.add(d.parent.ino, 2, "..", &TTL, &attr_of(&d.parent), 0),
+            _ => match children.get(i - 2) {
+                Some(c) => reply.add(
+                    c.content_ino(),
+                    i as i64 + 1,
+                    OsStr::from_bytes(&c.name),
+                    &TTL,
+                    &attr_of(c),
+                    0,
+                ),
+                None => break,
+            },
+        };
+        if full {
+            break;
+        }
+        i += 1;
+    }
+    reply.ok();
+}
+
 impl Shared {
+    fn open_dir_of(&self, fh: u64) -> Option<Arc<OpenDir>> {
+        self.dirs.lock().ok()?.get(&fh).cloned()
+    }
+
     fn entry(&self, ino: Ino) -> Result<Arc<Entry>> {
         if let Ok(mut c) = self.entries.lock() {
             if let Some(e) = c.get(&ino) {
@@ -225,17 +292,30 @@ impl Shared {
         } else {
             self.entry(this.parent)?
         };
-        let children = self.flist.children(ino)?;
         let fh = self.fh();
         let d = Arc::new(OpenDir {
-            this: (*this).clone(),
-            parent: (*parent).clone(),
-            children,
+            this,
+            parent,
+            children: OnceLock::new(),
         });
         if let Ok(mut m) = self.dirs.lock() {
             m.insert(fh, d);
         }
         Ok(fh)
+    }
+
+    /// A directory's children, loaded on first use.
+    fn children<'a>(&self, d: &'a OpenDir) -> Result<&'a [Entry]> {
+        if let Some(c) = d.children.get() {
+            return Ok(c);
+        }
+        let c = self.flist.children(d.this.ino)?;
+        Ok(d.children.get_or_init(|| c))
+    }
+
+    /// An entry from memory only (no flist query), for requests answered inline.
+    fn cached_entry(&self, ino: Ino) -> Option<Arc<Entry>> {
+        self.entries.lock().ok()?.get(&ino).cloned()
     }
 
     /// Read `size` bytes at `offset` (less at the end of the file).
@@ -270,7 +350,6 @@ impl ZvfsFs {
         router: Router,
         cfg: FsConfig,
     ) -> Result<ZvfsFs> {
-        let totals = flist.totals()?;
         let root = flist.get(ROOT_INO)?;
         if !root.is_dir() {
             return Err(Error::format("the flist's root is not a directory"));
@@ -279,7 +358,7 @@ impl ZvfsFs {
             flist,
             cache,
             router,
-            totals,
+            totals: OnceLock::new(),
             entries: Mutex::new(LruCache::new(
                 NonZeroUsize::new(ENTRY_CACHE).unwrap_or(NonZeroUsize::MIN),
             )),
@@ -467,12 +546,24 @@ impl Filesystem for ZvfsFs {
     }
 
     fn opendir(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {
+        let flags = consts::FOPEN_KEEP_CACHE | consts::FOPEN_CACHE_DIR;
         let shared = self.shared.clone();
-        self.work(move || match shared.open_dir(ino) {
-            Ok(fh) => reply.opened(fh, consts::FOPEN_KEEP_CACHE | consts::FOPEN_CACHE_DIR),
+        let open = move || match shared.open_dir(ino) {
+            Ok(fh) => reply.opened(fh, flags),
             Err(e) if e.kind == crate::error::ErrorKind::Invalid => reply.error(ENOTDIR),
             Err(e) => reply.error(fail(&format!("opendir of inode {ino}"), &e)),
-        });
+        };
+        // Entries in memory make opendir cheap: answer it here, without a worker hop.
+        let parent = self.shared.cached_entry(ino).map(|e| e.parent);
+        let cheap = match parent {
+            Some(p) => ino == ROOT_INO || p == 0 || self.shared.cached_entry(p).is_some(),
+            None => false,
+        };
+        if cheap {
+            open()
+        } else {
+            self.work(open)
+        }
     }
 
     fn readdir(
@@ -481,38 +572,16 @@ impl Filesystem for ZvfsFs {
         _ino: u64,
         fh: u64,
         offset: i64,
-        mut reply: ReplyDirectory,
+        reply: ReplyDirectory,
     ) {
-        let d = self
-            .shared
-            .dirs
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&fh).cloned());
-        let Some(d) = d else {
+        let Some(d) = self.shared.open_dir_of(fh) else {
             return reply.error(EBADF);
         };
-        let mut i = offset.max(0) as usize;
-        loop {
-            let full = match i {
-                0 => reply.add(d.this.ino, 1, FileType::Directory, "."),
-                1 => reply.add(d.parent.ino, 2, FileType::Directory, ".."),
-                _ => match d.children.get(i - 2) {
-                    Some(c) => reply.add(
-                        c.content_ino(),
-                        i as i64 + 1,
-                        file_type(c.kind()),
-                        OsStr::from_bytes(&c.name),
-                    ),
-                    None => break,
-                },
-            };
-            if full {
-                break;
-            }
-            i += 1;
+        if d.children.get().is_some() {
+            return fill_dir(&self.shared, &d, offset, reply);
         }
-        reply.ok();
+        let shared = self.shared.clone();
+        self.work(move || fill_dir(&shared, &d, offset, reply));
     }
 
     fn readdirplus(
@@ -521,40 +590,16 @@ impl Filesystem for ZvfsFs {
         _ino: u64,
         fh: u64,
         offset: i64,
-        mut reply: ReplyDirectoryPlus,
+        reply: ReplyDirectoryPlus,
     ) {
-        let d = self
-            .shared
-            .dirs
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&fh).cloned());
-        let Some(d) = d else {
+        let Some(d) = self.shared.open_dir_of(fh) else {
             return reply.error(EBADF);
         };
-        let mut i = offset.max(0) as usize;
-        loop {
-            let full = match i {
-                0 => reply.add(d.this.ino, 1, ".", &TTL, &attr_of(&d.this), 0),
-                1 => reply.add(d.parent.ino, 2, "..", &TTL, &attr_of(&d.parent), 0),
-                _ => match d.children.get(i - 2) {
-                    Some(c) => reply.add(
-                        c.content_ino(),
-                        i as i64 + 1,
-                        OsStr::from_bytes(&c.name),
-                        &TTL,
-                        &attr_of(c),
-                        0,
-                    ),
-                    None => break,
-                },
-            };
-            if full {
-                break;
-            }
-            i += 1;
+        if d.children.get().is_some() {
+            return fill_dir_plus(&self.shared, &d, offset, reply);
         }
-        reply.ok();
+        let shared = self.shared.clone();
+        self.work(move || fill_dir_plus(&shared, &d, offset, reply));
     }
 
     fn releasedir(
@@ -572,18 +617,27 @@ impl Filesystem for ZvfsFs {
     }
 
     fn statfs(&mut self, _req: &Request<'_>, _ino: u64, reply: ReplyStatfs) {
-        let t = &self.shared.totals;
-        let bsize = 4096u64;
-        reply.statfs(
-            t.bytes.div_ceil(bsize),
-            0,
-            0,
-            t.entries,
-            0,
-            bsize as u32,
-            255,
-            bsize as u32,
-        );
+        let shared = self.shared.clone();
+        self.work(move || {
+            let t = match shared.totals.get() {
+                Some(t) => t,
+                None => match shared.flist.totals() {
+                    Ok(t) => shared.totals.get_or_init(|| t),
+                    Err(e) => return reply.error(fail("statfs", &e)),
+                },
+            };
+            let bsize = 4096u64;
+            reply.statfs(
+                t.bytes.div_ceil(bsize),
+                0,
+                0,
+                t.entries,
+                0,
+                bsize as u32,
+                255,
+                bsize as u32,
+            );
+        });
     }
 
     fn getxattr(

@@ -1,9 +1,15 @@
 //! `dir://` store: objects at `<root>/<hh>/<hex id>`, with the older flat `<root>/<hex id>`
 //! tried on read. Writes go through a temporary file and a rename, so a crash never leaves
-//! a partial object; existing objects are not rewritten.
+//! a partial object under its name; existing objects of the right length are not
+//! rewritten (a shorter one, left by a crash before it reached the disk, is replaced).
+//! Writes are not synced one by one: [`Store::flush`] syncs the filesystem holding the
+//! store once (writers call it before publishing anything that refers to the objects,
+//! e.g. before an flist is renamed into place), and dropping a store that wrote anything
+//! flushes it too.
 
 use std::io::{ErrorKind as IoKind, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::Store;
 use crate::codec::hex_bytes;
@@ -12,6 +18,8 @@ use crate::error::{Context, Error, Result};
 pub struct DirStore {
     root: PathBuf,
     url: String,
+    /// Objects were written since the last flush.
+    dirty: AtomicBool,
 }
 
 impl DirStore {
@@ -25,6 +33,7 @@ impl DirStore {
         Ok(DirStore {
             root: PathBuf::from(path),
             url: url.to_string(),
+            dirty: AtomicBool::new(false),
         })
     }
 
@@ -62,7 +71,8 @@ impl Store for DirStore {
 
     fn set(&self, id: &[u8], data: &[u8]) -> Result<()> {
         let path = self.nested(id);
-        if path.exists() {
+        // Content-addressed: an object of the right length under this id is this object.
+        if matches!(std::fs::metadata(&path), Ok(m) if m.len() == data.len() as u64) {
             return Ok(());
         }
         let dir = path.parent().unwrap_or(&self.root);
@@ -71,9 +81,9 @@ impl Store for DirStore {
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(data)?;
-            f.sync_data()?;
             std::fs::rename(&tmp, &path)
         };
+        self.dirty.store(true, Ordering::SeqCst);
         if let Err(e) = write() {
             let _ = std::fs::remove_file(&tmp);
             return Err(Error::from(e).context(format!("writing {}", path.display())));
@@ -81,8 +91,30 @@ impl Store for DirStore {
         Ok(())
     }
 
+    /// One `syncfs` of the filesystem holding the store, when anything was written.
+    fn flush(&self) -> Result<()> {
+        if !self.dirty.swap(false, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let what = || format!("syncing store {}", self.root.display());
+        let dir = std::fs::File::open(&self.root).with_ctx(what)?;
+        if let Err(e) = rustix::fs::syncfs(&dir) {
+            self.dirty.store(true, Ordering::SeqCst);
+            return Err(Error::io(e.to_string()).context(what()));
+        }
+        Ok(())
+    }
+
     fn name(&self) -> &str {
         &self.url
+    }
+}
+
+impl Drop for DirStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            log::error!("{e}");
+        }
     }
 }
 
@@ -102,6 +134,11 @@ mod tests {
         // existing objects are not rewritten
         s.set(&id, b"y").unwrap();
         assert_eq!(s.get(&id).unwrap().unwrap(), b"x");
+        // a truncated object (a crash before it reached the disk) is replaced
+        std::fs::write(d.path().join("ab").join(hex::encode(id)), b"").unwrap();
+        s.set(&id, b"x").unwrap();
+        assert_eq!(s.get(&id).unwrap().unwrap(), b"x");
+        s.flush().unwrap();
         let id2 = [0x01u8; 32];
         std::fs::write(d.path().join(hex::encode(id2)), b"flat").unwrap();
         assert_eq!(s.get(&id2).unwrap().unwrap(), b"flat");

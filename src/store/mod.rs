@@ -55,8 +55,13 @@ pub trait Store: Send + Sync {
         let _ = deadline;
         self.exists(id)
     }
-    /// Store `data` under `id`; an existing object is left as it is.
+    /// Store `data` under `id`; an existing object is left as it is. The object may not
+    /// be durable before [`Store::flush`].
     fn set(&self, id: &[u8], data: &[u8]) -> Result<()>;
+    /// Make every object set so far durable (stores that write synchronously: nothing).
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
     /// The URL with credentials removed, for messages and logs.
     fn name(&self) -> &str;
 }

@@ -128,20 +128,21 @@ impl Router {
 
     /// Fetch a chunk and return its verified plaintext, trying replicas in turn.
     pub fn fetch(&self, chunk: &ChunkRef) -> Result<Vec<u8>> {
-        self.fetch_verified(chunk).map(|(_, plain)| plain)
+        self.fetch_verified(chunk, false).map(|(_, plain)| plain)
     }
 
     /// Fetch a chunk and return the stored object as the store holds it, after checking
     /// that it decodes to the right plaintext (for `clone`).
     pub fn fetch_stored(&self, chunk: &ChunkRef) -> Result<Vec<u8>> {
-        self.fetch_verified(chunk).map(|(stored, _)| stored)
+        self.fetch_verified(chunk, true).map(|(stored, _)| stored)
     }
 
     /// Try the routed stores for `chunk`: healthy ones first in route order, then those
     /// cooling down after a recent failure (so a dead replica costs one attempt per
     /// cool-down, not one per chunk). Each attempt is bounded by an equal share of the time
-    /// left before the per-chunk deadline. Returns (stored object, plaintext).
-    fn fetch_verified(&self, chunk: &ChunkRef) -> Result<(Vec<u8>, Vec<u8>)> {
+    /// left before the per-chunk deadline. Returns (stored object, plaintext); the stored
+    /// object only with `keep_stored` (otherwise it is decrypted in place and dropped).
+    fn fetch_verified(&self, chunk: &ChunkRef, keep_stored: bool) -> Result<(Vec<u8>, Vec<u8>)> {
         let started = Instant::now();
         let deadline = started + self.cfg.deadline;
         let candidates: Vec<&Routed> = self.matching(chunk.id()).collect();
@@ -179,8 +180,13 @@ impl Router {
                         .bytes_fetched
                         .fetch_add(stored.len() as u64, Ordering::Relaxed);
                     self.mark(r, false);
-                    match chunk.decode(&stored) {
-                        Ok(plain) => return Ok((stored, plain)),
+                    let decoded = if keep_stored {
+                        chunk.decode(&stored).map(|p| (stored, p))
+                    } else {
+                        chunk.decode_plain(stored).map(|p| (Vec::new(), p))
+                    };
+                    match decoded {
+                        Ok(pair) => return Ok(pair),
                         Err(e) => {
                             log::warn!("{} served a bad object: {e}", r.store.name());
                             corrupt = true;
@@ -249,6 +255,17 @@ impl Router {
                 "chunk {}: no store is routed for its first byte",
                 crate::codec::hex_bytes(id)
             )));
+        }
+        Ok(())
+    }
+
+    /// Make every object put so far durable in every store (call before publishing an
+    /// flist that refers to them).
+    pub fn flush(&self) -> Result<()> {
+        for r in &self.routes {
+            r.store
+                .flush()
+                .map_err(|e| e.context(format!("flushing {}", r.store.name())))?;
         }
         Ok(())
     }
