@@ -9,7 +9,7 @@
 //! 2 error.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
@@ -48,9 +48,9 @@ pub struct Args {
     /// Store for B's chunks instead of its routes (repeatable), like `--store-a`.
     #[arg(long = "store-b", value_name = "URL")]
     pub store_b: Vec<String>,
-    /// Chunk cache directory (for fetched content).
-    #[arg(short = 'c', long = "cache")]
-    pub cache: Option<PathBuf>,
+    /// Chunk cache for fetched content.
+    #[command(flatten)]
+    pub cache: super::CacheFlags,
     #[command(flatten)]
     pub store_flags: StoreFlags,
 }
@@ -82,7 +82,7 @@ fn run_inner(args: &Args) -> Result<i32> {
     let opts = Options { mtime: args.mtime };
     let mut fetch = Fetch::new(
         [&args.store_a, &args.store_b],
-        args.cache.as_deref(),
+        &args.cache,
         &args.store_flags,
     );
     let mut changes = Vec::new();
@@ -361,7 +361,7 @@ fn same_content(
 /// what was fetched.
 pub struct Fetch<'a> {
     overrides: [&'a [String]; 2],
-    cache: Option<&'a Path>,
+    cache: &'a super::CacheFlags,
     flags: &'a StoreFlags,
     chunks: [Option<Chunks>; 2],
     /// Files whose content was fetched (one per side and file).
@@ -374,7 +374,7 @@ pub struct Fetch<'a> {
 impl<'a> Fetch<'a> {
     pub fn new(
         overrides: [&'a [String]; 2],
-        cache: Option<&'a Path>,
+        cache: &'a super::CacheFlags,
         flags: &'a StoreFlags,
     ) -> Fetch<'a> {
         Fetch {
@@ -392,7 +392,7 @@ impl<'a> Fetch<'a> {
     fn checksum(&mut self, side: usize, fl: &dyn Flist, e: &Entry) -> Result<[u8; 32]> {
         let which = if side == 0 { "A" } else { "B" };
         if self.chunks[side].is_none() {
-            let c = Chunks::open(fl, self.overrides[side], self.cache, self.flags)
+            let c = Chunks::open(fl, self.overrides[side], self.cache, 1, self.flags)
                 .with_ctx(|| format!("stores of flist {which}"))?;
             self.chunks[side] = Some(c);
         }
