@@ -72,13 +72,18 @@ pub fn unmount_path(target: &Path) -> Result<()> {
     }
 }
 
-/// A mountpoint whose FUSE daemon died answers ENOTCONN: detach it so it can be reused.
+/// A mountpoint whose FUSE daemon died answers ENOTCONN (ECONNABORTED for a request that
+/// was in flight when the connection went): detach it so it can be reused.
 pub fn clear_stale(target: &Path) -> Result<()> {
+    let dead =
+        |errno: Option<i32>| matches!(errno, Some(libc::ENOTCONN) | Some(libc::ECONNABORTED));
     // stat may be answered from cached attributes; statfs always asks the daemon.
     let stale = std::fs::metadata(target)
         .err()
-        .is_some_and(|e| e.raw_os_error() == Some(libc::ENOTCONN))
-        || rustix::fs::statfs(target).err() == Some(rustix::io::Errno::NOTCONN);
+        .is_some_and(|e| dead(e.raw_os_error()))
+        || rustix::fs::statfs(target)
+            .err()
+            .is_some_and(|e| dead(Some(e.raw_os_error())));
     if stale {
         log::warn!(
             "{}: stale FUSE mount (its daemon is gone); detaching it",
