@@ -67,7 +67,7 @@ pub struct Args {
     #[arg(short = 't', long = "threads", default_value_t = 8)]
     pub threads: usize,
     /// Chunks fetched ahead of sequential readers (cached ones are paged in ahead).
-    #[arg(long = "readahead", default_value_t = 6)]
+    #[arg(long = "readahead", default_value_t = 2)]
     pub readahead: usize,
     /// Writable: the flist is mounted on UPPER/ro and an overlay with upperdir UPPER/rw
     /// and workdir UPPER/wd on the target; writes land in UPPER/rw.
