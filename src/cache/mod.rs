@@ -388,11 +388,6 @@ impl ChunkCache {
             return;
         }
         let len = plain.len() as u64;
-        if let Err(e) = self.quota.reserve(len) {
-            self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
-            log::warn!("cache: not caching chunk {chunk}: {e}");
-            return;
-        }
         let Some(leaf) = path.parent() else { return };
         let tmp = leaf.join(format!(
             "{}{}.{}",
@@ -400,11 +395,32 @@ impl ChunkCache {
             std::process::id(),
             chunk.hex_id()
         ));
-        let write = || -> std::io::Result<()> {
+        // The temporary file gets its full length before the space is reserved, so a scan
+        // by any process sharing the cache (which recomputes usage from the files present)
+        // counts this chunk while it is being written: reserved space is never lost.
+        let create = || -> std::io::Result<File> {
             std::fs::create_dir_all(leaf)?;
-            let mut f = File::create(&tmp)?;
-            f.write_all(plain)?;
-            drop(f);
+            let f = File::create(&tmp)?;
+            f.set_len(len)?;
+            Ok(f)
+        };
+        let mut file = match create() {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                log::warn!("cache: not caching chunk {chunk}: {}: {e}", tmp.display());
+                return;
+            }
+        };
+        if let Err(e) = self.quota.reserve(len) {
+            let _ = std::fs::remove_file(&tmp);
+            self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+            log::warn!("cache: not caching chunk {chunk}: {e}");
+            return;
+        }
+        let mut write = || -> std::io::Result<()> {
+            file.write_all(plain)?;
             std::fs::rename(&tmp, &path)
         };
         match write() {
