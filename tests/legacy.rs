@@ -707,3 +707,353 @@ fn legacy_flist_mounts_like_tree_tar_and_corruption_is_eio() {
         want[&b"notes.txt"[..]].data
     );
 }
+
+// ------------------------------------------------- every command on a legacy flist
+
+/// Run zvfs: (exit code, stdout, stderr).
+fn run(args: &[&str]) -> (i32, String, String) {
+    let o = zvfs(args);
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `zvfs convert` of the fixture into `dir/sample.fl` with its chunks in `dir/v2store`.
+fn convert_fixture(dir: &Path, chunks: &Path) -> PathBuf {
+    let out = dir.join("sample.fl");
+    let (code, o, e) = run(&[
+        "convert",
+        "-m",
+        s(&legacy_fixture("sample.flist")),
+        "-o",
+        s(&out),
+        "-s",
+        &dir_url(&dir.join("v2store")),
+        "--from-store",
+        &dir_url(chunks),
+    ]);
+    assert_eq!(code, 0, "{o}\n{e}");
+    out
+}
+
+/// `zvfs pack` of a directory into `dir/<name>.fl` (chunks in `dir/packstore`).
+fn pack(dir: &Path, tree: &Path, name: &str) -> PathBuf {
+    let out = dir.join(format!("{name}.fl"));
+    let (code, o, e) = run(&[
+        "pack",
+        "-m",
+        s(&out),
+        "-s",
+        &dir_url(&dir.join("packstore")),
+        s(tree),
+    ]);
+    assert_eq!(code, 0, "{o}\n{e}");
+    out
+}
+
+/// Issue 10: `convert` then unpack of the new `.fl` equals the tree, and `diff` of the two
+/// flists reports no content difference. The legacy side has no checksums and other chunk
+/// keys, so diff fetches its files (12: every non-empty one) from `--store-a` and hashes
+/// them; the converted side records checksums and is not fetched.
+#[test]
+fn convert_then_diff_reports_no_difference_and_unpack_equals_the_tree() {
+    let d = tempfile::tempdir().unwrap();
+    let want = tree_tar(d.path());
+    let chunks = copy_chunks(d.path());
+    let new = convert_fixture(d.path(), &chunks);
+    let legacy = legacy_fixture("sample.flist");
+
+    let target = d.path().join("unpacked");
+    let (code, o, e) = run(&["unpack", "-p", "-m", s(&new), s(&target)]);
+    assert_eq!(code, 0, "{o}\n{e}");
+    assert_same_tree(&disk_tree(&target), &want);
+
+    let store_a = dir_url(&chunks);
+    for extra in [&[][..], &["--mtime"][..]] {
+        let mut args = vec!["diff", s(&legacy), s(&new), "--store-a", &store_a];
+        args.extend_from_slice(extra);
+        let (code, out, err) = run(&args);
+        assert_eq!((code, out.as_str()), (0, ""), "{args:?}: {err}");
+        assert!(
+            err.contains("fetched 12 files (17 chunks, 3824449 bytes)"),
+            "{err}"
+        );
+    }
+    // Either order: the legacy side is B now.
+    let (code, out, err) = run(&["diff", s(&new), s(&legacy), "--store-b", &store_a]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    assert!(err.contains("fetched 12 files"), "{err}");
+    // Flists of one generation never fetch: no store given, none reachable, nothing said.
+    assert_eq!(
+        run(&["diff", s(&new), s(&new)]),
+        (0, String::new(), String::new())
+    );
+    assert_eq!(
+        run(&["diff", s(&legacy), s(&legacy)]),
+        (0, String::new(), String::new())
+    );
+    // Without a store for the legacy side its own backend (long gone) is tried: exit 2
+    // with the chunk and the store named.
+    let (code, out, err) = run(&[
+        "diff",
+        "--connect-timeout",
+        "1",
+        "--deadline",
+        "3",
+        s(&legacy),
+        s(&new),
+    ]);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(err.contains("zdb://127.0.0.1:59429"), "{err}");
+    assert!(
+        err.contains("chunk ") && err.contains("flist A"),
+        "no chunk named: {err}"
+    );
+    // A missing chunk in the given store: also exit 2, naming the chunk.
+    std::fs::remove_file(chunks.join("a5147f6e7cac3a7076f942cb5e00d896")).unwrap();
+    let (code, _, err) = run(&["diff", s(&legacy), s(&new), "--store-a", &store_a]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("/hello.txt") && err.contains("a5147f6e7cac3a7076f942cb5e00d896"),
+        "{err}"
+    );
+}
+
+/// The legacy fixture against a `zvfs pack` of its tree.tar extracted with `tar -xp
+/// --numeric-owner` (modes, owners and mtimes restored): no difference at all but the
+/// root's mtime, which zflist records as 0 (`--mtime` only). A file changed in the packed
+/// tree is reported as `M content` for exactly that path: a same-size change is found by
+/// fetching, a size change without fetching that file.
+#[test]
+fn diff_legacy_against_a_pack_of_its_tree() {
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("tree");
+    untar(&legacy_fixture("tree.tar"), &tree);
+    let chunks = copy_chunks(d.path());
+    let legacy = legacy_fixture("sample.flist");
+    let store_a = dir_url(&chunks);
+    let packed = pack(d.path(), &tree, "same");
+    let (code, out, err) = run(&["diff", s(&legacy), s(&packed), "--store-a", &store_a]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    assert!(err.contains("fetched 12 files"), "{err}");
+    let (code, out, _) = run(&[
+        "diff",
+        "--mtime",
+        s(&legacy),
+        s(&packed),
+        "--store-a",
+        &store_a,
+    ]);
+    assert_eq!((code, out.as_str()), (1, "M mtime /\n"));
+
+    // Same size, other bytes; and another file one byte longer.
+    std::fs::write(tree.join("hello.txt"), b"hello World\n").unwrap();
+    let mut notes = std::fs::read(tree.join("notes.txt")).unwrap();
+    notes.push(b'!');
+    std::fs::write(tree.join("notes.txt"), notes).unwrap();
+    let changed = pack(d.path(), &tree, "changed");
+    let (code, out, err) = run(&["diff", s(&legacy), s(&changed), "--store-a", &store_a]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert_eq!(out, "M content /hello.txt\nM content /notes.txt\n", "{err}");
+    // notes.txt was decided by its size: only the 11 other files were fetched.
+    assert!(err.contains("fetched 11 files"), "{err}");
+}
+
+/// Unpack of the legacy flist is byte-exact against tree.tar: contents, modes, owners
+/// (`-p`), mtimes (but the root's, recorded as 0), symlinks, the fifo.
+#[test]
+fn unpack_legacy_equals_tree_tar() {
+    let d = tempfile::tempdir().unwrap();
+    let want = tree_tar(d.path());
+    let chunks = copy_chunks(d.path());
+    let target = d.path().join("out");
+    let (code, o, e) = run(&[
+        "unpack",
+        "-p",
+        "-m",
+        s(&legacy_fixture("sample.flist")),
+        "-s",
+        &dir_url(&chunks),
+        s(&target),
+    ]);
+    assert_eq!(code, 0, "{o}\n{e}");
+    let got = disk_tree(&target);
+    assert_same_tree(&got, &want);
+    assert_eq!(got[&b"link-relative"[..]].data, b"hello.txt");
+    assert_eq!(got[&b"fifo0"[..]].kind, "fifo");
+    assert_eq!(got[&b"random-1300000.bin"[..]].data.len(), 1_300_000);
+}
+
+/// verify (presence) and `verify --deep` (fetched and checked) pass on the fixture's
+/// chunks, and find a deleted chunk (naming it and its file) and a corrupted one.
+#[test]
+fn verify_legacy_finds_missing_and_corrupt_chunks() {
+    let d = tempfile::tempdir().unwrap();
+    let chunks = copy_chunks(d.path());
+    let fl = legacy_fixture("sample.flist");
+    let store = dir_url(&chunks);
+    for deep in [false, true] {
+        let mut args = vec!["verify", "-m", s(&fl), "-s", &store];
+        if deep {
+            args.push("--deep");
+        }
+        let (code, out, err) = run(&args);
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert!(
+            format!("{out}{err}").contains("17 ok, 0 missing"),
+            "{out}{err}"
+        );
+    }
+    let hello = "a5147f6e7cac3a7076f942cb5e00d896";
+    std::fs::remove_file(chunks.join(hello)).unwrap();
+    for deep in [false, true] {
+        let mut args = vec!["verify", "-m", s(&fl), "-s", &store];
+        if deep {
+            args.push("--deep");
+        }
+        let (code, out, err) = run(&args);
+        let all = format!("{out}{err}");
+        assert_ne!(code, 0, "{all}");
+        assert!(all.contains("16 ok, 1 missing"), "{all}");
+        assert!(all.contains(hello) && all.contains("hello.txt"), "{all}");
+    }
+    // A flipped bit: present, so only --deep finds it.
+    let notes = "b5c8c8e53f75db1d4eebe501532b0a2a";
+    let p = chunks.join(notes);
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[5] ^= 0x10;
+    std::fs::write(&p, bytes).unwrap();
+    let (code, out, err) = run(&["verify", "--deep", "-m", s(&fl), "-s", &store]);
+    let all = format!("{out}{err}");
+    assert_ne!(code, 0);
+    assert!(all.contains("1 missing, 1 corrupt"), "{all}");
+}
+
+/// inspect, ls, stat and cat on the legacy fixture.
+#[test]
+fn inspect_ls_stat_cat_on_legacy() {
+    let d = tempfile::tempdir().unwrap();
+    let want = tree_tar(d.path());
+    let chunks = copy_chunks(d.path());
+    let fl = legacy_fixture("sample.flist");
+    let fl = s(&fl);
+    let (code, out, err) = run(&["inspect", "-m", fl]);
+    assert_eq!(code, 0, "{err}");
+    for line in [
+        "format: legacy",
+        "entries: 23",
+        "file: 13",
+        "dir: 6",
+        "symlink: 3",
+        "fifo: 1",
+        "bytes: 3824449",
+        "chunks: 17",
+        "00-ff zdb://127.0.0.1:59429",
+    ] {
+        assert!(out.lines().any(|l| l.trim() == line), "{line:?} in\n{out}");
+    }
+    let (code, out, _) = run(&["ls", "-m", fl, "/private"]);
+    assert_eq!((code, out.as_str()), (0, "a\nlink-up\n"));
+    let (code, out, _) = run(&["ls", "-m", fl]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 15, "{out}");
+    assert!(out.lines().any(|l| l == "café-ünïcødé-日本.txt"), "{out}");
+    let stat = |p: &str| {
+        let (code, out, err) = run(&["stat", "-m", fl, p]);
+        assert_eq!(code, 0, "{p}: {err}");
+        out
+    };
+    let o = stat("/suid-bin");
+    assert!(o.contains("mode: 104755"), "{o}");
+    let o = stat("/owned/user-file.txt");
+    assert!(o.contains("uid: 1000") && o.contains("gid: 2000"), "{o}");
+    assert!(o.contains("size: 19"), "{o}");
+    let o = stat("/fifo0");
+    assert!(o.contains("type: fifo"), "{o}");
+    let o = stat("/private");
+    assert!(o.contains("type: dir") && o.contains("mode: 40700"), "{o}");
+    let o = stat("/link-absolute");
+    assert!(o.contains("type: symlink"), "{o}");
+    let (code, _, err) = run(&["stat", "-m", fl, "/nope"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("nope"), "{err}");
+    let store = dir_url(&chunks);
+    for path in ["hello.txt", "random-1300000.bin", "private/a/b/c/deep.txt"] {
+        let o = zvfs(&["cat", "-m", fl, "-s", &store, &format!("/{path}")]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(o.stdout == want[path.as_bytes()].data, "cat /{path}");
+    }
+}
+
+/// Editing tags or routes of a legacy flist is refused with a clear error; the file and
+/// its directory are left as they were.
+#[test]
+fn config_edit_of_legacy_is_refused_clearly() {
+    let d = tempfile::tempdir().unwrap();
+    let fl = d.path().join("s.flist");
+    std::fs::copy(legacy_fixture("sample.flist"), &fl).unwrap();
+    let mut perm = std::fs::metadata(&fl).unwrap().permissions();
+    perm.set_mode(0o644);
+    std::fs::set_permissions(&fl, perm).unwrap();
+    let before = std::fs::read(&fl).unwrap();
+    for args in [
+        vec!["config", "-m", s(&fl), "tag", "add", "--tag", "a=b"],
+        vec!["config", "-m", s(&fl), "store", "add", "-s", "dir:///tmp/x"],
+    ] {
+        let (code, _, err) = run(&args);
+        assert_ne!(code, 0, "{args:?}");
+        assert!(
+            err.contains("legacy flists are read-only; use zvfs convert"),
+            "{err}"
+        );
+        assert!(!err.contains("not a database"), "{err}");
+    }
+    assert_eq!(std::fs::read(&fl).unwrap(), before);
+    assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    // Listing works.
+    let (code, out, _) = run(&["config", "-m", s(&fl), "store", "list"]);
+    assert_eq!((code, out.as_str()), (0, "00-ff=zdb://127.0.0.1:59429\n"));
+}
+
+/// dedup on legacy flists: grouped by size then chunk keys among legacy inputs; with other
+/// generations the report says what it does not match.
+#[test]
+fn dedup_on_legacy_flists() {
+    let d = tempfile::tempdir().unwrap();
+    let chunks = copy_chunks(d.path());
+    let legacy = legacy_fixture("sample.flist");
+    let (code, out, err) = run(&["dedup", s(&legacy)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("files: 13 contents, 3824449 bytes"), "{out}");
+    assert!(out.contains("file-level dedup: 0 groups"), "{out}");
+    assert!(out.contains("17 chunk references"), "{out}");
+    assert!(!out.contains("note:"), "{out}");
+    // A copy of the flist: each of its 12 non-empty files forms a group with itself.
+    let copy = d.path().join("copy.flist");
+    std::fs::copy(&legacy, &copy).unwrap();
+    let (code, out, _) = run(&["dedup", "--json", s(&legacy), s(&copy)]);
+    assert_eq!(code, 0);
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["groups"].as_array().unwrap().len(), 12, "{out}");
+    assert_eq!(r["file_level_saves"], 3824449);
+    assert_eq!(r["chunk_level"]["unique"], 17);
+    assert!(r.get("notes").is_none());
+    let big = r["groups"][0].clone();
+    assert_eq!(big["size"], 2000000);
+    assert_eq!(big["files"][0]["path"], "/compressible-2000000.txt");
+    // With its converted v2 flist: not matched across generations, and said so.
+    let new = convert_fixture(d.path(), &chunks);
+    let (code, out, _) = run(&["dedup", s(&legacy), s(&new)]);
+    assert_eq!(code, 0);
+    assert!(out.contains("file-level dedup: 0 groups"), "{out}");
+    assert!(
+        out.contains("note: legacy flists are compared among themselves only"),
+        "{out}"
+    );
+}

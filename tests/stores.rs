@@ -7,13 +7,13 @@ mod common;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use std::time::{Duration, Instant};
 
-use common::{dir_url, zvfs, zvfs_ok};
+use common::{dir_url, free_port, http_server, redis_server, wait_for, zvfs, zvfs_ok, Server};
 use zvfs::codec::{self, ChunkRef, CHUNK_SIZE};
 use zvfs::flist::v2::{NewEntry, V2Writer};
 use zvfs::flist::{self, Kind, Route};
@@ -21,95 +21,6 @@ use zvfs::store::router::Router;
 use zvfs::store::{self, StoreConfig};
 
 // ---------------------------------------------------------------- servers and guards
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !ready() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "{what} did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A child process killed (and reaped) on drop.
-struct Server {
-    child: Child,
-    port: u16,
-    socket: Option<PathBuf>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn redis_server(unix: bool) -> Server {
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("redis.sock");
-    let mut cmd = Command::new("redis-server");
-    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if unix {
-        cmd.arg("--unixsocket").arg(&sock);
-    }
-    let child = cmd.spawn().expect("starting redis-server");
-    let server = Server {
-        child,
-        port,
-        socket: unix.then(|| sock.clone()),
-        _dir: Some(dir),
-    };
-    wait_for("redis-server", || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok() && (!unix || sock.exists())
-    });
-    server
-}
-
-fn http_server(root: &Path) -> Server {
-    let port = free_port();
-    let child = Command::new("python3")
-        .args([
-            "-m",
-            "http.server",
-            "--bind",
-            "127.0.0.1",
-            &port.to_string(),
-        ])
-        .arg("--directory")
-        .arg(root)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting python3 -m http.server");
-    let server = Server {
-        child,
-        port,
-        socket: None,
-        _dir: None,
-    };
-    wait_for("http.server", || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    server
-}
 
 /// What a [`Listener`] does with a connection.
 #[derive(Clone, Copy)]

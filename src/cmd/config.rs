@@ -84,8 +84,10 @@ pub fn route_spec(r: &Route) -> String {
 }
 
 /// Edit an flist atomically: copy it next to itself, run `edit` on the copy, sync it and
-/// rename it over the original. On any error the original is left untouched.
+/// rename it over the original. On any error the original is left untouched. Legacy
+/// flists are refused: they are read-only here (`zvfs convert` makes a v2 `.fl`).
 pub fn edit_flist(path: &Path, edit: impl FnOnce(&V2Editor) -> Result<()>) -> Result<()> {
+    refuse_legacy(path)?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -119,6 +121,24 @@ pub fn edit_flist(path: &Path, edit: impl FnOnce(&V2Editor) -> Result<()>) -> Re
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// A clear error for a legacy flist, instead of what SQLite says about a gzip file.
+fn refuse_legacy(path: &Path) -> Result<()> {
+    use std::io::Read;
+    let mut magic = [0u8; 2];
+    let mut f =
+        std::fs::File::open(path).with_ctx(|| format!("opening flist {}", path.display()))?;
+    let n = f
+        .read(&mut magic)
+        .with_ctx(|| format!("reading {}", path.display()))?;
+    if flist::legacy::is_gzip(&magic[..n]) {
+        return Err(Error::invalid(format!(
+            "{}: legacy flists are read-only; use zvfs convert to make a v2 .fl first",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Parse `-s` arguments into routes as they should be written into an flist.

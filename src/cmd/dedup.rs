@@ -3,6 +3,9 @@
 //! grouped by size, then partial checksum, then full checksum (or, for flists without
 //! identity, by chunk-key sequence). On directories only files whose size and partial
 //! checksum collide with another file are read whole. Metadata only: no chunk is fetched.
+//! Legacy `.flist` inputs are grouped among themselves by size then chunk-key sequence;
+//! they carry no checksums and other chunk keys, so their contents are not matched with
+//! other generations (v2 flists, directories), and the report says so.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -53,6 +56,8 @@ struct Counters {
     files_sampled: u64,
     /// Local files read whole (full checksum and chunk keys).
     files_read_whole: u64,
+    /// Legacy (`.flist`) inputs among the flists.
+    legacy_flists: usize,
 }
 
 #[derive(Serialize)]
@@ -90,7 +95,14 @@ struct Report {
     duplicate_copies: u64,
     file_level_saves: u64,
     chunk_level: ChunkFigures,
+    /// Limits of the figures above, if any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    notes: Vec<String>,
 }
+
+const CROSS_GENERATION: &str = "legacy flists are compared among themselves only: their contents \
+are not matched with v2 flists or directories (other chunk keys, no checksums), and \
+chunk-level figures count each generation's chunks separately";
 
 pub fn run(args: Args) -> Result<i32> {
     let mut items: Vec<Item> = Vec::new();
@@ -109,6 +121,9 @@ pub fn run(args: Args) -> Result<i32> {
         } else {
             c.flists += 1;
             let fl = flist::open(input)?;
+            if fl.format() == "legacy" {
+                c.legacy_flists += 1;
+            }
             collect_flist(i, fl.as_ref(), &mut items, &mut c)
                 .with_ctx(|| format!("{}", input.display()))?;
         }
@@ -384,7 +399,12 @@ fn build_report(args: &Args, items: &[Item], groups: &[Vec<usize>], c: Counters)
         }
     }
     ch.saves = ch.reference_bytes - ch.unique_bytes;
+    let mut notes = Vec::new();
+    if c.legacy_flists > 0 && (c.legacy_flists < c.flists || c.directories > 0) {
+        notes.push(CROSS_GENERATION.to_string());
+    }
     Report {
+        notes,
         counters: c,
         groups: out_groups,
         duplicate_copies: copies,
@@ -435,5 +455,8 @@ fn print_text(r: &Report, out: &mut super::content::Out) -> Result<()> {
         "local files sampled: {}; files read whole: {}",
         c.files_sampled, c.files_read_whole
     ))?;
+    for n in &r.notes {
+        out.line(format_args!("note: {n}"))?;
+    }
     Ok(())
 }

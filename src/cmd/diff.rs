@@ -1,9 +1,12 @@
-//! `zvfs diff A B`: what changed between two flists, from metadata alone (no chunk is
-//! fetched). Paths are added (`A`), deleted (`D`) or modified (`M <what>`: type, content,
-//! target, rdev, mode, owner, xattrs, links, and mtime with `--mtime`). Content is compared by
-//! full checksum when both sides record identity, otherwise by chunk-key sequence (the key
-//! is the hash of the plaintext chunk, so this works across rfs and zvfs flists).
-//! Exit status like diff(1): 0 identical, 1 different, 2 error. Uses only `Flist`.
+//! `zvfs diff A B`: what changed between two flists. Paths are added (`A`), deleted (`D`)
+//! or modified (`M <what>`: type, content, target, rdev, mode, owner, xattrs, links, and
+//! mtime with `--mtime`). Content is compared by size, then by full checksum when both
+//! sides record identity, otherwise by chunk-key sequence (the key is the hash of the
+//! plaintext chunk, so this works across rfs and zvfs flists). Only when neither settles
+//! it (a legacy flist against a v2 one: other chunk keys, no checksums) is the content of
+//! same-size files fetched through `cmd::Chunks` and hashed chunk by chunk; flists of one
+//! generation never fetch anything. Exit status like diff(1): 0 identical, 1 different,
+//! 2 error.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -11,10 +14,19 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::content::{chunk_key, display_path};
+use super::{Chunks, StoreFlags};
 use crate::error::{Context, Error, Result};
 use crate::flist::{self, Entry, Flist, Ino, Kind};
+use crate::identity::FullChecksum;
 
 #[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Content is decided from metadata whenever it can be: different sizes differ; equal full \
+checksums (zvfs flists) or equal chunk-key sequences (flists of one generation) are equal. \
+Only files of equal size whose contents no metadata can compare (a legacy .flist against a \
+v2 .fl: other chunk keys, no checksums) are fetched from their flist's stores, chunk by \
+chunk, and compared by SHA-256; the number of files fetched is printed on stderr. \
+--store-a/--store-b override each flist's routes for that; a fetch that fails exits 2.")]
 pub struct Args {
     /// The old flist.
     pub a: PathBuf,
@@ -29,6 +41,18 @@ pub struct Args {
     /// Print nothing; only the exit status tells.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Store for A's chunks instead of its routes, `[xx-xx=]URL` (repeatable); used only
+    /// for content that must be fetched to be compared.
+    #[arg(long = "store-a", value_name = "URL")]
+    pub store_a: Vec<String>,
+    /// Store for B's chunks instead of its routes (repeatable), like `--store-a`.
+    #[arg(long = "store-b", value_name = "URL")]
+    pub store_b: Vec<String>,
+    /// Chunk cache for fetched content.
+    #[command(flatten)]
+    pub cache: super::CacheFlags,
+    #[command(flatten)]
+    pub store_flags: StoreFlags,
 }
 
 /// One line of the report.
@@ -56,9 +80,14 @@ fn run_inner(args: &Args) -> Result<i32> {
     let a = flist::open(&args.a)?;
     let b = flist::open(&args.b)?;
     let opts = Options { mtime: args.mtime };
+    let mut fetch = Fetch::new(
+        [&args.store_a, &args.store_b],
+        &args.cache,
+        &args.store_flags,
+    );
     let mut changes = Vec::new();
     let mut out = super::content::Out::new();
-    diff(a.as_ref(), b.as_ref(), &opts, &mut |c| {
+    let result = diff(a.as_ref(), b.as_ref(), &opts, &mut fetch, &mut |c| {
         if !args.json && !args.quiet {
             match c.what {
                 Some(w) => out.line(format_args!("{} {} {}", c.change, w, c.path))?,
@@ -67,7 +96,17 @@ fn run_inner(args: &Args) -> Result<i32> {
         }
         changes.push(c);
         Ok(())
-    })?;
+    });
+    if fetch.files > 0 && !args.quiet {
+        eprintln!(
+            "zvfs: diff: fetched {} file{} ({} chunks, {} bytes) to compare content without common checksums",
+            fetch.files,
+            if fetch.files == 1 { "" } else { "s" },
+            fetch.chunks_fetched,
+            fetch.bytes
+        );
+    }
+    result?;
     if args.json && !args.quiet {
         #[derive(Serialize)]
         struct Out<'a> {
@@ -116,6 +155,7 @@ pub fn diff(
     a: &dyn Flist,
     b: &dyn Flist,
     opts: &Options,
+    fetch: &mut Fetch<'_>,
     report: &mut dyn FnMut(Change) -> Result<()>,
 ) -> Result<()> {
     let ra = a.get(flist::ROOT_INO)?;
@@ -127,7 +167,7 @@ pub fn diff(
         let mut next: Vec<Task> = Vec::new();
         match task {
             Task::Both(ea, eb, path) => {
-                for what in compare(a, b, &ea, &eb, opts).with_ctx(|| display_path(&path))? {
+                for what in compare(a, b, &ea, &eb, opts, fetch).with_ctx(|| display_path(&path))? {
                     report(Change {
                         change: "M",
                         what: Some(what),
@@ -239,6 +279,7 @@ fn compare(
     ea: &Entry,
     eb: &Entry,
     opts: &Options,
+    fetch: &mut Fetch<'_>,
 ) -> Result<Vec<&'static str>> {
     let mut out = Vec::new();
     let kind = ea.kind();
@@ -247,7 +288,7 @@ fn compare(
         return Ok(out);
     }
     let differs = match kind {
-        Kind::File => !same_content(a, b, ea, eb)?,
+        Kind::File => !same_content(a, b, ea, eb, fetch)?,
         Kind::Symlink => a.link_target(ea.ino)? != b.link_target(eb.ino)?,
         Kind::CharDev | Kind::BlockDev => ea.rdev != eb.rdev,
         _ => false,
@@ -281,25 +322,101 @@ fn compare(
     Ok(out)
 }
 
-/// Same content, decided from metadata: size, then checksums when both sides have them,
-/// else the chunk-key sequences. Chunk lists of different codecs cannot be compared
-/// without fetching data: that is an error, not a guess.
-fn same_content(a: &dyn Flist, b: &dyn Flist, ea: &Entry, eb: &Entry) -> Result<bool> {
+/// Same content: size, then checksums when both sides have them, else the chunk-key
+/// sequences when both are of one codec; otherwise (chunk lists of different codecs and
+/// no common checksum) the SHA-256 of what lacks one, fetched chunk by chunk.
+fn same_content(
+    a: &dyn Flist,
+    b: &dyn Flist,
+    ea: &Entry,
+    eb: &Entry,
+    fetch: &mut Fetch<'_>,
+) -> Result<bool> {
     if ea.size != eb.size {
         return Ok(false);
     }
     let (ia, ib) = (ea.content_ino(), eb.content_ino());
-    if let (Some(x), Some(y)) = (a.identity(ia)?, b.identity(ib)?) {
+    let (ida, idb) = (a.identity(ia)?, b.identity(ib)?);
+    if let (Some(x), Some(y)) = (ida, idb) {
         return Ok(x.checksum == y.checksum);
     }
     let ka: Vec<_> = a.blocks(ia)?.iter().map(chunk_key).collect();
     let kb: Vec<_> = b.blocks(ib)?.iter().map(chunk_key).collect();
-    if let (Some(x), Some(y)) = (ka.first(), kb.first()) {
-        if x.0 != y.0 {
-            return Err(Error::invalid(
-                "content cannot be compared without fetching data: chunk lists of different codecs and no checksums",
-            ));
+    match (ka.first(), kb.first()) {
+        (Some(x), Some(y)) if x.0 != y.0 => {}
+        _ => return Ok(ka == kb),
+    }
+    let sa = match ida {
+        Some(id) => id.checksum,
+        None => fetch.checksum(0, a, ea)?,
+    };
+    let sb = match idb {
+        Some(id) => id.checksum,
+        None => fetch.checksum(1, b, eb)?,
+    };
+    Ok(sa == sb)
+}
+
+/// Content fetched to be compared: each side's chunk source, opened on first need, and
+/// what was fetched.
+pub struct Fetch<'a> {
+    overrides: [&'a [String]; 2],
+    cache: &'a super::CacheFlags,
+    flags: &'a StoreFlags,
+    chunks: [Option<Chunks>; 2],
+    /// Files whose content was fetched (one per side and file).
+    pub files: u64,
+    pub chunks_fetched: u64,
+    /// Plaintext bytes fetched.
+    pub bytes: u64,
+}
+
+impl<'a> Fetch<'a> {
+    pub fn new(
+        overrides: [&'a [String]; 2],
+        cache: &'a super::CacheFlags,
+        flags: &'a StoreFlags,
+    ) -> Fetch<'a> {
+        Fetch {
+            overrides,
+            cache,
+            flags,
+            chunks: [None, None],
+            files: 0,
+            chunks_fetched: 0,
+            bytes: 0,
         }
     }
-    Ok(ka == kb)
+
+    /// SHA-256 of a file's content on `side` (0: A, 1: B), streamed chunk by chunk.
+    fn checksum(&mut self, side: usize, fl: &dyn Flist, e: &Entry) -> Result<[u8; 32]> {
+        let which = if side == 0 { "A" } else { "B" };
+        if self.chunks[side].is_none() {
+            let c = Chunks::open(fl, self.overrides[side], self.cache, 1, self.flags)
+                .with_ctx(|| format!("stores of flist {which}"))?;
+            self.chunks[side] = Some(c);
+        }
+        let Some(chunks) = &self.chunks[side] else {
+            return Err(Error::invalid("no chunk source"));
+        };
+        let mut full = FullChecksum::new();
+        let mut size = 0u64;
+        for c in fl.blocks(e.content_ino())? {
+            let plain = chunks
+                .fetch(&c)
+                .with_ctx(|| format!("fetching content from flist {which}"))?;
+            self.chunks_fetched += 1;
+            self.bytes += plain.len() as u64;
+            size += plain.len() as u64;
+            full.update(&plain);
+        }
+        if size != e.size {
+            return Err(Error::format(format!(
+                "flist {which}: chunks hold {size} bytes, the entry says {}",
+                e.size
+            )));
+        }
+        self.files += 1;
+        Ok(full.finish())
+    }
 }

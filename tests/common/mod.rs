@@ -2,8 +2,10 @@
 //! Tests use real parts (FUSE, servers, fixtures); nothing here mocks them.
 #![allow(dead_code)]
 
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// The zvfs binary built for this test run.
 pub fn zvfs_bin() -> PathBuf {
@@ -75,4 +77,95 @@ pub fn fuse_available() -> bool {
         "FUSE tests need root (set ZVFS_SKIP_FUSE_TESTS=1 to opt out)"
     );
     true
+}
+
+// ---------------------------------------------------------------- real servers on loopback
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !ready() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{what} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process killed (and reaped) on drop.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    pub socket: Option<PathBuf>,
+    pub _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn redis_server(unix: bool) -> Server {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("redis.sock");
+    let mut cmd = Command::new("redis-server");
+    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if unix {
+        cmd.arg("--unixsocket").arg(&sock);
+    }
+    let child = cmd.spawn().expect("starting redis-server");
+    let server = Server {
+        child,
+        port,
+        socket: unix.then(|| sock.clone()),
+        _dir: Some(dir),
+    };
+    wait_for("redis-server", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok() && (!unix || sock.exists())
+    });
+    server
+}
+
+pub fn http_server(root: &Path) -> Server {
+    let port = free_port();
+    let child = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .arg("--directory")
+        .arg(root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting python3 -m http.server");
+    let server = Server {
+        child,
+        port,
+        socket: None,
+        _dir: None,
+    };
+    wait_for("http.server", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    server
 }

@@ -1,0 +1,185 @@
+//! The stores end to end, through the real commands: `zvfs pack` into a real
+//! `redis-server` (over TCP and over a unix socket), then `zvfs unpack` and `zvfs mount`
+//! from it; and `unpack`/`mount` through a real HTTP server serving a dir store in both
+//! the two-level and the flat layout. Every comparison is byte for byte.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{dir_url, fuse_available, http_server, redis_server, zvfs, zvfs_ok};
+
+/// Deterministic bytes (xorshift), incompressible enough to give distinct chunks.
+fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A small tree: a multi-chunk file, a chunk-sized one, small files, a symlink, a subdir.
+fn make_tree(root: &Path) {
+    std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
+    std::fs::write(root.join("big.bin"), bytes(1, 1_300_000)).unwrap();
+    std::fs::write(root.join("exact.bin"), bytes(2, 524_288)).unwrap();
+    std::fs::write(root.join("hello.txt"), b"hello world\n").unwrap();
+    std::fs::write(root.join("sub/deeper/small.txt"), b"small").unwrap();
+    std::fs::write(root.join("empty"), b"").unwrap();
+    std::os::unix::fs::symlink("hello.txt", root.join("link")).unwrap();
+}
+
+/// Every path under `root` with its content (or symlink target) and permission bits.
+fn snapshot(root: &Path) -> Vec<(PathBuf, u32, Vec<u8>)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort();
+        for p in names {
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().to_path_buf();
+            let data = if md.file_type().is_symlink() {
+                std::fs::read_link(&p)
+                    .unwrap()
+                    .into_os_string()
+                    .into_encoded_bytes()
+            } else if md.is_dir() {
+                stack.push(p.clone());
+                Vec::new()
+            } else {
+                std::fs::read(&p).unwrap()
+            };
+            out.push((rel, md.mode(), data));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// `zvfs mount -d`; unmounted (and its daemon gone) on drop.
+struct Mounted(PathBuf);
+
+impl Mounted {
+    fn new(meta: &Path, cache: &Path, store: &str, target: &Path) -> Mounted {
+        std::fs::create_dir_all(target).unwrap();
+        zvfs_ok(&[
+            "mount",
+            "-d",
+            "-m",
+            &s(meta),
+            "-c",
+            &s(cache),
+            "-s",
+            store,
+            "--deadline",
+            "10",
+            &s(target),
+        ]);
+        Mounted(target.to_path_buf())
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let out = zvfs(&["umount", &s(&self.0)]);
+        if !out.status.success() {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+/// Unpack and mount `meta` from `store`, both byte-exact against `src`.
+fn unpack_and_mount_match(meta: &Path, store: &str, src: &Path, work: &Path) {
+    let expected = snapshot(src);
+    let out = work.join("unpacked");
+    zvfs_ok(&["unpack", "-m", &s(meta), "-s", store, &s(&out)]);
+    assert_eq!(snapshot(&out), expected, "unpack from {store}");
+    if fuse_available() {
+        let mnt = work.join("mnt");
+        let m = Mounted::new(meta, &work.join("cache"), store, &mnt);
+        assert_eq!(snapshot(&m.0), expected, "mount from {store}");
+    }
+}
+
+fn pack_into(src: &Path, meta: &Path, store: &str) {
+    zvfs_ok(&["pack", "-m", &s(meta), "-s", store, &s(src)]);
+}
+
+#[test]
+fn pack_into_redis_then_unpack_and_mount_over_tcp() {
+    let redis = redis_server(false);
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    make_tree(&src);
+    let url = format!("zdb://127.0.0.1:{}", redis.port);
+    let meta = work.path().join("t.fl");
+    pack_into(&src, &meta, &url);
+    // Every chunk is in redis and nothing in the flist points elsewhere.
+    let routes = zvfs_ok(&["config", "-m", &s(&meta), "store", "list"]);
+    assert!(routes.contains(&url), "{routes}");
+    zvfs_ok(&["verify", "-m", &s(&meta), "--deep"]);
+    unpack_and_mount_match(&meta, &url, &src, work.path());
+}
+
+#[test]
+fn pack_into_redis_then_unpack_and_mount_over_a_unix_socket() {
+    let redis = redis_server(true);
+    let sock = redis.socket.clone().expect("unix socket");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    make_tree(&src);
+    let url = format!("zdb://{}", sock.display());
+    let meta = work.path().join("t.fl");
+    pack_into(&src, &meta, &url);
+    unpack_and_mount_match(&meta, &url, &src, work.path());
+}
+
+/// Move every `<hh>/<hex>` object of a dir store to `<hex>` at its top.
+fn flatten(store: &Path) {
+    for e in std::fs::read_dir(store).unwrap() {
+        let dir = e.unwrap().path();
+        if dir.is_dir() {
+            for o in std::fs::read_dir(&dir).unwrap() {
+                let o = o.unwrap().path();
+                std::fs::rename(&o, store.join(o.file_name().unwrap())).unwrap();
+            }
+            std::fs::remove_dir(&dir).unwrap();
+        }
+    }
+}
+
+#[test]
+fn unpack_and_mount_through_http_in_both_layouts() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    make_tree(&src);
+    let store = work.path().join("store");
+    let meta = work.path().join("t.fl");
+    pack_into(&src, &meta, &dir_url(&store));
+
+    let http = http_server(&store);
+    let url = format!("http://127.0.0.1:{}", http.port);
+    let two_level = work.path().join("two-level");
+    unpack_and_mount_match(&meta, &url, &src, &two_level);
+
+    flatten(&store);
+    assert!(std::fs::read_dir(&store)
+        .unwrap()
+        .all(|e| e.unwrap().path().is_file()));
+    let flat = work.path().join("flat");
+    unpack_and_mount_match(&meta, &url, &src, &flat);
+}
