@@ -387,8 +387,12 @@ def main():
                      f"({cold_cpu / FILE_MIB * 1024:.2f} CPU-s/GiB): {rate(FILE_MIB * MiB, cold_cpu / CORES):.0f} MB/s "
                      f"if it had all {CORES} cores to itself")
         native_cold = max(native_cold, native_cold_read())
-        drop_caches()
-        cwarm = rate(FILE_MIB * MiB, timed(lambda: read_file(f)))
+
+        def cache_warm_read():
+            drop_caches()
+            return rate(FILE_MIB * MiB, timed(lambda: read_file(f)))
+
+        cwarm = max(cache_warm_read() for _ in range(2))
         row("chunk-cache-warm read (page cache dropped)", cwarm, "MB/s", ">= 0.8 x native cold read",
             cwarm >= 0.8 * native_cold, native_cold, cwarm / native_cold)
         read_file(bigfile)

@@ -234,7 +234,11 @@ fn serve(args: &Args, url: Option<String>, ready: &mut Option<std::fs::File>) ->
         l.prepare(args.reset)?;
     }
     let home = args.fuse_target();
-    let md5 = crate::flist::download::md5_of_file(&args.meta)?;
+    // The md5 (for the registry) reads the whole flist: overlap it with the mount.
+    let md5 = {
+        let meta = args.meta.clone();
+        std::thread::spawn(move || crate::flist::download::md5_of_file(&meta))
+    };
     let flist = crate::flist::open(&args.meta)?;
     let routes = flist.routes()?;
     let router = Router::for_flist(&routes, &args.stores, &args.store_flags.config())
@@ -304,6 +308,9 @@ fn serve(args: &Args, url: Option<String>, ready: &mut Option<std::fs::File>) ->
         args.cache.display(),
         max
     );
+    let md5 = md5
+        .join()
+        .map_err(|_| Error::io("the flist md5 thread panicked"))??;
     let state = registry::State {
         pid: std::process::id(),
         start: registry::start_time(std::process::id()).unwrap_or(0),

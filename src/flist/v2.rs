@@ -86,7 +86,12 @@ pub struct V2Reader {
     /// Extra paths per hardlinked content inode, loaded on first need (hardlinks are few;
     /// this avoids one query per file when listing directories).
     link_counts: OnceLock<HashMap<Ino, u32>>,
+    /// Children per directory looked up in, to pick the index a lookup uses.
+    child_counts: Mutex<lru::LruCache<Ino, u32>>,
 }
+
+/// Directories with more children than this are searched by name, not by parent.
+const BIG_DIR: u32 = 128;
 
 fn open_conn(path: &Path) -> Result<Connection> {
     // immutable=1: the file never changes under a reader, so SQLite skips locking.
@@ -176,7 +181,7 @@ impl V2Reader {
         };
         let ext = Extensions {
             names: has_rows("zvfs_name")?,
-            xattrs: tables.contains("zvfs_xattr"),
+            xattrs: has_rows("zvfs_xattr")?,
             hardlinks: has_rows("zvfs_hardlink")?,
             identity: tables.contains("zvfs_identity"),
         };
@@ -219,6 +224,9 @@ impl V2Reader {
             zvfs_version,
             pool: Mutex::new(vec![conn]),
             link_counts: OnceLock::new(),
+            child_counts: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(4096).unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
         };
         // Fail now, with the file name, if the root is missing or the file is damaged.
         reader.get(super::ROOT_INO).with_ctx(what)?;
@@ -308,6 +316,25 @@ impl V2Reader {
         Ok(e)
     }
 
+    /// How many entries `parent` has (an index-only count, remembered).
+    fn child_count(&self, conn: &Connection, parent: Ino) -> Result<u32> {
+        if let Some(n) = self
+            .child_counts
+            .lock()
+            .ok()
+            .and_then(|mut m| m.get(&parent).copied())
+        {
+            return Ok(n);
+        }
+        let n: i64 = conn
+            .prepare_cached("SELECT count(*) FROM inode WHERE parent = ?1")?
+            .query_row([parent as i64], |r| r.get(0))?;
+        if let Ok(mut m) = self.child_counts.lock() {
+            m.put(parent, n as u32);
+        }
+        Ok(n as u32)
+    }
+
     fn link_counts(&self, conn: &Connection) -> Result<&HashMap<Ino, u32>> {
         if let Some(m) = self.link_counts.get() {
             return Ok(m);
@@ -347,15 +374,21 @@ impl Flist for V2Reader {
 
     fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Option<Entry>> {
         self.with_conn(|c| {
+            // Without statistics SQLite always searches by the `parents` index, which
+            // scans a whole directory per lookup (10 ms in a 50,000-entry one). In a big
+            // directory search by the `names` index instead (`+` keeps the parent term
+            // off the index): it visits only the rows that have that name.
+            let by_name = self.child_count(c, parent)? > BIG_DIR;
+            let parent_term = if by_name { "+i.parent" } else { "i.parent" };
             let found = match std::str::from_utf8(name) {
                 Ok(text) => {
                     let sql = if self.ext.names {
                         format!(
-                            "{} WHERE i.parent = ?1 AND i.name = ?2 AND n.name IS NULL",
+                            "{} WHERE {parent_term} = ?1 AND i.name = ?2 AND n.name IS NULL",
                             self.select
                         )
                     } else {
-                        format!("{} WHERE i.parent = ?1 AND i.name = ?2", self.select)
+                        format!("{} WHERE {parent_term} = ?1 AND i.name = ?2", self.select)
                     };
                     c.prepare_cached(&sql)?
                         .query_row(params![parent as i64, text], Self::row_to_entry)
