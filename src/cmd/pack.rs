@@ -62,8 +62,11 @@ pub struct Args {
     pub source: PathBuf,
 }
 
-/// Plaintext buffers per worker: one being encoded, one read ahead.
-const BUFFERS_PER_WORKER: usize = 2;
+/// Plaintext buffers per worker: a batch being encoded, and one read ahead.
+const BUFFERS_PER_WORKER: usize = MAX_BATCH + 1;
+
+/// Chunks a worker encodes together (their hashes computed side by side, AVX2: 4).
+const MAX_BATCH: usize = 4;
 
 /// What a pack did, for the summary line.
 #[derive(Debug, Default, Clone)]
@@ -332,52 +335,82 @@ fn worker(
     router: &Router,
 ) {
     let mut enc = v2::Encoder::new();
+    let degree = v2::batch_degree().clamp(1, MAX_BATCH);
     loop {
-        let job = match jobs.lock() {
-            Ok(rx) => rx.recv(),
-            Err(_) => return,
+        let Some(batch) = next_batch(jobs, degree) else {
+            return;
         };
-        let Ok(job) = job else { return };
         if shared.abort.load(Ordering::Relaxed) {
-            let _ = pool.send(job.buf);
+            for job in batch {
+                let _ = pool.send(job.buf);
+            }
             continue;
         }
-        let r = enc.encode(&job.buf[..job.len]).and_then(|(chunk, out)| {
-            let mut id = [0u8; 32];
-            id.copy_from_slice(chunk.id());
-            let fresh = match shared.ids.lock() {
-                Ok(mut ids) => ids.insert(id),
-                Err(_) => true,
-            };
-            if fresh {
-                router.put(chunk.id(), out)?;
-                shared.uploaded.fetch_add(1, Ordering::Relaxed);
-                shared
-                    .uploaded_bytes
-                    .fetch_add(out.len() as u64, Ordering::Relaxed);
-            }
-            Ok(chunk)
-        });
-        let _ = pool.send(job.buf);
-        let msg = match r {
-            Ok(chunk) => Done::Chunk {
-                ino: job.ino,
-                index: job.index,
-                chunk,
-            },
-            Err(err) => {
-                shared.abort.store(true, Ordering::SeqCst);
-                Done::Failed {
+        let plains: Vec<&[u8]> = batch.iter().map(|j| &j.buf[..j.len]).collect();
+        let results: Vec<Result<ChunkRef>> = match enc.encode_batch(&plains) {
+            Ok(encoded) => encoded
+                .into_iter()
+                .map(|(chunk, out)| store_chunk(shared, router, chunk, out))
+                .collect(),
+            Err(e) => batch
+                .iter()
+                .map(|_| Err(Error::new(e.kind, e.msg.clone())))
+                .collect(),
+        };
+        for (job, r) in batch.into_iter().zip(results) {
+            let _ = pool.send(job.buf);
+            let msg = match r {
+                Ok(chunk) => Done::Chunk {
                     ino: job.ino,
                     index: job.index,
-                    err,
+                    chunk,
+                },
+                Err(err) => {
+                    shared.abort.store(true, Ordering::SeqCst);
+                    Done::Failed {
+                        ino: job.ino,
+                        index: job.index,
+                        err,
+                    }
                 }
+            };
+            if done.send(msg).is_err() {
+                return;
             }
-        };
-        if done.send(msg).is_err() {
-            return;
         }
     }
+}
+
+/// Wait for one job, then take up to `max` that are already queued (hashed side by side).
+/// `None` once the walker is done.
+fn next_batch(jobs: &Mutex<mpsc::Receiver<Job>>, max: usize) -> Option<Vec<Job>> {
+    let rx = jobs.lock().ok()?;
+    let mut batch = vec![rx.recv().ok()?];
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+/// Upload an encoded chunk unless this pack already stored one with the same id.
+fn store_chunk(shared: &Shared, router: &Router, chunk: ChunkRef, out: &[u8]) -> Result<ChunkRef> {
+    let mut id = [0u8; 32];
+    id.copy_from_slice(chunk.id());
+    let fresh = match shared.ids.lock() {
+        Ok(mut ids) => ids.insert(id),
+        Err(_) => true,
+    };
+    if fresh {
+        router.put(chunk.id(), out)?;
+        shared.uploaded.fetch_add(1, Ordering::Relaxed);
+        shared
+            .uploaded_bytes
+            .fetch_add(out.len() as u64, Ordering::Relaxed);
+    }
+    Ok(chunk)
 }
 
 /// A regular file whose chunks are still being encoded or uploaded.

@@ -13,14 +13,40 @@ use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use super::{snappy_decompress, ChunkRef, MAX_OBJECT};
 use crate::error::{Error, Result};
 
-pub fn blake2b_256(data: &[u8]) -> [u8; 32] {
-    let h = blake2b_simd::Params::new().hash_length(32).hash(data);
+fn blake2b_256_params() -> blake2b_simd::Params {
+    let mut p = blake2b_simd::Params::new();
+    p.hash_length(32);
+    p
+}
+
+fn to_array(h: &blake2b_simd::Hash) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(h.as_bytes());
     out
 }
 
-/// The AES-256-GCM key and nonce of a chunk: KEY and its first 12 bytes.
+pub fn blake2b_256(data: &[u8]) -> [u8; 32] {
+    to_array(&blake2b_256_params().hash(data))
+}
+
+/// BLAKE2b-256 of several inputs at once: with AVX2 four inputs share one pass, about
+/// twice the throughput of hashing them one after the other.
+fn blake2b_256_many(inputs: &[&[u8]]) -> Vec<[u8; 32]> {
+    let params = blake2b_256_params();
+    let mut jobs: Vec<blake2b_simd::many::HashManyJob> = inputs
+        .iter()
+        .map(|data| blake2b_simd::many::HashManyJob::new(&params, data))
+        .collect();
+    blake2b_simd::many::hash_many(jobs.iter_mut());
+    jobs.iter().map(|j| to_array(&j.to_hash())).collect()
+}
+
+/// How many chunks [`Encoder::encode_batch`] hashes side by side on this CPU.
+pub fn batch_degree() -> usize {
+    blake2b_simd::many::degree()
+}
+
+/// AES-256-GCM with the rfs key/nonce convention (nonce = first 12 bytes of the key).
 fn cipher(key: &[u8]) -> Option<(LessSafeKey, Nonce)> {
     let k = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).ok()?);
     let n = Nonce::try_assume_unique_for_key(key.get(..12)?).ok()?;
@@ -31,18 +57,18 @@ pub(super) fn plain_key(plain: &[u8]) -> [u8; 32] {
     blake2b_256(plain)
 }
 
-/// Encode one plaintext chunk; returns its reference and the object to store.
+/// Encode one chunk: `(chunk ref, stored object)`.
 pub fn encode(plain: &[u8]) -> Result<(ChunkRef, Vec<u8>)> {
     let mut enc = Encoder::new();
     let (chunk, stored) = enc.encode(plain)?;
     Ok((chunk, stored.to_vec()))
 }
 
-/// A reusable encoder: keeps the Snappy state and an output buffer that is never shrunk
-/// nor re-zeroed, so packing allocates nothing per chunk once warmed up.
+/// A reusable encoder: keeps its compression state and output buffers between chunks
+/// (pack encodes many chunks per worker without reallocating).
 pub struct Encoder {
     snappy: snap::raw::Encoder,
-    out: Vec<u8>,
+    outs: Vec<Vec<u8>>,
 }
 
 impl Default for Encoder {
@@ -55,33 +81,65 @@ impl Encoder {
     pub fn new() -> Self {
         Encoder {
             snappy: snap::raw::Encoder::new(),
-            out: Vec::new(),
+            outs: Vec::new(),
         }
     }
 
-    /// Encode `plain`; returns the chunk's reference and the object to store (valid until
-    /// the next call).
+    /// Encode one chunk; the stored object borrows the encoder's buffer until the next call.
     pub fn encode(&mut self, plain: &[u8]) -> Result<(ChunkRef, &[u8])> {
         let key = blake2b_256(plain);
-        // Room for the compressed data plus the 16-byte GCM tag.
-        let need = snap::raw::max_compress_len(plain.len()) + TAG_LEN;
-        if self.out.len() < need {
-            self.out.resize(need, 0);
+        if self.outs.is_empty() {
+            self.outs.push(Vec::new());
         }
-        let n = self
-            .snappy
-            .compress(plain, &mut self.out)
-            .map_err(|e| Error::invalid(format!("snappy compression failed: {e}")))?;
-        let (cipher, nonce) =
-            cipher(&key).ok_or_else(|| Error::invalid("AES-256-GCM key of the wrong length"))?;
-        let tag = cipher
-            .seal_in_place_separate_tag(nonce, Aad::empty(), &mut self.out[..n])
-            .map_err(|_| Error::invalid("AES-256-GCM encryption failed"))?;
-        self.out[n..n + TAG_LEN].copy_from_slice(tag.as_ref());
-        let stored = &self.out[..n + TAG_LEN];
-        let id = blake2b_256(stored);
-        Ok((ChunkRef::v2(id, key), stored))
+        let n = seal(&mut self.snappy, plain, &key, &mut self.outs[0])?;
+        let stored = &self.outs[0][..n];
+        Ok((ChunkRef::v2(blake2b_256(stored), key), stored))
     }
+
+    /// Encode several chunks, hashing them side by side ([`batch_degree`] at a time is
+    /// best). Gives the same chunks and objects as [`Encoder::encode`] on each, in order.
+    pub fn encode_batch(&mut self, plains: &[&[u8]]) -> Result<Vec<(ChunkRef, &[u8])>> {
+        let keys = blake2b_256_many(plains);
+        if self.outs.len() < plains.len() {
+            self.outs.resize_with(plains.len(), Vec::new);
+        }
+        let mut lens = Vec::with_capacity(plains.len());
+        for ((plain, key), out) in plains.iter().zip(&keys).zip(self.outs.iter_mut()) {
+            lens.push(seal(&mut self.snappy, plain, key, out)?);
+        }
+        let stored: Vec<&[u8]> = self.outs.iter().zip(&lens).map(|(o, &n)| &o[..n]).collect();
+        let ids = blake2b_256_many(&stored);
+        Ok(ids
+            .into_iter()
+            .zip(keys)
+            .zip(stored)
+            .map(|((id, key), s)| (ChunkRef::v2(id, key), s))
+            .collect())
+    }
+}
+
+/// Snappy-compress `plain` into `out` and encrypt it in place under `key`, the tag
+/// appended; returns the stored object's length.
+fn seal(
+    snappy: &mut snap::raw::Encoder,
+    plain: &[u8],
+    key: &[u8; 32],
+    out: &mut Vec<u8>,
+) -> Result<usize> {
+    let need = snap::raw::max_compress_len(plain.len()) + TAG_LEN;
+    if out.len() < need {
+        out.resize(need, 0);
+    }
+    let n = snappy
+        .compress(plain, out)
+        .map_err(|e| Error::invalid(format!("snappy compression failed: {e}")))?;
+    let (cipher, nonce) =
+        cipher(key).ok_or_else(|| Error::invalid("AES-256-GCM key of the wrong length"))?;
+    let tag = cipher
+        .seal_in_place_separate_tag(nonce, Aad::empty(), &mut out[..n])
+        .map_err(|_| Error::invalid("AES-256-GCM encryption failed"))?;
+    out[n..n + TAG_LEN].copy_from_slice(tag.as_ref());
+    Ok(n + TAG_LEN)
 }
 
 const TAG_LEN: usize = 16;
@@ -163,6 +221,38 @@ mod tests {
             assert_eq!(chunk, chunk2);
             assert_eq!(out, &ct2[..]);
             assert_eq!(chunk.decode(out).unwrap(), plain);
+        }
+    }
+
+    #[test]
+    fn batch_gives_the_same_chunks_and_objects_as_one_at_a_time() {
+        let big: Vec<u8> = (0..1_300_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+            .collect();
+        let plains: Vec<&[u8]> = vec![
+            &big[..524_288],
+            b"hello world\n",
+            &big[524_288..1_048_576],
+            b"",
+            &big[1_048_576..],
+            &big[7..100_007],
+        ];
+        let mut batch = Encoder::new();
+        for n in 1..=plains.len() {
+            let got: Vec<(ChunkRef, Vec<u8>)> = batch
+                .encode_batch(&plains[..n])
+                .unwrap()
+                .into_iter()
+                .map(|(c, o)| (c, o.to_vec()))
+                .collect();
+            assert_eq!(got.len(), n);
+            for (plain, (chunk, stored)) in plains.iter().zip(&got) {
+                assert_eq!(
+                    (chunk, stored),
+                    (&encode(plain).unwrap().0, &encode(plain).unwrap().1)
+                );
+                assert_eq!(&chunk.decode(stored).unwrap(), plain);
+            }
         }
     }
 
