@@ -555,6 +555,52 @@ fn thirty_two_threads_read_random_ranges() {
     assert_eq!(std::fs::read(&path).unwrap(), *data);
 }
 
+/// The FUSE read-ahead window is raised from the kernel's 128 KiB to 1 MiB (as root), so
+/// sequential reads reach the daemon as 1 MiB requests instead of 128 KiB ones.
+#[test]
+fn mount_raises_the_readahead_window_to_one_mib() {
+    if !fuse_available() {
+        return;
+    }
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "the read-ahead knob needs root (CI runs as root)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let fl = tmp.path().join("r.fl");
+    let data = pseudo_random(3 * CHUNK_SIZE, 11);
+    let b = FlBuilder::new(&fl, &tmp.path().join("store"));
+    b.file(1, "big", &data);
+    b.finish();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let _m = Mount::daemon(
+        &mnt,
+        &[
+            "-m".into(),
+            s(&fl),
+            "-c".into(),
+            s(tmp.path().join("cache")),
+        ],
+    );
+    let target = mnt.canonicalize().unwrap();
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let dev = info
+        .lines()
+        .rev()
+        .map(|l| l.split(' ').collect::<Vec<_>>())
+        .find(|f| Path::new(f[4]) == target)
+        .map(|f| f[2].to_string())
+        .expect("the mount is in mountinfo");
+    let knob = format!("/sys/class/bdi/{dev}/read_ahead_kb");
+    assert_eq!(
+        std::fs::read_to_string(&knob).unwrap().trim(),
+        "1024",
+        "{knob}"
+    );
+    assert_eq!(std::fs::read(mnt.join("big")).unwrap(), data);
+}
+
 /// Sum of file sizes under `dir` (chunks and temporary files).
 fn dir_bytes(dir: &Path) -> u64 {
     let mut total = 0;

@@ -288,6 +288,7 @@ fn serve(args: &Args, url: Option<String>, ready: &mut Option<std::fs::File>) ->
         )));
     }
     let home = mountinfo::absolute(&home);
+    crate::fs::mount::raise_readahead(&home);
     let target = mountinfo::absolute(&args.target);
     if let Some(l) = &layer {
         if let Err(e) = crate::sys::mounts::mount_overlay(&home, l, &target) {

@@ -39,7 +39,7 @@ const TTL: Duration = Duration::from_secs(24 * 3600);
 /// Entries kept in memory by inode.
 const ENTRY_CACHE: usize = 4096;
 /// Largest read-ahead the kernel is asked for.
-const MAX_READAHEAD: u32 = 1 << 20;
+pub(crate) const MAX_READAHEAD: u32 = 1 << 20;
 
 /// Tuning of a mounted filesystem.
 #[derive(Clone, Debug)]

@@ -141,6 +141,35 @@ pub fn mount(fs: ZvfsFs, target: &Path, opts: &MountOpts) -> Result<Mounted> {
     }
 }
 
+/// A FUSE mount's read-ahead window is its backing device's (`/sys/class/bdi/<dev>/
+/// read_ahead_kb`, 128 KiB by default), and the max_readahead a daemon answers in the
+/// handshake can only lower it: sequential reads would arrive as 128 KiB requests.
+/// Raising the knob once the handshake is done (root only) makes them 1 MiB requests, a
+/// fraction of the round trips through the daemon. Failing only costs speed.
+pub fn raise_readahead(target: &Path) {
+    // A getattr of the root waits until the kernel has processed the handshake's
+    // answer, which would otherwise set the window back.
+    if std::fs::metadata(target).is_err() {
+        return;
+    }
+    let dev = match crate::sys::mountinfo::read() {
+        Ok(all) => crate::sys::mountinfo::at(&all, target).map(|m| m.dev.clone()),
+        Err(_) => None,
+    };
+    let Some(dev) = dev else {
+        log::debug!(
+            "{}: not in mountinfo; read-ahead left as is",
+            target.display()
+        );
+        return;
+    };
+    let knob = format!("/sys/class/bdi/{dev}/read_ahead_kb");
+    match std::fs::write(&knob, (super::MAX_READAHEAD / 1024).to_string()) {
+        Ok(()) => log::debug!("{knob}: {} KiB", super::MAX_READAHEAD / 1024),
+        Err(e) => log::debug!("{knob}: {e}; read-ahead left as is"),
+    }
+}
+
 fn mount_direct(target: &Path, opts: &MountOpts) -> Result<OwnedFd> {
     use rustix::fs::{Mode, OFlags};
     use rustix::mount::MountFlags;

@@ -65,9 +65,7 @@ fn start_writeback(f: &std::fs::File, len: usize) {
     use std::os::fd::AsRawFd;
     if len >= EARLY_WRITEBACK {
         // SAFETY: a plain syscall on an fd we own; its failure only loses the hint.
-        let _ = unsafe {
-            libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE)
-        };
+        let _ = unsafe { libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
     }
 }
 
