@@ -207,8 +207,7 @@ impl ChunkCache {
     /// sequential reader of cached content never waits for the disk); a missing chunk is
     /// fetched unless every fetch slot is busy.
     pub fn prefetch(&self, chunk: &ChunkRef, router: &Router) -> Result<()> {
-        if let Ok(f) = File::open(self.path_of(chunk)) {
-            let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::WillNeed);
+        if self.hint(chunk) {
             return Ok(());
         }
         if let Ok(m) = self.flights.lock() {
@@ -221,6 +220,18 @@ impl ChunkCache {
         };
         drop(slot);
         self.fetch_shared(chunk, router).map(|_| ())
+    }
+
+    /// Start reading a cached chunk's file into the page cache, without waiting for the
+    /// disk; `false` when the chunk is not in the cache.
+    pub fn hint(&self, chunk: &ChunkRef) -> bool {
+        match File::open(self.path_of(chunk)) {
+            Ok(f) => {
+                let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::WillNeed);
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// Make sure a chunk is in the cache, fetching it when absent, without keeping it in

@@ -15,6 +15,7 @@ pub mod pool;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::num::NonZeroUsize;
+use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -40,6 +41,8 @@ const TTL: Duration = Duration::from_secs(24 * 3600);
 const ENTRY_CACHE: usize = 4096;
 /// Largest read-ahead the kernel is asked for.
 pub(crate) const MAX_READAHEAD: u32 = 1 << 20;
+/// How far ahead of a sequential reader cached chunks are read into the page cache.
+const HINT_CHUNKS: u64 = 16;
 
 /// Tuning of a mounted filesystem.
 #[derive(Clone, Debug)]
@@ -67,6 +70,8 @@ struct OpenFile {
     next: AtomicU64,
     /// Chunks below this index were already queued for read-ahead.
     ahead: AtomicU64,
+    /// Chunks below this index were already queued for a page-cache hint.
+    hinted: AtomicU64,
 }
 
 /// An open directory. Its children are loaded by the first readdir, not at opendir: the
@@ -155,54 +160,52 @@ fn fail(what: &str, e: &Error) -> c_int {
 }
 
 /// Answer a readdir from `offset` with as many entries as fit.
-fn fill_dir(shared: &Shared, d: &OpenDir, offset: i64, mut reply: ReplyDirectory) {
-    let children = match shared.children(d) {
-        Ok(c) => c,
-        Err(e) => return reply.error(fail(&format!("readdir of inode {}", d.this.ino), &e)),
-    };
-    let mut i = offset.max(0) as usize;
-    loop {
-        let full = match i {
-            0 => reply.add(d.this.ino, 1, FileType::Directory, "."),
-            1 => reply.add(d.parent.ino, 2, FileType::Directory, ".."),
-            _ => match children.get(i - 2) {
-                Some(c) => reply.add(
-                    c.content_ino(),
-                    i as i64 + 1,
-                    file_type(c.kind()),
-                    OsStr::from_bytes(&c.name),
-                ),
-                None => break,
-            },
-        };
-        if full {
-            break;
-        }
-        i += 1;
-    }
-    reply.ok();
+/// The two listing replies (plain and with attributes), filled by one [`fill_dir`].
+trait DirReply: Send + 'static {
+    /// Add one entry; `true` when the reply is full.
+    fn add_entry(&mut self, e: &Entry, ino: u64, next: i64, name: &OsStr) -> bool;
+    fn done(self);
+    fn fail(self, errno: c_int);
 }
 
-/// Answer a readdirplus (entries with their attributes) from `offset`.
-fn fill_dir_plus(shared: &Shared, d: &OpenDir, offset: i64, mut reply: ReplyDirectoryPlus) {
+impl DirReply for ReplyDirectory {
+    fn add_entry(&mut self, e: &Entry, ino: u64, next: i64, name: &OsStr) -> bool {
+        self.add(ino, next, file_type(e.kind()), name)
+    }
+    fn done(self) {
+        self.ok()
+    }
+    fn fail(self, errno: c_int) {
+        self.error(errno)
+    }
+}
+
+impl DirReply for ReplyDirectoryPlus {
+    fn add_entry(&mut self, e: &Entry, ino: u64, next: i64, name: &OsStr) -> bool {
+        self.add(ino, next, name, &TTL, &attr_of(e), 0)
+    }
+    fn done(self) {
+        self.ok()
+    }
+    fn fail(self, errno: c_int) {
+        self.error(errno)
+    }
+}
+
+/// Answer a listing from `offset` (0 is ".", 1 is "..", then the children in order).
+fn fill_dir<R: DirReply>(shared: &Shared, d: &OpenDir, offset: i64, mut reply: R) {
     let children = match shared.children(d) {
         Ok(c) => c,
-        Err(e) => return reply.error(fail(&format!("readdir of inode {}", d.this.ino), &e)),
+        Err(e) => return reply.fail(fail(&format!("readdir of inode {}", d.this.ino), &e)),
     };
     let mut i = offset.max(0) as usize;
     loop {
+        let next = i as i64 + 1;
         let full = match i {
-            0 => reply.add(d.this.ino, 1, ".", &TTL, &attr_of(&d.this), 0),
-            1 => reply.add(d.parent.ino, 2, "..", &TTL, &attr_of(&d.parent), 0),
+            0 => reply.add_entry(&d.this, d.this.ino, next, OsStr::new(".")),
+            1 => reply.add_entry(&d.parent, d.parent.ino, next, OsStr::new("..")),
             _ => match children.get(i - 2) {
-                Some(c) => reply.add(
-                    c.content_ino(),
-                    i as i64 + 1,
-                    OsStr::from_bytes(&c.name),
-                    &TTL,
-                    &attr_of(c),
-                    0,
-                ),
+                Some(c) => reply.add_entry(c, c.content_ino(), next, OsStr::from_bytes(&c.name)),
                 None => break,
             },
         };
@@ -211,7 +214,7 @@ fn fill_dir_plus(shared: &Shared, d: &OpenDir, offset: i64, mut reply: ReplyDire
         }
         i += 1;
     }
-    reply.ok();
+    reply.done();
 }
 
 impl Shared {
@@ -275,6 +278,7 @@ impl Shared {
             chunks,
             next: AtomicU64::new(0),
             ahead: AtomicU64::new(0),
+            hinted: AtomicU64::new(0),
         });
         if let Ok(mut m) = self.files.lock() {
             m.insert(fh, f);
@@ -370,7 +374,8 @@ impl ZvfsFs {
         let threads = cfg.threads.clamp(1, 64);
         let workers = pool::Pool::new("zvfs-worker", threads, threads * 4)
             .map_err(|e| Error::io(format!("starting worker threads: {e}")))?;
-        let readahead = pool::Pool::new("zvfs-readahead", 2, 2 * cfg.readahead_chunks.max(1))
+        let queue = cfg.readahead_chunks.max(HINT_CHUNKS as usize) * 2;
+        let readahead = pool::Pool::new("zvfs-readahead", 2, queue)
             .map_err(|e| Error::io(format!("starting read-ahead threads: {e}")))?;
         Ok(ZvfsFs {
             shared,
@@ -393,7 +398,23 @@ impl ZvfsFs {
         }
     }
 
-    /// Queue the chunks after a sequential read for background fetching.
+    /// A listing: answered here once the directory's children are in memory, else by a
+    /// worker (the first listing reads them from the flist).
+    fn list<R: DirReply>(&self, fh: u64, offset: i64, reply: R) {
+        let Some(d) = self.shared.open_dir_of(fh) else {
+            return reply.fail(EBADF);
+        };
+        if d.children.get().is_some() {
+            return fill_dir(&self.shared, &d, offset, reply);
+        }
+        let shared = self.shared.clone();
+        self.work(move || fill_dir(&shared, &d, offset, reply));
+    }
+
+    /// Queue the chunks after a sequential read for background fetching (the next
+    /// `readahead_chunks`), and the cached ones further on for a page-cache hint: a
+    /// reader of cached content then finds the cache files' pages (and their inodes)
+    /// already read, the disk kept busy several requests ahead as for a native read.
     fn read_ahead(&self, f: &Arc<OpenFile>, offset: u64, size: u32) {
         let n = self.cfg.readahead_chunks as u64;
         let end = offset.saturating_add(size as u64).min(f.size);
@@ -404,23 +425,38 @@ impl ZvfsFs {
             return;
         }
         let cs = CHUNK_SIZE as u64;
-        let first = end.div_ceil(cs).max(f.ahead.load(Ordering::Relaxed));
-        let last = (end / cs + 1 + n).min(f.chunks.len() as u64);
+        let next = end.div_ceil(cs);
+        let total = f.chunks.len() as u64;
+        let fetch_end = (end / cs + 1 + n).min(total);
+        self.queue_ahead(f, &f.ahead, next..fetch_end, true);
+        let hint_end = (end / cs + 1 + n.max(HINT_CHUNKS)).min(total);
+        self.queue_ahead(f, &f.hinted, next.max(fetch_end)..hint_end, false);
+    }
+
+    /// Queue `range` (less what `mark` says was queued already) on the read-ahead pool:
+    /// fetching missing chunks when `fetch`, else only hinting cached ones.
+    fn queue_ahead(&self, f: &OpenFile, mark: &AtomicU64, range: Range<u64>, fetch: bool) {
         let Some(ra) = &self.readahead else { return };
-        for idx in first..last {
+        for idx in range.start.max(mark.load(Ordering::Relaxed))..range.end {
             let Some(chunk) = f.chunks.get(idx as usize).copied() else {
                 break;
             };
             let shared = self.shared.clone();
             let queued = ra.try_spawn(move || {
-                if let Err(e) = shared.cache.prefetch(&chunk, &shared.router) {
+                let r = if fetch {
+                    shared.cache.prefetch(&chunk, &shared.router)
+                } else {
+                    shared.cache.hint(&chunk);
+                    Ok(())
+                };
+                if let Err(e) = r {
                     log::warn!("read-ahead: {e}");
                 }
             });
             if !queued {
                 break;
             }
-            f.ahead.store(idx + 1, Ordering::Relaxed);
+            mark.store(idx + 1, Ordering::Relaxed);
         }
     }
 }
@@ -578,14 +614,7 @@ impl Filesystem for ZvfsFs {
         offset: i64,
         reply: ReplyDirectory,
     ) {
-        let Some(d) = self.shared.open_dir_of(fh) else {
-            return reply.error(EBADF);
-        };
-        if d.children.get().is_some() {
-            return fill_dir(&self.shared, &d, offset, reply);
-        }
-        let shared = self.shared.clone();
-        self.work(move || fill_dir(&shared, &d, offset, reply));
+        self.list(fh, offset, reply);
     }
 
     fn readdirplus(
@@ -596,14 +625,7 @@ impl Filesystem for ZvfsFs {
         offset: i64,
         reply: ReplyDirectoryPlus,
     ) {
-        let Some(d) = self.shared.open_dir_of(fh) else {
-            return reply.error(EBADF);
-        };
-        if d.children.get().is_some() {
-            return fill_dir_plus(&self.shared, &d, offset, reply);
-        }
-        let shared = self.shared.clone();
-        self.work(move || fill_dir_plus(&shared, &d, offset, reply));
+        self.list(fh, offset, reply);
     }
 
     fn releasedir(
