@@ -42,6 +42,10 @@ const URL_ENV: &str = "ZVFS_MOUNT_URL";
 /// How long `-d` waits for the daemon to be ready.
 const DAEMON_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Chunks fetched (and held in memory, object and plaintext: about 1 MiB each) at once.
+/// Decoding is CPU-bound, so more than a few only add memory on a small node.
+const MAX_FETCHES: usize = 6;
+
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Flist to mount: a file, or an http(s) URL (downloaded into CACHE/flist/<md5>,
@@ -243,7 +247,7 @@ fn serve(args: &Args, url: Option<String>, ready: &mut Option<std::fs::File>) ->
     let routes = flist.routes()?;
     let router = Router::for_flist(&routes, &args.stores, &args.store_flags.config())
         .with_ctx(|| format!("stores of {}", args.meta.display()))?;
-    let cache = ChunkCache::open(&args.cache, max, threads + 2)?;
+    let cache = ChunkCache::open(&args.cache, max, (threads + 2).min(MAX_FETCHES))?;
     let mut fs = ZvfsFs::new(
         flist,
         cache,

@@ -9,6 +9,7 @@
 //!
 //! This module owns no storage: metadata comes from `flist`, content from `cache`.
 
+pub mod buffers;
 pub mod mount;
 pub mod pool;
 
@@ -41,6 +42,8 @@ const TTL: Duration = Duration::from_secs(24 * 3600);
 const ENTRY_CACHE: usize = 4096;
 /// Largest read-ahead the kernel is asked for.
 pub(crate) const MAX_READAHEAD: u32 = 1 << 20;
+/// Reads assembling their reply at once (each holds a buffer of the largest request).
+const READ_BUFFERS: usize = 4;
 /// How far ahead of a sequential reader cached chunks are read into the page cache.
 const HINT_CHUNKS: u64 = 16;
 
@@ -95,6 +98,8 @@ struct Shared {
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
     dirs: Mutex<HashMap<u64, Arc<OpenDir>>>,
     next_fh: AtomicU64,
+    /// Reply buffers of reads in flight.
+    buffers: buffers::Buffers,
 }
 
 pub struct ZvfsFs {
@@ -322,13 +327,10 @@ impl Shared {
         self.entries.lock().ok()?.get(&ino).cloned()
     }
 
-    /// Read `size` bytes at `offset` (less at the end of the file).
-    fn read(&self, f: &OpenFile, offset: u64, size: u32) -> Result<Vec<u8>> {
-        if offset >= f.size {
-            return Ok(Vec::new());
-        }
-        let end = f.size.min(offset.saturating_add(size as u64));
-        let mut buf = vec![0u8; (end - offset) as usize];
+    /// Fill `buf` with the file's bytes from `offset` (the caller sized it with
+    /// [`read_len`]): chunk by chunk through the cache.
+    fn read_into(&self, f: &OpenFile, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let end = offset + buf.len() as u64;
         let cs = CHUNK_SIZE as u64;
         let mut pos = offset;
         while pos < end {
@@ -343,8 +345,16 @@ impl Shared {
                 .read_exact_at(chunk, &self.router, within, &mut buf[at..at + n])?;
             pos += n as u64;
         }
-        Ok(buf)
+        Ok(())
     }
+}
+
+/// The bytes a read of `size` at `offset` returns: less at the end of the file.
+fn read_len(f: &OpenFile, offset: u64, size: u32) -> usize {
+    if offset >= f.size {
+        return 0;
+    }
+    (f.size.min(offset.saturating_add(size as u64)) - offset) as usize
 }
 
 impl ZvfsFs {
@@ -370,6 +380,7 @@ impl ZvfsFs {
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
+            buffers: buffers::Buffers::new(READ_BUFFERS, MAX_READAHEAD as usize),
         });
         let threads = cfg.threads.clamp(1, 64);
         let workers = pool::Pool::new("zvfs-worker", threads, threads * 4)
@@ -549,11 +560,15 @@ impl Filesystem for ZvfsFs {
         let offset = offset.max(0) as u64;
         self.read_ahead(&f, offset, size);
         let shared = self.shared.clone();
-        self.work(move || match shared.read(&f, offset, size) {
-            Ok(buf) => reply.data(&buf),
-            Err(e) => {
-                log::error!("read of inode {ino} at {offset} (+{size}): {e}");
-                reply.error(EIO)
+        self.work(move || {
+            let len = read_len(&f, offset, size);
+            let mut buf = shared.buffers.lend(len);
+            match shared.read_into(&f, offset, buf.slice(len)) {
+                Ok(()) => reply.data(buf.slice(len)),
+                Err(e) => {
+                    log::error!("read of inode {ino} at {offset} (+{size}): {e}");
+                    reply.error(EIO)
+                }
             }
         });
     }
