@@ -12,13 +12,15 @@ pub fn zvfs_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_zvfs"))
 }
 
-/// `../shared/fixtures/<name>` (read-only: copy before anything could write).
+/// `shared/fixtures/<name>` in the nearest ancestor of the crate that has it (`../shared`
+/// from the main checkout; the crate may also live in a worktree further below).
+/// Read-only: copy before anything could write.
 pub fn fixture(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures")
-        .join(name);
-    assert!(p.exists(), "fixture {} is missing", p.display());
-    p
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|a| a.join("shared/fixtures").join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("fixture {name} is missing"))
 }
 
 /// Run zvfs with `args`; returns the output (never panics on a non-zero exit).
