@@ -446,17 +446,9 @@ fn set_mtime(p: &Path, secs: i64) {
     .unwrap();
 }
 
+/// Deterministic pseudo-random bytes (xorshift); seeds 2k and 2k+1 give the same bytes.
 fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
+    common::xorshift_words(seed | 1, len)
 }
 
 /// A tree with every file type, xattrs, hardlinks, odd names, special modes and the

@@ -5,18 +5,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{zvfs, zvfs_ok};
+use common::{fixture, noise, zvfs, zvfs_ok};
 use serde_json::Value;
-
-/// `shared/fixtures/<name>` in the nearest ancestor of the crate that has it (the crate
-/// may live in a worktree below the checkout that holds `shared/`).
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|a| a.join("shared/fixtures").join(name))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("fixture {name} is missing"))
-}
 
 fn sample_fl() -> PathBuf {
     fixture("rfs-v2").join("sample.fl")
@@ -39,19 +29,6 @@ fn run(args: &[&str]) -> (i32, String, String) {
 fn json(args: &[&str]) -> Value {
     let out = zvfs_ok(args);
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"))
-}
-
-/// Deterministic pseudo-random bytes (xorshift), different for each seed.
-fn noise(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 /// The paths of each dedup group, as `input:path` strings.

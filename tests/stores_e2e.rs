@@ -8,19 +8,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{dir_url, fuse_available, http_server, redis_server, zvfs, zvfs_ok};
+use common::{dir_url, fuse_available, http_server, redis_server, xorshift_bytes, zvfs, zvfs_ok};
 
 /// Deterministic bytes (xorshift), incompressible enough to give distinct chunks.
 fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    xorshift_bytes(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1, 0, len)
 }
 
 /// A small tree: a multi-chunk file, a chunk-sized one, small files, a symlink, a subdir.

@@ -9,20 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{dir_url, fuse_available, zvfs, zvfs_bin, zvfs_ok};
+use common::{dir_url, fuse_available, xorshift_bytes, zvfs, zvfs_bin, zvfs_ok};
 
 fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed
+    let state = seed
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
+    xorshift_bytes(state, 24, len)
 }
 
 /// A tree with multi-chunk files, a small file, a duplicate and a nested directory,

@@ -171,3 +171,40 @@ pub fn http_server(root: &Path) -> Server {
     });
     server
 }
+
+// ---------------------------------------------------------------- test data
+
+/// The xorshift64 sequence from `state` (must not be 0), one byte a step: bits
+/// `shift..shift + 8` of each state. Deterministic and incompressible enough to give
+/// distinct chunks.
+pub fn xorshift_bytes(state: u64, shift: u32, len: usize) -> Vec<u8> {
+    let mut x = state;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> shift) as u8
+        })
+        .collect()
+}
+
+/// The xorshift64 sequence from `state` (must not be 0), eight little-endian bytes a
+/// step, cut to `len`.
+pub fn xorshift_words(state: u64, len: usize) -> Vec<u8> {
+    let mut x = state;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// `len` deterministic pseudo-random bytes, different for each seed.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    xorshift_bytes(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1, 24, len)
+}
