@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use common::{dir_url, fixture, untar, zvfs, zvfs_bin};
+use common::{dir_url, fixture, untar, zvfs, zvfs_bin, DaemonMount};
 use zvfs::codec::{self, ChunkRef, CHUNK_SIZE};
 use zvfs::flist::{self, Flist, Kind};
 use zvfs::store::router::Router;
@@ -581,46 +581,20 @@ fn fixture_reads_like_tree_tar_from_redis() {
     assert_same_tree(&flist_tree(&*v2, &router).unwrap(), &want);
 }
 
-/// A `zvfs mount -d` of an flist, unmounted on drop.
-struct LegacyMount {
-    target: PathBuf,
-}
-
-impl LegacyMount {
-    fn new(flist: &Path, store: &str, cache: &Path, target: &Path) -> LegacyMount {
-        std::fs::create_dir_all(target).unwrap();
-        std::fs::create_dir_all(cache).unwrap();
-        let out = zvfs(&[
-            "mount",
-            "-d",
-            "-m",
-            flist.to_str().unwrap(),
-            "-c",
-            cache.to_str().unwrap(),
-            "-s",
-            store,
-            "--deadline",
-            "5",
-            target.to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "zvfs mount failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        LegacyMount {
-            target: target.to_path_buf(),
-        }
-    }
-}
-
-impl Drop for LegacyMount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("fusermount3")
-            .arg("-uz")
-            .arg(&self.target)
-            .status();
-    }
+/// A `zvfs mount -d` of an flist from `store`, unmounted on drop.
+fn legacy_mount(flist: &Path, store: &str, cache: &Path, target: &Path) -> DaemonMount {
+    std::fs::create_dir_all(cache).unwrap();
+    let args = [
+        "-m",
+        s(flist),
+        "-c",
+        s(cache),
+        "-s",
+        store,
+        "--deadline",
+        "5",
+    ];
+    DaemonMount::new(&args, target)
 }
 
 /// A legacy flist mounts over FUSE like tree.tar; a corrupted chunk gives EIO for its
@@ -635,7 +609,7 @@ fn legacy_flist_mounts_like_tree_tar_and_corruption_is_eio() {
     let chunks = copy_chunks(d.path());
     let flist = legacy_fixture("sample.flist");
     {
-        let m = LegacyMount::new(
+        let m = legacy_mount(
             &flist,
             &dir_url(&chunks),
             &d.path().join("c1"),
@@ -647,7 +621,7 @@ fn legacy_flist_mounts_like_tree_tar_and_corruption_is_eio() {
     let mut bytes = std::fs::read(&p).unwrap();
     bytes[3] ^= 0x04;
     std::fs::write(&p, bytes).unwrap();
-    let m = LegacyMount::new(
+    let m = legacy_mount(
         &flist,
         &dir_url(&chunks),
         &d.path().join("c2"),

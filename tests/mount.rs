@@ -136,10 +136,6 @@ fn mount_of(target: &Path) -> Option<(String, String)> {
     })
 }
 
-fn is_mounted(target: &Path) -> bool {
-    mount_of(target).is_some()
-}
-
 fn alive(pid: u32) -> bool {
     // A zombie (exited, waiting to be reaped by init) counts as gone.
     match std::fs::read_to_string(format!("/proc/{pid}/status")) {
@@ -193,14 +189,7 @@ impl Mount {
         cmd.arg("mount").args(args).arg(target);
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
         let mut child = cmd.spawn().unwrap();
-        let start = Instant::now();
-        while !is_mounted(target) {
-            if let Ok(Some(st)) = child.try_wait() {
-                panic!("zvfs mount exited early: {st}");
-            }
-            assert!(start.elapsed() < Duration::from_secs(30), "mount timed out");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_mounted(&mut child, target);
         Mount {
             target: target.to_path_buf(),
             pid: child.id(),
@@ -798,7 +787,6 @@ fn forged_chunk_under_the_right_key_is_refused_with_eio() {
     if !fuse_available() {
         return;
     }
-    use aes_gcm::aead::{Aead, KeyInit};
     let tmp = tempfile::tempdir().unwrap();
     let b = FlBuilder::in_dir(tmp.path(), "f.fl");
     b.file(1, "good", b"fine\n");
@@ -806,16 +794,7 @@ fn forged_chunk_under_the_right_key_is_refused_with_eio() {
     // verifies, the object hashes to its (forged) id; only the key check catches it.
     let genuine = b"genuine chunk content".to_vec();
     let (real, _) = v2::encode(&genuine).unwrap();
-    let evil = snap::raw::Encoder::new()
-        .compress_vec(b"evil chunk content!!!")
-        .unwrap();
-    let cipher = aes_gcm::Aes256Gcm::new_from_slice(real.key()).unwrap();
-    let ct = cipher
-        .encrypt(
-            aes_gcm::Nonce::from_slice(&real.key()[..12]),
-            evil.as_slice(),
-        )
-        .unwrap();
+    let ct = encrypt_under(real.key(), b"evil chunk content!!!");
     let forged = ChunkRef::v2(v2::blake2b_256(&ct), real.key().try_into().unwrap());
     b.router.put(forged.id(), &ct).unwrap();
     let ino = b.entry(1, "forged", 0o100644, genuine.len() as u64, 0);

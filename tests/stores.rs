@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{
-    dir_url, free_port, http_server, noise, redis_server, wait_for, zvfs, zvfs_ok, Server,
+    dir_url, encrypt_under, free_port, http_server, noise, redis_server, wait_for, zvfs, zvfs_ok,
+    Server,
 };
 use zvfs::codec::{self, ChunkRef, CHUNK_SIZE};
 use zvfs::flist::v2::{NewEntry, V2Writer};
@@ -549,20 +550,9 @@ fn corrupt_or_reencrypted_replica_is_skipped() {
     // replica 2 (dir): other plaintext re-encrypted under the right key (GCM tag valid)
     let evil_dir = t.path().join("evil");
     {
-        use aes_gcm::aead::{Aead, KeyInit};
-        let evil = snap::raw::Encoder::new()
-            .compress_vec(b"evil content!!!")
-            .unwrap();
-        let cipher = aes_gcm::Aes256Gcm::new_from_slice(chunk.key()).unwrap();
-        let ct = cipher
-            .encrypt(
-                aes_gcm::Nonce::from_slice(&chunk.key()[..12]),
-                evil.as_slice(),
-            )
-            .unwrap();
         let p = object_path(&evil_dir, &chunk);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, ct).unwrap();
+        std::fs::write(p, encrypt_under(chunk.key(), b"evil content!!!")).unwrap();
     }
     for bad in [zdb.clone(), dir_url(&evil_dir)] {
         let alone =

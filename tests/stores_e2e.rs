@@ -6,9 +6,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::{dir_url, fuse_available, http_server, redis_server, xorshift_bytes, zvfs, zvfs_ok};
+use common::{
+    dir_url, fuse_available, http_server, redis_server, xorshift_bytes, zvfs_ok, DaemonMount,
+};
 
 /// Deterministic bytes (xorshift), incompressible enough to give distinct chunks.
 fn bytes(seed: u64, len: usize) -> Vec<u8> {
@@ -62,38 +63,6 @@ fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// `zvfs mount -d`; unmounted (and its daemon gone) on drop.
-struct Mounted(PathBuf);
-
-impl Mounted {
-    fn new(meta: &Path, cache: &Path, store: &str, target: &Path) -> Mounted {
-        std::fs::create_dir_all(target).unwrap();
-        zvfs_ok(&[
-            "mount",
-            "-d",
-            "-m",
-            &s(meta),
-            "-c",
-            &s(cache),
-            "-s",
-            store,
-            "--deadline",
-            "10",
-            &s(target),
-        ]);
-        Mounted(target.to_path_buf())
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let out = zvfs(&["umount", &s(&self.0)]);
-        if !out.status.success() {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-}
-
 /// Unpack and mount `meta` from `store`, both byte-exact against `src`.
 fn unpack_and_mount_match(meta: &Path, store: &str, src: &Path, work: &Path) {
     let expected = snapshot(src);
@@ -102,8 +71,10 @@ fn unpack_and_mount_match(meta: &Path, store: &str, src: &Path, work: &Path) {
     assert_eq!(snapshot(&out), expected, "unpack from {store}");
     if fuse_available() {
         let mnt = work.join("mnt");
-        let m = Mounted::new(meta, &work.join("cache"), store, &mnt);
-        assert_eq!(snapshot(&m.0), expected, "mount from {store}");
+        let (meta, cache) = (s(meta), s(&work.join("cache")));
+        let args = ["-m", &meta, "-c", &cache, "-s", store, "--deadline", "10"];
+        let m = DaemonMount::new(&args, &mnt);
+        assert_eq!(snapshot(&m.target), expected, "mount from {store}");
     }
 }
 
