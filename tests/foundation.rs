@@ -890,11 +890,7 @@ fn corrupted_chunk_is_reported() {
 
 fn assert_no_flist_left(dir: &Path, out: &Path) {
     assert!(!out.exists(), "{} was left behind", out.display());
-    let leftovers: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".fl"))
-        .collect();
+    let leftovers = common::names_containing(dir, ".fl");
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
 

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{fixture, noise, zvfs, zvfs_ok};
+use common::{fixture, noise, pack, zvfs, zvfs_ok};
 use serde_json::Value;
 
 fn sample_fl() -> PathBuf {
@@ -24,14 +24,6 @@ fn run(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// `zvfs pack -m <fl> -s <store> <extra..> <tree>` must succeed; returns its stdout.
-fn pack(fl: &Path, store: &str, extra: &[&str], tree: &Path) -> String {
-    let mut args = vec!["pack", "-m", s(fl), "-s", store];
-    args.extend_from_slice(extra);
-    args.push(s(tree));
-    zvfs_ok(&args)
 }
 
 fn json(args: &[&str]) -> Value {

@@ -319,11 +319,7 @@ fn convert_failure_leaves_no_output() {
         err.contains("hello.txt") && err.contains("a5147f6e7cac3a7076f942cb5e00d896"),
         "{err}"
     );
-    let left: Vec<_> = std::fs::read_dir(d.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("new.fl"))
-        .collect();
+    let left = common::names_containing(d.path(), "new.fl");
     assert!(left.is_empty(), "output or temp file left: {left:?}");
 }
 
@@ -674,15 +670,7 @@ fn convert_fixture(dir: &Path, chunks: &Path) -> PathBuf {
 /// `zvfs pack` of a directory into `dir/<name>.fl` (chunks in `dir/packstore`).
 fn pack(dir: &Path, tree: &Path, name: &str) -> PathBuf {
     let out = dir.join(format!("{name}.fl"));
-    let (code, o, e) = run(&[
-        "pack",
-        "-m",
-        s(&out),
-        "-s",
-        &dir_url(&dir.join("packstore")),
-        s(tree),
-    ]);
-    assert_eq!(code, 0, "{o}\n{e}");
+    common::pack(&out, &dir_url(&dir.join("packstore")), &[], tree);
     out
 }
 

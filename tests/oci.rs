@@ -107,14 +107,7 @@ impl World {
         std::fs::write(tree.join("etc/world"), root.to_string_lossy().as_bytes()).unwrap();
         let store = root.join("store");
         let flist = root.join("bb.fl");
-        common::zvfs_ok(&[
-            "pack",
-            "-m",
-            flist.to_str().unwrap(),
-            "-s",
-            &dir_url(&store),
-            tree.to_str().unwrap(),
-        ]);
+        common::pack(&flist, &dir_url(&store), &[], &tree);
         World {
             dir,
             flist,

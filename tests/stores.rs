@@ -760,11 +760,7 @@ fn config_tags_and_stores() {
     // the flist stays readable after every edit, and no temporary file is left behind
     zvfs_ok(&["verify", "--deep", "-m", &m]);
     assert_reads_back(&meta, &files);
-    let leftovers: Vec<_> = std::fs::read_dir(t.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("zvfs-edit"))
-        .collect();
+    let leftovers = common::names_containing(t.path(), "zvfs-edit");
     assert!(leftovers.is_empty(), "{leftovers:?}");
     zvfs_ok(&["config", "-m", &m, "store", "delete", "-a"]);
     assert_eq!(zvfs_ok(&["config", "-m", &m, "store", "list"]), "");

@@ -78,10 +78,6 @@ fn unpack_and_mount_match(meta: &Path, store: &str, src: &Path, work: &Path) {
     }
 }
 
-fn pack_into(src: &Path, meta: &Path, store: &str) {
-    zvfs_ok(&["pack", "-m", &s(meta), "-s", store, &s(src)]);
-}
-
 #[test]
 fn pack_into_redis_then_unpack_and_mount_over_tcp() {
     let redis = redis_server(false);
@@ -90,7 +86,7 @@ fn pack_into_redis_then_unpack_and_mount_over_tcp() {
     make_tree(&src);
     let url = format!("zdb://127.0.0.1:{}", redis.port);
     let meta = work.path().join("t.fl");
-    pack_into(&src, &meta, &url);
+    common::pack(&meta, &url, &[], &src);
     // Every chunk is in redis and nothing in the flist points elsewhere.
     let routes = zvfs_ok(&["config", "-m", &s(&meta), "store", "list"]);
     assert!(routes.contains(&url), "{routes}");
@@ -107,7 +103,7 @@ fn pack_into_redis_then_unpack_and_mount_over_a_unix_socket() {
     make_tree(&src);
     let url = format!("zdb://{}", sock.display());
     let meta = work.path().join("t.fl");
-    pack_into(&src, &meta, &url);
+    common::pack(&meta, &url, &[], &src);
     unpack_and_mount_match(&meta, &url, &src, work.path());
 }
 
@@ -132,7 +128,7 @@ fn unpack_and_mount_through_http_in_both_layouts() {
     make_tree(&src);
     let store = work.path().join("store");
     let meta = work.path().join("t.fl");
-    pack_into(&src, &meta, &dir_url(&store));
+    common::pack(&meta, &dir_url(&store), &[], &src);
 
     let http = http_server(&store);
     let url = format!("http://127.0.0.1:{}", http.port);

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{dir_url, fuse_available, xorshift_bytes, zvfs, zvfs_bin, zvfs_ok, Foreground};
+use common::{dir_url, fuse_available, xorshift_bytes, zvfs, zvfs_bin, Foreground};
 
 fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     let state = seed
@@ -28,14 +28,7 @@ fn packed(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     std::fs::write(src.join("small.txt"), b"hello\n").unwrap();
     let fl = dir.join("t.fl");
     let store = dir.join("store");
-    zvfs_ok(&[
-        "pack",
-        "-m",
-        fl.to_str().unwrap(),
-        "-s",
-        &dir_url(&store),
-        src.to_str().unwrap(),
-    ]);
+    common::pack(&fl, &dir_url(&store), &[], &src);
     (src, fl, store)
 }
 

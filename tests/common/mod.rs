@@ -303,3 +303,22 @@ impl Drop for DaemonMount {
         }
     }
 }
+
+// ---------------------------------------------------------------- flists and files
+
+/// `zvfs pack -m <fl> -s <store> <extra..> <src>`, which must succeed; returns stdout.
+pub fn pack(fl: &Path, store: &str, extra: &[&str], src: &Path) -> String {
+    let mut args = vec!["pack", "-m", fl.to_str().unwrap(), "-s", store];
+    args.extend_from_slice(extra);
+    args.push(src.to_str().unwrap());
+    zvfs_ok(&args)
+}
+
+/// Names of the entries of `dir` that contain `part` (leftovers of a failed write).
+pub fn names_containing(dir: &Path, part: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(part))
+        .collect()
+}
