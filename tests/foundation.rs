@@ -166,8 +166,34 @@ fn fixture_tree(dir: &Path) -> PathBuf {
     t
 }
 
-fn run_ok(args: &[&str]) -> (String, String) {
-    let out = zvfs(args);
+/// A writable copy of the rfs fixture store in `dir/store`.
+fn store_copy(dir: &Path) -> PathBuf {
+    let store = dir.join("store");
+    copy_tree(&rfs("store"), &store);
+    store
+}
+
+/// `pack -m <fl> -s dir://<store> <extra..> <src>`, for `run_ok` or `run_err`.
+fn pack_args(fl: &Path, store: &Path, extra: &[&str], src: &Path) -> Vec<String> {
+    let mut args = vec!["pack".into(), "-m".into(), s(fl).into(), "-s".into()];
+    args.push(dir_url(store));
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args.push(s(src).into());
+    args
+}
+
+/// `unpack -m <rfs sample.fl> -s dir://<store> <args..>` must succeed; returns stderr.
+fn unpack_sample(store: &Path, args: &[&str]) -> String {
+    let fl = rfs("sample.fl");
+    let url = dir_url(store);
+    let mut all = vec!["unpack", "-m", s(&fl), "-s", &url];
+    all.extend_from_slice(args);
+    run_ok(&all).1
+}
+
+fn run_ok<A: AsRef<str>>(args: &[A]) -> (String, String) {
+    let args: Vec<&str> = args.iter().map(|a| a.as_ref()).collect();
+    let out = zvfs(&args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         out.status.success(),
@@ -177,8 +203,9 @@ fn run_ok(args: &[&str]) -> (String, String) {
     (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
 }
 
-fn run_err(args: &[&str]) -> String {
-    let out = zvfs(args);
+fn run_err<A: AsRef<str>>(args: &[A]) -> String {
+    let args: Vec<&str> = args.iter().map(|a| a.as_ref()).collect();
+    let out = zvfs(&args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         !out.status.success(),
@@ -246,18 +273,9 @@ fn fetched_chunks(stderr: &str) -> u64 {
 fn sample_fl_unpacks_byte_exact_with_owners_modes_times() {
     let d = tmp();
     let reference = fixture_tree(d.path());
-    let store = d.path().join("store");
-    copy_tree(&rfs("store"), &store);
+    let store = store_copy(d.path());
     let target = d.path().join("out");
-    let (_, err) = run_ok(&[
-        "unpack",
-        "-m",
-        s(&rfs("sample.fl")),
-        "-s",
-        &dir_url(&store),
-        "-p",
-        s(&target),
-    ]);
+    let err = unpack_sample(&store, &["-p", s(&target)]);
     assert_same_tree(&reference, &target);
     // the points the fixture README calls out, explicitly
     let owned = std::fs::symlink_metadata(target.join("owned.txt")).unwrap();
@@ -334,16 +352,7 @@ fn pack_of_fixture_tree_gives_rfs_chunk_ids_and_objects() {
     let tree = fixture_tree(d.path());
     let store = d.path().join("store");
     let fl = d.path().join("mine.fl");
-    let (out, _) = run_ok(&[
-        "pack",
-        "-m",
-        s(&fl),
-        "-s",
-        &dir_url(&store),
-        "-j",
-        "2",
-        s(&tree),
-    ]);
+    let (out, _) = run_ok(&pack_args(&fl, &store, &["-j", "2"], &tree));
     assert!(
         out.contains("58 chunks, 56 unique chunks uploaded"),
         "summary: {out}"
@@ -378,14 +387,7 @@ fn packed_flist_schema_equals_rfs_schema() {
     std::fs::create_dir(&src).unwrap();
     std::fs::write(src.join("f"), b"x").unwrap();
     let fl = d.path().join("x.fl");
-    zvfs_ok(&[
-        "pack",
-        "-m",
-        s(&fl),
-        "-s",
-        &dir_url(&d.path().join("store")),
-        s(&src),
-    ]);
+    run_ok(&pack_args(&fl, &d.path().join("store"), &[], &src));
     let schema = |p: &Path| -> BTreeMap<String, Option<String>> {
         let c = Connection::open(p).unwrap();
         let mut st = c
@@ -444,17 +446,9 @@ fn set_mtime(p: &Path, secs: i64) {
     .unwrap();
 }
 
+/// Deterministic pseudo-random bytes (xorshift); seeds 2k and 2k+1 give the same bytes.
 fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
+    common::xorshift_words(seed | 1, len)
 }
 
 /// A tree with every file type, xattrs, hardlinks, odd names, special modes and the
@@ -551,16 +545,7 @@ fn pack_unpack_round_trip_of_every_file_type() {
     let before = snapshot(&src);
     let store = d.path().join("store");
     let fl = d.path().join("every.fl");
-    let (out, _) = run_ok(&[
-        "pack",
-        "-m",
-        s(&fl),
-        "-s",
-        &dir_url(&store),
-        "--tag",
-        "author=tests",
-        s(&src),
-    ]);
+    let (out, _) = run_ok(&pack_args(&fl, &store, &["--tag", "author=tests"], &src));
     assert!(out.contains("unique chunks uploaded"), "{out}");
     assert_eq!(snapshot(&src), before, "pack modified its source");
     let target = d.path().join("out");
@@ -623,17 +608,9 @@ fn pack_unpack_round_trip_of_every_file_type() {
 #[test]
 fn unpack_without_p_leaves_owners_to_the_caller() {
     let d = tmp();
-    let store = d.path().join("store");
-    copy_tree(&rfs("store"), &store);
+    let store = store_copy(d.path());
     let target = d.path().join("out");
-    run_ok(&[
-        "unpack",
-        "-m",
-        s(&rfs("sample.fl")),
-        "-s",
-        &dir_url(&store),
-        s(&target),
-    ]);
+    unpack_sample(&store, &[s(&target)]);
     let m = std::fs::symlink_metadata(target.join("owned.txt")).unwrap();
     assert_eq!((m.uid(), m.gid()), (0, 0));
 }
@@ -661,7 +638,7 @@ fn unpacking_one_file_of_a_big_tree_fetches_only_its_chunks() {
     std::fs::write(src.join("a/b/other.bin"), pseudo_random(700_000, 5)).unwrap();
     let store = d.path().join("store");
     let fl = d.path().join("big.fl");
-    run_ok(&["pack", "-m", s(&fl), "-s", &dir_url(&store), s(&src)]);
+    run_ok(&pack_args(&fl, &store, &[], &src));
     std::fs::remove_dir_all(&src).unwrap(); // free the space early
 
     let target = d.path().join("out");
@@ -711,19 +688,9 @@ fn unpacking_one_file_of_a_big_tree_fetches_only_its_chunks() {
 fn unpacking_a_subdirectory_restores_it_whole() {
     let d = tmp();
     let reference = fixture_tree(d.path());
-    let store = d.path().join("store");
-    copy_tree(&rfs("store"), &store);
+    let store = store_copy(d.path());
     let target = d.path().join("out");
-    let (_, err) = run_ok(&[
-        "unpack",
-        "-m",
-        s(&rfs("sample.fl")),
-        "-s",
-        &dir_url(&store),
-        "-p",
-        s(&target),
-        "private",
-    ]);
+    let err = unpack_sample(&store, &["-p", s(&target), "private"]);
     assert_same_tree(&reference.join("private"), &target.join("private"));
     let top: Vec<_> = std::fs::read_dir(&target).unwrap().collect();
     assert_eq!(top.len(), 1);
@@ -745,8 +712,7 @@ impl Arena {
     fn new() -> Arena {
         let d = tmp();
         let base = d.path().to_path_buf();
-        let store = base.join("store");
-        copy_tree(&rfs("store"), &store);
+        let store = store_copy(&base);
         let fl = base.join("copy.fl");
         copy_file(&rfs("sample.fl"), &fl);
         std::fs::create_dir(base.join("sentinel")).unwrap();
@@ -924,11 +890,7 @@ fn corrupted_chunk_is_reported() {
 
 fn assert_no_flist_left(dir: &Path, out: &Path) {
     assert!(!out.exists(), "{} was left behind", out.display());
-    let leftovers: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".fl"))
-        .collect();
+    let leftovers = common::names_containing(dir, ".fl");
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
 
@@ -939,14 +901,7 @@ fn pack_failing_on_the_store_leaves_no_flist() {
     let blocker = d.path().join("not-a-dir");
     std::fs::write(&blocker, b"a file where the store should be").unwrap();
     let out = d.path().join("out.fl");
-    let err = run_err(&[
-        "pack",
-        "-m",
-        s(&out),
-        "-s",
-        &dir_url(&blocker.join("store")),
-        s(&src),
-    ]);
+    let err = run_err(&pack_args(&out, &blocker.join("store"), &[], &src));
     assert!(err.contains("not-a-dir"), "{err}");
     assert_no_flist_left(d.path(), &out);
 }
@@ -983,16 +938,8 @@ fn version_tag_is_reserved() {
     let d = tmp();
     let src = fixture_tree(d.path());
     let out = d.path().join("out.fl");
-    let err = run_err(&[
-        "pack",
-        "-m",
-        s(&out),
-        "-s",
-        &dir_url(&d.path().join("store")),
-        "--tag",
-        "version=42",
-        s(&src),
-    ]);
+    let store = d.path().join("store");
+    let err = run_err(&pack_args(&out, &store, &["--tag", "version=42"], &src));
     assert!(err.contains("reserved"), "{err}");
     assert_no_flist_left(d.path(), &out);
 }
@@ -1002,8 +949,7 @@ fn version_tag_is_reserved() {
 #[test]
 fn ls_stat_inspect_cat_on_the_fixture() {
     let d = tmp();
-    let store = d.path().join("store");
-    copy_tree(&rfs("store"), &store);
+    let store = store_copy(d.path());
     let fl = d.path().join("s.fl");
     copy_file(&rfs("sample.fl"), &fl);
     // a route with a password: inspect must not show it
@@ -1096,14 +1042,7 @@ fn ls_prints_non_utf8_names_raw() {
     std::fs::create_dir(&src).unwrap();
     std::fs::write(src.join(OsStr::from_bytes(b"caf\xe9")), b"x").unwrap();
     let fl = d.path().join("n.fl");
-    zvfs_ok(&[
-        "pack",
-        "-m",
-        s(&fl),
-        "-s",
-        &dir_url(&d.path().join("store")),
-        s(&src),
-    ]);
+    run_ok(&pack_args(&fl, &d.path().join("store"), &[], &src));
     let out = zvfs(&["ls", "-m", s(&fl)]);
     assert_eq!(out.stdout, b"caf\xe9\n");
     let target = d.path().join("t");

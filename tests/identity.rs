@@ -5,18 +5,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{zvfs, zvfs_ok};
+use common::{fixture, noise, pack, zvfs, zvfs_ok};
 use serde_json::Value;
-
-/// `shared/fixtures/<name>` in the nearest ancestor of the crate that has it (the crate
-/// may live in a worktree below the checkout that holds `shared/`).
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|a| a.join("shared/fixtures").join(name))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("fixture {name} is missing"))
-}
 
 fn sample_fl() -> PathBuf {
     fixture("rfs-v2").join("sample.fl")
@@ -39,19 +29,6 @@ fn run(args: &[&str]) -> (i32, String, String) {
 fn json(args: &[&str]) -> Value {
     let out = zvfs_ok(args);
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"))
-}
-
-/// Deterministic pseudo-random bytes (xorshift), different for each seed.
-fn noise(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 /// The paths of each dedup group, as `input:path` strings.
@@ -422,14 +399,7 @@ fn diff_rfs_flist_against_zvfs_flist_of_the_same_tree() {
     common::untar(&fixture("rfs-v2").join("tree.tar"), &tree);
     let fl = tmp.path().join("zvfs.fl");
     let store = tmp.path().join("store");
-    zvfs_ok(&[
-        "pack",
-        "-m",
-        s(&fl),
-        "-s",
-        &common::dir_url(&store),
-        s(&tree),
-    ]);
+    pack(&fl, &common::dir_url(&store), &[], &tree);
     // Content by chunk keys (rfs has no checksums), types, modes, owners (rfs's flist holds
     // 1000:2000 for owned.txt, like the tree), targets: all equal. Nothing was fetched:
     // the rfs fixture's stores are not even reachable at the routes it names.
@@ -541,7 +511,7 @@ fn incremental_pack_reuses_unchanged_files_without_reading_them() {
     std::fs::write(tree.join("gone.txt"), b"bye\n").unwrap();
     std::os::unix::fs::symlink("keep-small.txt", tree.join("link")).unwrap();
     let old = t.join("old.fl");
-    let out = zvfs_ok(&["pack", "-m", s(&old), "-s", &store, s(&tree)]);
+    let out = pack(&old, &store, &[], &tree);
     assert!(!out.contains("base "), "{out}");
 
     // Change one file's middle (inside the sample at size/2; mtime moved too), append to
@@ -560,16 +530,7 @@ fn incremental_pack_reuses_unchanged_files_without_reading_them() {
     std::fs::remove_file(tree.join("gone.txt")).unwrap();
 
     let new = t.join("new.fl");
-    let out = zvfs_ok(&[
-        "pack",
-        "-m",
-        s(&new),
-        "-s",
-        &store,
-        "--base",
-        s(&old),
-        s(&tree),
-    ]);
+    let out = pack(&new, &store, &["--base", s(&old)], &tree);
     // Reused without reading: keep-big, keep-small, sub/keep (hard.bin is its hardlink).
     // Read and packed: mid, grow, new.txt, sub/new.bin.
     assert_eq!(base_figures(&out), (3, 4, 0, 0), "{out}");
@@ -589,7 +550,7 @@ fn incremental_pack_reuses_unchanged_files_without_reading_them() {
     );
     // The incremental flist equals a fresh pack of the new tree, mtimes included...
     let fresh = t.join("fresh.fl");
-    zvfs_ok(&["pack", "-m", s(&fresh), "-s", &store, s(&tree)]);
+    pack(&fresh, &store, &[], &tree);
     let (code, d, e) = run(&["diff", "--mtime", s(&fresh), s(&new)]);
     assert_eq!((code, d.as_str()), (0, ""), "{e}");
     // ...and unpacks to the new tree.
@@ -599,16 +560,7 @@ fn incremental_pack_reuses_unchanged_files_without_reading_them() {
 
     // Nothing changed: everything is reused, nothing read whole, nothing uploaded.
     let again = t.join("again.fl");
-    let out = zvfs_ok(&[
-        "pack",
-        "-m",
-        s(&again),
-        "-s",
-        &store,
-        "--base",
-        s(&new),
-        s(&tree),
-    ]);
+    let out = pack(&again, &store, &["--base", s(&new)], &tree);
     assert_eq!(base_figures(&out), (7, 0, 0, 0), "{out}");
     assert_eq!(uploaded(&out), 0, "{out}");
 
@@ -618,32 +570,18 @@ fn incremental_pack_reuses_unchanged_files_without_reading_them() {
     // files are not read.
     poke(&tree.join("keep-big.bin"), 20_000, b"SNEAKY", true);
     let quick = t.join("quick.fl");
-    let out = zvfs_ok(&[
-        "pack",
-        "-m",
-        s(&quick),
-        "-s",
-        &store,
-        "--base",
-        s(&new),
-        s(&tree),
-    ]);
+    let out = pack(&quick, &store, &["--base", s(&new)], &tree);
     assert_eq!(base_figures(&out), (7, 0, 0, 0), "{out}");
     let (code, d, _) = run(&["diff", s(&new), s(&quick)]);
     assert_eq!((code, d.as_str()), (0, ""), "the stale content was reused");
     // --base-verify reads the candidates whole, catches it and packs that file anew.
     let verified = t.join("verified.fl");
-    let out = zvfs_ok(&[
-        "pack",
-        "-m",
-        s(&verified),
-        "-s",
+    let out = pack(
+        &verified,
         &store,
-        "--base",
-        s(&new),
-        "--base-verify",
-        s(&tree),
-    ]);
+        &["--base", s(&new), "--base-verify"],
+        &tree,
+    );
     assert_eq!(base_figures(&out), (6, 1, 7, 1), "{out}");
     // Only the changed file's chunks (3) were uploaded.
     assert_eq!(uploaded(&out), 3, "{out}");
@@ -662,16 +600,7 @@ fn incremental_pack_from_an_rfs_flist_reuses_nothing() {
     common::untar(&fixture("rfs-v2").join("tree.tar"), &tree);
     let fl = tmp.path().join("x.fl");
     let store = common::dir_url(&tmp.path().join("store"));
-    let out = zvfs_ok(&[
-        "pack",
-        "-m",
-        s(&fl),
-        "-s",
-        &store,
-        "--base",
-        s(&sample_fl()),
-        s(&tree),
-    ]);
+    let out = pack(&fl, &store, &["--base", s(&sample_fl())], &tree);
     let (reused, packed, _, _) = base_figures(&out);
     assert_eq!(reused, 0, "{out}");
     assert_eq!(packed, 53, "{out}");
@@ -700,7 +629,7 @@ fn dedup_directory_against_zvfs_flist_uses_partial_checksums() {
     dedup_tree(&root);
     let fl = tmp.path().join("z.fl");
     let store = common::dir_url(&tmp.path().join("store"));
-    zvfs_ok(&["pack", "-m", s(&fl), "-s", &store, s(&root)]);
+    pack(&fl, &store, &[], &root);
     // After packing, c.bin changes in a sampled byte: its partial checksum no longer
     // matches anything, so it is not read whole; d.txt grows: no size match at all.
     poke(&root.join("c.bin"), 0, b"X", true);
@@ -745,12 +674,12 @@ fn diff_escapes_awkward_names_one_line_each() {
     std::fs::write(tree.join("new\nline"), b"2").unwrap();
     std::fs::write(tree.join("back\\slash"), b"3").unwrap();
     let a = t.join("a.fl");
-    zvfs_ok(&["pack", "-m", s(&a), "-s", &store, s(&tree)]);
+    pack(&a, &store, &[], &tree);
     for name in [&b"latin1-\xe9"[..], b"new\nline", b"back\\slash"] {
         std::fs::write(tree.join(std::ffi::OsStr::from_bytes(name)), b"changed").unwrap();
     }
     let b = t.join("b.fl");
-    zvfs_ok(&["pack", "-m", s(&b), "-s", &store, s(&tree)]);
+    pack(&b, &store, &[], &tree);
     let (code, out, _) = run(&["diff", s(&a), s(&b)]);
     assert_eq!(code, 1);
     assert_eq!(

@@ -8,26 +8,14 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use common::{dir_url, untar, zvfs, zvfs_bin};
+use common::{dir_url, fixture, untar, zvfs, zvfs_bin, DaemonMount};
 use zvfs::codec::{self, ChunkRef, CHUNK_SIZE};
 use zvfs::flist::{self, Flist, Kind};
 use zvfs::store::router::Router;
 use zvfs::store::StoreConfig;
 
-/// The fixtures directory, from the main checkout or a worktree under /work/wt.
-fn fixtures() -> PathBuf {
-    let base = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for rel in ["../shared/fixtures", "../../shared/fixtures"] {
-        let p = base.join(rel);
-        if p.join("legacy-flist").exists() {
-            return p;
-        }
-    }
-    panic!("fixtures not found next to {}", base.display());
-}
-
 fn legacy_fixture(name: &str) -> PathBuf {
-    fixtures().join("legacy-flist").join(name)
+    fixture("legacy-flist").join(name)
 }
 
 /// A writable copy of the fixture's `chunks/` directory (flat `<hex>` files).
@@ -158,6 +146,14 @@ fn assert_same_tree(got: &BTreeMap<Vec<u8>, Node>, want: &BTreeMap<Vec<u8>, Node
             "entry {:?} differs from tree.tar",
             String::from_utf8_lossy(path)
         );
+    }
+}
+
+/// `flist::open(p)` must fail (it would accept `what`); returns the error message.
+fn open_err(p: &Path, what: &str) -> String {
+    match flist::open(p) {
+        Ok(_) => panic!("accepted {what}"),
+        Err(e) => e.msg,
     }
 }
 
@@ -312,28 +308,18 @@ fn convert_failure_leaves_no_output() {
     // One chunk missing from the source store.
     std::fs::remove_file(chunks.join("a5147f6e7cac3a7076f942cb5e00d896")).unwrap();
     let out = d.path().join("new.fl");
-    let o = zvfs(&[
-        "convert",
-        "-m",
-        legacy_fixture("sample.flist").to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "-s",
+    let (code, _, err) = convert(
+        &legacy_fixture("sample.flist"),
+        &out,
         &dir_url(&d.path().join("v2")),
-        "--from-store",
-        &dir_url(&chunks),
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success());
+        &["--from-store", &dir_url(&chunks)],
+    );
+    assert_ne!(code, 0);
     assert!(
         err.contains("hello.txt") && err.contains("a5147f6e7cac3a7076f942cb5e00d896"),
         "{err}"
     );
-    let left: Vec<_> = std::fs::read_dir(d.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("new.fl"))
-        .collect();
+    let left = common::names_containing(d.path(), "new.fl");
     assert!(left.is_empty(), "output or temp file left: {left:?}");
 }
 
@@ -394,25 +380,14 @@ fn backend_password_never_shows_in_errors() {
     assert_eq!(routes[0].url, format!("zdb://:hunter2@127.0.0.1:{port}/ns"));
     assert!(opened.tags().unwrap().iter().all(|(k, _)| k != "backend"));
     let out = d.path().join("x.fl");
-    let o = zvfs(&[
-        "convert",
-        "-m",
-        fl.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "-s",
+    let (code, o, e) = convert(
+        &fl,
+        &out,
         &dir_url(&d.path().join("v2")),
-        "--connect-timeout",
-        "1",
-        "--deadline",
-        "2",
-    ]);
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+        &["--connect-timeout", "1", "--deadline", "2"],
     );
-    assert!(!o.status.success(), "{all}");
+    let all = format!("{o}{e}");
+    assert_ne!(code, 0, "{all}");
     assert!(!all.contains("hunter2"), "password leaked: {all}");
     assert!(all.contains("127.0.0.1"), "{all}");
     assert!(!out.exists());
@@ -434,7 +409,7 @@ fn format_detection_by_content_with_clear_errors() {
     for (name, data, expect) in &cases {
         let p = d.path().join(name);
         std::fs::write(&p, data).unwrap();
-        let err = flist::open(&p).err().expect("accepted garbage").msg;
+        let err = open_err(&p, "garbage");
         assert!(
             err.contains(p.to_str().unwrap()) && err.contains(expect),
             "{err}"
@@ -451,10 +426,7 @@ fn format_detection_by_content_with_clear_errors() {
         gz.write_all(&[0x5a; 3000]).unwrap();
         gz.finish().unwrap();
     }
-    let err = flist::open(&p)
-        .err()
-        .expect("accepted a gzip of garbage")
-        .msg;
+    let err = open_err(&p, "a gzip of garbage");
     assert!(
         err.contains("notar.flist") && err.contains("not a legacy flist"),
         "{err}"
@@ -462,10 +434,7 @@ fn format_detection_by_content_with_clear_errors() {
     // A tar without flistdb.sqlite3.
     let p = d.path().join("nodb.flist");
     gz_tar(&p, &[("./readme.txt", b"hello".to_vec())]);
-    let err = flist::open(&p)
-        .err()
-        .expect("accepted a tar without db")
-        .msg;
+    let err = open_err(&p, "a tar without db");
     assert!(
         err.contains("nodb.flist") && err.contains("flistdb.sqlite3"),
         "{err}"
@@ -473,16 +442,13 @@ fn format_detection_by_content_with_clear_errors() {
     // A flistdb.sqlite3 that is not SQLite.
     let p = d.path().join("baddb.flist");
     gz_tar(&p, &[("./flistdb.sqlite3", vec![7u8; 2048])]);
-    let err = flist::open(&p).err().expect("accepted a bad db").msg;
+    let err = open_err(&p, "a bad db");
     assert!(err.contains("baddb.flist"), "{err}");
     // A truncated legacy flist.
     let p = d.path().join("cut.flist");
     let full = std::fs::read(legacy_fixture("sample.flist")).unwrap();
     std::fs::write(&p, &full[..full.len() / 2]).unwrap();
-    let err = flist::open(&p)
-        .err()
-        .expect("accepted a truncated flist")
-        .msg;
+    let err = open_err(&p, "a truncated flist");
     assert!(err.contains("cut.flist"), "{err}");
     // The name does not matter: a legacy flist called .fl and a v2 one called .flist.
     let p = d.path().join("legacy-named.fl");
@@ -490,17 +456,8 @@ fn format_detection_by_content_with_clear_errors() {
     assert_eq!(flist::open(&p).unwrap().format(), "legacy");
     // Through the CLI: the error names the file.
     let p = d.path().join("random.flist");
-    let o = zvfs(&[
-        "convert",
-        "-m",
-        p.to_str().unwrap(),
-        "-o",
-        "/nonexistent/x.fl",
-        "-s",
-        "dir:///tmp/x",
-    ]);
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
+    let (code, _, err) = convert(&p, Path::new("/nonexistent/x.fl"), "dir:///tmp/x", &[]);
+    assert_ne!(code, 0);
     assert!(
         err.contains(p.to_str().unwrap()) && err.contains("not an flist"),
         "{err}"
@@ -613,61 +570,27 @@ fn fixture_reads_like_tree_tar_from_redis() {
     // convert reading from the backend route, writing to a dir store.
     let out = d.path().join("from-redis.fl");
     let v2store = d.path().join("v2");
-    let o = zvfs(&[
-        "convert",
-        "-m",
-        fl_path.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "-s",
-        &dir_url(&v2store),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (code, _, err) = convert(&fl_path, &out, &dir_url(&v2store), &[]);
+    assert_eq!(code, 0, "{err}");
     let v2 = flist::open(&out).unwrap();
     let router = Router::for_flist(&v2.routes().unwrap(), &[], &StoreConfig::default()).unwrap();
     assert_same_tree(&flist_tree(&*v2, &router).unwrap(), &want);
 }
 
-/// A `zvfs mount -d` of an flist, unmounted on drop.
-struct LegacyMount {
-    target: PathBuf,
-}
-
-impl LegacyMount {
-    fn new(flist: &Path, store: &str, cache: &Path, target: &Path) -> LegacyMount {
-        std::fs::create_dir_all(target).unwrap();
-        std::fs::create_dir_all(cache).unwrap();
-        let out = zvfs(&[
-            "mount",
-            "-d",
-            "-m",
-            flist.to_str().unwrap(),
-            "-c",
-            cache.to_str().unwrap(),
-            "-s",
-            store,
-            "--deadline",
-            "5",
-            target.to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "zvfs mount failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        LegacyMount {
-            target: target.to_path_buf(),
-        }
-    }
-}
-
-impl Drop for LegacyMount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("fusermount3")
-            .arg("-uz")
-            .arg(&self.target)
-            .status();
-    }
+/// A `zvfs mount -d` of an flist from `store`, unmounted on drop.
+fn legacy_mount(flist: &Path, store: &str, cache: &Path, target: &Path) -> DaemonMount {
+    std::fs::create_dir_all(cache).unwrap();
+    let args = [
+        "-m",
+        s(flist),
+        "-c",
+        s(cache),
+        "-s",
+        store,
+        "--deadline",
+        "5",
+    ];
+    DaemonMount::new(&args, target)
 }
 
 /// A legacy flist mounts over FUSE like tree.tar; a corrupted chunk gives EIO for its
@@ -682,7 +605,7 @@ fn legacy_flist_mounts_like_tree_tar_and_corruption_is_eio() {
     let chunks = copy_chunks(d.path());
     let flist = legacy_fixture("sample.flist");
     {
-        let m = LegacyMount::new(
+        let m = legacy_mount(
             &flist,
             &dir_url(&chunks),
             &d.path().join("c1"),
@@ -694,7 +617,7 @@ fn legacy_flist_mounts_like_tree_tar_and_corruption_is_eio() {
     let mut bytes = std::fs::read(&p).unwrap();
     bytes[3] ^= 0x04;
     std::fs::write(&p, bytes).unwrap();
-    let m = LegacyMount::new(
+    let m = legacy_mount(
         &flist,
         &dir_url(&chunks),
         &d.path().join("c2"),
@@ -724,20 +647,22 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// `zvfs convert -m <fl> -o <out> -s <store> <extra..>`: (exit code, stdout, stderr).
+fn convert(fl: &Path, out: &Path, store: &str, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["convert", "-m", s(fl), "-o", s(out), "-s", store];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 /// `zvfs convert` of the fixture into `dir/sample.fl` with its chunks in `dir/v2store`.
 fn convert_fixture(dir: &Path, chunks: &Path) -> PathBuf {
     let out = dir.join("sample.fl");
-    let (code, o, e) = run(&[
-        "convert",
-        "-m",
-        s(&legacy_fixture("sample.flist")),
-        "-o",
-        s(&out),
-        "-s",
+    let (code, o, e) = convert(
+        &legacy_fixture("sample.flist"),
+        &out,
         &dir_url(&dir.join("v2store")),
-        "--from-store",
-        &dir_url(chunks),
-    ]);
+        &["--from-store", &dir_url(chunks)],
+    );
     assert_eq!(code, 0, "{o}\n{e}");
     out
 }
@@ -745,15 +670,7 @@ fn convert_fixture(dir: &Path, chunks: &Path) -> PathBuf {
 /// `zvfs pack` of a directory into `dir/<name>.fl` (chunks in `dir/packstore`).
 fn pack(dir: &Path, tree: &Path, name: &str) -> PathBuf {
     let out = dir.join(format!("{name}.fl"));
-    let (code, o, e) = run(&[
-        "pack",
-        "-m",
-        s(&out),
-        "-s",
-        &dir_url(&dir.join("packstore")),
-        s(tree),
-    ]);
-    assert_eq!(code, 0, "{o}\n{e}");
+    common::pack(&out, &dir_url(&dir.join("packstore")), &[], tree);
     out
 }
 
@@ -898,12 +815,15 @@ fn verify_legacy_finds_missing_and_corrupt_chunks() {
     let chunks = copy_chunks(d.path());
     let fl = legacy_fixture("sample.flist");
     let store = dir_url(&chunks);
-    for deep in [false, true] {
+    let verify = |deep: bool| {
         let mut args = vec!["verify", "-m", s(&fl), "-s", &store];
         if deep {
             args.push("--deep");
         }
-        let (code, out, err) = run(&args);
+        run(&args)
+    };
+    for deep in [false, true] {
+        let (code, out, err) = verify(deep);
         assert_eq!(code, 0, "{out}\n{err}");
         assert!(
             format!("{out}{err}").contains("17 ok, 0 missing"),
@@ -913,11 +833,7 @@ fn verify_legacy_finds_missing_and_corrupt_chunks() {
     let hello = "a5147f6e7cac3a7076f942cb5e00d896";
     std::fs::remove_file(chunks.join(hello)).unwrap();
     for deep in [false, true] {
-        let mut args = vec!["verify", "-m", s(&fl), "-s", &store];
-        if deep {
-            args.push("--deep");
-        }
-        let (code, out, err) = run(&args);
+        let (code, out, err) = verify(deep);
         let all = format!("{out}{err}");
         assert_ne!(code, 0, "{all}");
         assert!(all.contains("16 ok, 1 missing"), "{all}");
@@ -929,7 +845,7 @@ fn verify_legacy_finds_missing_and_corrupt_chunks() {
     let mut bytes = std::fs::read(&p).unwrap();
     bytes[5] ^= 0x10;
     std::fs::write(&p, bytes).unwrap();
-    let (code, out, err) = run(&["verify", "--deep", "-m", s(&fl), "-s", &store]);
+    let (code, out, err) = verify(true);
     let all = format!("{out}{err}");
     assert_ne!(code, 0);
     assert!(all.contains("1 missing, 1 corrupt"), "{all}");

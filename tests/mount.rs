@@ -21,40 +21,16 @@ use zvfs::store::StoreConfig;
 
 // ---------- helpers ----------
 
-/// A fixture: `common::fixture` resolves `../shared/fixtures` from the crate, which does
-/// not exist in a worktree under /work/wt; fall back to /work/shared/fixtures.
-fn fx(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures")
-        .join(name);
-    if p.exists() {
-        return p;
-    }
-    let alt = Path::new("/work/shared/fixtures").join(name);
-    if alt.exists() {
-        return alt;
-    }
-    fixture(name)
-}
-
 /// Deterministic pseudo-random bytes (xorshift), distinct per seed.
 fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
+    xorshift_words(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1, len)
 }
 
 /// Builds a test flist with `V2Writer`, its chunks going to a dir store.
 struct FlBuilder {
     w: V2Writer,
     router: Router,
+    fl: PathBuf,
 }
 
 impl FlBuilder {
@@ -82,7 +58,16 @@ impl FlBuilder {
             })
             .unwrap();
         assert_eq!(root, 1);
-        FlBuilder { w, router }
+        FlBuilder {
+            w,
+            router,
+            fl: fl.to_path_buf(),
+        }
+    }
+
+    /// `dir/<name>`, its chunks in `dir/store`.
+    fn in_dir(dir: &Path, name: &str) -> FlBuilder {
+        FlBuilder::new(&dir.join(name), &dir.join("store"))
     }
 
     fn entry(&self, parent: Ino, name: &str, mode: u32, size: u64, rdev: u64) -> Ino {
@@ -122,9 +107,18 @@ impl FlBuilder {
         ino
     }
 
-    fn finish(self) {
+    /// Writes the flist out; returns its path.
+    fn finish(self) -> PathBuf {
         self.w.finish().unwrap();
+        self.fl
     }
+}
+
+/// `dir/<name>.fl` holding one file `/<name>` with `data`, its chunks in `dir/store`.
+fn one_file_flist(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
+    let b = FlBuilder::in_dir(dir, &format!("{name}.fl"));
+    b.file(1, name, data);
+    b.finish()
 }
 
 /// Source and type of the mount at `target` in /proc/self/mountinfo.
@@ -140,10 +134,6 @@ fn mount_of(target: &Path) -> Option<(String, String)> {
             None
         }
     })
-}
-
-fn is_mounted(target: &Path) -> bool {
-    mount_of(target).is_some()
 }
 
 fn alive(pid: u32) -> bool {
@@ -199,14 +189,7 @@ impl Mount {
         cmd.arg("mount").args(args).arg(target);
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
         let mut child = cmd.spawn().unwrap();
-        let start = Instant::now();
-        while !is_mounted(target) {
-            if let Ok(Some(st)) = child.try_wait() {
-                panic!("zvfs mount exited early: {st}");
-            }
-            assert!(start.elapsed() < Duration::from_secs(30), "mount timed out");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_mounted(&mut child, target);
         Mount {
             target: target.to_path_buf(),
             pid: child.id(),
@@ -245,6 +228,21 @@ impl Drop for Mount {
 
 fn s(x: impl AsRef<std::ffi::OsStr>) -> String {
     x.as_ref().to_string_lossy().into_owned()
+}
+
+/// `-m <fl> -c <cache>`: the arguments every mount here starts with.
+fn mount_args(fl: &Path, cache: &Path) -> Vec<String> {
+    vec!["-m".into(), s(fl), "-c".into(), s(cache)]
+}
+
+/// `zvfs mount -d -m <fl> -c <dir>/cache <extra>` on a new directory `<dir>/mnt`.
+fn mount_in(dir: &Path, fl: &Path, extra: &[String]) -> (PathBuf, Mount) {
+    let mnt = dir.join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let mut args = mount_args(fl, &dir.join("cache"));
+    args.extend_from_slice(extra);
+    let m = Mount::daemon(&mnt, &args);
+    (mnt, m)
 }
 
 /// Everything under `root`: relative path -> (lstat fields, symlink target or content).
@@ -297,14 +295,14 @@ fn fixture_flists_show_the_tree_exactly() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let reference = tmp.path().join("ref");
-    untar(&fx("rfs-v2/tree.tar"), &reference);
+    untar(&fixture("rfs-v2/tree.tar"), &reference);
     let expected = snapshot(&reference);
     assert!(expected.len() > 60, "{}", expected.len());
     let copy = |name: &str| {
         let dst = tmp.path().join(name);
         let st = Command::new("cp")
             .arg("-r")
-            .arg(fx(&format!("rfs-v2/{name}")))
+            .arg(fixture(&format!("rfs-v2/{name}")))
             .arg(&dst)
             .status()
             .unwrap();
@@ -327,12 +325,10 @@ fn fixture_flists_show_the_tree_exactly() {
     for (fl, stores) in cases {
         let mnt = tmp.path().join(format!("mnt-{fl}"));
         std::fs::create_dir(&mnt).unwrap();
-        let mut args = vec![
-            "-m".to_string(),
-            s(fx(&format!("rfs-v2/{fl}"))),
-            "-c".into(),
-            s(tmp.path().join(format!("cache-{fl}"))),
-        ];
+        let mut args = mount_args(
+            &fixture(&format!("rfs-v2/{fl}")),
+            &tmp.path().join(format!("cache-{fl}")),
+        );
         for st in &stores {
             args.push("-s".into());
             args.push(st.clone());
@@ -411,8 +407,7 @@ fn xattrs_hardlinks_and_special_files() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let fl = tmp.path().join("x.fl");
-    let b = FlBuilder::new(&fl, &tmp.path().join("store"));
+    let b = FlBuilder::in_dir(tmp.path(), "x.fl");
     let f = b.file(1, "data", b"shared content\n");
     b.w.add_xattr(f, b"user.small", b"1").unwrap();
     b.w.add_xattr(f, b"user.big", &[b'v'; 300]).unwrap();
@@ -426,19 +421,9 @@ fn xattrs_hardlinks_and_special_files() {
     b.entry(1, "sock", 0o140755, 0, 0);
     let sl = b.entry(1, "link", 0o120777, 4, 0);
     b.w.set_link_target(sl, b"data").unwrap();
-    b.finish();
+    let fl = b.finish();
 
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let _m = Mount::daemon(
-        &mnt,
-        &[
-            "-m".into(),
-            s(&fl),
-            "-c".into(),
-            s(tmp.path().join("cache")),
-        ],
-    );
+    let (mnt, _m) = mount_in(tmp.path(), &fl, &[]);
     let a = std::fs::metadata(mnt.join("data")).unwrap();
     let h = std::fs::metadata(mnt.join("sub/hard")).unwrap();
     assert_eq!(a.ino(), h.ino(), "hardlinked paths share one inode number");
@@ -511,22 +496,9 @@ fn thirty_two_threads_read_random_ranges() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let fl = tmp.path().join("r.fl");
     let data = Arc::new(pseudo_random(6 * CHUNK_SIZE + 12345, 7));
-    let b = FlBuilder::new(&fl, &tmp.path().join("store"));
-    b.file(1, "big", &data);
-    b.finish();
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let _m = Mount::daemon(
-        &mnt,
-        &[
-            "-m".into(),
-            s(&fl),
-            "-c".into(),
-            s(tmp.path().join("cache")),
-        ],
-    );
+    let fl = one_file_flist(tmp.path(), "big", &data);
+    let (mnt, _m) = mount_in(tmp.path(), &fl, &[]);
     let path = mnt.join("big");
     let threads: Vec<_> = (0..32u64)
         .map(|t| {
@@ -567,22 +539,9 @@ fn mount_raises_the_readahead_window_to_one_mib() {
         "the read-ahead knob needs root (CI runs as root)"
     );
     let tmp = tempfile::tempdir().unwrap();
-    let fl = tmp.path().join("r.fl");
     let data = pseudo_random(3 * CHUNK_SIZE, 11);
-    let b = FlBuilder::new(&fl, &tmp.path().join("store"));
-    b.file(1, "big", &data);
-    b.finish();
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let _m = Mount::daemon(
-        &mnt,
-        &[
-            "-m".into(),
-            s(&fl),
-            "-c".into(),
-            s(tmp.path().join("cache")),
-        ],
-    );
+    let fl = one_file_flist(tmp.path(), "big", &data);
+    let (mnt, _m) = mount_in(tmp.path(), &fl, &[]);
     let target = mnt.canonicalize().unwrap();
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let dev = info
@@ -643,13 +602,14 @@ fn max_size_during(dir: &Path, f: impl FnOnce()) -> u64 {
 
 /// An flist of `files` files of `per` distinct pseudo-random bytes each.
 fn data_flist(dir: &Path, name: &str, files: usize, per: usize, seed: u64) -> PathBuf {
-    let fl = dir.join(format!("{name}.fl"));
-    let b = FlBuilder::new(&fl, &dir.join(format!("{name}-store")));
+    let b = FlBuilder::new(
+        &dir.join(format!("{name}.fl")),
+        &dir.join(format!("{name}-store")),
+    );
     for i in 0..files {
         b.file(1, &format!("f{i}"), &pseudo_random(per, seed + i as u64));
     }
-    b.finish();
-    fl
+    b.finish()
 }
 
 fn check_all_files(mnt: &Path, files: usize, per: usize, seed: u64) {
@@ -677,14 +637,9 @@ fn cache_stays_under_its_bound_with_one_and_two_mounts() {
     let fl_a = data_flist(tmp.path(), "a", 10, per, 100); // 40 MiB
     let fl_b = data_flist(tmp.path(), "b", 5, per, 200); // 20 MiB, other data
     let args = |fl: &Path| {
-        vec![
-            "-m".to_string(),
-            s(fl),
-            "-c".into(),
-            s(&cache),
-            "--cache-size".into(),
-            "4M".into(),
-        ]
+        let mut a = mount_args(fl, &cache);
+        a.extend(["--cache-size".into(), "4M".into()]);
+        a
     };
     let mnt_a = tmp.path().join("mnt-a");
     let mnt_b = tmp.path().join("mnt-b");
@@ -753,7 +708,7 @@ fn crash_truncated_and_corrupt_cache_files_are_replaced() {
     let fl = data_flist(tmp.path(), "c", 4, per, 300);
     let mnt = tmp.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    let args = vec!["-m".to_string(), s(&fl), "-c".into(), s(&cache)];
+    let args = mount_args(&fl, &cache);
     let mut m = Mount::daemon(&mnt, &args);
     // Cold reads from several threads, killed midway.
     let readers: Vec<_> = (0..4)
@@ -832,44 +787,21 @@ fn forged_chunk_under_the_right_key_is_refused_with_eio() {
     if !fuse_available() {
         return;
     }
-    use aes_gcm::aead::{Aead, KeyInit};
     let tmp = tempfile::tempdir().unwrap();
-    let fl = tmp.path().join("f.fl");
-    let b = FlBuilder::new(&fl, &tmp.path().join("store"));
+    let b = FlBuilder::in_dir(tmp.path(), "f.fl");
     b.file(1, "good", b"fine\n");
     // A store that knows the plaintext re-encrypts other data under its key: the GCM tag
     // verifies, the object hashes to its (forged) id; only the key check catches it.
     let genuine = b"genuine chunk content".to_vec();
     let (real, _) = v2::encode(&genuine).unwrap();
-    let evil = snap::raw::Encoder::new()
-        .compress_vec(b"evil chunk content!!!")
-        .unwrap();
-    let cipher = aes_gcm::Aes256Gcm::new_from_slice(real.key()).unwrap();
-    let ct = cipher
-        .encrypt(
-            aes_gcm::Nonce::from_slice(&real.key()[..12]),
-            evil.as_slice(),
-        )
-        .unwrap();
+    let ct = encrypt_under(real.key(), b"evil chunk content!!!");
     let forged = ChunkRef::v2(v2::blake2b_256(&ct), real.key().try_into().unwrap());
     b.router.put(forged.id(), &ct).unwrap();
     let ino = b.entry(1, "forged", 0o100644, genuine.len() as u64, 0);
     b.w.add_blocks(ino, &[forged]).unwrap();
-    b.finish();
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
+    let fl = b.finish();
     let log = tmp.path().join("log");
-    let _m = Mount::daemon(
-        &mnt,
-        &[
-            "-m".into(),
-            s(&fl),
-            "-c".into(),
-            s(tmp.path().join("cache")),
-            "-l".into(),
-            s(&log),
-        ],
-    );
+    let (mnt, _m) = mount_in(tmp.path(), &fl, &["-l".into(), s(&log)]);
     assert_eq!(std::fs::read(mnt.join("good")).unwrap(), b"fine\n");
     assert_eq!(errno_of(std::fs::read(mnt.join("forged"))), libc::EIO);
     let text = std::fs::read_to_string(&log).unwrap();
@@ -894,24 +826,13 @@ fn directory_of_fifty_thousand_entries_lists_completely() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let fl = tmp.path().join("d.fl");
-    let b = FlBuilder::new(&fl, &tmp.path().join("store"));
+    let b = FlBuilder::in_dir(tmp.path(), "d.fl");
     let big = b.dir(1, "big");
     for i in 0..50_000 {
         b.entry(big, &format!("entry-{i:05}"), 0o100644, 0, 0);
     }
-    b.finish();
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let _m = Mount::daemon(
-        &mnt,
-        &[
-            "-m".into(),
-            s(&fl),
-            "-c".into(),
-            s(tmp.path().join("cache")),
-        ],
-    );
+    let fl = b.finish();
+    let (mnt, _m) = mount_in(tmp.path(), &fl, &[]);
     let mut names: Vec<String> = std::fs::read_dir(mnt.join("big"))
         .unwrap()
         .map(|e| s(e.unwrap().file_name()))
@@ -931,12 +852,10 @@ fn daemon_mode_failures_and_sigterm() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let fl = tmp.path().join("s.fl");
-    let b = FlBuilder::new(&fl, &tmp.path().join("store"));
-    b.file(1, "hello", b"hello\n");
-    b.finish();
+    let fl = one_file_flist(tmp.path(), "hello", b"hello\n");
     let mnt = tmp.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
+    let args = mount_args(&fl, &tmp.path().join("cache"));
     let cache = s(tmp.path().join("cache"));
     let marker = s(&mnt);
     let daemons = || -> Vec<u32> {
@@ -955,7 +874,7 @@ fn daemon_mode_failures_and_sigterm() {
 
     // -d returns once mounted: readable right away; then a second -d gets an error.
     {
-        let m = Mount::daemon(&mnt, &["-m".into(), s(&fl), "-c".into(), cache.clone()]);
+        let m = Mount::daemon(&mnt, &args);
         assert_eq!(std::fs::read(mnt.join("hello")).unwrap(), b"hello\n");
         assert_eq!(daemons(), vec![m.pid]);
     }
@@ -990,7 +909,7 @@ fn daemon_mode_failures_and_sigterm() {
     assert!(daemons().is_empty());
 
     // Foreground: SIGTERM unmounts and exits 0.
-    let mut m = Mount::foreground(&mnt, &["-m".into(), s(&fl), "-c".into(), cache.clone()]);
+    let mut m = Mount::foreground(&mnt, &args);
     assert_eq!(std::fs::read(mnt.join("hello")).unwrap(), b"hello\n");
     let st = Command::new("kill")
         .args(["-TERM", &m.pid.to_string()])
@@ -1002,7 +921,7 @@ fn daemon_mode_failures_and_sigterm() {
     assert!(!is_mounted(&mnt), "SIGTERM unmounts");
 
     // An external unmount ends a daemon too.
-    let m = Mount::daemon(&mnt, &["-m".into(), s(&fl), "-c".into(), cache]);
+    let m = Mount::daemon(&mnt, &args);
     let pid = m.pid;
     let st = Command::new("fusermount3")
         .arg("-u")

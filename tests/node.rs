@@ -17,21 +17,6 @@ use common::*;
 
 // ---------- helpers ----------
 
-/// A fixture (falls back to /work/shared/fixtures when ../shared is not there).
-fn fx(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures")
-        .join(name);
-    if p.exists() {
-        return p;
-    }
-    let alt = Path::new("/work/shared/fixtures").join(name);
-    if alt.exists() {
-        return alt;
-    }
-    fixture(name)
-}
-
 /// One mountinfo line, the fields the node looks at.
 #[derive(Debug, Clone)]
 struct Mi {
@@ -124,6 +109,13 @@ impl Cleanup {
         self.targets.push(t.to_path_buf());
         t.to_path_buf()
     }
+
+    /// `node_sees_mount(t)`, the daemon's pid kept to be killed on drop.
+    fn daemon_of(&mut self, t: &Path) -> u32 {
+        let pid = node_sees_mount(t);
+        self.pids.push(pid);
+        pid
+    }
 }
 
 impl Drop for Cleanup {
@@ -174,16 +166,52 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// `zvfs mount -m <fl> -c <cache> -d <extra..> <target>`.
+fn mount_d(fl: &Path, cache: &Path, extra: &[&str], target: &Path) -> Output {
+    let mut a = vec!["mount", "-m", s(fl), "-c", s(cache), "-d"];
+    a.extend_from_slice(extra);
+    a.push(s(target));
+    zvfs(&a)
+}
+
+/// `zvfs umount <target>` must succeed.
+fn umount(target: &Path) {
+    ok(
+        &zvfs(&["umount", s(target)]),
+        &format!("umount {}", target.display()),
+    );
+}
+
+/// hello.txt of the rfs-v2 tree.
+const HELLO: &[u8] = b"hello world\n";
+
+/// `<dir>/hello.txt` reads as the fixture's hello.txt.
+fn assert_hello(dir: &Path) {
+    let got = std::fs::read(dir.join("hello.txt")).unwrap();
+    assert_eq!(got, HELLO, "{}/hello.txt", dir.display());
+}
+
 /// A copy of the rfs-v2 `sample.fl` whose route points at the fixture store (read only
 /// from), edited with `zvfs config store`.
 fn sample_fl(dir: &Path, name: &str) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let p = dir.join(name);
-    std::fs::copy(fx("rfs-v2/sample.fl"), &p).unwrap();
+    std::fs::copy(fixture("rfs-v2/sample.fl"), &p).unwrap();
     zvfs_ok(&["config", "-m", s(&p), "store", "delete", "--all"]);
-    let url = dir_url(&fx("rfs-v2/store"));
+    let url = dir_url(&fixture("rfs-v2/store"));
     zvfs_ok(&["config", "-m", s(&p), "store", "add", "-s", &url]);
     p
+}
+
+/// A FUSE test's start: a temp dir holding `src/sample.fl` (see `sample_fl`), or None
+/// when FUSE tests are skipped.
+fn sample_world() -> Option<(tempfile::TempDir, PathBuf)> {
+    if !fuse_available() {
+        return None;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let fl = sample_fl(&d.path().join("src"), "sample.fl");
+    Some((d, fl))
 }
 
 /// A file of the rfs-v2 tree, from tree.tar.
@@ -225,12 +253,10 @@ fn check(target: &Path) -> bool {
 /// named `rfs`; the node finds it by type and pid, reads through it; `zvfs umount`.
 #[test]
 fn rfs_node_command_line_mounts_the_v2_fixture() {
-    if !fuse_available() {
+    let Some((d, fl)) = sample_world() else {
         return;
-    }
-    let d = tempfile::tempdir().unwrap();
+    };
     let root = d.path();
-    let fl = sample_fl(&root.join("src"), "sample.fl");
     let md5 = md5_of(&fl);
     std::fs::create_dir_all(root.join("flist")).unwrap();
     std::fs::create_dir_all(root.join("log")).unwrap();
@@ -257,19 +283,15 @@ fn rfs_node_command_line_mounts_the_v2_fixture() {
         ],
     );
     ok(&out, "rfs mount");
-    let pid = node_sees_mount(&target);
-    c.pids.push(pid);
+    let pid = c.daemon_of(&target);
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
     let argv: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     assert!(
         argv[0].ends_with(b"/rfs") && argv[1] == b"mount",
         "daemon argv kept: {cmdline:?}"
     );
-    assert_eq!(
-        std::fs::read(target.join("hello.txt")).unwrap(),
-        b"hello world\n"
-    );
-    let tar = fx("rfs-v2/tree.tar");
+    assert_hello(&target);
+    let tar = fixture("rfs-v2/tree.tar");
     assert_eq!(
         std::fs::read(target.join("random-1300000.bin")).unwrap(),
         tree_file(&tar, "./random-1300000.bin")
@@ -311,7 +333,7 @@ fn rfs_node_command_line_mounts_the_v2_fixture() {
     );
     assert!(tags.contains("dir://"), "{tags}");
 
-    ok(&zvfs(&["umount", s(&target)]), "zvfs umount");
+    umount(&target);
     assert!(mountinfo_at(&target).is_none());
     assert!(wait_gone(pid), "the daemon exits after umount");
     assert!(!check(&target));
@@ -328,12 +350,12 @@ fn g8ufs_node_command_line_mounts_the_legacy_fixture() {
     let root = d.path();
     let chunks = root.join("chunks");
     std::fs::create_dir_all(&chunks).unwrap();
-    for e in std::fs::read_dir(fx("legacy-flist/chunks")).unwrap() {
+    for e in std::fs::read_dir(fixture("legacy-flist/chunks")).unwrap() {
         let e = e.unwrap();
         std::fs::copy(e.path(), chunks.join(e.file_name())).unwrap();
     }
     let meta = root.join("sample.flist");
-    std::fs::copy(fx("legacy-flist/sample.flist"), &meta).unwrap();
+    std::fs::copy(fixture("legacy-flist/sample.flist"), &meta).unwrap();
     let g8ufs = tool(root, "g8ufs");
     let mut c = Cleanup::default();
     let t1 = c.target(&root.join("t1"));
@@ -361,8 +383,7 @@ fn g8ufs_node_command_line_mounts_the_legacy_fixture() {
         ),
         "g8ufs --ro",
     );
-    let p1 = node_sees_mount(&t1);
-    c.pids.push(p1);
+    let p1 = c.daemon_of(&t1);
     // Go flag syntax: single dash, -name=value.
     ok(
         &run(
@@ -380,15 +401,11 @@ fn g8ufs_node_command_line_mounts_the_legacy_fixture() {
         ),
         "g8ufs -ro",
     );
-    let p2 = node_sees_mount(&t2);
-    c.pids.push(p2);
+    let p2 = c.daemon_of(&t2);
     assert_ne!(p1, p2, "another cache directory: another daemon");
-    let tar = fx("legacy-flist/tree.tar");
+    let tar = fixture("legacy-flist/tree.tar");
     for t in [&t1, &t2] {
-        assert_eq!(
-            std::fs::read(t.join("hello.txt")).unwrap(),
-            b"hello world\n"
-        );
+        assert_hello(t);
         assert_eq!(
             std::fs::read(t.join("random-1300000.bin")).unwrap(),
             tree_file(&tar, "./random-1300000.bin")
@@ -399,7 +416,7 @@ fn g8ufs_node_command_line_mounts_the_legacy_fixture() {
     kill(p2, "-TERM");
     assert!(wait_gone(p2));
     assert!(mountinfo_at(&t2).is_none());
-    ok(&zvfs(&["umount", s(&t1)]), "umount");
+    umount(&t1);
     assert!(wait_gone(p1));
 }
 
@@ -411,12 +428,10 @@ fn g8ufs_node_command_line_mounts_the_legacy_fixture() {
 /// first, then the FUSE mount.
 #[test]
 fn writable_overlay_with_backend_and_reset() {
-    if !fuse_available() {
+    let Some((d, fl)) = sample_world() else {
         return;
-    }
-    let d = tempfile::tempdir().unwrap();
+    };
     let root = d.path();
-    let fl = sample_fl(&root.join("src"), "sample.fl");
     let g8ufs = tool(root, "g8ufs");
     let backend = root.join("backend");
     let mut c = Cleanup::default();
@@ -454,8 +469,7 @@ fn writable_overlay_with_backend_and_reset() {
     assert!(ov
         .super_opts
         .contains(&format!("workdir={}", abs(&backend.join("wd")).display())));
-    let pid = node_sees_mount(&ro);
-    c.pids.push(pid);
+    let pid = c.daemon_of(&ro);
 
     // Write, modify, delete.
     std::fs::write(target.join("new.txt"), b"written\n").unwrap();
@@ -474,10 +488,7 @@ fn writable_overlay_with_backend_and_reset() {
         "whiteout"
     );
     // The flist is untouched.
-    assert_eq!(
-        std::fs::read(ro.join("hello.txt")).unwrap(),
-        b"hello world\n"
-    );
+    assert_hello(&ro);
     assert!(!ro.join("new.txt").exists());
     assert!(std::fs::write(ro.join("x"), b"x").is_err());
     let row = row_of(&mounts_json(), &target).expect("overlay listed");
@@ -486,7 +497,7 @@ fn writable_overlay_with_backend_and_reset() {
     assert!(check(&target));
 
     // zvfs umount: overlay, then FUSE; the daemon exits.
-    ok(&zvfs(&["umount", s(&target)]), "umount rw");
+    umount(&target);
     assert!(mountinfo_at(&target).is_none());
     assert!(mountinfo_at(&ro).is_none());
     assert!(wait_gone(pid));
@@ -508,8 +519,7 @@ fn writable_overlay_with_backend_and_reset() {
         ]),
         "remount",
     );
-    let pid = node_sees_mount(&ro);
-    c.pids.push(pid);
+    let pid = c.daemon_of(&ro);
     assert_eq!(std::fs::read(target.join("new.txt")).unwrap(), b"written\n");
     assert!(!target.join("hello.txt").exists());
     // SIGTERM takes both down.
@@ -536,15 +546,11 @@ fn writable_overlay_with_backend_and_reset() {
         ),
         "g8ufs -reset",
     );
-    let pid = node_sees_mount(&ro);
-    c.pids.push(pid);
+    let pid = c.daemon_of(&ro);
     assert!(!target.join("new.txt").exists());
-    assert_eq!(
-        std::fs::read(target.join("hello.txt")).unwrap(),
-        b"hello world\n"
-    );
+    assert_hello(&target);
     assert_eq!(std::fs::read_dir(&rw).unwrap().count(), 0);
-    ok(&zvfs(&["umount", s(&target)]), "umount");
+    umount(&target);
     assert!(wait_gone(pid));
 }
 
@@ -635,12 +641,8 @@ fn flist_by_url_md5_check_and_reuse() {
 
     let mount = |url: &str| zvfs(&["mount", "-m", url, "-c", s(&cache), "-d", s(&t)]);
     ok(&mount(&server.url("sample.fl")), "mount by URL");
-    let pid = node_sees_mount(&t);
-    c.pids.push(pid);
-    assert_eq!(
-        std::fs::read(t.join("hello.txt")).unwrap(),
-        b"hello world\n"
-    );
+    let pid = c.daemon_of(&t);
+    assert_hello(&t);
     let local = cache.join("flist").join(&md5);
     assert_eq!(std::fs::read(&local).unwrap(), std::fs::read(&fl).unwrap());
     let mtime = std::fs::metadata(&local).unwrap().modified().unwrap();
@@ -648,20 +650,19 @@ fn flist_by_url_md5_check_and_reuse() {
     assert_eq!(row["url"], server.url("sample.fl"));
     assert_eq!(row["md5"], md5.as_str());
     assert_eq!(server.gets("sample.fl", 200), 1);
-    ok(&zvfs(&["umount", s(&t)]), "umount");
+    umount(&t);
     assert!(wait_gone(pid));
 
     // Unchanged md5: the flist is not downloaded again.
     ok(&mount(&server.url("sample.fl")), "second mount by URL");
-    let pid = node_sees_mount(&t);
-    c.pids.push(pid);
+    let pid = c.daemon_of(&t);
     assert_eq!(server.gets("sample.fl.md5", 200), 2);
     assert_eq!(server.gets("sample.fl", 200), 1, "downloaded once");
     assert_eq!(
         std::fs::metadata(&local).unwrap().modified().unwrap(),
         mtime
     );
-    ok(&zvfs(&["umount", s(&t)]), "umount");
+    umount(&t);
     assert!(wait_gone(pid));
 
     // A wrong .md5: a clear error, nothing mounted, nothing kept.
@@ -682,13 +683,9 @@ fn flist_by_url_md5_check_and_reuse() {
     // No .md5 on the server: downloaded and mounted.
     ok(&mount(&server.url("nomd5.fl")), "mount without .md5");
     assert_eq!(server.gets("nomd5.fl.md5", 404), 1);
-    let pid = node_sees_mount(&t);
-    c.pids.push(pid);
-    assert_eq!(
-        std::fs::read(t.join("hello.txt")).unwrap(),
-        b"hello world\n"
-    );
-    ok(&zvfs(&["umount", s(&t)]), "umount");
+    let pid = c.daemon_of(&t);
+    assert_hello(&t);
+    umount(&t);
     assert!(wait_gone(pid));
 
     // The debug commands take a URL too.
@@ -703,25 +700,17 @@ fn flist_by_url_md5_check_and_reuse() {
 /// `zvfs mount` on the same target clean the stale mount (read-only and writable).
 #[test]
 fn mounts_check_umount_and_stale_mounts() {
-    if !fuse_available() {
+    let Some((d, fl)) = sample_world() else {
         return;
-    }
-    let d = tempfile::tempdir().unwrap();
+    };
     let root = d.path();
-    let fl = sample_fl(&root.join("src"), "sample.fl");
     let cache = root.join("cache");
     let mut c = Cleanup::default();
     let t = c.target(&root.join("t"));
-    let mount = |extra: &[&str]| {
-        let mut a = vec!["mount", "-m", s(&fl), "-c", s(&cache), "-d"];
-        a.extend_from_slice(extra);
-        a.push(s(&t));
-        zvfs(&a)
-    };
+    let mount = |extra: &[&str]| mount_d(&fl, &cache, extra, &t);
     assert!(!check(&t), "nothing mounted yet");
     ok(&mount(&[]), "mount");
-    let pid = node_sees_mount(&t);
-    c.pids.push(pid);
+    let pid = c.daemon_of(&t);
     assert!(check(&t));
     std::fs::read(t.join("random-1300000.bin")).unwrap();
     let row = row_of(&mounts_json(), &t).expect("listed");
@@ -750,7 +739,7 @@ fn mounts_check_umount_and_stale_mounts() {
         "{err}"
     );
     assert!(!check(&t));
-    ok(&zvfs(&["umount", s(&t)]), "umount of a stale mount");
+    umount(&t);
     assert!(mountinfo_at(&t).is_none());
     assert!(std::fs::metadata(&t).unwrap().is_dir());
     let _ = zvfs_ok(&["mounts"]);
@@ -758,19 +747,14 @@ fn mounts_check_umount_and_stale_mounts() {
 
     // kill -9 again: a new mount on the same target detaches the stale one.
     ok(&mount(&[]), "mount");
-    let pid = node_sees_mount(&t);
-    c.pids.push(pid);
+    let pid = c.daemon_of(&t);
     kill(pid, "-9");
     assert!(wait_gone(pid));
     ok(&mount(&[]), "mount over a stale mount");
-    let pid2 = node_sees_mount(&t);
-    c.pids.push(pid2);
+    let pid2 = c.daemon_of(&t);
     assert_ne!(pid, pid2);
-    assert_eq!(
-        std::fs::read(t.join("hello.txt")).unwrap(),
-        b"hello world\n"
-    );
-    ok(&zvfs(&["umount", s(&t)]), "umount");
+    assert_hello(&t);
+    umount(&t);
     assert!(wait_gone(pid2));
 
     // The same with a writable mount: overlay + FUSE left behind by kill -9.
@@ -778,20 +762,18 @@ fn mounts_check_umount_and_stale_mounts() {
     c.targets.push(upper.join("ro"));
     let rw = ["--rw", "--upper", s(&upper)];
     ok(&mount(&rw), "rw mount");
-    let pid = node_sees_mount(&upper.join("ro"));
-    c.pids.push(pid);
+    let pid = c.daemon_of(&upper.join("ro"));
     std::fs::write(t.join("kept.txt"), b"k").unwrap();
     kill(pid, "-9");
     assert!(wait_gone(pid));
     assert!(!check(&t));
     ok(&mount(&rw), "rw mount over a stale one");
-    let pid2 = node_sees_mount(&upper.join("ro"));
-    c.pids.push(pid2);
+    let pid2 = c.daemon_of(&upper.join("ro"));
     assert!(check(&t));
     assert_eq!(std::fs::read(t.join("kept.txt")).unwrap(), b"k");
     kill(pid2, "-9");
     assert!(wait_gone(pid2));
-    ok(&zvfs(&["umount", s(&t)]), "umount of a stale overlay");
+    umount(&t);
     assert!(mountinfo_at(&t).is_none());
     assert!(mountinfo_at(&upper.join("ro")).is_none());
     assert!(!zvfs(&["umount", s(&t)]).status.success(), "not mounted");
@@ -802,27 +784,19 @@ fn mounts_check_umount_and_stale_mounts() {
 /// exits with its last user.
 #[test]
 fn same_flist_twice_shares_one_daemon() {
-    if !fuse_available() {
+    let Some((d, fl)) = sample_world() else {
         return;
-    }
-    let d = tempfile::tempdir().unwrap();
+    };
     let root = d.path();
-    let fl = sample_fl(&root.join("src"), "sample.fl");
     let cache = root.join("cache");
     let mut c = Cleanup::default();
     let t1 = c.target(&root.join("t1"));
     let t2 = c.target(&root.join("t2"));
     let t3 = c.target(&root.join("t3"));
     let t4 = c.target(&root.join("t4"));
-    let mount = |t: &Path, extra: &[&str]| {
-        let mut a = vec!["mount", "-m", s(&fl), "-c", s(&cache), "-d"];
-        a.extend_from_slice(extra);
-        a.push(s(t));
-        ok(&zvfs(&a), "mount");
-    };
+    let mount = |t: &Path, extra: &[&str]| ok(&mount_d(&fl, &cache, extra, t), "mount");
     mount(&t1, &[]);
-    let p1 = node_sees_mount(&t1);
-    c.pids.push(p1);
+    let p1 = c.daemon_of(&t1);
     mount(&t2, &[]);
     let p2 = node_sees_mount(&t2);
     assert_eq!(p1, p2, "one daemon for both targets");
@@ -834,8 +808,7 @@ fn same_flist_twice_shares_one_daemon() {
         .super_opts
         .contains(&format!("lowerdir={}", abs(&t1).display())));
     mount(&t3, &["--new-daemon"]);
-    let p3 = node_sees_mount(&t3);
-    c.pids.push(p3);
+    let p3 = c.daemon_of(&t3);
     assert_ne!(p1, p3, "--new-daemon");
     // Daemons serving these targets, as the node counts them: distinct pids.
     let mut pids: Vec<u32> = [&t1, &t2, &t3]
@@ -846,10 +819,7 @@ fn same_flist_twice_shares_one_daemon() {
     pids.dedup();
     assert_eq!(pids.len(), 2);
     for t in [&t1, &t2, &t3, &t4] {
-        assert_eq!(
-            std::fs::read(t.join("hello.txt")).unwrap(),
-            b"hello world\n"
-        );
+        assert_hello(t);
         assert!(check(t), "{}", t.display());
     }
     std::fs::write(t4.join("w.txt"), b"w").unwrap();
@@ -859,23 +829,17 @@ fn same_flist_twice_shares_one_daemon() {
     assert_eq!(row_of(&rows, &t4).unwrap()["pid"], p1);
 
     // The shared daemon stays while it has users, in any order.
-    ok(&zvfs(&["umount", s(&t1)]), "umount t1");
+    umount(&t1);
     assert!(alive(p1));
-    assert_eq!(
-        std::fs::read(t2.join("hello.txt")).unwrap(),
-        b"hello world\n"
-    );
-    assert_eq!(
-        std::fs::read(t4.join("hello.txt")).unwrap(),
-        b"hello world\n"
-    );
-    ok(&zvfs(&["umount", s(&t2)]), "umount t2");
+    assert_hello(&t2);
+    assert_hello(&t4);
+    umount(&t2);
     assert!(alive(p1), "the overlay on t4 still uses it");
     assert!(check(&t4));
-    ok(&zvfs(&["umount", s(&t4)]), "umount t4");
+    umount(&t4);
     assert!(wait_gone(p1), "last user gone: the daemon exits");
     assert!(alive(p3), "the other daemon is not affected");
-    ok(&zvfs(&["umount", s(&t3)]), "umount t3");
+    umount(&t3);
     assert!(wait_gone(p3));
 }
 
@@ -917,50 +881,38 @@ fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
 /// mount of the same flist shares its daemon and holds its target until SIGTERM.
 #[test]
 fn foreground_mount_notifies_readiness() {
-    if !fuse_available() {
+    let Some((d, fl)) = sample_world() else {
         return;
-    }
-    let d = tempfile::tempdir().unwrap();
+    };
     let root = d.path();
-    let fl = sample_fl(&root.join("src"), "sample.fl");
     let sock_path = root.join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     let mut c = Cleanup::default();
+    // `zvfs mount` in the foreground, notifying readiness on the socket.
+    let foreground = |t: &Path| {
+        Command::new(zvfs_bin())
+            .args(["mount", "-m", s(&fl), "-c", s(&root.join("cache")), s(t)])
+            .env("NOTIFY_SOCKET", &sock_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
     let t = c.target(&root.join("t"));
-    let child = Command::new(zvfs_bin())
-        .args(["mount", "-m", s(&fl), "-c", s(&root.join("cache")), s(&t)])
-        .env("NOTIFY_SOCKET", &sock_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    c.children.push(child);
+    c.children.push(foreground(&t));
     let msg = recv_ready(&sock, c.children.last_mut().unwrap());
     assert_eq!(msg, "READY=1");
     let pid = node_sees_mount(&t);
     assert_eq!(pid, c.children[0].id(), "the foreground process serves it");
-    assert_eq!(
-        std::fs::read(t.join("hello.txt")).unwrap(),
-        b"hello world\n"
-    );
+    assert_hello(&t);
 
     // A second foreground mount of the same flist shares the daemon: it binds the mount,
     // reports ready and holds the target until signalled.
     let t2 = c.target(&root.join("t2"));
-    let holder = Command::new(zvfs_bin())
-        .args(["mount", "-m", s(&fl), "-c", s(&root.join("cache")), s(&t2)])
-        .env("NOTIFY_SOCKET", &sock_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    c.children.push(holder);
+    c.children.push(foreground(&t2));
     assert_eq!(recv_ready(&sock, &mut c.children[1]), "READY=1");
     assert_eq!(node_sees_mount(&t2), pid, "no second daemon");
-    assert_eq!(
-        std::fs::read(t2.join("hello.txt")).unwrap(),
-        b"hello world\n"
-    );
+    assert_hello(&t2);
     kill(c.children[1].id(), "-TERM");
     assert!(wait_exit(&mut c.children[1]).success());
     assert!(mountinfo_at(&t2).is_none());
@@ -1041,10 +993,7 @@ fn zinit_service_files_run_against_a_fixture() {
         assert!(start.elapsed() < Duration::from_secs(60), "never ready");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(
-        std::fs::read(target.join("hello.txt")).unwrap(),
-        b"hello world\n"
-    );
+    assert_hello(&target);
     kill(c.children[0].id(), "-TERM");
     assert!(wait_exit(&mut c.children[0]).success());
     assert!(!run_test(), "test fails once stopped");
@@ -1082,7 +1031,7 @@ fn systemd_unit_runs_against_a_fixture() {
     assert_eq!(key("Type"), "notify");
     assert_eq!(key("EnvironmentFile"), "/etc/zvfs/%i.env");
     let fl = root.join("root.fl");
-    std::fs::copy(fx("rfs-v2/sample.fl"), &fl).unwrap();
+    std::fs::copy(fixture("rfs-v2/sample.fl"), &fl).unwrap();
     let target = root.join("mnt/root");
     let cache = root.join("cache");
     // The instance's environment file, as an admin would write it.
@@ -1091,7 +1040,7 @@ fn systemd_unit_runs_against_a_fixture() {
         fl.display(),
         cache.display(),
         target.display(),
-        dir_url(&fx("rfs-v2/store"))
+        dir_url(&fixture("rfs-v2/store"))
     );
     let env: Vec<(String, String)> = env_text
         .lines()
@@ -1143,10 +1092,7 @@ fn systemd_unit_runs_against_a_fixture() {
     c.children.push(child);
     assert_eq!(recv_ready(&sock, &mut c.children[0]), "READY=1");
     node_sees_mount(&target);
-    assert_eq!(
-        std::fs::read(target.join("hello.txt")).unwrap(),
-        b"hello world\n"
-    );
+    assert_hello(&target);
     let stop = expand(&key("ExecStop"));
     let out = cmd(&stop).output().unwrap();
     ok(&out, "ExecStop");

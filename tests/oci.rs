@@ -44,6 +44,22 @@ fn mounts_under(root: &Path) -> Vec<Mnt> {
         .collect()
 }
 
+/// The fuse.g8ufs (zvfs) mounts under `root`.
+fn fuse_mounts(root: &Path) -> Vec<Mnt> {
+    mounts_under(root)
+        .into_iter()
+        .filter(|m| m.fstype == "fuse.g8ufs")
+        .collect()
+}
+
+/// How many entries the directory `p` holds.
+fn entries(p: &Path) -> usize {
+    std::fs::read_dir(p).unwrap().count()
+}
+
+/// What /etc/hello.txt of the packed tree says.
+const HELLO: &str = "hello from the flist\n";
+
 fn pid_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(s) => s
@@ -86,19 +102,12 @@ impl World {
         for l in ["sh", "cat", "echo", "sleep", "ls"] {
             std::os::unix::fs::symlink("busybox", tree.join("bin").join(l)).unwrap();
         }
-        std::fs::write(tree.join("etc/hello.txt"), "hello from the flist\n").unwrap();
+        std::fs::write(tree.join("etc/hello.txt"), HELLO).unwrap();
         // A flist of its own (md5): tests running at once must not share mounts.
         std::fs::write(tree.join("etc/world"), root.to_string_lossy().as_bytes()).unwrap();
         let store = root.join("store");
         let flist = root.join("bb.fl");
-        common::zvfs_ok(&[
-            "pack",
-            "-m",
-            flist.to_str().unwrap(),
-            "-s",
-            &dir_url(&store),
-            tree.to_str().unwrap(),
-        ]);
+        common::pack(&flist, &dir_url(&store), &[], &tree);
         World {
             dir,
             flist,
@@ -262,10 +271,28 @@ impl World {
 
     /// The fuse.g8ufs mounts under the state directory (the shared flist mounts).
     fn flist_mounts(&self) -> Vec<Mnt> {
-        mounts_under(&self.state())
-            .into_iter()
-            .filter(|m| m.fstype == "fuse.g8ufs")
-            .collect()
+        fuse_mounts(&self.state())
+    }
+
+    /// `runc run` of `bundle` in the foreground (a new id from `name`), which must
+    /// succeed; returns its stdout.
+    fn run_foreground(&self, bundle: &Path, name: &str) -> String {
+        let id = self.id(name);
+        let out = Command::new("runc")
+            .args(["run", "--bundle"])
+            .arg(bundle)
+            .arg(&id)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "runc run: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Nothing is mounted under the test directory any more.
+    fn assert_no_mounts(&self) {
+        let left = mounts_under(self.root());
+        assert!(left.is_empty(), "{left:?}");
     }
 
     fn md5_dir(&self) -> PathBuf {
@@ -381,10 +408,7 @@ fn runc_runs_a_container_from_an_flist_and_the_hook_cleans_up() {
     );
     w.runc_ok(&["start", &id]);
     w.wait_status(&id, "stopped");
-    assert_eq!(
-        std::fs::read_to_string(&log).unwrap(),
-        "hello from the flist\n"
-    );
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), HELLO);
     // The write is in the container's upper layer only.
     let upper = w.state().join("containers/one/upper");
     assert_eq!(
@@ -400,40 +424,17 @@ fn runc_runs_a_container_from_an_flist_and_the_hook_cleans_up() {
 
     // runc delete runs the poststop hook: no mount left, daemon gone, state empty.
     w.runc_ok(&["delete", &id]);
-    assert!(
-        mounts_under(w.root()).is_empty(),
-        "{:?}",
-        mounts_under(w.root())
-    );
+    w.assert_no_mounts();
     assert!(!pid_alive(daemon), "daemon {daemon} still running");
     assert!(!upper.exists());
-    assert_eq!(
-        std::fs::read_dir(w.state().join("flists")).unwrap().count(),
-        0
-    );
-    assert_eq!(std::fs::read_dir(&rootfs).unwrap().count(), 0);
+    assert_eq!(entries(&w.state().join("flists")), 0);
+    assert_eq!(entries(&rootfs), 0);
 
     // Foreground `runc run` destroys the container (and so runs the hook) by itself.
     w.prepare_ok(&b);
-    let id2 = w.id("one-again");
-    let out = Command::new("runc")
-        .args(["run", "--bundle"])
-        .arg(&b)
-        .arg(&id2)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "runc run: {}", text(&out));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "hello from the flist\n"
-    );
-    assert!(
-        mounts_under(w.root()).is_empty(),
-        "{:?}",
-        mounts_under(w.root())
-    );
-    assert_eq!(std::fs::read_dir(&rootfs).unwrap().count(), 0);
+    assert_eq!(w.run_foreground(&b, "one-again"), HELLO);
+    w.assert_no_mounts();
+    assert_eq!(entries(&rootfs), 0);
 }
 
 #[test]
@@ -480,12 +481,9 @@ fn two_containers_share_one_flist_mount_with_separate_layers() {
     assert!(!b.join("rootfs/mine").exists());
     let out = w.runc(&["exec", &ib, "cat", "/mine"]);
     assert!(!out.status.success(), "b sees a's file: {}", text(&out));
-    assert_eq!(
-        w.runc_ok(&["exec", &ib, "cat", "/etc/hello.txt"]),
-        "hello from the flist\n"
-    );
+    assert_eq!(w.runc_ok(&["exec", &ib, "cat", "/etc/hello.txt"]), HELLO);
     let users = w.md5_dir().join("users");
-    assert_eq!(std::fs::read_dir(&users).unwrap().count(), 2);
+    assert_eq!(entries(&users), 2);
 
     // The first goes: its overlay and layer go, the shared mount stays and serves b.
     w.stop_and_delete(&ia);
@@ -493,24 +491,14 @@ fn two_containers_share_one_flist_mount_with_separate_layers() {
     assert!(!w.state().join("containers/a").exists());
     assert_eq!(w.flist_mounts().len(), 1);
     assert!(pid_alive(daemon));
-    assert_eq!(std::fs::read_dir(&users).unwrap().count(), 1);
-    assert_eq!(
-        w.runc_ok(&["exec", &ib, "cat", "/etc/hello.txt"]),
-        "hello from the flist\n"
-    );
+    assert_eq!(entries(&users), 1);
+    assert_eq!(w.runc_ok(&["exec", &ib, "cat", "/etc/hello.txt"]), HELLO);
 
     // The last goes: everything goes.
     w.stop_and_delete(&ib);
-    assert!(
-        mounts_under(w.root()).is_empty(),
-        "{:?}",
-        mounts_under(w.root())
-    );
+    w.assert_no_mounts();
     assert!(!pid_alive(daemon), "daemon {daemon} still running");
-    assert_eq!(
-        std::fs::read_dir(w.state().join("flists")).unwrap().count(),
-        0
-    );
+    assert_eq!(entries(&w.state().join("flists")), 0);
 }
 
 #[test]
@@ -562,10 +550,7 @@ fn hook_refuses_bad_state_and_unknown_containers_and_unmounts_nothing() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("poststop"));
     assert_eq!(mounts_under(w.root()).len(), before.len());
-    assert_eq!(
-        w.runc_ok(&["exec", &id, "cat", "/etc/hello.txt"]),
-        "hello from the flist\n"
-    );
+    assert_eq!(w.runc_ok(&["exec", &id, "cat", "/etc/hello.txt"]), HELLO);
 
     // Called the way runc calls it (after the container stopped), it cleans up.
     w.runc_ok(&["kill", &id, "KILL"]);
@@ -686,29 +671,10 @@ fn flist_by_url_with_store_override_runs() {
     );
     w.prepare_ok(&b);
     assert!(w.state().join("containers/web-1/record.json").exists());
-    let id = w.id("web");
-    let out = Command::new("runc")
-        .args(["run", "--bundle"])
-        .arg(&b)
-        .arg(&id)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "runc run: {}", text(&out));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "hello from the flist\n"
-    );
-    assert!(
-        mounts_under(w.root()).is_empty(),
-        "{:?}",
-        mounts_under(w.root())
-    );
+    assert_eq!(w.run_foreground(&b, "web"), HELLO);
+    w.assert_no_mounts();
     // The downloaded flist went with its last user.
-    assert_eq!(
-        std::fs::read_dir(w.state().join("meta")).unwrap().count(),
-        0
-    );
+    assert_eq!(entries(&w.state().join("meta")), 0);
 }
 
 #[test]
@@ -779,16 +745,8 @@ fn prepare_errors_are_clear_and_leave_nothing_behind() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("rootfs is not empty"), "{err}");
     assert!(mounts_under(w.root()).is_empty());
-    assert_eq!(
-        std::fs::read_dir(w.state().join("flists")).unwrap().count(),
-        0
-    );
-    assert_eq!(
-        std::fs::read_dir(w.state().join("containers"))
-            .unwrap()
-            .count(),
-        0
-    );
+    assert_eq!(entries(&w.state().join("flists")), 0);
+    assert_eq!(entries(&w.state().join("containers")), 0);
 }
 
 #[test]
@@ -811,19 +769,18 @@ fn an_existing_zvfs_mount_of_the_same_flist_is_borrowed_and_left_alone() {
         w.root().join("their-cache").to_str().unwrap(),
         theirs.to_str().unwrap(),
     ]);
-    let fuse = |w: &World| -> Vec<Mnt> {
-        mounts_under(w.root())
-            .into_iter()
-            .filter(|m| m.fstype == "fuse.g8ufs")
-            .collect()
-    };
-    let before = fuse(&w);
+    let before = fuse_mounts(w.root());
     assert_eq!(before.len(), 1);
     let daemon: u32 = before[0].source.parse().unwrap();
 
     let b = w.bundle("borrow", &["cat", "/etc/hello.txt"], &[]);
     w.prepare_ok(&b);
-    assert_eq!(fuse(&w).len(), 1, "no second flist mount: {:?}", fuse(&w));
+    assert_eq!(
+        fuse_mounts(w.root()).len(),
+        1,
+        "no second flist mount: {:?}",
+        fuse_mounts(w.root())
+    );
     let o = mounts_under(&b.join("rootfs"));
     assert_eq!(o.len(), 1);
     assert!(
@@ -832,25 +789,13 @@ fn an_existing_zvfs_mount_of_the_same_flist_is_borrowed_and_left_alone() {
         "{:?}",
         o[0]
     );
-    let id = w.id("borrow");
-    let out = Command::new("runc")
-        .args(["run", "--bundle"])
-        .arg(&b)
-        .arg(&id)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "runc run: {}", text(&out));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "hello from the flist\n"
-    );
+    assert_eq!(w.run_foreground(&b, "borrow"), HELLO);
     // Our overlay is gone; their mount and daemon are not.
     assert!(mounts_under(&b.join("rootfs")).is_empty());
-    assert_eq!(fuse(&w).len(), 1);
+    assert_eq!(fuse_mounts(w.root()).len(), 1);
     assert!(pid_alive(daemon));
     assert_eq!(
         std::fs::read_to_string(theirs.join("etc/hello.txt")).unwrap(),
-        "hello from the flist\n"
+        HELLO
     );
 }

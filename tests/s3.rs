@@ -19,7 +19,7 @@ use rusty_s3::actions::{GetObject, ListObjectsV2, PutObject};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use sha2::{Digest, Sha256};
 
-use common::{dir_url, fixture, fuse_available, untar, zvfs_bin};
+use common::{dir_url, fixture, fuse_available, untar, zvfs_bin, Foreground};
 
 // ------------------------------------------------------------------ the Garage cluster
 
@@ -462,63 +462,26 @@ fn assert_no_secret(text: &str, secret: &str) {
     );
 }
 
-/// Whether `target` is a mount point (listed in /proc/self/mountinfo).
-fn is_mounted(target: &Path) -> bool {
-    let Ok(t) = target.canonicalize() else {
-        return false;
-    };
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    info.lines()
-        .any(|l| l.split(' ').nth(4).map(Path::new) == Some(t.as_path()))
-}
-
 /// A foreground `zvfs mount` (no AWS_* variables from the caller); unmounted and killed
 /// on drop.
-struct Mount {
-    target: PathBuf,
-    child: Child,
-}
-
-impl Mount {
-    fn start(fl: &Path, cache: &Path, target: &Path, extra: &[String]) -> Mount {
-        std::fs::create_dir_all(target).unwrap();
-        let mut c = Command::new(zvfs_bin());
-        c.arg("mount")
-            .args(["-m", s(fl), "-c", s(cache)])
-            .args(extra)
-            .arg(target)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        for k in [
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_SESSION_TOKEN",
-        ] {
-            c.env_remove(k);
-        }
-        let mut child = c.spawn().expect("starting zvfs mount");
-        let t = Instant::now();
-        while !is_mounted(target) {
-            if let Ok(Some(st)) = child.try_wait() {
-                panic!("zvfs mount exited early: {st}");
-            }
-            assert!(t.elapsed() < Duration::from_secs(30), "mount timed out");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Mount {
-            target: target.to_path_buf(),
-            child,
-        }
+fn start_mount(fl: &Path, cache: &Path, target: &Path, extra: &[String]) -> Foreground {
+    std::fs::create_dir_all(target).unwrap();
+    let mut c = Command::new(zvfs_bin());
+    c.arg("mount")
+        .args(["-m", s(fl), "-c", s(cache)])
+        .args(extra)
+        .arg(target)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for k in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    ] {
+        c.env_remove(k);
     }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = rustix::mount::unmount(&self.target, rustix::mount::UnmountFlags::DETACH);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    Foreground::spawn(&mut c, target)
 }
 
 fn store_args(urls: &[String]) -> Vec<String> {
@@ -570,7 +533,7 @@ fn single_node_pack_unpack_and_wrong_secret() {
     // mount from the bucket: the same tree, byte-exact, read through FUSE
     if fuse_available() {
         let mnt = d.path().join("mnt");
-        let _m = Mount::start(
+        let _m = start_mount(
             &fl,
             &d.path().join("cache"),
             &mnt,
@@ -720,7 +683,7 @@ fn three_nodes_survive_one_failure_and_fail_fast_after_two() {
         let mnt = d.path().join("mnt-one-down");
         let mut extra = store_args(&urls);
         extra.extend(["--deadline".into(), "20".into()]);
-        let _m = Mount::start(&fl, &d.path().join("cache1"), &mnt, &extra);
+        let _m = start_mount(&fl, &d.path().join("cache1"), &mnt, &extra);
         assert_same_tree(&tree, &mnt);
     }
 
@@ -752,7 +715,7 @@ fn three_nodes_survive_one_failure_and_fail_fast_after_two() {
         let mnt = d.path().join("mnt-two-down");
         let mut extra = store_args(&urls);
         extra.extend(["--deadline".into(), "5".into()]);
-        let _m = Mount::start(&fl, &d.path().join("cache2"), &mnt, &extra);
+        let _m = start_mount(&fl, &d.path().join("cache2"), &mnt, &extra);
         // metadata comes from the flist: listing works without any store
         assert!(mnt.join("hello.txt").exists());
         let t = Instant::now();

@@ -13,7 +13,10 @@ use std::sync::{Arc, Mutex};
 
 use std::time::{Duration, Instant};
 
-use common::{dir_url, free_port, http_server, redis_server, wait_for, zvfs, zvfs_ok, Server};
+use common::{
+    dir_url, encrypt_under, free_port, http_server, noise, redis_server, wait_for, zvfs, zvfs_ok,
+    Server,
+};
 use zvfs::codec::{self, ChunkRef, CHUNK_SIZE};
 use zvfs::flist::v2::{NewEntry, V2Writer};
 use zvfs::flist::{self, Kind, Route};
@@ -106,26 +109,13 @@ fn dead_port() -> u16 {
 
 // ---------------------------------------------------------------- test flists
 
-/// Deterministic pseudo-random bytes (xorshift), so chunks do not dedup by accident.
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 fn test_files() -> Vec<(&'static str, Vec<u8>)> {
     vec![
-        ("big.bin", bytes(1, 2 * CHUNK_SIZE + 12345)),
+        ("big.bin", noise(1, 2 * CHUNK_SIZE + 12345)),
         ("small.txt", b"hello world\n".to_vec()),
         ("empty", Vec::new()),
-        ("sub/copy.bin", bytes(1, 2 * CHUNK_SIZE + 12345)),
-        ("sub/other.bin", bytes(2, CHUNK_SIZE + 1)),
+        ("sub/copy.bin", noise(1, 2 * CHUNK_SIZE + 12345)),
+        ("sub/other.bin", noise(2, CHUNK_SIZE + 1)),
     ]
 }
 
@@ -141,11 +131,7 @@ fn cfg(connect: f64, io: f64, deadline: f64) -> StoreConfig {
 /// Write `files` (paths with at most one directory level) as an flist at `meta` whose
 /// routes are `routes`, storing every chunk through a router over `routes`. Returns the
 /// chunks of each file.
-fn build_flist(
-    meta: &Path,
-    routes: &[&str],
-    files: &[(&str, Vec<u8>)],
-) -> Vec<(String, Vec<ChunkRef>)> {
+fn build_flist(meta: &Path, routes: &[&str], files: &[(&str, Vec<u8>)]) -> Chunks {
     let parsed: Vec<Route> = routes.iter().map(|r| Route::parse(r).unwrap()).collect();
     let router = Router::new(&parsed, &StoreConfig::default()).unwrap();
     let w = V2Writer::create(meta).unwrap();
@@ -226,6 +212,31 @@ fn expected(files: &[(&str, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
     v
 }
 
+/// Files and chunks of a test flist.
+type Chunks = Vec<(String, Vec<ChunkRef>)>;
+
+/// `build_flist` of `files` as `dir/x.fl`, its one route the dir store `dir/<store>`.
+/// Returns (flist, store, chunks of each file).
+fn dir_flist(dir: &Path, store: &str, files: &[(&str, Vec<u8>)]) -> (PathBuf, PathBuf, Chunks) {
+    let st = dir.join(store);
+    let meta = dir.join("x.fl");
+    let chunks = build_flist(&meta, &[dir_url(&st).as_str()], files);
+    (meta, st, chunks)
+}
+
+/// Every file of `meta` reads back (through its own routes) as `files`.
+fn assert_reads_back(meta: &Path, files: &[(&str, Vec<u8>)]) {
+    assert_eq!(
+        read_back(meta, &[], &StoreConfig::default()),
+        expected(files)
+    );
+}
+
+/// `store::open(url)` with the default configuration.
+fn open(url: &str) -> Arc<dyn store::Store> {
+    store::open(url, &StoreConfig::default()).unwrap()
+}
+
 fn object_path(store: &Path, c: &ChunkRef) -> PathBuf {
     let hex = c.hex_id();
     store.join(&hex[..2]).join(hex.as_str())
@@ -252,7 +263,7 @@ fn zdb_round_trip(url: &str) {
         b"zdb round trip"
     );
     // a value just under the limit goes through
-    let big = bytes(9, codec::MAX_OBJECT);
+    let big = noise(9, codec::MAX_OBJECT);
     s.set(&[0x42; 32], &big).unwrap();
     assert_eq!(s.get(&[0x42; 32]).unwrap().unwrap().len(), big.len());
 }
@@ -262,32 +273,16 @@ fn zdb_store_against_redis_over_tcp() {
     let r = redis_server(false);
     zdb_round_trip(&format!("zdb://127.0.0.1:{}", r.port));
     // a namespace is selected on each connection: redis takes a number as the name
-    let ns1 = store::open(
-        &format!("zdb://127.0.0.1:{}/1", r.port),
-        &StoreConfig::default(),
-    )
-    .unwrap();
-    let dflt = store::open(
-        &format!("zdb://127.0.0.1:{}/default", r.port),
-        &StoreConfig::default(),
-    )
-    .unwrap();
+    let ns1 = open(&format!("zdb://127.0.0.1:{}/1", r.port));
+    let dflt = open(&format!("zdb://127.0.0.1:{}/default", r.port));
     ns1.set(&[7; 32], b"in namespace 1").unwrap();
     assert_eq!(ns1.get(&[7; 32]).unwrap().unwrap(), b"in namespace 1");
     assert_eq!(dflt.get(&[7; 32]).unwrap(), None);
     // the legacy redis:// alias works the same
-    let alias = store::open(
-        &format!("redis://127.0.0.1:{}/1", r.port),
-        &StoreConfig::default(),
-    )
-    .unwrap();
+    let alias = open(&format!("redis://127.0.0.1:{}/1", r.port));
     assert_eq!(alias.get(&[7; 32]).unwrap().unwrap(), b"in namespace 1");
     // a refused SELECT is a clear error (redis has no database "nope")
-    let bad = store::open(
-        &format!("zdb://u:sekrit@127.0.0.1:{}/nope", r.port),
-        &StoreConfig::default(),
-    )
-    .unwrap();
+    let bad = open(&format!("zdb://u:sekrit@127.0.0.1:{}/nope", r.port));
     let e = bad.get(&[1; 32]).unwrap_err();
     assert!(e.msg.contains("SELECT nope"), "{e}");
     assert!(!e.msg.contains("sekrit"), "password leaked: {e}");
@@ -298,28 +293,16 @@ fn zdb_store_against_redis_over_unix_socket() {
     let r = redis_server(true);
     let sock = r.socket.clone().unwrap();
     zdb_round_trip(&format!("zdb://{}", sock.display()));
-    let ns = store::open(
-        &format!("zdb://{}?ns=3", sock.display()),
-        &StoreConfig::default(),
-    )
-    .unwrap();
+    let ns = open(&format!("zdb://{}?ns=3", sock.display()));
     ns.set(&[3; 32], b"three").unwrap();
-    let tcp3 = store::open(
-        &format!("zdb://127.0.0.1:{}/3", r.port),
-        &StoreConfig::default(),
-    )
-    .unwrap();
+    let tcp3 = open(&format!("zdb://127.0.0.1:{}/3", r.port));
     assert_eq!(tcp3.get(&[3; 32]).unwrap().unwrap(), b"three");
 }
 
 #[test]
 fn oversized_value_is_refused_before_sending() {
     let l = Listener::start(false);
-    let s = store::open(
-        &format!("zdb://127.0.0.1:{}", l.port),
-        &StoreConfig::default(),
-    )
-    .unwrap();
+    let s = open(&format!("zdb://127.0.0.1:{}", l.port));
     let e = s
         .set(&[1; 32], &vec![0u8; codec::MAX_OBJECT + 1])
         .unwrap_err();
@@ -331,7 +314,7 @@ fn oversized_value_is_refused_before_sending() {
 fn broken_connection_is_replaced() {
     let mut r = redis_server(false);
     let port = r.port;
-    let s = store::open(&format!("zdb://127.0.0.1:{port}"), &StoreConfig::default()).unwrap();
+    let s = open(&format!("zdb://127.0.0.1:{port}"));
     s.set(&[5; 32], b"five").unwrap();
     // restart the server on the same port: the pooled connection is now dead
     let _ = r.child.kill();
@@ -368,10 +351,7 @@ fn flist_chunks_in_redis_read_back_byte_exact() {
     let url = format!("zdb://127.0.0.1:{}", r.port);
     let files = test_files();
     build_flist(&meta, &[url.as_str()], &files);
-    assert_eq!(
-        read_back(&meta, &[], &StoreConfig::default()),
-        expected(&files)
-    );
+    assert_reads_back(&meta, &files);
     // and the command-line verify agrees, through the flist's own routes
     zvfs_ok(&["verify", "--deep", "-m", &meta_arg(&meta)]);
 }
@@ -401,7 +381,7 @@ fn http_store_two_level_and_flat_layouts() {
             expected(&files),
             "{layout}"
         );
-        let s = store::open(&url, &StoreConfig::default()).unwrap();
+        let s = open(&url);
         assert_eq!(s.get(&[0xee; 32]).unwrap(), None, "404 on both is missing");
         let e = s.set(&[1; 32], b"x").unwrap_err();
         assert!(e.msg.contains("read-only"), "{e}");
@@ -410,11 +390,7 @@ fn http_store_two_level_and_flat_layouts() {
     let l500 = Listener::start_mode(Mode::Respond(
         b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
     ));
-    let s = store::open(
-        &format!("http://user:sekrit@127.0.0.1:{}/st", l500.port),
-        &StoreConfig::default(),
-    )
-    .unwrap();
+    let s = open(&format!("http://user:sekrit@127.0.0.1:{}/st", l500.port));
     let e = s.get(&[0xdd; 32]).unwrap_err();
     assert!(e.msg.contains("HTTP 500"), "{e}");
     assert!(
@@ -429,11 +405,7 @@ fn http_store_two_level_and_flat_layouts() {
     let lbig = Listener::start_mode(Mode::Respond(
         b"HTTP/1.1 200 OK\r\nContent-Length: 9000000\r\nConnection: close\r\n\r\nxxxx",
     ));
-    let s = store::open(
-        &format!("http://127.0.0.1:{}", lbig.port),
-        &StoreConfig::default(),
-    )
-    .unwrap();
+    let s = open(&format!("http://127.0.0.1:{}", lbig.port));
     let e = s.get(&[0xdd; 32]).unwrap_err();
     assert!(e.msg.contains("more than"), "{e}");
     // a store that does not answer HTTP at all
@@ -453,10 +425,7 @@ fn http_store_two_level_and_flat_layouts() {
 #[test]
 fn dead_replica_is_not_retried_on_every_chunk() {
     let t = tempfile::tempdir().unwrap();
-    let good = t.path().join("good");
-    let meta = t.path().join("x.fl");
-    let files = test_files();
-    build_flist(&meta, &[dir_url(&good).as_str()], &files);
+    let (meta, good, _) = dir_flist(t.path(), "good", &test_files());
     let n_chunks = zvfs::cmd::chunkset::unique_chunks(flist::open(&meta).unwrap().as_ref())
         .unwrap()
         .len();
@@ -511,10 +480,7 @@ fn dead_replica_is_not_retried_on_every_chunk() {
 #[test]
 fn hanging_store_fails_within_the_deadline_then_a_replica_serves() {
     let t = tempfile::tempdir().unwrap();
-    let good = t.path().join("good");
-    let meta = t.path().join("x.fl");
-    let files = vec![("a.bin", bytes(3, 3000))];
-    let chunks = build_flist(&meta, &[dir_url(&good).as_str()], &files);
+    let (meta, good, chunks) = dir_flist(t.path(), "good", &[("a.bin", noise(3, 3000))]);
     let chunk = chunks[0].1[0];
     let hang = Listener::start(true);
     for url in [
@@ -538,19 +504,17 @@ fn hanging_store_fails_within_the_deadline_then_a_replica_serves() {
 
         // the command line: fails within the deadline alone, succeeds with a replica
         let m = meta_arg(&meta);
+        // `verify --deep` over `stores` with a 30 s I/O timeout and this deadline.
+        let verify = |stores: &[&str], deadline: &str| {
+            let mut args = vec!["verify", "--deep", "-m", &m];
+            for s in stores {
+                args.extend(["-s", s]);
+            }
+            args.extend(["--deadline", deadline, "--io-timeout", "30"]);
+            zvfs(&args)
+        };
         let t0 = Instant::now();
-        let out = zvfs(&[
-            "verify",
-            "--deep",
-            "-m",
-            &m,
-            "-s",
-            &url,
-            "--deadline",
-            "1.5",
-            "--io-timeout",
-            "30",
-        ]);
+        let out = verify(&[&url], "1.5");
         assert!(!out.status.success());
         assert!(
             t0.elapsed() < Duration::from_secs(8),
@@ -559,20 +523,7 @@ fn hanging_store_fails_within_the_deadline_then_a_replica_serves() {
         );
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("1 unreachable"), "{stderr}");
-        let out = zvfs(&[
-            "verify",
-            "--deep",
-            "-m",
-            &m,
-            "-s",
-            &url,
-            "-s",
-            &dir_url(&good),
-            "--deadline",
-            "2",
-            "--io-timeout",
-            "30",
-        ]);
+        let out = verify(&[&url, &dir_url(&good)], "2");
         assert!(
             out.status.success(),
             "{}",
@@ -586,10 +537,8 @@ fn hanging_store_fails_within_the_deadline_then_a_replica_serves() {
 fn corrupt_or_reencrypted_replica_is_skipped() {
     let r = redis_server(false);
     let t = tempfile::tempdir().unwrap();
-    let good = t.path().join("good");
-    let meta = t.path().join("x.fl");
-    let files = vec![("a.txt", b"genuine content".to_vec())];
-    let chunks = build_flist(&meta, &[dir_url(&good).as_str()], &files);
+    let files = [("a.txt", b"genuine content".to_vec())];
+    let (_, good, chunks) = dir_flist(t.path(), "good", &files);
     let chunk = chunks[0].1[0];
     let good_obj = std::fs::read(object_path(&good, &chunk)).unwrap();
 
@@ -597,27 +546,13 @@ fn corrupt_or_reencrypted_replica_is_skipped() {
     let zdb = format!("zdb://127.0.0.1:{}", r.port);
     let mut flipped = good_obj.clone();
     flipped[4] ^= 0x10;
-    store::open(&zdb, &StoreConfig::default())
-        .unwrap()
-        .set(chunk.id(), &flipped)
-        .unwrap();
+    open(&zdb).set(chunk.id(), &flipped).unwrap();
     // replica 2 (dir): other plaintext re-encrypted under the right key (GCM tag valid)
     let evil_dir = t.path().join("evil");
     {
-        use aes_gcm::aead::{Aead, KeyInit};
-        let evil = snap::raw::Encoder::new()
-            .compress_vec(b"evil content!!!")
-            .unwrap();
-        let cipher = aes_gcm::Aes256Gcm::new_from_slice(chunk.key()).unwrap();
-        let ct = cipher
-            .encrypt(
-                aes_gcm::Nonce::from_slice(&chunk.key()[..12]),
-                evil.as_slice(),
-            )
-            .unwrap();
         let p = object_path(&evil_dir, &chunk);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, ct).unwrap();
+        std::fs::write(p, encrypt_under(chunk.key(), b"evil content!!!")).unwrap();
     }
     for bad in [zdb.clone(), dir_url(&evil_dir)] {
         let alone =
@@ -639,10 +574,7 @@ fn corrupt_or_reencrypted_replica_is_skipped() {
 #[test]
 fn verify_names_deleted_and_corrupted_chunks() {
     let t = tempfile::tempdir().unwrap();
-    let st = t.path().join("store");
-    let meta = t.path().join("x.fl");
-    let files = test_files();
-    let chunks = build_flist(&meta, &[dir_url(&st).as_str()], &files);
+    let (meta, st, chunks) = dir_flist(t.path(), "store", &test_files());
     let m = meta_arg(&meta);
     zvfs_ok(&["verify", "-m", &m]);
     zvfs_ok(&["verify", "--deep", "-m", &m]);
@@ -655,31 +587,25 @@ fn verify_names_deleted_and_corrupted_chunks() {
     d[0] ^= 1;
     std::fs::write(&p, d).unwrap();
 
-    let out = zvfs(&["verify", "-m", &m]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{stdout}");
-    assert!(
-        stdout.contains(&format!(
-            "missing {} used by /sub/other.bin",
-            other.hex_id()
-        )),
-        "{stdout}"
-    );
+    // Both verifies fail and name the deleted chunk; returns the report.
+    let verify_fails = |deep: &[&str]| {
+        let mut args = vec!["verify"];
+        args.extend_from_slice(deep);
+        args.extend(["-m", m.as_str()]);
+        let out = zvfs(&args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(!out.status.success(), "{stdout}");
+        let missing = format!("missing {} used by /sub/other.bin", other.hex_id());
+        assert!(stdout.contains(&missing), "{stdout}");
+        stdout
+    };
+    let stdout = verify_fails(&[]);
     assert!(
         !stdout.contains(small.hex_id().as_str()),
         "shallow verify only checks presence"
     );
 
-    let out = zvfs(&["verify", "--deep", "-m", &m]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{stdout}");
-    assert!(
-        stdout.contains(&format!(
-            "missing {} used by /sub/other.bin",
-            other.hex_id()
-        )),
-        "{stdout}"
-    );
+    let stdout = verify_fails(&["--deep"]);
     assert!(
         stdout.contains(&format!("corrupt {} used by /small.txt", small.hex_id())),
         "{stdout}"
@@ -689,11 +615,9 @@ fn verify_names_deleted_and_corrupted_chunks() {
 #[test]
 fn clone_to_fresh_store_then_deep_verify() {
     let t = tempfile::tempdir().unwrap();
-    let src = t.path().join("src");
     let fresh = t.path().join("fresh");
-    let meta = t.path().join("x.fl");
     let files = test_files();
-    build_flist(&meta, &[dir_url(&src).as_str()], &files);
+    let (meta, src, _) = dir_flist(t.path(), "src", &files);
     let m = meta_arg(&meta);
     zvfs_ok(&["clone", "-m", &m, "-s", &dir_url(&fresh)]);
     zvfs_ok(&["verify", "--deep", "-m", &m, "-s", &dir_url(&fresh)]);
@@ -726,10 +650,7 @@ fn clone_to_fresh_store_then_deep_verify() {
     );
     // the flist now reads from redis alone
     std::fs::remove_dir_all(&src).unwrap();
-    assert_eq!(
-        read_back(&meta, &[], &StoreConfig::default()),
-        expected(&files)
-    );
+    assert_reads_back(&meta, &files);
     zvfs_ok(&["verify", "--deep", "-m", &m]);
     // a failing clone leaves the routes alone
     let out = zvfs(&[
@@ -763,10 +684,8 @@ fn walk_files(root: &Path) -> Vec<PathBuf> {
 #[test]
 fn config_tags_and_stores() {
     let t = tempfile::tempdir().unwrap();
-    let st = t.path().join("store");
-    let meta = t.path().join("x.fl");
     let files = test_files();
-    build_flist(&meta, &[dir_url(&st).as_str()], &files);
+    let (meta, st, _) = dir_flist(t.path(), "store", &files);
     let m = meta_arg(&meta);
     let tags = zvfs_ok(&["config", "-m", &m, "tag", "list"]);
     assert!(tags.contains("version=zvfs-1"), "{tags}");
@@ -840,15 +759,8 @@ fn config_tags_and_stores() {
     );
     // the flist stays readable after every edit, and no temporary file is left behind
     zvfs_ok(&["verify", "--deep", "-m", &m]);
-    assert_eq!(
-        read_back(&meta, &[], &StoreConfig::default()),
-        expected(&files)
-    );
-    let leftovers: Vec<_> = std::fs::read_dir(t.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("zvfs-edit"))
-        .collect();
+    assert_reads_back(&meta, &files);
+    let leftovers = common::names_containing(t.path(), "zvfs-edit");
     assert!(leftovers.is_empty(), "{leftovers:?}");
     zvfs_ok(&["config", "-m", &m, "store", "delete", "-a"]);
     assert_eq!(zvfs_ok(&["config", "-m", &m, "store", "list"]), "");

@@ -6,21 +6,14 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::{dir_url, fuse_available, http_server, redis_server, zvfs, zvfs_ok};
+use common::{
+    dir_url, fuse_available, http_server, redis_server, xorshift_bytes, zvfs_ok, DaemonMount,
+};
 
 /// Deterministic bytes (xorshift), incompressible enough to give distinct chunks.
 fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    xorshift_bytes(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1, 0, len)
 }
 
 /// A small tree: a multi-chunk file, a chunk-sized one, small files, a symlink, a subdir.
@@ -70,38 +63,6 @@ fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// `zvfs mount -d`; unmounted (and its daemon gone) on drop.
-struct Mounted(PathBuf);
-
-impl Mounted {
-    fn new(meta: &Path, cache: &Path, store: &str, target: &Path) -> Mounted {
-        std::fs::create_dir_all(target).unwrap();
-        zvfs_ok(&[
-            "mount",
-            "-d",
-            "-m",
-            &s(meta),
-            "-c",
-            &s(cache),
-            "-s",
-            store,
-            "--deadline",
-            "10",
-            &s(target),
-        ]);
-        Mounted(target.to_path_buf())
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let out = zvfs(&["umount", &s(&self.0)]);
-        if !out.status.success() {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-}
-
 /// Unpack and mount `meta` from `store`, both byte-exact against `src`.
 fn unpack_and_mount_match(meta: &Path, store: &str, src: &Path, work: &Path) {
     let expected = snapshot(src);
@@ -110,13 +71,11 @@ fn unpack_and_mount_match(meta: &Path, store: &str, src: &Path, work: &Path) {
     assert_eq!(snapshot(&out), expected, "unpack from {store}");
     if fuse_available() {
         let mnt = work.join("mnt");
-        let m = Mounted::new(meta, &work.join("cache"), store, &mnt);
-        assert_eq!(snapshot(&m.0), expected, "mount from {store}");
+        let (meta, cache) = (s(meta), s(&work.join("cache")));
+        let args = ["-m", &meta, "-c", &cache, "-s", store, "--deadline", "10"];
+        let m = DaemonMount::new(&args, &mnt);
+        assert_eq!(snapshot(&m.target), expected, "mount from {store}");
     }
-}
-
-fn pack_into(src: &Path, meta: &Path, store: &str) {
-    zvfs_ok(&["pack", "-m", &s(meta), "-s", store, &s(src)]);
 }
 
 #[test]
@@ -127,7 +86,7 @@ fn pack_into_redis_then_unpack_and_mount_over_tcp() {
     make_tree(&src);
     let url = format!("zdb://127.0.0.1:{}", redis.port);
     let meta = work.path().join("t.fl");
-    pack_into(&src, &meta, &url);
+    common::pack(&meta, &url, &[], &src);
     // Every chunk is in redis and nothing in the flist points elsewhere.
     let routes = zvfs_ok(&["config", "-m", &s(&meta), "store", "list"]);
     assert!(routes.contains(&url), "{routes}");
@@ -144,7 +103,7 @@ fn pack_into_redis_then_unpack_and_mount_over_a_unix_socket() {
     make_tree(&src);
     let url = format!("zdb://{}", sock.display());
     let meta = work.path().join("t.fl");
-    pack_into(&src, &meta, &url);
+    common::pack(&meta, &url, &[], &src);
     unpack_and_mount_match(&meta, &url, &src, work.path());
 }
 
@@ -169,7 +128,7 @@ fn unpack_and_mount_through_http_in_both_layouts() {
     make_tree(&src);
     let store = work.path().join("store");
     let meta = work.path().join("t.fl");
-    pack_into(&src, &meta, &dir_url(&store));
+    common::pack(&meta, &dir_url(&store), &[], &src);
 
     let http = http_server(&store);
     let url = format!("http://127.0.0.1:{}", http.port);

@@ -6,23 +6,15 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-use common::{dir_url, fuse_available, zvfs, zvfs_bin, zvfs_ok};
+use common::{dir_url, fuse_available, xorshift_bytes, zvfs, zvfs_bin, Foreground};
 
 fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed
+    let state = seed
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
+    xorshift_bytes(state, 24, len)
 }
 
 /// A tree with multi-chunk files, a small file, a duplicate and a nested directory,
@@ -36,14 +28,7 @@ fn packed(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     std::fs::write(src.join("small.txt"), b"hello\n").unwrap();
     let fl = dir.join("t.fl");
     let store = dir.join("store");
-    zvfs_ok(&[
-        "pack",
-        "-m",
-        fl.to_str().unwrap(),
-        "-s",
-        &dir_url(&store),
-        src.to_str().unwrap(),
-    ]);
+    common::pack(&fl, &dir_url(&store), &[], &src);
     (src, fl, store)
 }
 
@@ -118,7 +103,7 @@ fn warm_everything_then_read_without_the_store() {
     }
     let mnt = d.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    let m = Foreground::mount(&[
+    let m = foreground_mount(&[
         "-m",
         fls,
         "-c",
@@ -224,49 +209,13 @@ fn second_unpack_with_the_same_cache_fetches_nothing() {
     );
 }
 
-/// A foreground `zvfs mount`; unmounts and kills it on drop.
-struct Foreground {
-    child: Child,
-    target: PathBuf,
-}
-
-impl Foreground {
-    fn mount(args: &[&str]) -> Foreground {
-        let target = PathBuf::from(args[args.len() - 1]);
-        let child = Command::new(zvfs_bin())
-            .arg("mount")
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut f = Foreground { child, target };
-        let start = Instant::now();
-        while !mounted(&f.target) {
-            if let Ok(Some(st)) = f.child.try_wait() {
-                panic!("zvfs mount exited early: {st}");
-            }
-            assert!(start.elapsed() < Duration::from_secs(30), "mount timed out");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        f.target = f.target.canonicalize().unwrap();
-        f
-    }
-}
-
-fn mounted(target: &Path) -> bool {
-    let Ok(t) = target.canonicalize() else {
-        return false;
-    };
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    info.lines()
-        .any(|l| l.split(' ').nth(4).map(Path::new) == Some(t.as_path()))
-}
-
-impl Drop for Foreground {
-    fn drop(&mut self) {
-        let _ = rustix::mount::unmount(&self.target, rustix::mount::UnmountFlags::DETACH);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A foreground `zvfs mount <args..>` (the target last), unmounted and killed on drop.
+fn foreground_mount(args: &[&str]) -> Foreground {
+    let target = Path::new(args[args.len() - 1]);
+    let mut cmd = Command::new(zvfs_bin());
+    cmd.arg("mount")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    Foreground::spawn(&mut cmd, target)
 }

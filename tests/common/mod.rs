@@ -12,13 +12,15 @@ pub fn zvfs_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_zvfs"))
 }
 
-/// `../shared/fixtures/<name>` (read-only: copy before anything could write).
+/// `shared/fixtures/<name>` in the nearest ancestor of the crate that has it (`../shared`
+/// from the main checkout; the crate may also live in a worktree further below).
+/// Read-only: copy before anything could write.
 pub fn fixture(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures")
-        .join(name);
-    assert!(p.exists(), "fixture {} is missing", p.display());
-    p
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|a| a.join("shared/fixtures").join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("fixture {name} is missing"))
 }
 
 /// Run zvfs with `args`; returns the output (never panics on a non-zero exit).
@@ -168,4 +170,155 @@ pub fn http_server(root: &Path) -> Server {
         TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     server
+}
+
+// ---------------------------------------------------------------- test data
+
+/// The xorshift64 sequence from `state` (must not be 0), one byte a step: bits
+/// `shift..shift + 8` of each state. Deterministic and incompressible enough to give
+/// distinct chunks.
+pub fn xorshift_bytes(state: u64, shift: u32, len: usize) -> Vec<u8> {
+    let mut x = state;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> shift) as u8
+        })
+        .collect()
+}
+
+/// The xorshift64 sequence from `state` (must not be 0), eight little-endian bytes a
+/// step, cut to `len`.
+pub fn xorshift_words(state: u64, len: usize) -> Vec<u8> {
+    let mut x = state;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// `len` deterministic pseudo-random bytes, different for each seed.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    xorshift_bytes(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1, 24, len)
+}
+
+/// A forged v2 object: `plain` Snappy-compressed and AES-256-GCM-encrypted under `key`
+/// (nonce = its first 12 bytes), as a store that knows a chunk's key could make. The GCM
+/// tag verifies; only the check that the plaintext hashes to the key catches it.
+pub fn encrypt_under(key: &[u8], plain: &[u8]) -> Vec<u8> {
+    use aes_gcm::aead::{Aead, KeyInit};
+    let compressed = snap::raw::Encoder::new().compress_vec(plain).unwrap();
+    aes_gcm::Aes256Gcm::new_from_slice(key)
+        .unwrap()
+        .encrypt(
+            aes_gcm::Nonce::from_slice(&key[..12]),
+            compressed.as_slice(),
+        )
+        .unwrap()
+}
+
+// ---------------------------------------------------------------- mounts
+
+/// Whether `target` is a mount point (listed in /proc/self/mountinfo).
+pub fn is_mounted(target: &Path) -> bool {
+    let Ok(t) = target.canonicalize() else {
+        return false;
+    };
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .any(|l| l.split(' ').nth(4).map(Path::new) == Some(t.as_path()))
+}
+
+/// Waits until `target` is mounted by `child` (a foreground `zvfs mount`); fails if the
+/// child exits first or after 30 s.
+pub fn wait_mounted(child: &mut Child, target: &Path) {
+    let start = Instant::now();
+    while !is_mounted(target) {
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("zvfs mount exited early: {st}");
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "mount timed out");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A foreground `zvfs mount`: on drop its target is detached and the process killed.
+pub struct Foreground {
+    pub child: Child,
+    pub target: PathBuf,
+}
+
+impl Foreground {
+    /// Spawns `cmd` (a foreground `zvfs mount` of `target`) and waits until it is mounted.
+    pub fn spawn(cmd: &mut Command, target: &Path) -> Foreground {
+        let child = cmd.spawn().expect("starting zvfs mount");
+        let mut f = Foreground {
+            child,
+            target: target.to_path_buf(),
+        };
+        wait_mounted(&mut f.child, target);
+        f
+    }
+}
+
+impl Drop for Foreground {
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(&self.target, rustix::mount::UnmountFlags::DETACH);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `zvfs mount -d <args..> <target>` (the target directory is created), which must
+/// succeed; on drop `zvfs umount` (the daemon exits), or a lazy unmount if that fails.
+pub struct DaemonMount {
+    pub target: PathBuf,
+}
+
+impl DaemonMount {
+    pub fn new(args: &[&str], target: &Path) -> DaemonMount {
+        std::fs::create_dir_all(target).unwrap();
+        let mut all = vec!["mount", "-d"];
+        all.extend_from_slice(args);
+        all.push(target.to_str().unwrap());
+        zvfs_ok(&all);
+        DaemonMount {
+            target: target.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for DaemonMount {
+    fn drop(&mut self) {
+        let out = zvfs(&["umount", &self.target.to_string_lossy()]);
+        if !out.status.success() {
+            let _ = rustix::mount::unmount(&self.target, rustix::mount::UnmountFlags::DETACH);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- flists and files
+
+/// `zvfs pack -m <fl> -s <store> <extra..> <src>`, which must succeed; returns stdout.
+pub fn pack(fl: &Path, store: &str, extra: &[&str], src: &Path) -> String {
+    let mut args = vec!["pack", "-m", fl.to_str().unwrap(), "-s", store];
+    args.extend_from_slice(extra);
+    args.push(src.to_str().unwrap());
+    zvfs_ok(&args)
+}
+
+/// Names of the entries of `dir` that contain `part` (leftovers of a failed write).
+pub fn names_containing(dir: &Path, part: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(part))
+        .collect()
 }
