@@ -100,21 +100,24 @@ impl HttpStore {
     }
 }
 
-fn io_kind(e: &std::io::Error) -> ErrorKind {
+/// The error kind of a failed socket operation: a timeout, else a store failure.
+pub(super) fn io_kind(e: &std::io::Error) -> ErrorKind {
     match e.kind() {
         std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => ErrorKind::Timeout,
         _ => ErrorKind::Store,
     }
 }
 
-/// A transport error without ureq's own rendering (which would print the URL as given,
-/// credentials included).
-fn transport_error(url: &str, t: &ureq::Transport) -> Error {
+/// A transport failure's kind and description, without ureq's own rendering (which
+/// would print the URL as given: credentials, or an S3 request's signature).
+pub(super) fn describe_transport(t: &ureq::Transport) -> (ErrorKind, String) {
     let mut kind = ErrorKind::Store;
-    let mut detail = t.kind().to_string();
-    if let Some(m) = t.message() {
-        detail = format!("{detail}: {m}");
-    }
+    let kind_text = t.kind().to_string();
+    let mut detail = match t.message() {
+        Some(m) if m.starts_with(&kind_text) => m.to_string(),
+        Some(m) => format!("{kind_text}: {m}"),
+        None => kind_text,
+    };
     let mut src = std::error::Error::source(t);
     while let Some(s) = src {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
@@ -124,6 +127,11 @@ fn transport_error(url: &str, t: &ureq::Transport) -> Error {
         }
         src = s.source();
     }
+    (kind, detail)
+}
+
+fn transport_error(url: &str, t: &ureq::Transport) -> Error {
+    let (kind, detail) = describe_transport(t);
     Error::new(kind, format!("GET {}: {detail}", redact(url)))
 }
 

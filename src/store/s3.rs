@@ -31,6 +31,7 @@ use rusty_s3::actions::{GetObject, HeadObject, PutObject};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use sha2::{Digest, Sha256};
 
+use super::http::{describe_transport, io_kind};
 use super::{redact, Store, StoreConfig};
 use crate::codec::{hex_bytes, MAX_OBJECT};
 use crate::error::{Error, ErrorKind, Result};
@@ -307,22 +308,7 @@ impl S3Store {
 
     /// An error for a transport failure (ureq's own rendering would print the signed URL).
     fn transport_error(&self, what: &str, key: &str, t: &ureq::Transport) -> Error {
-        let mut kind = ErrorKind::Store;
-        let kind_text = t.kind().to_string();
-        let mut detail = match t.message() {
-            Some(m) if m.starts_with(&kind_text) => m.to_string(),
-            Some(m) => format!("{kind_text}: {m}"),
-            None => kind_text,
-        };
-        let mut src = std::error::Error::source(t);
-        while let Some(s) = src {
-            if let Some(io) = s.downcast_ref::<std::io::Error>() {
-                kind = io_kind(io);
-                detail = format!("{detail}: {io}");
-                break;
-            }
-            src = s.source();
-        }
+        let (kind, detail) = describe_transport(t);
         Error::new(kind, format!("{what} {key} in {}: {detail}", self.name))
     }
 
@@ -429,13 +415,6 @@ impl S3Store {
             Err(ureq::Error::Status(code, r)) => Err(self.status_error("PUT", key, code, r)),
             Err(ureq::Error::Transport(t)) => Err(self.transport_error("PUT", key, &t)),
         }
-    }
-}
-
-fn io_kind(e: &std::io::Error) -> ErrorKind {
-    match e.kind() {
-        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => ErrorKind::Timeout,
-        _ => ErrorKind::Store,
     }
 }
 
