@@ -406,33 +406,35 @@ impl ChunkCache {
             std::process::id(),
             chunk.hex_id()
         ));
-        // The temporary file gets its full length before the space is reserved, so a scan
-        // by any process sharing the cache (which recomputes usage from the files present)
-        // counts this chunk while it is being written: reserved space is never lost.
-        let create = || -> std::io::Result<File> {
-            std::fs::create_dir_all(leaf)?;
-            let f = File::create(&tmp)?;
-            f.set_len(len)?;
-            Ok(f)
+        // The temporary file is created (with its full length) under the quota's lock,
+        // together with its reservation: a scan by any process sharing the cache (which
+        // recomputes usage from the files present) counts it, and no unreserved bytes
+        // pile up on disk while writers wait behind an eviction.
+        let create = || -> Result<File> {
+            let make = || -> std::io::Result<File> {
+                std::fs::create_dir_all(leaf)?;
+                let f = File::create(&tmp)?;
+                f.set_len(len)?;
+                Ok(f)
+            };
+            make().map_err(|e| Error::from(e).context(tmp.display()))
         };
-        let mut file = match create() {
+        let mut file = match self.quota.reserve_with(len, create) {
             Ok(f) => f,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
                 self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                log::warn!("cache: not caching chunk {chunk}: {}: {e}", tmp.display());
+                log::warn!("cache: not caching chunk {chunk}: {e}");
                 return;
             }
         };
-        if let Err(e) = self.quota.reserve(len) {
-            let _ = std::fs::remove_file(&tmp);
-            self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
-            log::warn!("cache: not caching chunk {chunk}: {e}");
-            return;
-        }
-        let mut write = || -> std::io::Result<()> {
-            file.write_all(plain)?;
-            std::fs::rename(&tmp, &path)
+        let mut write = || -> Result<()> {
+            file.write_all(plain)
+                .with_ctx(|| format!("writing {}", tmp.display()))?;
+            self.quota.exclusive(|| {
+                std::fs::rename(&tmp, &path)
+                    .with_ctx(|| format!("renaming {} into place", tmp.display()))
+            })
         };
         match write() {
             Ok(()) => self.set_verified(chunk, Instant::now()),
@@ -440,10 +442,7 @@ impl ChunkCache {
                 let _ = std::fs::remove_file(&tmp);
                 self.quota.release(len);
                 self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                log::warn!(
-                    "cache: writing {} failed ({e}); serving chunk {chunk} from memory",
-                    path.display()
-                );
+                log::warn!("cache: caching chunk {chunk} failed ({e}); serving it from memory");
             }
         }
     }

@@ -172,6 +172,15 @@ impl Quota {
 
     /// Account for `len` bytes about to be written, evicting first when needed.
     pub fn reserve(&self, len: u64) -> Result<()> {
+        self.reserve_with(len, || Ok(()))
+    }
+
+    /// Account for `len` bytes and run `create` (which makes the file that will hold
+    /// them) in one step under the lock, evicting first when needed. A scan by any
+    /// process sharing the directory then sees the reservation and the file together:
+    /// bytes on disk are never unaccounted for while writers queue behind an eviction.
+    /// When `create` fails nothing is reserved.
+    pub fn reserve_with<T>(&self, len: u64, create: impl FnOnce() -> Result<T>) -> Result<T> {
         if len > self.max {
             return Err(Error::invalid(format!(
                 "a {len}-byte chunk does not fit a {}-byte cache",
@@ -179,18 +188,28 @@ impl Quota {
             )));
         }
         self.locked(|u| {
-            if u + len <= self.max {
-                return Ok(((), u + len));
-            }
-            let target = self.low.saturating_sub(len);
-            let (total, removed) = self.evict(target)?;
-            log::debug!(
-                "cache: evicted {removed} files, {} bytes left (bound {})",
-                total,
-                self.max
-            );
-            Ok(((), total + len))
+            let base = if u + len <= self.max {
+                u
+            } else {
+                let target = self.low.saturating_sub(len);
+                let (total, removed) = self.evict(target)?;
+                log::debug!(
+                    "cache: evicted {removed} files, {} bytes left (bound {})",
+                    total,
+                    self.max
+                );
+                total
+            };
+            let out = create()?;
+            Ok((out, base + len))
         })
+    }
+
+    /// Run `f` under the lock without changing the usage: for a rename into place, which
+    /// a concurrent scan could otherwise miss (the file under neither name) and so lose
+    /// its bytes from the recomputed usage.
+    pub fn exclusive<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.locked(|u| Ok((f()?, u)))
     }
 
     /// Give back bytes reserved or removed.
