@@ -24,7 +24,7 @@ case "$(file -bL /bin/busybox 2>/dev/null || true)" in
     *) apt_install busybox-static ;;
 esac
 # Garage, the S3 server of tests/s3.rs: built from crates.io once per machine when
-# missing (10-30 minutes on 2 cores; later runs find it in ~/.cargo/bin).
+# missing (about 11 minutes on 2 cores; later runs find it in ~/.cargo/bin).
 "$REPO/scripts/install-garage.sh"
 
 # FUSE: the kernel module and the device node.
