@@ -410,15 +410,7 @@ impl ChunkCache {
         // together with its reservation: a scan by any process sharing the cache (which
         // recomputes usage from the files present) counts it, and no unreserved bytes
         // pile up on disk while writers wait behind an eviction.
-        let create = || -> Result<File> {
-            let make = || -> std::io::Result<File> {
-                std::fs::create_dir_all(leaf)?;
-                let f = File::create(&tmp)?;
-                f.set_len(len)?;
-                Ok(f)
-            };
-            make().map_err(|e| Error::from(e).context(tmp.display()))
-        };
+        let create = || create_sized(leaf, &tmp, len).ctx(tmp.display());
         let mut file = match self.quota.reserve_with(len, create) {
             Ok(f) => f,
             Err(e) => {
@@ -446,6 +438,14 @@ impl ChunkCache {
             }
         }
     }
+}
+
+/// A new file of `len` bytes (sparse) at `path`, its directory created when missing.
+fn create_sized(dir: &Path, path: &Path, len: u64) -> std::io::Result<File> {
+    std::fs::create_dir_all(dir)?;
+    let f = File::create(path)?;
+    f.set_len(len)?;
+    Ok(f)
 }
 
 /// Copy `buf.len()` bytes of `data` from `offset`, or fail naming the chunk.

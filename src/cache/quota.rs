@@ -170,11 +170,6 @@ impl Quota {
         self.locked(|u| Ok((u, u)))
     }
 
-    /// Account for `len` bytes about to be written, evicting first when needed.
-    pub fn reserve(&self, len: u64) -> Result<()> {
-        self.reserve_with(len, || Ok(()))
-    }
-
     /// Account for `len` bytes and run `create` (which makes the file that will hold
     /// them) in one step under the lock, evicting first when needed. A scan by any
     /// process sharing the directory then sees the reservation and the file together:
@@ -442,7 +437,7 @@ mod tests {
             let hex = format!("{:02x}{}", i, "ab".repeat(31));
             let p = chunk_path(d.path(), &hex);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            q.reserve(200).unwrap();
+            q.reserve_with(200, || Ok(())).unwrap();
             std::fs::write(&p, [0u8; 200]).unwrap();
             let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1000 + i as u64);
             File::options()
@@ -454,7 +449,7 @@ mod tests {
             paths.push(p);
         }
         assert_eq!(q.usage().unwrap(), 800);
-        q.reserve(300).unwrap(); // 1100 > 1000: evict down to 900 - 300 = 600
+        q.reserve_with(300, || Ok(())).unwrap(); // 1100 > 1000: evict down to 900 - 300 = 600
         assert!(
             !paths[0].exists() && paths[1].exists(),
             "oldest evicted first"
