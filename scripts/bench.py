@@ -36,6 +36,9 @@ FILE_MIB = 256 if QUICK else 1024
 BIGDIR = 10_000 if QUICK else 50_000
 META_ENTRIES = 20_000 if QUICK else 100_000
 MiB = 1 << 20
+# Runs of each figure the host's noise moves most (best of N, the native side alike).
+PACK_RUNS = 2
+WARM_ROUNDS = 3
 
 
 def log(msg):
@@ -74,6 +77,42 @@ def read_file(path, start=0, length=None):
                 break
             done += n
     return done
+
+
+def read_files_parallel(paths, threads):
+    """Read every file whole, `threads` at a time, in the given order."""
+    nxt = iter(paths)
+    lock = threading.Lock()
+
+    def worker():
+        while True:
+            with lock:
+                p = next(nxt, None)
+            if p is None:
+                return
+            read_file(p)
+
+    ts = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+
+
+def cache_files_of(fl, path, cache):
+    """The cache files of a file's chunks, in order (`zvfs stat --blocks`)."""
+    out = subprocess.run([ZVFS, "stat", "-m", fl, "--blocks", path], capture_output=True, text=True,
+                         check=True).stdout
+    files = []
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0].isdigit() and len(parts[1]) == 64:
+            cid = parts[1]
+            files.append(os.path.join(cache, cid[:2], cid[2:4], cid))
+    missing = [p for p in files if not os.path.exists(p)]
+    if not files or missing:
+        raise SystemExit(f"bench: {len(missing)} of {len(files)} chunk files of {path} are not in {cache}")
+    return files
 
 
 def child_cpu():
@@ -356,21 +395,34 @@ def main():
         log(f"generating a metadata tree of {META_ENTRIES} entries ({BIGDIR} in one directory)")
         make_meta_tree(w("meta"), META_ENTRIES, BIGDIR)
 
-        # --- pack (incompressible): the big file, source in the page cache
-        read_file(bigfile)
-        store = w("store")
-        cpu0 = child_cpu()
-        secs = timed(lambda: run([ZVFS, "pack", "-m", w("file.fl"), "-s", f"dir://{store}", w("file")],
-                                 stdout=subprocess.DEVNULL))
-        pack_cpu = child_cpu() - cpu0
+        # --- pack (incompressible): the big file, source in the page cache; best of
+        # PACK_RUNS into a fresh store each time, as the native copy it is compared with
+        def pack_once(i):
+            store = w(f"store{i}")
+            read_file(bigfile)
+            cpu0 = child_cpu()
+            secs = timed(lambda: run([ZVFS, "pack", "-m", w("file.fl"), "-s", f"dir://{store}", w("file")],
+                                     stdout=subprocess.DEVNULL))
+            return secs, child_cpu() - cpu0, store
+
+        def copy_once():
+            read_file(bigfile)
+            secs = timed(lambda: (shutil.copyfile(bigfile, w("copy.bin")), os.sync()))
+            os.unlink(w("copy.bin"))
+            return secs
+
+        packs, copies = [], []
+        for i in range(PACK_RUNS):
+            packs.append(pack_once(i))
+            copies.append(copy_once())
+        secs, pack_cpu, _ = min(packs)
+        for _, _, other in packs[:-1]:
+            shutil.rmtree(other)  # file.fl names the last run's store
         pack_rate = rate(FILE_MIB * MiB, secs)
         NOTES.append(f"pack used {pack_cpu:.2f} CPU-s for {FILE_MIB} MiB ({pack_cpu / FILE_MIB * 1024:.2f} CPU-s/GiB): "
-                     f"{rate(FILE_MIB * MiB, pack_cpu / CORES):.0f} MB/s if it had all {CORES} cores to itself")
-        # native: copy the file onto the same disk and sync it
-        read_file(bigfile)
-        nsecs = timed(lambda: (shutil.copyfile(bigfile, w("copy.bin")), os.sync()))
-        os.unlink(w("copy.bin"))
-        native_copy = rate(FILE_MIB * MiB, nsecs)
+                     f"{rate(FILE_MIB * MiB, pack_cpu / CORES):.0f} MB/s if it had all {CORES} cores to itself; "
+                     f"best of {PACK_RUNS} runs: " + ", ".join(f"{rate(FILE_MIB * MiB, p[0]):.0f}" for p in packs) + " MB/s")
+        native_copy = rate(FILE_MIB * MiB, min(copies))
         row("pack, incompressible data (1 file, page-cache-warm source, synced)", pack_rate, "MB/s",
             ">= 250 MB/s", pack_rate >= 250, native_copy, pack_rate / native_copy)
 
@@ -406,10 +458,28 @@ def main():
             drop_caches()
             return rate(FILE_MIB * MiB, timed(lambda: read_file(f)))
 
+        # The cache's own files read directly (no FUSE) by 16 threads in the file's chunk
+        # order: the most the cache's layout (one file per 512 KiB chunk, as rfs keeps
+        # it) gives on this disk, against one contiguous native file.
+        chunk_files = cache_files_of(w("file.fl"), "/random.bin", cache)
+
+        def chunk_files_read():
+            drop_caches()
+            return rate(FILE_MIB * MiB, timed(lambda: read_files_parallel(chunk_files, 16)))
+
+        # Native, zvfs and the layout's ceiling interleaved, so each sees the same host.
         cpu0 = proc_cpu(m.pid)
-        cwarm = max(cache_warm_read() for _ in range(2))
-        cwarm_cpu = (proc_cpu(m.pid) - cpu0) / 2 / (FILE_MIB / 1024)
-        NOTES.append(f"chunk-cache-warm read: the daemon used {cwarm_cpu:.2f} CPU-s per GiB read")
+        rounds = [(native_cold_read(), cache_warm_read(), chunk_files_read()) for _ in range(WARM_ROUNDS)]
+        cwarm_cpu = (proc_cpu(m.pid) - cpu0) / WARM_ROUNDS / (FILE_MIB / 1024)
+        native_cold = max([native_cold] + [r[0] for r in rounds])
+        cwarm = max(r[1] for r in rounds)
+        ceiling = max(r[2] for r in rounds)
+        NOTES.append(f"chunk-cache-warm read: the daemon used {cwarm_cpu:.2f} CPU-s per GiB read; rounds "
+                     "(native / zvfs / cache files read directly, MB/s): "
+                     + ", ".join(f"{a:.0f} / {b:.0f} / {c:.0f}" for a, b, c in rounds))
+        NOTES.append(f"the cache's {len(chunk_files)} chunk files read directly (no FUSE, 16 threads): "
+                     f"{ceiling:.0f} MB/s = {ceiling / native_cold:.2f} x native cold read; the "
+                     f"chunk-cache-warm read through the mount reaches {cwarm / ceiling:.2f} of that")
         row("chunk-cache-warm read (page cache dropped)", cwarm, "MB/s", ">= 0.8 x native cold read",
             cwarm >= 0.8 * native_cold, native_cold, cwarm / native_cold)
         read_file(bigfile)

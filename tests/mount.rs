@@ -736,6 +736,46 @@ fn crash_truncated_and_corrupt_cache_files_are_replaced() {
     damage_and_check(&mnt, &args, per, &files[0], &files[1]);
 }
 
+/// A running mount replies to reads straight from cache files it has checked; one cut
+/// short behind its back must be checked again and replaced, never served short.
+#[test]
+fn cache_file_truncated_under_a_running_mount_is_replaced() {
+    if !fuse_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let per = 2 << 20;
+    let fl = data_flist(tmp.path(), "t", 2, per, 400);
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let log = tmp.path().join("mount.log");
+    let mut args = mount_args(&fl, &cache);
+    args.extend(["-l".to_string(), s(&log)]);
+    let _m = Mount::daemon(&mnt, &args);
+    check_all_files(&mnt, 2, per, 400); // every chunk now cached and checked
+    let files = cache_files(&cache);
+    assert_eq!(files.len(), 2 * per / CHUNK_SIZE, "{files:?}");
+    let victim = &files[0];
+    let good = std::fs::read(victim).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(victim)
+        .unwrap();
+    f.set_len(good.len() as u64 / 3).unwrap();
+    drop(f);
+    // Forget the kernel's copy of the files so the reads reach the daemon again.
+    std::fs::write("/proc/sys/vm/drop_caches", "3").unwrap();
+    check_all_files(&mnt, 2, per, 400);
+    assert_eq!(
+        std::fs::read(victim).unwrap(),
+        good,
+        "truncated file replaced"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("truncated or corrupt"), "{text}");
+}
+
 /// The chunk files of a cache directory.
 fn cache_files(cache: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();

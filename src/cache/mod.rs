@@ -17,6 +17,7 @@
 //! This module owns the cache directory; it never decodes chunks itself (the router does)
 //! and knows nothing of flists or FUSE.
 
+pub mod mapped;
 pub mod quota;
 
 use std::collections::HashMap;
@@ -131,6 +132,18 @@ impl Drop for SlotGuard<'_> {
     }
 }
 
+/// The most pieces [`ChunkCache::map_cached`] maps at once (a 1 MiB read spans at most 3
+/// chunks of 512 KiB).
+pub const MAX_PIECES: usize = 4;
+
+/// Part of a read: `len` bytes of a chunk's plaintext from `offset`.
+#[derive(Clone, Copy, Debug)]
+pub struct Piece {
+    pub chunk: ChunkRef,
+    pub offset: usize,
+    pub len: usize,
+}
+
 pub struct ChunkCache {
     dir: PathBuf,
     quota: quota::Quota,
@@ -190,6 +203,80 @@ impl ChunkCache {
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
         let plain = self.fetch_shared(chunk, router)?;
         copy_range(chunk, &plain, offset, buf)
+    }
+
+    /// The pieces' bytes mapped back to back straight from their cache files (see
+    /// [`mapped`]), so the caller replies without copying them into a buffer of its own.
+    /// Pieces missing from the cache are fetched, and files this process has not checked
+    /// yet are checked, first. `Ok(None)` when the pieces cannot all be mapped (not
+    /// page-aligned, more than [`MAX_PIECES`], or a chunk the cache could not keep): the
+    /// caller then copies them with [`ChunkCache::read_exact_at`].
+    pub fn map_pieces(&self, pieces: &[Piece], router: &Router) -> Result<Option<mapped::Window>> {
+        let ranges = pieces.iter().map(|p| (p.offset as u64, p.len));
+        if pieces.len() > MAX_PIECES || !mapped::can_map(ranges) {
+            return Ok(None);
+        }
+        if let Some(w) = self.map_checked(pieces) {
+            self.stats
+                .hits
+                .fetch_add(pieces.len() as u64, Ordering::Relaxed);
+            return Ok(Some(w));
+        }
+        for p in pieces {
+            if !self.ensure_checked(&p.chunk, router)? {
+                return Ok(None);
+            }
+        }
+        Ok(self.map_checked(pieces))
+    }
+
+    /// Map pieces whose cache files this process has checked; `None` if any is not.
+    fn map_checked(&self, pieces: &[Piece]) -> Option<mapped::Window> {
+        let mut files: heapless::Vec<File, MAX_PIECES> = heapless::Vec::new();
+        for p in pieces {
+            let touched = self.is_verified(&p.chunk)?;
+            let f = File::open(self.path_of(&p.chunk)).ok()?;
+            if f.metadata().ok()?.len() < p.offset.saturating_add(p.len) as u64 {
+                // Shorter than it was when checked: it is checked again before use.
+                self.forget_verified(&p.chunk);
+                return None;
+            }
+            if touched.elapsed() >= TOUCH_INTERVAL {
+                self.touch(&p.chunk, &f);
+            }
+            files.push(f).ok()?;
+        }
+        let parts: heapless::Vec<mapped::Part<'_>, MAX_PIECES> = files
+            .iter()
+            .zip(pieces)
+            .map(|(file, p)| mapped::Part {
+                file,
+                offset: p.offset as u64,
+                len: p.len,
+            })
+            .collect();
+        match mapped::Window::map(&parts) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                log::debug!("cache: mapping a read of {} chunks: {e}", pieces.len());
+                None
+            }
+        }
+    }
+
+    /// Make sure a chunk's cache file is there and checked by this process, fetching it
+    /// when absent or bad; `false` when the cache could not keep it (full or unwritable).
+    fn ensure_checked(&self, chunk: &ChunkRef, router: &Router) -> Result<bool> {
+        if self.is_verified(chunk).is_some() {
+            return Ok(true);
+        }
+        if self.load_verified(chunk)?.is_some() {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(true);
+        }
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        self.fetch_shared(chunk, router)?;
+        Ok(self.is_verified(chunk).is_some())
     }
 
     /// The whole verified plaintext of a chunk (for unpack and cat).

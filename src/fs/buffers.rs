@@ -1,8 +1,8 @@
-//! The reply buffers of reads: a fixed number of reusable buffers of the largest request
-//! size. A read takes one before it assembles its reply and gives it back when the reply
-//! is sent, so the memory of reads in flight is bounded however many requests the kernel
-//! queues (1 MiB requests on 8 workers would otherwise hold 8 MiB), and a buffer is never
-//! allocated nor zeroed again for each request.
+//! Read slots: at most a fixed number of reads assemble their reply at once, so the
+//! memory of reads in flight is bounded however many requests the kernel queues. A read
+//! replies from a window mapped straight from the cache when it can; only a read that
+//! must copy takes one of the slots' reusable buffers of the largest request size, which
+//! is then never allocated nor zeroed again.
 //! This module knows nothing of chunks or FUSE; callers must fill what they send.
 
 use std::sync::{Condvar, Mutex};
@@ -14,74 +14,82 @@ pub struct Buffers {
 }
 
 struct Free {
-    /// Buffers given back, ready for reuse.
+    /// Slots not lent.
+    slots: usize,
+    /// Buffers given back, ready for reuse (never more than the slots).
     spare: Vec<Vec<u8>>,
-    /// Buffers that may still be created.
-    unmade: usize,
 }
 
-/// A buffer lent to one read; it goes back to its [`Buffers`] when dropped.
+/// One read's slot; its buffer (if it took one) and the slot go back when dropped.
 pub struct Lent<'a> {
     buf: Vec<u8>,
+    /// Whether this holds one of the slots (an oversized request does not).
+    slotted: bool,
     owner: &'a Buffers,
 }
 
 impl Buffers {
-    /// At most `count` buffers of `size` bytes, created when first needed.
+    /// `count` slots, each with a buffer of `size` bytes created when first needed.
     pub fn new(count: usize, size: usize) -> Buffers {
         Buffers {
             free: Mutex::new(Free {
+                slots: count.max(1),
                 spare: Vec::new(),
-                unmade: count.max(1),
             }),
             cv: Condvar::new(),
             size,
         }
     }
 
-    /// A buffer of at least `len` bytes (its first `len` bytes hold stale data to be
-    /// overwritten), waiting while all are lent. A request larger than the buffers gets
-    /// a buffer of its own.
+    /// A slot for a read of `len` bytes, waiting while all are lent. A request larger
+    /// than the buffers gets a buffer of its own instead.
     pub fn lend(&self, len: usize) -> Lent<'_> {
         if len > self.size {
             return Lent {
                 buf: vec![0; len],
+                slotted: false,
                 owner: self,
             };
         }
         let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if let Some(buf) = free.spare.pop() {
-                return Lent { buf, owner: self };
-            }
-            if free.unmade > 0 {
-                free.unmade -= 1;
-                drop(free);
-                return Lent {
-                    buf: vec![0; self.size],
-                    owner: self,
-                };
-            }
+        while free.slots == 0 {
             free = self.cv.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        free.slots -= 1;
+        Lent {
+            buf: Vec::new(),
+            slotted: true,
+            owner: self,
         }
     }
 }
 
 impl Lent<'_> {
-    /// The first `len` bytes of the buffer.
+    /// The first `len` bytes of the slot's buffer (stale data, to be overwritten),
+    /// taking a spare buffer or making one the first time.
     pub fn slice(&mut self, len: usize) -> &mut [u8] {
+        if self.buf.len() < len {
+            let spare = {
+                let mut free = self.owner.free.lock().unwrap_or_else(|p| p.into_inner());
+                free.spare.pop()
+            };
+            self.buf = spare.unwrap_or_else(|| vec![0; self.owner.size.max(len)]);
+        }
         &mut self.buf[..len]
     }
 }
 
 impl Drop for Lent<'_> {
     fn drop(&mut self) {
-        if self.buf.len() != self.owner.size {
+        if !self.slotted {
             return; // an oversized one-off
         }
         let buf = std::mem::take(&mut self.buf);
         let mut free = self.owner.free.lock().unwrap_or_else(|p| p.into_inner());
-        free.spare.push(buf);
+        if buf.len() == self.owner.size {
+            free.spare.push(buf);
+        }
+        free.slots += 1;
         drop(free);
         self.owner.cv.notify_one();
     }
@@ -118,7 +126,23 @@ mod tests {
         }
         assert!(most.load(Ordering::SeqCst) <= 2);
         let free = b.free.lock().unwrap();
-        assert_eq!(free.spare.len() + free.unmade, 2, "no buffer lost or added");
+        assert_eq!(free.slots, 2, "no slot lost or added");
+        assert!(free.spare.len() <= 2, "at most one buffer per slot");
+    }
+
+    #[test]
+    fn a_slot_that_does_not_copy_makes_no_buffer() {
+        let b = Buffers::new(2, 64);
+        drop(b.lend(64));
+        assert!(b.free.lock().unwrap().spare.is_empty());
+        let mut lent = b.lend(64);
+        lent.slice(10).fill(1);
+        drop(lent);
+        assert_eq!(
+            b.free.lock().unwrap().spare.len(),
+            1,
+            "the buffer is kept for reuse"
+        );
     }
 
     #[test]

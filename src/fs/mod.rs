@@ -30,7 +30,7 @@ use fuser::{
 use libc::{c_int, EBADF, EIO, ENODATA, ENOENT, ENOTDIR, ERANGE, EROFS};
 use lru::LruCache;
 
-use crate::cache::ChunkCache;
+use crate::cache::{mapped, ChunkCache, Piece, MAX_PIECES};
 use crate::codec::{ChunkRef, CHUNK_SIZE};
 use crate::error::{Error, Result};
 use crate::flist::{Entry, Flist, Ino, Kind, Totals, ROOT_INO};
@@ -42,10 +42,11 @@ const TTL: Duration = Duration::from_secs(24 * 3600);
 const ENTRY_CACHE: usize = 4096;
 /// Largest read-ahead the kernel is asked for.
 pub(crate) const MAX_READAHEAD: u32 = 1 << 20;
-/// Reads assembling their reply at once (each holds a buffer of the largest request).
+/// Reads assembling their reply at once (one that must copy holds a buffer of the
+/// largest request; one mapped from the cache holds its mapped window).
 const READ_BUFFERS: usize = 4;
 /// How far ahead of a sequential reader cached chunks are read into the page cache.
-const HINT_CHUNKS: u64 = 16;
+const HINT_CHUNKS: u64 = 32;
 
 /// Tuning of a mounted filesystem.
 #[derive(Clone, Debug)]
@@ -330,23 +331,57 @@ impl Shared {
     /// Fill `buf` with the file's bytes from `offset` (the caller sized it with
     /// [`read_len`]): chunk by chunk through the cache.
     fn read_into(&self, f: &OpenFile, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let end = offset + buf.len() as u64;
-        let cs = CHUNK_SIZE as u64;
-        let mut pos = offset;
-        while pos < end {
-            let idx = (pos / cs) as usize;
-            let within = (pos % cs) as usize;
-            let n = (cs - within as u64).min(end - pos) as usize;
-            let chunk = f.chunks.get(idx).ok_or_else(|| {
-                Error::corrupt(format!("file has no chunk {idx} for offset {pos}"))
-            })?;
-            let at = (pos - offset) as usize;
+        let mut at = 0;
+        for piece in pieces(f, offset, buf.len()) {
+            let p = piece?;
             self.cache
-                .read_exact_at(chunk, &self.router, within, &mut buf[at..at + n])?;
-            pos += n as u64;
+                .read_exact_at(&p.chunk, &self.router, p.offset, &mut buf[at..at + p.len])?;
+            at += p.len;
         }
         Ok(())
     }
+
+    /// The file's `len` bytes from `offset` mapped straight from the cache files (fetched
+    /// first when missing); `None` when they cannot be mapped and must be copied.
+    fn map_range(&self, f: &OpenFile, offset: u64, len: usize) -> Result<Option<mapped::Window>> {
+        let mut list: heapless::Vec<Piece, MAX_PIECES> = heapless::Vec::new();
+        for piece in pieces(f, offset, len) {
+            if list.push(piece?).is_err() {
+                return Ok(None);
+            }
+        }
+        self.cache.map_pieces(&list, &self.router)
+    }
+}
+
+/// The chunk pieces that hold the file's `len` bytes from `offset`, in order.
+fn pieces(f: &OpenFile, offset: u64, len: usize) -> impl Iterator<Item = Result<Piece>> + '_ {
+    let cs = CHUNK_SIZE as u64;
+    let end = offset + len as u64;
+    let mut pos = offset;
+    std::iter::from_fn(move || {
+        if pos >= end {
+            return None;
+        }
+        let idx = (pos / cs) as usize;
+        let within = (pos % cs) as usize;
+        let n = (cs - within as u64).min(end - pos) as usize;
+        let here = pos;
+        pos += n as u64;
+        Some(match f.chunks.get(idx) {
+            Some(chunk) => Ok(Piece {
+                chunk: *chunk,
+                offset: within,
+                len: n,
+            }),
+            None => {
+                pos = end;
+                Err(Error::corrupt(format!(
+                    "file has no chunk {idx} for offset {here}"
+                )))
+            }
+        })
+    })
 }
 
 /// The bytes a read of `size` at `offset` returns: less at the end of the file.
@@ -386,7 +421,7 @@ impl ZvfsFs {
         let workers = pool::Pool::new("zvfs-worker", threads, threads * 4)
             .map_err(|e| Error::io(format!("starting worker threads: {e}")))?;
         let queue = cfg.readahead_chunks.max(HINT_CHUNKS as usize) * 2;
-        let readahead = pool::Pool::new("zvfs-readahead", 2, queue)
+        let readahead = pool::Pool::new("zvfs-readahead", 4, queue)
             .map_err(|e| Error::io(format!("starting read-ahead threads: {e}")))?;
         Ok(ZvfsFs {
             shared,
@@ -562,9 +597,16 @@ impl Filesystem for ZvfsFs {
         let shared = self.shared.clone();
         self.work(move || {
             let len = read_len(&f, offset, size);
-            let mut buf = shared.buffers.lend(len);
-            match shared.read_into(&f, offset, buf.slice(len)) {
-                Ok(()) => reply.data(buf.slice(len)),
+            // One of a bounded number of reads assembling a reply at once: mapped
+            // straight from the cache when it can be, else copied into a buffer.
+            let mut slot = shared.buffers.lend(len);
+            let copied = match shared.map_range(&f, offset, len) {
+                Ok(Some(window)) => return reply.data(window.bytes()),
+                Ok(None) => shared.read_into(&f, offset, slot.slice(len)),
+                Err(e) => Err(e),
+            };
+            match copied {
+                Ok(()) => reply.data(slot.slice(len)),
                 Err(e) => {
                     log::error!("read of inode {ino} at {offset} (+{size}): {e}");
                     reply.error(EIO)
