@@ -79,42 +79,6 @@ def read_file(path, start=0, length=None):
     return done
 
 
-def read_files_parallel(paths, threads):
-    """Read every file whole, `threads` at a time, in the given order."""
-    nxt = iter(paths)
-    lock = threading.Lock()
-
-    def worker():
-        while True:
-            with lock:
-                p = next(nxt, None)
-            if p is None:
-                return
-            read_file(p)
-
-    ts = [threading.Thread(target=worker) for _ in range(threads)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-
-
-def cache_files_of(fl, path, cache):
-    """The cache files of a file's chunks, in order (`zvfs stat --blocks`)."""
-    out = subprocess.run([ZVFS, "stat", "-m", fl, "--blocks", path], capture_output=True, text=True,
-                         check=True).stdout
-    files = []
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[0].isdigit() and len(parts[1]) == 64:
-            cid = parts[1]
-            files.append(os.path.join(cache, cid[:2], cid[2:4], cid))
-    missing = [p for p in files if not os.path.exists(p)]
-    if not files or missing:
-        raise SystemExit(f"bench: {len(missing)} of {len(files)} chunk files of {path} are not in {cache}")
-    return files
-
-
 def child_cpu():
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
@@ -458,28 +422,15 @@ def main():
             drop_caches()
             return rate(FILE_MIB * MiB, timed(lambda: read_file(f)))
 
-        # The cache's own files read directly (no FUSE) by 16 threads in the file's chunk
-        # order: the most the cache's layout (one file per 512 KiB chunk, as rfs keeps
-        # it) gives on this disk, against one contiguous native file.
-        chunk_files = cache_files_of(w("file.fl"), "/random.bin", cache)
-
-        def chunk_files_read():
-            drop_caches()
-            return rate(FILE_MIB * MiB, timed(lambda: read_files_parallel(chunk_files, 16)))
-
-        # Native, zvfs and the layout's ceiling interleaved, so each sees the same host.
+        # Native and zvfs reads interleaved, so both see the same host.
         cpu0 = proc_cpu(m.pid)
-        rounds = [(native_cold_read(), cache_warm_read(), chunk_files_read()) for _ in range(WARM_ROUNDS)]
+        rounds = [(native_cold_read(), cache_warm_read()) for _ in range(WARM_ROUNDS)]
         cwarm_cpu = (proc_cpu(m.pid) - cpu0) / WARM_ROUNDS / (FILE_MIB / 1024)
         native_cold = max([native_cold] + [r[0] for r in rounds])
         cwarm = max(r[1] for r in rounds)
-        ceiling = max(r[2] for r in rounds)
         NOTES.append(f"chunk-cache-warm read: the daemon used {cwarm_cpu:.2f} CPU-s per GiB read; rounds "
-                     "(native / zvfs / cache files read directly, MB/s): "
-                     + ", ".join(f"{a:.0f} / {b:.0f} / {c:.0f}" for a, b, c in rounds))
-        NOTES.append(f"the cache's {len(chunk_files)} chunk files read directly (no FUSE, 16 threads): "
-                     f"{ceiling:.0f} MB/s = {ceiling / native_cold:.2f} x native cold read; the "
-                     f"chunk-cache-warm read through the mount reaches {cwarm / ceiling:.2f} of that")
+                     "(native / zvfs, MB/s): "
+                     + ", ".join(f"{a:.0f} / {b:.0f}" for a, b in rounds))
         row("chunk-cache-warm read (page cache dropped)", cwarm, "MB/s", ">= 0.8 x native cold read",
             cwarm >= 0.8 * native_cold, native_cold, cwarm / native_cold)
         read_file(bigfile)
