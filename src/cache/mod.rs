@@ -132,7 +132,7 @@ impl Drop for SlotGuard<'_> {
     }
 }
 
-/// The most pieces [`ChunkCache::map_cached`] maps at once (a 1 MiB read spans at most 3
+/// The most pieces [`ChunkCache::map_pieces`] maps at once (a 1 MiB read spans at most 3
 /// chunks of 512 KiB).
 pub const MAX_PIECES: usize = 4;
 
