@@ -11,6 +11,7 @@ use std::ffi::c_void;
 use std::fs::File;
 use std::io;
 use std::ptr::NonNull;
+use std::sync::OnceLock;
 
 /// One file range to map: `len` bytes of `file` from `offset`.
 pub struct Part<'a> {
@@ -30,10 +31,22 @@ pub struct Window {
 unsafe impl Send for Window {}
 unsafe impl Sync for Window {}
 
+/// The system's page size, asked of libc once. (Not `rustix::param`: without the
+/// `PR_GET_AUXV` of Linux 6.4 it reads `/proc/self/auxv`, and panics when /proc is not
+/// there, as in an initramfs that has moved it into the new root.)
+pub fn page_size() -> usize {
+    static PAGE: OnceLock<usize> = OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // SAFETY: sysconf only reads a constant of the C library.
+        let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+    })
+}
+
 /// Whether file ranges `(offset, len)` can be mapped back to back: every one starts at a
 /// page boundary of its file, and every one but the last fills whole pages.
 pub fn can_map(ranges: impl ExactSizeIterator<Item = (u64, usize)>) -> bool {
-    let page = rustix::param::page_size() as u64;
+    let page = page_size() as u64;
     let n = ranges.len();
     n > 0
         && ranges.enumerate().all(|(i, (offset, len))| {
@@ -52,7 +65,7 @@ impl Window {
                 "ranges not aligned to pages",
             ));
         }
-        let page = rustix::param::page_size();
+        let page = page_size();
         let len: usize = parts.iter().map(|p| p.len).sum();
         let reserved = len.div_ceil(page) * page;
         // Reserve the whole range first, then lay each file over its place in it.
@@ -122,7 +135,7 @@ mod tests {
 
     #[test]
     fn parts_of_several_files_read_as_one_slice() {
-        let page = rustix::param::page_size();
+        let page = page_size();
         let a: Vec<u8> = (0..3 * page).map(|i| (i % 251) as u8).collect();
         let b: Vec<u8> = (0..page + 100).map(|i| (i % 13) as u8).collect();
         let (fa, fb) = (file_of(&a), file_of(&b));
@@ -146,7 +159,7 @@ mod tests {
 
     #[test]
     fn unaligned_ranges_are_refused() {
-        let page = rustix::param::page_size();
+        let page = page_size();
         let f = file_of(&vec![1u8; 2 * page]);
         let odd_start = [Part {
             file: &f,
