@@ -776,6 +776,48 @@ fn cache_file_truncated_under_a_running_mount_is_replaced() {
     assert!(text.contains("truncated or corrupt"), "{text}");
 }
 
+/// A cache on a full disk: the chunks it cannot keep are served from memory, with the
+/// right bytes, and the log says why.
+#[test]
+fn reads_are_served_when_the_cache_disk_is_full() {
+    if !fuse_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // A 1 MiB filesystem under a cache bounded to 64 MiB: it fills after two chunks.
+    let small = tmp.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mounting a 1 MiB tmpfs");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            detach(&self.0);
+        }
+    }
+    let _small = Unmount(small.clone());
+    let per = 3 << 20;
+    let fl = data_flist(tmp.path(), "full", 2, per, 500);
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let log = tmp.path().join("mount.log");
+    let mut args = mount_args(&fl, &small.join("cache"));
+    args.extend(["--cache-size".into(), "64M".into(), "-l".into(), s(&log)]);
+    let _m = Mount::daemon(&mnt, &args);
+    check_all_files(&mnt, 2, per, 500);
+    std::fs::write("/proc/sys/vm/drop_caches", "3").unwrap();
+    check_all_files(&mnt, 2, per, 500);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("serving it from memory") || text.contains("not caching chunk"),
+        "{text}"
+    );
+}
+
 /// The chunk files of a cache directory.
 fn cache_files(cache: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
