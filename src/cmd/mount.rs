@@ -460,13 +460,21 @@ fn preflight(target: &Path) -> Result<()> {
 /// and stores, bind its mount on the target (or overlay it with `--rw`) instead of
 /// starting another daemon. Returns that daemon's pid when it did.
 fn share(args: &Args) -> Result<Option<u32>> {
-    let md5 = crate::flist::download::md5_of_file(&args.meta)?;
     let cache = mountinfo::absolute(&args.cache);
     let stores = args.redacted_stores();
+    let candidates: Vec<_> = registry::list()
+        .into_iter()
+        .filter(|s| s.cache == cache && s.stores == stores)
+        .collect();
+    if candidates.is_empty() {
+        // The md5 reads the whole flist (tens of ms for a big one): only when it matters.
+        return Ok(None);
+    }
+    let md5 = crate::flist::download::md5_of_file(&args.meta)?;
     let target = mountinfo::absolute(&args.target);
     let all = mountinfo::read()?;
-    for s in registry::list() {
-        if s.md5 != md5 || s.cache != cache || s.stores != stores {
+    for s in candidates {
+        if s.md5 != md5 {
             continue;
         }
         // A healthy mount of that daemon's filesystem, its own first.
