@@ -25,7 +25,7 @@ case "$(file -bL /bin/busybox 2>/dev/null || true)" in
     *) apt_install busybox-static ;;
 esac
 # Garage, the S3 server of tests/s3.rs: built from crates.io once per machine when
-# missing (about 3 minutes on 2 cores alone, unoptimised; later runs find it in
+# missing (about 11 minutes on 2 cores alone, at opt-level 1; later runs find it in
 # ~/.cargo/bin). It builds in the background at the lowest priority, on whatever CPU
 # the rest leaves idle; the S3 tests run last, once it is there.
 mkdir -p "$REPO/target"

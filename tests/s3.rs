@@ -167,9 +167,13 @@ impl Garage {
             });
             g.nodes[i].id = id;
         }
+        // `node id` can answer from the key on disk before the node listens: retry the
+        // connection while the node finishes starting.
         for i in 1..n {
             let id = g.nodes[i].id.clone();
-            g.cli_ok(&["node", "connect", &id]);
+            wait_for("garage node connect", Duration::from_secs(60), || {
+                g.cli(&["node", "connect", &id]).status.success()
+            });
         }
         for i in 0..n {
             let short = g.nodes[i].id.split('@').next().unwrap().to_string();
