@@ -747,12 +747,8 @@ fn cache_file_truncated_under_a_running_mount_is_replaced() {
     let cache = tmp.path().join("cache");
     let per = 2 << 20;
     let fl = data_flist(tmp.path(), "t", 2, per, 400);
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
     let log = tmp.path().join("mount.log");
-    let mut args = mount_args(&fl, &cache);
-    args.extend(["-l".to_string(), s(&log)]);
-    let _m = Mount::daemon(&mnt, &args);
+    let (mnt, _m) = mount_in(tmp.path(), &fl, &["-l".into(), s(&log)]);
     check_all_files(&mnt, 2, per, 400); // every chunk now cached and checked
     let files = cache_files(&cache);
     assert_eq!(files.len(), 2 * per / CHUNK_SIZE, "{files:?}");
