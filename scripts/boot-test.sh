@@ -23,10 +23,24 @@ case "$(file -bL /bin/busybox 2>/dev/null || true)" in
     *"statically linked"*|*"static-pie linked"*) ;;
     *) apt_install busybox-static ;;
 esac
-kernel_for() { ls -1 /boot/vmlinuz-* 2>/dev/null | sed 's|^/boot/vmlinuz-||' | sort -V | while read -r v; do
-    [ -f "/lib/modules/$v/modules.dep" ] && echo "$v"; done | tail -n 1; }
+# kernel_for: the newest kernel with both /boot/vmlinuz-V and /lib/modules/V/modules.dep,
+# or nothing (and success) when there is none: a glob, not `ls | ...`, which fails the
+# whole pipeline under pipefail when /boot holds no kernel (a fresh machine).
+kernel_for() {
+    local f v best=""
+    for f in /boot/vmlinuz-*; do
+        [ -f "$f" ] || continue
+        v="${f#/boot/vmlinuz-}"
+        [ -f "/lib/modules/$v/modules.dep" ] || continue
+        if [ -z "$best" ] || [ "$(printf '%s\n%s\n' "$best" "$v" | sort -V | tail -n 1)" = "$v" ]; then
+            best="$v"
+        fi
+    done
+    echo "$best"
+}
 KVER="$(kernel_for)"
 if [ -z "$KVER" ]; then
+    say "no kernel image with modules in /boot: installing Debian's linux-image-amd64"
     apt_install linux-image-amd64
     KVER="$(kernel_for)"
 fi

@@ -12,6 +12,10 @@ _tag="$(basename "$0" .sh)"
 say() { printf '==> %s: %s\n' "$_tag" "$*" >&2; }
 warn() { printf '!!! %s: WARNING: %s\n' "$_tag" "$*" >&2; }
 die() { printf '!!! %s: ERROR: %s\n' "$_tag" "$*" >&2; exit 1; }
+# Any command that fails outside a condition stops the script (set -e); say which one and
+# where, so that no step fails silently. (errtrace: functions and subshells inherit it.)
+set -E
+trap '_err_rc=$?; [ "$BASHPID" != "$$" ] || printf "!!! %s: ERROR: \"%s\" failed with status %s (%s line %s)\n" "$_tag" "$BASH_COMMAND" "$_err_rc" "${BASH_SOURCE[0]##*/}" "$LINENO" >&2' ERR
 
 _apt_updated=0
 # apt_install PKG...: install Debian packages (apt-get update once per script run).

@@ -21,7 +21,7 @@ esac
 
 KVER="${1:-}"
 if [ -z "$KVER" ]; then
-    KVER="$(ls -1 /lib/modules 2>/dev/null | sort -V | tail -n 1)"
+    KVER="$( (ls -1 /lib/modules 2>/dev/null || true) | sort -V | tail -n 1)"
     [ -n "$KVER" ] || die "no kernel modules in /lib/modules: install linux-image-amd64 or give KERNEL_VERSION"
 fi
 MODDIR="/lib/modules/$KVER"
