@@ -10,6 +10,11 @@ and the machine, and removes everything it made. Environment knobs:
   BENCH_SRC=/path    use this directory as the tree instead of generating one
   BENCH_QUICK=1      smaller run: 256 MiB tree, 256 MiB file, 10,000-entry dir figures
   BENCH_KEEP=1       keep the work directory
+  BENCH_BIGDIR_DATA=dir  keep the big-directory corpora and flists there (made when
+                     missing) instead of in the work directory
+`scripts/bench.sh bigdir` runs only the big-directory part: `ls -l` of a 200,000-entry
+directory, `ls -f` and `find -ls` of a 1,000,000-entry one, each on a fresh mount against
+the same command on the native directory (warm), with the daemon's peak RSS.
 Every timing here is wall-clock of a whole operation; cold figures drop the page cache
 (`echo 3 > /proc/sys/vm/drop_caches`) first. Bytes fetched are counted by the store
 itself: the dir store is served by a small counting HTTP server on loopback.
@@ -34,6 +39,9 @@ QUICK = os.environ.get("BENCH_QUICK") == "1"
 SIZE_MIB = int(os.environ.get("BENCH_SIZE", "256" if QUICK else "1024"))
 FILE_MIB = 256 if QUICK else 1024
 BIGDIR = 10_000 if QUICK else 50_000
+# The big-directory part: `ls -l` of LSL_ENTRIES, `ls -f` / `find -ls` of HUGE_ENTRIES.
+LSL_ENTRIES = 20_000 if QUICK else 200_000
+HUGE_ENTRIES = 100_000 if QUICK else 1_000_000
 META_ENTRIES = 20_000 if QUICK else 100_000
 MiB = 1 << 20
 # Runs of each figure the host's noise moves most (best of N, the native side alike).
@@ -330,6 +338,76 @@ def print_table(header):
     sys.stdout.flush()
 
 
+def make_flat_dir(root, entries):
+    """`root/big`: a directory of `entries` empty files (kept when already complete)."""
+    big = os.path.join(root, "big")
+    done = os.path.join(root, ".complete")
+    if os.path.exists(done):
+        return big
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(big)
+    for i in range(entries):
+        open(os.path.join(big, f"entry-{i:07d}"), "wb").close()
+    open(done, "wb").close()
+    return big
+
+
+def bigdir(w):
+    """Listings of big directories on fresh mounts against native, and the daemon's peak
+    RSS while listing (it must not grow with the directory)."""
+    data = os.environ.get("BENCH_BIGDIR_DATA") or w("bigdir")
+    os.makedirs(data, exist_ok=True)
+    d = lambda *p: os.path.join(data, *p)
+
+    def corpus(name, entries):
+        log(f"big-directory corpus: {entries} empty files ({d(name)})")
+        big = make_flat_dir(d(name), entries)
+        fl = d(f"{name}.fl")
+        if not os.path.exists(fl):
+            t = time.perf_counter()
+            run([ZVFS, "pack", "-m", fl + ".tmp", "-s", f"dir://{d(name + '-store')}", d(name)],
+                stdout=subprocess.DEVNULL)
+            os.rename(fl + ".tmp", fl)
+            NOTES.append(f"pack of {entries} empty files: {time.perf_counter() - t:.1f} s")
+        return big, fl
+
+    def fresh(fl, cmd):
+        """`cmd` on a new mount of `fl` (the flist file in the page cache): seconds, peak RSS."""
+        read_file(fl)
+        m = Mount(fl, w("bigdir-cache"), w("bigdir-mnt"), w("bigdir.log"))
+        try:
+            secs = timed(lambda: run(cmd(os.path.join(m.mnt, "big")), stdout=subprocess.DEVNULL))
+            return secs, m.hwm_kib() / 1024
+        finally:
+            m.close()
+
+    def native(big, cmd):
+        run(cmd(big), stdout=subprocess.DEVNULL)  # warm: inodes and dentries cached
+        return min(timed(lambda: run(cmd(big), stdout=subprocess.DEVNULL)) for _ in range(2))
+
+    ls_l = lambda p: ["ls", "-l", p]
+    ls_f = lambda p: ["ls", "-f", p]
+    find_ls = lambda p: ["find", p, "-ls"]
+    big, fl = corpus(f"d{LSL_ENTRIES}", LSL_ENTRIES)
+    nat = native(big, ls_l)
+    secs, hwm = fresh(fl, ls_l)
+    row(f"first `ls -l` of a {LSL_ENTRIES}-entry directory (fresh mount)", secs, "s",
+        "<= 2 x native (warm)", secs <= 2 * nat, nat, secs / nat)
+    NOTES.append(f"`ls -l` of {LSL_ENTRIES} entries: daemon peak RSS {hwm:.1f} MiB")
+    big, fl = corpus(f"d{HUGE_ENTRIES}", HUGE_ENTRIES)
+    hwms = []
+    for name, cmd in ((f"`ls -f`", ls_f), (f"`find -ls`", find_ls)):
+        nat = native(big, cmd)
+        secs, hwm = fresh(fl, cmd)
+        hwms.append(hwm)
+        row(f"first {name} of a {HUGE_ENTRIES}-entry directory (fresh mount)", secs, "s",
+            "informative", True, nat, secs / nat)
+    hwm = max(hwms)
+    row(f"daemon peak RSS, `ls -f` / `find -ls` of {HUGE_ENTRIES} entries", hwm, "MiB",
+        "<= 64 MiB", hwm <= 64)
+    NOTES.append("big-directory peak RSS (`ls -f`, `find -ls`): " + ", ".join(f"{h:.1f}" for h in hwms) + " MiB")
+
+
 def main():
     global WORK
     if os.geteuid() != 0:
@@ -344,6 +422,13 @@ def main():
         header = machine()
         rnd = random.Random(9)
         w = lambda *p: os.path.join(WORK, *p)
+        if PARTS == ["bigdir"]:
+            bigdir(w)
+            print()
+            print_table(header + f"\nrun took {time.time() - started:.0f} s; load average at end: "
+                        f"{' '.join(open('/proc/loadavg').read().split()[:3])}; CPU time stolen by the "
+                        f"host during the run: {stolen_percent(steal0):.0f} %")
+            return
 
         # --- corpora
         tree = os.environ.get("BENCH_SRC")
@@ -526,6 +611,9 @@ def main():
             server.close()
             server = None
 
+        # --- listings of big directories (also `scripts/bench.sh bigdir` on its own)
+        bigdir(w)
+
         # --- partial checksum of the 1 GiB file (page cache)
         read_file(bigfile)
         out = subprocess.run([ZVFS, "identity", "--time", "2000", bigfile], capture_output=True, text=True,
@@ -552,5 +640,8 @@ def main():
 
 
 WORK = "/var/tmp"
+PARTS = sys.argv[1:]
 if __name__ == "__main__":
+    if PARTS not in ([], ["bigdir"]):
+        sys.exit(f"bench: unknown part {' '.join(PARTS)!r} (the parts: bigdir; none: everything)")
     main()

@@ -924,6 +924,232 @@ fn directory_of_fifty_thousand_entries_lists_completely() {
     assert_eq!((md.uid(), md.gid(), md.len()), (1000, 2000, 0));
 }
 
+/// The per-mount options of the mount at `target` in /proc/self/mountinfo.
+fn mount_options(target: &Path) -> Vec<String> {
+    let t = target.canonicalize().unwrap();
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .rev()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (Path::new(f[4]) == t).then(|| f[5].split(',').map(String::from).collect())
+        })
+        .unwrap_or_else(|| panic!("{} is not in mountinfo", t.display()))
+}
+
+/// Peak resident memory of a process (`VmHWM`), in KiB.
+fn vm_hwm_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+#[test]
+fn device_nodes_do_not_open_the_host_devices_unless_dev() {
+    if !fuse_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    // What /dev/zero is: c 1 5.
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &src.join("zero"),
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from_raw_mode(0o666),
+        rustix::fs::makedev(1, 5),
+    )
+    .unwrap();
+    let fl = tmp.path().join("dev.fl");
+    pack(&fl, &dir_url(&tmp.path().join("store")), &[], &src);
+    let cache = tmp.path().join("cache");
+    let mnt = |name: &str| {
+        let p = tmp.path().join(name);
+        std::fs::create_dir(&p).unwrap();
+        p
+    };
+    let with = |extra: &[&str]| {
+        let mut a = mount_args(&fl, &cache);
+        a.extend(extra.iter().map(|x| x.to_string()));
+        a
+    };
+    let refused = |m: &Path| {
+        use std::os::unix::fs::FileTypeExt;
+        let p = m.join("zero");
+        let md = std::fs::symlink_metadata(&p).unwrap();
+        assert!(
+            md.file_type().is_char_device(),
+            "{}: still a char device",
+            p.display()
+        );
+        assert_eq!(
+            md.rdev(),
+            rustix::fs::makedev(1, 5),
+            "{}: rdev 1,5",
+            p.display()
+        );
+        let r = std::fs::File::open(&p).map(|mut f| {
+            let mut b = [1u8; 16];
+            std::io::Read::read(&mut f, &mut b).map(|n| b[..n].to_vec())
+        });
+        assert_eq!(
+            errno_of(r),
+            libc::EACCES,
+            "{}: a device node on a nodev mount does not open",
+            p.display()
+        );
+        assert!(
+            mount_options(m).contains(&"nodev".to_string()),
+            "{}: nodev",
+            m.display()
+        );
+    };
+    let opens = |m: &Path| {
+        let mut b = [1u8; 16];
+        let n = std::fs::File::open(m.join("zero"))
+            .and_then(|mut f| std::io::Read::read(&mut f, &mut b))
+            .unwrap();
+        assert_eq!(
+            &b[..n],
+            &[0u8; 16],
+            "--dev: the node is the host's /dev/zero"
+        );
+        assert!(!mount_options(m).contains(&"nodev".to_string()));
+    };
+
+    // --dev, the first daemon: the node opens.
+    let m2 = mnt("m2");
+    let dev = Mount::daemon(&m2, &with(&["--dev"]));
+    opens(&m2);
+    // A default mount of the same flist shares that daemon (a bind of its mount), nodev
+    // all the same: a bind gets the flags its own command asked for.
+    let m3 = mnt("m3");
+    let bind = Mount::daemon(&m3, &with(&[]));
+    assert_eq!(
+        bind.pid, dev.pid,
+        "m3 is a bind of the --dev daemon's mount"
+    );
+    refused(&m3);
+    // The default, a daemon of its own: its FUSE mount is nodev.
+    let m1 = mnt("m1");
+    let nodev = Mount::daemon(&m1, &with(&["--new-daemon"]));
+    refused(&m1);
+    drop(bind); // takes the --dev daemon down
+    drop(dev);
+    // --dev sharing the nodev daemon: the bind opens the node, the daemon's own mount not.
+    let m4 = mnt("m4");
+    let bind = Mount::daemon(&m4, &with(&["--dev"]));
+    assert_eq!(
+        bind.pid, nodev.pid,
+        "m4 is a bind of the nodev daemon's mount"
+    );
+    opens(&m4);
+    refused(&m1);
+}
+
+#[test]
+fn ls_l_of_an_flist_without_xattrs_sends_no_xattr_requests() {
+    if !fuse_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let b = FlBuilder::in_dir(tmp.path(), "d.fl");
+    let big = b.dir(1, "big");
+    for i in 0..2000 {
+        b.entry(big, &format!("entry-{i:05}"), 0o100644, 0, 0);
+    }
+    let fl = b.finish();
+    let log = tmp.path().join("mount.log");
+    let (mnt, _m) = mount_in(tmp.path(), &fl, &["--debug".into(), "-l".into(), s(&log)]);
+    let out = Command::new("ls")
+        .arg("-l")
+        .arg(mnt.join("big"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ls -l: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        out.stdout
+            .split(|&c| c == b'\n')
+            .filter(|l| l.starts_with(b"-rw-r--r--"))
+            .count(),
+        2000
+    );
+    // No xattr anywhere: the kernel is told once (ENOSYS) and answers getxattr itself.
+    let p = mnt.join("big/entry-00007");
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        rustix::fs::getxattr(&p, "user.x", &mut buf).unwrap_err(),
+        rustix::io::Errno::NOTSUP
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let gets = text.matches("getxattr of inode").count();
+    assert!(
+        gets <= 1,
+        "getxattr requests that reached the daemon for `ls -l` of 2000 entries: {gets}"
+    );
+    // Listing still answers: no xattrs (what `getfattr -d` shows), not an error.
+    assert_eq!(rustix::fs::listxattr(&p, &mut buf).unwrap(), 0);
+    let out = Command::new("getfattr").arg("-d").arg(&p).output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty(),
+        "getfattr -d: {out:?}"
+    );
+}
+
+#[test]
+fn listing_a_huge_directory_keeps_the_daemon_memory_bounded() {
+    if !fuse_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let b = FlBuilder::in_dir(tmp.path(), "d.fl");
+    let big = b.dir(1, "big");
+    // 300,000 entries with 200-byte names: about 90 MiB as entries in memory at once.
+    const N: usize = 300_000;
+    let pad = "n".repeat(190);
+    for i in 0..N {
+        b.entry(big, &format!("{pad}-{i:07}"), 0o100644, 0, 0);
+    }
+    let sub = b.dir(big, "sub");
+    b.entry(sub, "inside", 0o100644, 0, 0);
+    let fl = b.finish();
+    let (mnt, m) = mount_in(tmp.path(), &fl, &[]);
+    std::fs::metadata(mnt.join("big")).unwrap();
+    let before = vm_hwm_kib(m.pid);
+    // `ls -f`: a plain listing, then `find -ls`-like: every entry with its attributes.
+    let mut n = 0;
+    for e in std::fs::read_dir(mnt.join("big")).unwrap() {
+        e.unwrap();
+        n += 1;
+    }
+    assert_eq!(n, N + 1);
+    let mut last = String::new();
+    let mut dirs = 0;
+    for e in std::fs::read_dir(mnt.join("big")).unwrap() {
+        let e = e.unwrap();
+        let md = e.metadata().unwrap();
+        if md.is_dir() {
+            dirs += 1;
+            assert_eq!(md.nlink(), 2);
+        }
+        last = s(e.file_name());
+    }
+    assert_eq!((dirs, last.as_str()), (1, "sub"), "every entry, in order");
+    let grew = vm_hwm_kib(m.pid).saturating_sub(before);
+    assert!(
+        grew < 32 * 1024,
+        "listing {N} entries grew the daemon's peak RSS by {grew} KiB"
+    );
+}
+
 #[test]
 fn daemon_mode_failures_and_sigterm() {
     if !fuse_available() {

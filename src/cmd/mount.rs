@@ -86,6 +86,14 @@ pub struct Args {
     /// Start a daemon of its own even when a live daemon already serves this flist.
     #[arg(long)]
     pub new_daemon: bool,
+    /// Let device nodes of the flist open the host devices they name. By default the
+    /// mount is `nodev`: they keep their type and numbers in `stat` but cannot be opened.
+    #[arg(long)]
+    pub dev: bool,
+    /// Ignore setuid and setgid bits (a `nosuid` mount). By default they take effect, as
+    /// container root filesystems need (`su`, `ping`, `sudo`).
+    #[arg(long)]
+    pub nosuid: bool,
     #[command(flatten)]
     pub store_flags: super::StoreFlags,
     /// Mountpoint (a directory, created when missing).
@@ -106,6 +114,15 @@ impl Args {
         match self.layer() {
             Some(l) => l.ro,
             None => self.target.clone(),
+        }
+    }
+
+    /// Mount options: the defaults plus `--dev` / `--nosuid`.
+    fn mount_opts(&self) -> MountOpts {
+        MountOpts {
+            dev: self.dev,
+            suid: !self.nosuid,
+            ..MountOpts::default()
         }
     }
 
@@ -261,7 +278,7 @@ fn serve(args: &Args, url: Option<String>, ready: &mut Option<std::fs::File>) ->
     fs.on_ready(move || {
         let _ = tx.send(());
     });
-    let opts = MountOpts::default();
+    let opts = args.mount_opts();
     let mounted = crate::fs::mount::mount(fs, &home, &opts)?;
     let mut unmounter = mounted.unmounter;
     let mut session = mounted.session;
@@ -295,7 +312,7 @@ fn serve(args: &Args, url: Option<String>, ready: &mut Option<std::fs::File>) ->
     crate::fs::mount::raise_readahead(&home);
     let target = mountinfo::absolute(&args.target);
     if let Some(l) = &layer {
-        if let Err(e) = crate::sys::mounts::mount_overlay(&home, l, &target) {
+        if let Err(e) = crate::sys::mounts::mount_overlay(&home, l, &target, opts.flags()) {
             stop(&mut unmounter, &done_rx);
             return Err(e);
         }
@@ -490,7 +507,7 @@ fn share(args: &Args) -> Result<Option<u32>> {
         match args.layer() {
             Some(l) => {
                 l.prepare(args.reset)?;
-                crate::sys::mounts::mount_overlay(src, &l, &target)?;
+                crate::sys::mounts::mount_overlay(src, &l, &target, args.mount_opts().flags())?;
                 if let Err(e) = registry::add_user(&s, &target) {
                     log::warn!("{e}");
                 }
@@ -503,7 +520,7 @@ fn share(args: &Args) -> Result<Option<u32>> {
                 );
             }
             None => {
-                crate::sys::mounts::bind_ro(src, &target)?;
+                crate::sys::mounts::bind_ro(src, &target, args.mount_opts().flags())?;
                 log::info!(
                     "{}: bind of {} (daemon {}, flist md5 {md5})",
                     target.display(),

@@ -726,6 +726,21 @@ impl Flist for LegacyReader {
         }
     }
 
+    fn children_after(&self, parent: Ino, after: Ino, limit: usize) -> Result<Vec<Entry>> {
+        match &self.node(parent)?.data {
+            Data::Dir { children } => {
+                // Children get consecutive inode numbers as the index is built: ascending.
+                let from = children.partition_point(|&i| i <= after);
+                children[from..]
+                    .iter()
+                    .take(limit)
+                    .map(|&i| Ok(self.node(i)?.entry.clone()))
+                    .collect()
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
     fn blocks(&self, ino: Ino) -> Result<Vec<ChunkRef>> {
         match &self.node(ino)?.data {
             Data::File { start, len } => Ok(self.blocks[*start..*start + *len].to_vec()),
@@ -742,6 +757,11 @@ impl Flist for LegacyReader {
 
     fn xattrs(&self, _ino: Ino) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         Ok(Vec::new())
+    }
+
+    /// Legacy flists carry no xattrs.
+    fn has_xattrs(&self) -> bool {
+        false
     }
 
     fn identity(&self, _ino: Ino) -> Result<Option<Identity>> {

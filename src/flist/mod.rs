@@ -163,12 +163,19 @@ pub trait Flist: Send + Sync {
     fn format(&self) -> String;
     fn get(&self, ino: Ino) -> Result<Entry>;
     fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Option<Entry>>;
-    /// All children of a directory, in a stable order.
+    /// All children of a directory, in inode order.
     fn children(&self, parent: Ino) -> Result<Vec<Entry>>;
+    /// At most `limit` children of a directory with an inode number above `after`, in
+    /// inode order: a listing read page by page, in memory bounded by the page whatever
+    /// the directory's size (`after` = 0 starts at the first child).
+    fn children_after(&self, parent: Ino, after: Ino, limit: usize) -> Result<Vec<Entry>>;
     /// The chunks of a regular file, in file order.
     fn blocks(&self, ino: Ino) -> Result<Vec<ChunkRef>>;
     fn link_target(&self, ino: Ino) -> Result<Vec<u8>>;
     fn xattrs(&self, ino: Ino) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// Whether any entry has an extended attribute (when not, a mount tells the kernel
+    /// once that it has none, and stops being asked).
+    fn has_xattrs(&self) -> bool;
     fn identity(&self, ino: Ino) -> Result<Option<Identity>>;
     fn tags(&self) -> Result<Vec<(String, String)>>;
     fn routes(&self) -> Result<Vec<Route>>;

@@ -347,6 +347,49 @@ impl V2Reader {
         Ok(self.link_counts.get_or_init(|| map))
     }
 
+    /// The children of `parent` above inode `after`, in inode order, all of them or at
+    /// most `limit`: one indexed range scan (the `parents` index holds the rowid), so a
+    /// page of a huge directory costs the page, not the directory.
+    fn children_page(&self, parent: Ino, after: Ino, limit: Option<usize>) -> Result<Vec<Entry>> {
+        // SQLite takes a negative LIMIT as none.
+        let limit = limit.map_or(-1, |n| n.min(i64::MAX as usize) as i64);
+        let after = after.min(i64::MAX as u64) as i64;
+        self.with_conn(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "{} WHERE i.parent = ?1 AND i.ino > ?2 AND i.ino != ?1 ORDER BY i.ino LIMIT ?3",
+                self.select
+            ))?;
+            let rows = st.query_map(params![parent as i64, after, limit], Self::row_to_entry)?;
+            let out = rows.collect::<rusqlite::Result<Vec<Entry>>>()?;
+            drop(st);
+            // Subdirectory counts of the page's child directories in one grouped query
+            // (not one query per child: a page stays one pass).
+            let mut subdirs: HashMap<Ino, u32> = HashMap::new();
+            if let Some(last) = out.iter().rev().find(|e| e.is_dir()) {
+                let mut st = c.prepare_cached(
+                    "SELECT g.parent, count(*) FROM inode g WHERE g.parent IN \
+                     (SELECT ino FROM inode WHERE parent = ?1 AND ino > ?4 AND ino <= ?5 \
+                      AND (mode & ?2) = ?3 AND ino != ?1) \
+                     AND (g.mode & ?2) = ?3 GROUP BY g.parent",
+                )?;
+                let rows = st.query_map(
+                    params![parent as i64, S_IFMT, S_IFDIR, after, last.ino as i64],
+                    |r| Ok((r.get::<_, i64>(0)? as Ino, r.get::<_, i64>(1)? as u32)),
+                )?;
+                for r in rows {
+                    let (p, n) = r?;
+                    subdirs.insert(p, n);
+                }
+            }
+            out.into_iter()
+                .map(|e| {
+                    let n = subdirs.get(&e.ino).copied().unwrap_or(0);
+                    self.finish_with(c, e, n)
+                })
+                .collect()
+        })
+    }
+
     /// The `version` tag's zvfs schema number, when written by zvfs.
     pub fn zvfs_version(&self) -> Option<u32> {
         self.zvfs_version
@@ -411,45 +454,11 @@ impl Flist for V2Reader {
     }
 
     fn children(&self, parent: Ino) -> Result<Vec<Entry>> {
-        self.with_conn(|c| {
-            let mut st = c.prepare_cached(&format!(
-                "{} WHERE i.parent = ?1 ORDER BY i.ino",
-                self.select
-            ))?;
-            let rows = st.query_map([parent as i64], Self::row_to_entry)?;
-            let mut out = Vec::new();
-            for r in rows {
-                let e = r?;
-                if e.ino == parent {
-                    continue;
-                }
-                out.push(e);
-            }
-            drop(st);
-            // Subdirectory counts of every child directory in one grouped query (not one
-            // query per child: listing a big directory stays one pass).
-            let mut subdirs: HashMap<Ino, u32> = HashMap::new();
-            if out.iter().any(|e| e.is_dir()) {
-                let mut st = c.prepare_cached(
-                    "SELECT g.parent, count(*) FROM inode g WHERE g.parent IN \
-                     (SELECT ino FROM inode WHERE parent = ?1 AND (mode & ?2) = ?3 AND ino != ?1) \
-                     AND (g.mode & ?2) = ?3 GROUP BY g.parent",
-                )?;
-                let rows = st.query_map(params![parent as i64, S_IFMT, S_IFDIR], |r| {
-                    Ok((r.get::<_, i64>(0)? as Ino, r.get::<_, i64>(1)? as u32))
-                })?;
-                for r in rows {
-                    let (p, n) = r?;
-                    subdirs.insert(p, n);
-                }
-            }
-            out.into_iter()
-                .map(|e| {
-                    let n = subdirs.get(&e.ino).copied().unwrap_or(0);
-                    self.finish_with(c, e, n)
-                })
-                .collect()
-        })
+        self.children_page(parent, 0, None)
+    }
+
+    fn children_after(&self, parent: Ino, after: Ino, limit: usize) -> Result<Vec<Entry>> {
+        self.children_page(parent, after, Some(limit))
     }
 
     fn blocks(&self, ino: Ino) -> Result<Vec<ChunkRef>> {
@@ -480,6 +489,10 @@ impl Flist for V2Reader {
                 _ => Err(Error::format(format!("symlink inode {ino} has no target"))),
             }
         })
+    }
+
+    fn has_xattrs(&self) -> bool {
+        self.ext.xattrs
     }
 
     fn xattrs(&self, ino: Ino) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {

@@ -4,6 +4,11 @@
 //! the router. Content never changes, so the kernel keeps its page cache across opens and
 //! entries and attributes get long timeouts. Slow requests (open, opendir, read) run on a
 //! bounded worker pool; sequential reads trigger bounded read-ahead of the next chunks.
+//! Directories are listed page by page from the flist, so memory does not grow with a
+//! directory's size. An flist without any xattr answers getxattr with ENOSYS, which makes
+//! the kernel stop sending them for the whole mount (`ls -l` would otherwise cost two
+//! round trips per entry, each answered ENODATA); listxattr still answers (an empty list,
+//! from memory), so `getfattr -d` shows no xattrs rather than an error.
 //! Every write is refused with EROFS. No callback panics: errors map to an errno (EIO for
 //! store and integrity failures, with a log line naming the chunk).
 //!
@@ -27,7 +32,7 @@ use fuser::{
     ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
     ReplyXattr, Request, TimeOrNow,
 };
-use libc::{c_int, EBADF, EIO, ENODATA, ENOENT, ENOTDIR, ERANGE, EROFS};
+use libc::{c_int, EBADF, EIO, ENODATA, ENOENT, ENOSYS, ENOTDIR, ERANGE, EROFS};
 use lru::LruCache;
 
 use crate::cache::{mapped, ChunkCache, Piece, MAX_PIECES};
@@ -78,18 +83,56 @@ struct OpenFile {
     hinted: AtomicU64,
 }
 
-/// An open directory. Its children are loaded by the first readdir, not at opendir: the
-/// kernel keeps listings in its cache (FOPEN_CACHE_DIR) and then opens directories
-/// without reading them again, so a warm tree walk costs no flist query per directory.
+/// An open directory, listed page by page ([`DIR_PAGE`] children at a time, in inode
+/// order) so the daemon's memory does not grow with the directory: a listing's offset
+/// names the last child it returned (its inode + 2; 1 and 2 follow `.` and `..`), and
+/// the next request resumes in the page kept here or reads the next one from the flist.
+/// Nothing is read at opendir: the kernel keeps listings in its cache (FOPEN_CACHE_DIR)
+/// and then opens directories without reading them again, so a warm tree walk costs no
+/// flist query per directory.
 struct OpenDir {
     this: Arc<Entry>,
     parent: Arc<Entry>,
-    children: OnceLock<Vec<Entry>>,
+    page: Mutex<Option<Arc<DirPage>>>,
+}
+
+/// Children of a directory read in one go: those above inode `after`, at most
+/// [`DIR_PAGE`] (fewer only at the end of the directory).
+struct DirPage {
+    after: Ino,
+    entries: Vec<Entry>,
+}
+
+/// Children read from the flist per directory page.
+const DIR_PAGE: usize = 512;
+
+/// The offset that resumes a listing after the child with inode `ino`.
+fn dir_cookie(ino: Ino) -> i64 {
+    (ino.min(i64::MAX as u64 - 2) + 2) as i64
+}
+
+impl OpenDir {
+    /// The kept page and the position in it where a listing resumes after child inode
+    /// `after` (0: from the first child); `None` when the next page must be read.
+    fn resume(&self, after: Ino) -> Option<(Arc<DirPage>, usize)> {
+        let page = self.page.lock().ok()?.clone()?;
+        let pos = if after == page.after {
+            0
+        } else {
+            page.entries.binary_search_by_key(&after, |e| e.ino).ok()? + 1
+        };
+        if pos == page.entries.len() && page.entries.len() == DIR_PAGE {
+            return None;
+        }
+        Some((page, pos))
+    }
 }
 
 /// State shared by the session thread and the workers.
 struct Shared {
     flist: Box<dyn Flist>,
+    /// Whether any entry of the flist has an xattr (else xattr requests get ENOSYS).
+    has_xattrs: bool,
     cache: ChunkCache,
     router: Router,
     /// Computed on the first statfs (a full scan of the flist), not at mount time.
@@ -198,27 +241,47 @@ impl DirReply for ReplyDirectoryPlus {
     }
 }
 
-/// Answer a listing from `offset` (0 is ".", 1 is "..", then the children in order).
-fn fill_dir<R: DirReply>(shared: &Shared, d: &OpenDir, offset: i64, mut reply: R) {
-    let children = match shared.children(d) {
-        Ok(c) => c,
-        Err(e) => return reply.fail(fail(&format!("readdir of inode {}", d.this.ino), &e)),
-    };
-    let mut i = offset.max(0) as usize;
+/// The child inode after which a listing at `offset` resumes (0: the first child).
+fn resume_after(offset: i64) -> Ino {
+    (offset.max(2) - 2) as Ino
+}
+
+/// Answer a listing from `offset` (0 is ".", 1 is "..", then the children after the one
+/// the offset names, see [`OpenDir`]), reading pages from the flist as needed when
+/// `may_read`, else stopping at the end of the kept page (a short reply: the kernel asks
+/// again from there).
+fn fill_dir<R: DirReply>(shared: &Shared, d: &OpenDir, offset: i64, mut reply: R, may_read: bool) {
+    if offset <= 0 && reply.add_entry(&d.this, d.this.ino, 1, OsStr::new(".")) {
+        return reply.done();
+    }
+    if offset <= 1 && reply.add_entry(&d.parent, d.parent.ino, 2, OsStr::new("..")) {
+        return reply.done();
+    }
+    let mut after = resume_after(offset);
     loop {
-        let next = i as i64 + 1;
-        let full = match i {
-            0 => reply.add_entry(&d.this, d.this.ino, next, OsStr::new(".")),
-            1 => reply.add_entry(&d.parent, d.parent.ino, next, OsStr::new("..")),
-            _ => match children.get(i - 2) {
-                Some(c) => reply.add_entry(c, c.content_ino(), next, OsStr::from_bytes(&c.name)),
-                None => break,
+        let (page, pos) = match d.resume(after) {
+            Some(p) => p,
+            None => match shared.flist.children_after(d.this.ino, after, DIR_PAGE) {
+                Ok(entries) => {
+                    let page = Arc::new(DirPage { after, entries });
+                    if let Ok(mut kept) = d.page.lock() {
+                        *kept = Some(page.clone());
+                    }
+                    (page, 0)
+                }
+                Err(e) => return reply.fail(fail(&format!("readdir of inode {}", d.this.ino), &e)),
             },
         };
-        if full {
+        for c in page.entries.get(pos..).unwrap_or(&[]) {
+            let name = OsStr::from_bytes(&c.name);
+            if reply.add_entry(c, c.content_ino(), dir_cookie(c.ino), name) {
+                return reply.done();
+            }
+            after = c.ino;
+        }
+        if page.entries.len() < DIR_PAGE || !may_read {
             break;
         }
-        i += 1;
     }
     reply.done();
 }
@@ -306,21 +369,12 @@ impl Shared {
         let d = Arc::new(OpenDir {
             this,
             parent,
-            children: OnceLock::new(),
+            page: Mutex::new(None),
         });
         if let Ok(mut m) = self.dirs.lock() {
             m.insert(fh, d);
         }
         Ok(fh)
-    }
-
-    /// A directory's children, loaded on first use.
-    fn children<'a>(&self, d: &'a OpenDir) -> Result<&'a [Entry]> {
-        if let Some(c) = d.children.get() {
-            return Ok(c);
-        }
-        let c = self.flist.children(d.this.ino)?;
-        Ok(d.children.get_or_init(|| c))
     }
 
     /// An entry from memory only (no flist query), for requests answered inline.
@@ -404,6 +458,7 @@ impl ZvfsFs {
             return Err(Error::format("the flist's root is not a directory"));
         }
         let shared = Arc::new(Shared {
+            has_xattrs: flist.has_xattrs(),
             flist,
             cache,
             router,
@@ -444,17 +499,17 @@ impl ZvfsFs {
         }
     }
 
-    /// A listing: answered here once the directory's children are in memory, else by a
-    /// worker (the first listing reads them from the flist).
+    /// A listing: answered here when it resumes in the page in memory, else by a worker
+    /// (that reads the next page from the flist).
     fn list<R: DirReply>(&self, fh: u64, offset: i64, reply: R) {
         let Some(d) = self.shared.open_dir_of(fh) else {
             return reply.fail(EBADF);
         };
-        if d.children.get().is_some() {
-            return fill_dir(&self.shared, &d, offset, reply);
+        if d.resume(resume_after(offset)).is_some() {
+            return fill_dir(&self.shared, &d, offset, reply, false);
         }
         let shared = self.shared.clone();
-        self.work(move || fill_dir(&shared, &d, offset, reply));
+        self.work(move || fill_dir(&shared, &d, offset, reply, true));
     }
 
     /// Queue the chunks after a sequential read for background fetching (the next
@@ -731,6 +786,12 @@ impl Filesystem for ZvfsFs {
         size: u32,
         reply: ReplyXattr,
     ) {
+        log::debug!("getxattr of inode {ino}: {name:?}");
+        if !self.shared.has_xattrs {
+            // ENOSYS: the kernel stops sending xattr requests for the whole mount and
+            // answers them itself (EOPNOTSUPP), sparing `ls -l` a round trip per entry.
+            return reply.error(ENOSYS);
+        }
         let xattrs = match self.shared.flist.xattrs(ino) {
             Ok(x) => x,
             Err(e) => return reply.error(fail(&format!("getxattr of inode {ino}"), &e)),
@@ -744,6 +805,7 @@ impl Filesystem for ZvfsFs {
     }
 
     fn listxattr(&mut self, _req: &Request<'_>, ino: u64, size: u32, reply: ReplyXattr) {
+        log::debug!("listxattr of inode {ino}");
         let xattrs = match self.shared.flist.xattrs(ino) {
             Ok(x) => x,
             Err(e) => return reply.error(fail(&format!("listxattr of inode {ino}"), &e)),

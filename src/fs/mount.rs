@@ -4,6 +4,12 @@
 //! `fuse.<subtype>` and the source any name: Zero-OS nodes find their flist mounts by type
 //! `fuse.g8ufs` and source = the daemon's pid (formats.md section 5). Without root, fuser
 //! mounts through `fusermount3` (type `fuse`, the subtype only in the options).
+//!
+//! Mounts are `nodev` unless asked otherwise: the mount is `allow_other`, and a device
+//! node an flist carries (`c 1 5`, `b 8 0`) would otherwise open the host's device for
+//! any local user. Such entries keep their type and numbers in `stat`. Setuid and setgid
+//! bits are honoured by default (container root filesystems need `su`, `ping`, `sudo`);
+//! `nosuid` is an option.
 //! This module knows nothing of flists or chunks.
 
 use std::os::fd::OwnedFd;
@@ -23,6 +29,25 @@ pub struct MountOpts {
     pub subtype: String,
     pub allow_other: bool,
     pub default_permissions: bool,
+    /// Device nodes open the devices they name (off: the mount is `nodev`).
+    pub dev: bool,
+    /// Setuid/setgid bits take effect (off: the mount is `nosuid`).
+    pub suid: bool,
+}
+
+impl MountOpts {
+    /// The per-mount flags these options ask for, for every mount that shows the flist
+    /// (the FUSE mount, binds and overlays of it): a bind or overlay gets its own flags.
+    pub fn flags(&self) -> rustix::mount::MountFlags {
+        let mut f = rustix::mount::MountFlags::empty();
+        if !self.dev {
+            f |= rustix::mount::MountFlags::NODEV;
+        }
+        if !self.suid {
+            f |= rustix::mount::MountFlags::NOSUID;
+        }
+        f
+    }
 }
 
 impl Default for MountOpts {
@@ -32,6 +57,8 @@ impl Default for MountOpts {
             subtype: "g8ufs".to_string(),
             allow_other: true,
             default_permissions: true,
+            dev: false,
+            suid: true,
         }
     }
 }
@@ -134,6 +161,16 @@ pub fn mount(fs: ZvfsFs, target: &Path, opts: &MountOpts) -> Result<Mounted> {
         if opts.default_permissions {
             options.push(MountOption::DefaultPermissions);
         }
+        options.push(if opts.dev {
+            MountOption::Dev
+        } else {
+            MountOption::NoDev
+        });
+        options.push(if opts.suid {
+            MountOption::Suid
+        } else {
+            MountOption::NoSuid
+        });
         let mut session = Session::new(fs, &target, &options)
             .with_ctx(|| format!("mounting on {}", target.display()))?;
         let unmounter = Unmounter::Fuser(session.unmount_callable());
@@ -202,7 +239,7 @@ fn mount_direct(target: &Path, opts: &MountOpts) -> Result<OwnedFd> {
         opts.fsname.as_str(),
         target,
         fstype.as_str(),
-        MountFlags::RDONLY | MountFlags::NOATIME,
+        MountFlags::RDONLY | MountFlags::NOATIME | opts.flags(),
         Some(cdata.as_c_str()),
     ))
     .with_ctx(|| format!("mounting {fstype} on {}", target.display()))?;

@@ -1,9 +1,12 @@
 //! Kernel mounts other than FUSE: the overlay that makes a read-only flist writable
 //! (`lowerdir` = the flist mount, `upperdir`/`workdir` in the backend directory) and the
-//! read-only bind that lets several targets share one flist mount. Root only. Unmounting
+//! read-only bind that lets several targets share one flist mount, each with the caller's
+//! `nodev`/`nosuid` flags. Root only. Unmounting
 //! lives with the FUSE mount code (`fs::mount::unmount_path`).
 
 use std::path::{Path, PathBuf};
+
+use rustix::mount::MountFlags;
 
 use crate::error::{Context, Error, Result};
 
@@ -65,8 +68,10 @@ fn io<T>(r: rustix::io::Result<T>) -> std::io::Result<T> {
     r.map_err(std::io::Error::from)
 }
 
-/// Mount an overlay of `lower` (read-only) and `layer.rw` on `target`.
-pub fn mount_overlay(lower: &Path, layer: &Layer, target: &Path) -> Result<()> {
+/// Mount an overlay of `lower` (read-only) and `layer.rw` on `target`, with `flags`
+/// (`NODEV`, `NOSUID`: a device node opened through the overlay is checked against the
+/// overlay's own mount flags, not the lower mount's).
+pub fn mount_overlay(lower: &Path, layer: &Layer, target: &Path, flags: MountFlags) -> Result<()> {
     let data = format!(
         "lowerdir={},upperdir={},workdir={}",
         opt_path(lower)?,
@@ -79,7 +84,7 @@ pub fn mount_overlay(lower: &Path, layer: &Layer, target: &Path) -> Result<()> {
         "overlay",
         target,
         "overlay",
-        rustix::mount::MountFlags::empty(),
+        flags,
         Some(cdata.as_c_str()),
     ))
     .with_ctx(|| {
@@ -92,14 +97,15 @@ pub fn mount_overlay(lower: &Path, layer: &Layer, target: &Path) -> Result<()> {
     })
 }
 
-/// Bind `source` read-only on `target`.
-pub fn bind_ro(source: &Path, target: &Path) -> Result<()> {
-    use rustix::mount::{mount_bind, mount_remount, MountFlags};
+/// Bind `source` read-only on `target`, with `flags` (`NODEV`, `NOSUID`) of its own: the
+/// remount sets the bind's flags to exactly these, whatever the source's.
+pub fn bind_ro(source: &Path, target: &Path, flags: MountFlags) -> Result<()> {
+    use rustix::mount::{mount_bind, mount_remount};
     io(mount_bind(source, target))
         .with_ctx(|| format!("binding {} on {}", source.display(), target.display()))?;
     if let Err(e) = io(mount_remount(
         target,
-        MountFlags::BIND | MountFlags::RDONLY,
+        MountFlags::BIND | MountFlags::RDONLY | flags,
         c"",
     )) {
         let _ = rustix::mount::unmount(target, rustix::mount::UnmountFlags::DETACH);

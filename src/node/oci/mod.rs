@@ -213,7 +213,9 @@ fn setup_container(state: &State, rec: &ContainerRecord) -> Result<()> {
         std::fs::create_dir_all(d).with_ctx(|| format!("creating {}", d.display()))?;
     }
     state.write_container(rec)?;
-    crate::sys::mounts::mount_overlay(&rec.lower, &layer, &rec.rootfs)
+    // nodev like every flist mount (the container's /dev is its own mount).
+    let flags = crate::fs::mount::MountOpts::default().flags();
+    crate::sys::mounts::mount_overlay(&rec.lower, &layer, &rec.rootfs, flags)
 }
 
 /// Undo `prepare` for one container: overlay, writable layer, then its use of the flist.
