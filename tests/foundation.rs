@@ -847,13 +847,31 @@ fn child_of_a_symlink_is_refused() {
 
 #[test]
 fn existing_symlink_in_target_is_not_followed() {
-    // a target that already holds `private -> <outside>`: unpack must not write through it
+    // a target that already holds `private -> <outside>`: unpack must not write through
+    // it; the symlink is replaced by the flist's directory
     let a = Arena::new();
     let target = a.base.join("target");
     std::fs::create_dir(&target).unwrap();
     std::os::unix::fs::symlink(a.base.join("sentinel"), target.join("private")).unwrap();
-    let err = a.unpack_fails();
-    assert!(err.contains("private"), "{err}");
+    run_ok(&[
+        "unpack",
+        "-m",
+        s(&a.fl),
+        "-s",
+        &dir_url(&a.store),
+        "-p",
+        s(&target),
+    ]);
+    assert_eq!(
+        std::fs::read_dir(a.base.join("sentinel")).unwrap().count(),
+        0,
+        "written through the planted symlink"
+    );
+    assert!(std::fs::symlink_metadata(target.join("private"))
+        .unwrap()
+        .is_dir());
+    let reference = fixture_tree(&a.base.join("ref"));
+    assert_same_tree(&reference.join("private"), &target.join("private"));
 }
 
 #[test]
@@ -884,6 +902,191 @@ fn corrupted_chunk_is_reported() {
             && (err.contains("hello.txt") || err.contains("setuid-bin")),
         "{err}"
     );
+}
+
+// ---------------------------------------------------------------- failed and repeated unpacks
+
+/// The path of the object stored under hex `id` anywhere below `store` (whatever layout).
+fn object_path(store: &Path, id: &str) -> PathBuf {
+    let mut stack = vec![store.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else if e.file_name() == OsStr::new(id) {
+                return e.path();
+            }
+        }
+    }
+    panic!("object {id} not found in {}", store.display());
+}
+
+/// Paths below `root` whose name holds the temporary marker of unpack.
+fn unpack_temporaries(root: &Path) -> Vec<String> {
+    snapshot(root)
+        .into_keys()
+        .map(|k| String::from_utf8_lossy(&k).into_owned())
+        .filter(|k| k.contains(".zvfs-unpack-"))
+        .collect()
+}
+
+#[test]
+fn failed_unpack_leaves_no_partial_file_and_the_rerun_completes_it() {
+    let d = tmp();
+    let src = d.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(
+        src.join("big.bin"),
+        pseudo_random(3 * 1024 * 1024 + 100, 77),
+    )
+    .unwrap();
+    std::fs::write(src.join("sub/small.txt"), b"small\n").unwrap();
+    std::fs::write(src.join("top.txt"), b"top\n").unwrap();
+    let store = d.path().join("store");
+    let fl = d.path().join("t.fl");
+    run_ok(&pack_args(&fl, &store, &[], &src));
+    // one chunk of big.bin (7 chunks) goes missing from the store
+    let (id, _) = blocks_by_path(&fl)["big.bin"][3].clone();
+    let object = object_path(&store, &id);
+    let aside = d.path().join("aside");
+    std::fs::rename(&object, &aside).unwrap();
+
+    let target = d.path().join("out");
+    let args = ["unpack", "-m", s(&fl), "-p", s(&target)];
+    let err = run_err(&args);
+    assert!(err.contains("/big.bin") && err.contains(&id), "{err}");
+    assert!(
+        std::fs::symlink_metadata(target.join("big.bin")).is_err(),
+        "a partial big.bin was left under its name"
+    );
+    assert_eq!(unpack_temporaries(&target), Vec::<String>::new());
+
+    // the chunk is back, and a temporary of a killed run lies around: the re-run into the
+    // same target removes it and completes the tree
+    std::fs::rename(&aside, &object).unwrap();
+    std::fs::write(target.join(".zvfs-unpack-7-big.bin"), b"partial").unwrap();
+    let (_, err) = run_ok(&args);
+    assert!(err.contains("1 leftovers removed"), "{err}");
+    assert_same_tree(&src, &target);
+}
+
+#[test]
+fn rerun_of_a_complete_unpack_keeps_what_is_in_place_and_repairs_the_rest() {
+    let d = tmp();
+    let src = d.path().join("src");
+    every_type_tree(&src);
+    let store = d.path().join("store");
+    let fl = d.path().join("every.fl");
+    run_ok(&pack_args(&fl, &store, &[], &src));
+    let target = d.path().join("out");
+    let args = ["unpack", "-m", s(&fl), "-p", s(&target)];
+    run_ok(&args);
+    let ino = |p: &str| std::fs::symlink_metadata(target.join(p)).unwrap().ino();
+    let big_ino = ino("several-mib");
+
+    // the same unpack again: nothing fetched, files kept (same inodes), same tree
+    let (_, err) = run_ok(&args);
+    assert_eq!(fetched_chunks(&err), 0, "{err}");
+    assert_same_tree(&src, &target);
+    assert_eq!(ino("several-mib"), big_ino);
+    assert_eq!(ino("sub/linked"), ino("a-link"));
+    assert_eq!(ino("sub/linked"), ino("sub/deeper/z-link"));
+
+    // damage: a changed byte (same size), a symlink become a file, a file removed, a
+    // hardlink broken; the re-run fetches only those files and repairs the rest
+    let mut data = std::fs::read(target.join("several-mib")).unwrap();
+    data[1_000_000] ^= 1;
+    std::fs::write(target.join("several-mib"), &data).unwrap();
+    std::fs::remove_file(target.join("rel-link")).unwrap();
+    std::fs::write(target.join("rel-link"), b"not a link").unwrap();
+    std::fs::remove_file(target.join("sub/deeper/text")).unwrap();
+    std::fs::remove_file(target.join("a-link")).unwrap();
+    std::fs::write(target.join("a-link"), b"x").unwrap();
+    let (_, err) = run_ok(&args);
+    // several-mib: 7 chunks, text: 1, a-link (the first path of its group, so the one
+    // written with the content; the other two paths are relinked to it): 2
+    assert_eq!(fetched_chunks(&err), 10, "{err}");
+    assert_same_tree(&src, &target);
+    assert_eq!(ino("sub/linked"), ino("a-link"));
+
+    // an existing directory is never removed to make room for a file
+    std::fs::remove_file(target.join("one")).unwrap();
+    std::fs::create_dir(target.join("one")).unwrap();
+    std::fs::write(target.join("one/mine"), b"keep me").unwrap();
+    let err = run_err(&args);
+    assert!(err.contains("/one is a directory"), "{err}");
+    assert_eq!(std::fs::read(target.join("one/mine")).unwrap(), b"keep me");
+}
+
+/// A store URL whose every contact is counted (the connection is closed at once).
+fn counting_store() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = hits.clone();
+    std::thread::spawn(move || {
+        for c in listener.incoming() {
+            h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(c);
+        }
+    });
+    (url, hits)
+}
+
+#[test]
+fn hostile_flist_is_refused_before_anything_is_fetched_or_written() {
+    let d = tmp();
+    let src = d.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("big.bin"), pseudo_random(8 * 1024 * 1024, 31)).unwrap();
+    std::fs::write(src.join("other.bin"), pseudo_random(600_000, 33)).unwrap();
+    std::fs::write(src.join("zz-last.txt"), b"last\n").unwrap();
+    let fl = d.path().join("t.fl");
+    run_ok(&pack_args(&fl, &d.path().join("store"), &[], &src));
+    for (what, sql, want) in [
+        (
+            "entry named ..",
+            "UPDATE inode SET name = '..' WHERE name = 'zz-last.txt'",
+            "unsafe name",
+        ),
+        (
+            "duplicate name",
+            "UPDATE inode SET name = 'other.bin' WHERE name = 'zz-last.txt'",
+            "two entries",
+        ),
+    ] {
+        let bad = d.path().join("bad.fl");
+        std::fs::copy(&fl, &bad).unwrap();
+        let c = Connection::open(&bad).unwrap();
+        c.execute_batch(sql).unwrap();
+        // the hostile entry comes after the big file in the walk
+        let ino_of = |n: &str| -> i64 {
+            c.query_row("SELECT max(ino) FROM inode WHERE name = ?1", [n], |r| {
+                r.get(0)
+            })
+            .unwrap()
+        };
+        let hostile = if what == "duplicate name" {
+            ino_of("other.bin")
+        } else {
+            ino_of("..")
+        };
+        assert!(ino_of("big.bin") < hostile, "{what}");
+        drop(c);
+        let (url, hits) = counting_store();
+        let target = d.path().join("target");
+        let t = std::time::Instant::now();
+        let err = run_err(&["unpack", "-m", s(&bad), "-s", &url, s(&target)]);
+        assert!(err.contains(want), "{what}: {err}");
+        assert!(!target.exists(), "{what}: the target was created");
+        assert_eq!(
+            hits.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "{what}: the store was contacted"
+        );
+        assert!(t.elapsed() < std::time::Duration::from_secs(20), "{what}");
+    }
 }
 
 // ---------------------------------------------------------------- pack failures

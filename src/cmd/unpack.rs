@@ -1,13 +1,23 @@
 //! `zvfs unpack`: restore a tree, or some paths of it, from an flist.
 //!
-//! The tree is walked depth-first holding an open descriptor per directory level; every
-//! entry is created relative to its parent's descriptor with exclusive creation and
-//! without following symlinks (`O_NOFOLLOW`, `O_EXCL`, `*at` calls), after its name was
-//! checked, so nothing in a hostile flist can make it write outside the target. Chunks are
-//! fetched by a few workers (bounded queue) and written with positioned writes; a file's
-//! owner, mode, xattrs and times are applied when its last chunk landed, a directory's
-//! when all its entries exist. This module never decodes chunks itself: content comes
-//! through [`super::Chunks`].
+//! Two passes over the flist. The first only reads metadata and refuses a hostile or
+//! broken tree (unsafe names, duplicate names, parent cycles, children of symlinks, chunk
+//! lists that do not fit the size, unreachable entries) before any store is opened, any
+//! chunk fetched or the target even created. The second restores, holding an open
+//! descriptor per directory level: every entry is created relative to its parent's
+//! descriptor without following symlinks (`O_NOFOLLOW`, `O_EXCL`, `*at` calls), so nothing
+//! in a hostile flist nor a symlink planted in the target can make it write outside the
+//! target. Non-directories are created under a temporary name (`.zvfs-unpack-INO-NAME`)
+//! and renamed into place only once complete (a file: every chunk written and its
+//! metadata applied), so a failed unpack never leaves a partial file under a final name;
+//! the temporary files of a failed run are removed, those of a killed run by the next run.
+//! Re-running into the same target completes the job: existing directories are reused,
+//! files whose size and content (checked against the chunk keys, nothing fetched) already
+//! match are kept, anything else that is not a directory is replaced; an existing
+//! directory is never removed. Chunks are fetched by a few workers (bounded queue) and
+//! written with positioned writes; a directory's owner, mode, xattrs and times are applied
+//! once everything inside it landed. This module never decodes chunks itself: content
+//! comes through [`super::Chunks`].
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -17,10 +27,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, Weak};
 use std::time::Instant;
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
+use rustix::fs::{
+    AtFlags, FileType, FlockOperation, Mode, OFlags, ResolveFlags, Stat, Timespec, Timestamps,
+};
 use rustix::io::Errno;
 
 use super::Chunks;
@@ -58,11 +70,24 @@ pub struct Report {
     pub entries: u64,
     pub files: u64,
     pub bytes: u64,
+    /// Files (paths) already in place with the right content: kept, nothing fetched.
+    pub kept: u64,
+    /// Temporary files of an earlier, interrupted unpack that were removed.
+    pub leftovers: u64,
 }
 
 pub fn run(args: Args) -> Result<i32> {
     let started = Instant::now();
     let fl = super::open_flist(&args.meta, args.cache.cache.as_deref())?;
+    let sel = Selection::new(&*fl, &args.paths)?;
+    // Pass 1: the whole tree to restore is checked before anything is fetched or written.
+    walk(&*fl, &sel, &mut Check).with_ctx(|| {
+        format!(
+            "{}: refused, nothing was unpacked into {}",
+            args.meta.display(),
+            args.target.display()
+        )
+    })?;
     let chunks = Chunks::open(
         &*fl,
         &args.stores,
@@ -70,7 +95,6 @@ pub fn run(args: Args) -> Result<i32> {
         args.jobs,
         &args.store_flags,
     )?;
-    let sel = Selection::new(&*fl, &args.paths)?;
     std::fs::create_dir_all(&args.target)
         .with_ctx(|| format!("creating target {}", args.target.display()))?;
     let target = rustix::fs::open(
@@ -79,22 +103,41 @@ pub fn run(args: Args) -> Result<i32> {
         Mode::empty(),
     )
     .map_err(|e| Error::io(format!("opening target {}: {e}", args.target.display())))?;
+    // One unpack at a time per target: the leftovers a run removes are never another's.
+    match rustix::fs::flock(&target, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(Errno::WOULDBLOCK) => {
+            return Err(Error::invalid(format!(
+                "{}: another zvfs unpack is writing into this target",
+                args.target.display()
+            )))
+        }
+        Err(e) => log::warn!("{}: cannot lock the target: {e}", args.target.display()),
+    }
     let opts = Options {
         preserve: args.preserve,
         jobs: args.jobs.max(1),
     };
-    let result = restore(&*fl, &chunks, target, &sel, &opts);
+    let dup = target
+        .try_clone()
+        .map_err(|e| Error::io(format!("dup target fd: {e}")))?;
+    let result = restore(&*fl, &chunks, dup, &sel, &opts);
+    drop(target); // releases the lock
     let (gets, fetched) = chunks.fetched();
     match &result {
         Ok(r) => eprintln!(
-            "unpacked {} entries ({} files, {} bytes) into {} in {:.2} s; fetched {gets} chunks ({fetched} bytes) from stores",
+            "unpacked {} entries ({} files, {} bytes; {} files already in place, {} leftovers removed) into {} in {:.2} s; fetched {gets} chunks ({fetched} bytes) from stores",
             r.entries,
             r.files,
             r.bytes,
+            r.kept,
+            r.leftovers,
             args.target.display(),
             started.elapsed().as_secs_f64()
         ),
-        Err(_) => eprintln!("fetched {gets} chunks ({fetched} bytes) from stores before failing"),
+        Err(_) => eprintln!(
+            "fetched {gets} chunks ({fetched} bytes) from stores before failing; files not complete were not left under their names"
+        ),
     }
     result.map(|_| 0)
 }
@@ -178,20 +221,221 @@ fn owner(e: &Entry) -> (Option<rustix::fs::Uid>, Option<rustix::fs::Gid>) {
     )
 }
 
-/// A regular file whose chunks are being written.
-struct OpenFile {
-    file: File,
-    entry: Entry,
-    path: Vec<u8>,
-    blocks: usize,
-    remaining: AtomicUsize,
+fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut path = parent.to_vec();
+    if !path.is_empty() {
+        path.push(b'/');
+    }
+    path.extend_from_slice(name);
+    path
 }
 
-struct FetchJob {
-    file: Arc<OpenFile>,
-    index: usize,
-    chunk: ChunkRef,
+// ---------------------------------------------------------------- pass 1: the tree walk
+
+/// Names of the temporary entries an unpack creates (and removes on a re-run).
+const TEMP_PREFIX: &[u8] = b".zvfs-unpack-";
+
+/// The name an entry is written under before it is renamed into place: unique per
+/// directory (the inode number), recognisable, never longer than a name may be.
+fn temp_name(e: &Entry) -> Vec<u8> {
+    let mut t = TEMP_PREFIX.to_vec();
+    t.extend_from_slice(format!("{}-", e.ino).as_bytes());
+    t.extend_from_slice(&e.name);
+    t.truncate(255);
+    t
 }
+
+/// What a non-directory entry needs, read (and checked) during the walk.
+enum LeafData {
+    File(Vec<ChunkRef>),
+    Symlink(Vec<u8>),
+    Special,
+}
+
+/// What the walk hands over, parents before children.
+trait Visit {
+    /// A directory to create or reuse; `kids` are all its children in the flist.
+    fn enter(&mut self, e: &Entry, path: &[u8], kids: &[Entry], finalize: bool) -> Result<()>;
+    /// The last entered directory has no more entries to restore.
+    fn leave(&mut self) -> Result<()>;
+    /// A non-directory in the last entered directory (`parent` is that directory's path).
+    fn leaf(
+        &mut self,
+        e: Entry,
+        parent: &[u8],
+        path: &[u8],
+        kind: Kind,
+        data: LeafData,
+    ) -> Result<()>;
+}
+
+/// Pass 1: visits nothing, the walk's checks are the point.
+struct Check;
+
+impl Visit for Check {
+    fn enter(&mut self, _: &Entry, _: &[u8], _: &[Entry], _: bool) -> Result<()> {
+        Ok(())
+    }
+    fn leave(&mut self) -> Result<()> {
+        Ok(())
+    }
+    fn leaf(&mut self, _: Entry, _: &[u8], _: &[u8], _: Kind, _: LeafData) -> Result<()> {
+        Ok(())
+    }
+}
+
+struct WalkFrame {
+    kids: Vec<Entry>,
+    next: usize,
+    path: Vec<u8>,
+    all: bool,
+}
+
+/// Whether `kid` of a directory restored whole (`all`) or leading to a chosen path is
+/// restored.
+fn included(sel: &Selection, all: bool, kid: &Entry) -> bool {
+    all || sel.chosen.contains(&kid.ino) || sel.leading.contains(&kid.ino)
+}
+
+/// No cycle, safe and distinct names for the children of `path` that are restored.
+fn check_kids(
+    sel: &Selection,
+    all: bool,
+    path: &[u8],
+    kids: &[Entry],
+    seen_dirs: &HashSet<Ino>,
+) -> Result<()> {
+    let mut names = HashSet::new();
+    for kid in kids.iter().filter(|k| included(sel, all, k)) {
+        if kid.is_dir() && seen_dirs.contains(&kid.ino) {
+            return Err(Error::format(format!(
+                "directory cycle in the flist: inode {} (named {:?}) appears again in {}",
+                kid.ino,
+                String::from_utf8_lossy(&kid.name),
+                show(path)
+            )));
+        }
+        flist::check_name(&kid.name).with_ctx(|| {
+            format!(
+                "entry {} in {} (named {:?})",
+                kid.ino,
+                show(path),
+                String::from_utf8_lossy(&kid.name)
+            )
+        })?;
+        if !names.insert(kid.name.as_slice()) {
+            return Err(Error::format(format!(
+                "{}: the flist has two entries of that name (inode {} is the second)",
+                show(&join(path, &kid.name)),
+                kid.ino
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Walk what `sel` restores depth-first, checking the tree on the way (names, duplicates,
+/// cycles, children of symlinks, chunk lists, reachability), and hand it to `v`. Returns
+/// the number of entries visited below the root.
+fn walk(fl: &dyn Flist, sel: &Selection, v: &mut dyn Visit) -> Result<u64> {
+    let root = fl.get(ROOT_INO)?;
+    if !root.is_dir() {
+        return Err(Error::format("the flist root is not a directory"));
+    }
+    let mut seen_dirs = HashSet::new();
+    seen_dirs.insert(ROOT_INO);
+    let kids = fl.children(ROOT_INO)?;
+    check_kids(sel, sel.all, b"", &kids, &seen_dirs)?;
+    v.enter(&root, b"", &kids, sel.all)?;
+    let mut stack = vec![WalkFrame {
+        kids,
+        next: 0,
+        path: Vec::new(),
+        all: sel.all,
+    }];
+    let mut entries = 0u64;
+    while let Some(top) = stack.last_mut() {
+        let Some(kid) = top.kids.get(top.next).cloned() else {
+            stack.pop();
+            v.leave()?;
+            continue;
+        };
+        top.next += 1;
+        if !included(sel, top.all, &kid) {
+            continue;
+        }
+        let all = top.all || sel.chosen.contains(&kid.ino);
+        let path = join(&top.path, &kid.name);
+        entries += 1;
+        if kid.is_dir() {
+            if !seen_dirs.insert(kid.ino) {
+                return Err(Error::format(format!(
+                    "directory cycle in the flist: inode {} appears again at {}",
+                    kid.ino,
+                    show(&path)
+                )));
+            }
+            let kids = fl.children(kid.ino)?;
+            check_kids(sel, all, &path, &kids, &seen_dirs)?;
+            v.enter(&kid, &path, &kids, true)?;
+            stack.push(WalkFrame {
+                kids,
+                next: 0,
+                path,
+                all,
+            });
+            continue;
+        }
+        let p = || show(&path);
+        let kind = Kind::from_mode(kid.mode)
+            .ok_or_else(|| Error::format(format!("{}: unknown file type", p())))?;
+        let data = match kind {
+            Kind::File => {
+                let mut blocks = fl.blocks(kid.ino).with_ctx(p)?;
+                if blocks.is_empty() && kid.size > 0 && kid.link_of.is_some() {
+                    blocks = fl.blocks(kid.content_ino()).with_ctx(p)?;
+                }
+                let need = kid.size.div_ceil(CHUNK_SIZE as u64);
+                if blocks.len() as u64 != need {
+                    return Err(Error::format(format!(
+                        "{}: {} bytes need {need} chunks but the flist lists {}",
+                        p(),
+                        kid.size,
+                        blocks.len()
+                    )));
+                }
+                LeafData::File(blocks)
+            }
+            Kind::Symlink => {
+                if !fl.children(kid.ino)?.is_empty() {
+                    return Err(Error::format(format!(
+                        "{}: symlink inode {} has children in the flist (hostile flist)",
+                        p(),
+                        kid.ino
+                    )));
+                }
+                LeafData::Symlink(fl.link_target(kid.ino).with_ctx(p)?)
+            }
+            Kind::Dir => return Err(Error::format(format!("{}: unexpected directory", p()))),
+            Kind::Fifo | Kind::CharDev | Kind::BlockDev | Kind::Socket => LeafData::Special,
+        };
+        let parent = top.path.clone();
+        v.leaf(kid, &parent, &path, kind, data)?;
+    }
+    if sel.all {
+        // Entries the walk never reached hang off a parent cycle (or are orphans).
+        let total = fl.totals()?.entries;
+        if entries + 1 != total {
+            return Err(Error::format(format!(
+                "{} of the flist's {total} entries are not reachable from its root (parent cycle or orphaned entries)",
+                total.saturating_sub(entries + 1)
+            )));
+        }
+    }
+    Ok(entries)
+}
+
+// ---------------------------------------------------------------- pass 2: restore
 
 struct Shared<'a> {
     fl: &'a dyn Flist,
@@ -213,15 +457,109 @@ impl Shared<'_> {
     }
 }
 
-/// One directory level being restored.
-struct Frame {
+/// A directory being restored. Its metadata is applied when `pending` drops to zero: the
+/// walk left it and every entry inside it (files still fetching, subdirectories) landed.
+struct DirState {
     fd: OwnedFd,
     entry: Entry,
     path: Vec<u8>,
-    kids: std::vec::IntoIter<Entry>,
-    all: bool,
-    /// Apply the entry's metadata when leaving (not for a partially restored root).
+    /// Apply the entry's metadata (not for a partially restored root).
     finalize: bool,
+    pending: AtomicUsize,
+    /// Holds one `pending` of its parent until this directory is finished.
+    parent: Option<Arc<DirState>>,
+}
+
+/// One hold of `dir` is done; finishes it (and then its parents) when it was the last.
+fn release(dir: &Arc<DirState>, shared: &Shared<'_>) {
+    let mut cur = dir.clone();
+    loop {
+        if cur.pending.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        if cur.finalize && !shared.abort.load(Ordering::Relaxed) {
+            if let Err(e) = apply_fd_meta(cur.fd.as_fd(), &cur.entry, &cur.path, shared) {
+                shared.fail(e);
+            }
+        }
+        match cur.parent.clone() {
+            Some(p) => cur = p,
+            None => return,
+        }
+    }
+}
+
+/// Another path of a hardlinked file still being written: a link to its temporary name,
+/// renamed into place with it.
+struct ExtraName {
+    dir: Arc<DirState>,
+    temp: Vec<u8>,
+    name: Vec<u8>,
+    path: Vec<u8>,
+}
+
+impl ExtraName {
+    fn land(self, shared: &Shared<'_>) {
+        let fd = self.dir.fd.as_fd();
+        if let Err(e) = rename(fd, &self.temp, &self.name, &self.path) {
+            let _ = rustix::fs::unlinkat(fd, OsStr::from_bytes(&self.temp), AtFlags::empty());
+            shared.fail(e);
+            return;
+        }
+        release(&self.dir, shared);
+    }
+}
+
+fn rename(dir: BorrowedFd<'_>, temp: &[u8], name: &[u8], path: &[u8]) -> Result<()> {
+    rustix::fs::renameat(dir, OsStr::from_bytes(temp), dir, OsStr::from_bytes(name)).map_err(|e| {
+        errno(
+            e,
+            format!("renaming the completed {} into place", show(path)),
+        )
+    })
+}
+
+/// A regular file whose chunks are being written under its temporary name.
+struct OpenFile {
+    file: File,
+    dir: Arc<DirState>,
+    temp: Vec<u8>,
+    entry: Entry,
+    path: Vec<u8>,
+    blocks: usize,
+    remaining: AtomicUsize,
+    /// `Some` until the file is complete and under its name: the other paths waiting.
+    waiting: Mutex<Option<Vec<ExtraName>>>,
+}
+
+impl Drop for OpenFile {
+    /// A file that never completed (an error stopped the unpack) leaves no temporary.
+    fn drop(&mut self) {
+        let waiting = match self.waiting.get_mut() {
+            Ok(w) => w.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(extras) = waiting {
+            let _ = rustix::fs::unlinkat(
+                self.dir.fd.as_fd(),
+                OsStr::from_bytes(&self.temp),
+                AtFlags::empty(),
+            );
+            for x in extras {
+                let _ = rustix::fs::unlinkat(
+                    x.dir.fd.as_fd(),
+                    OsStr::from_bytes(&x.temp),
+                    AtFlags::empty(),
+                );
+            }
+        }
+    }
+}
+
+struct FetchJob {
+    file: Arc<OpenFile>,
+    index: usize,
+    chunk: ChunkRef,
 }
 
 pub fn restore(
@@ -247,19 +585,21 @@ pub fn restore(
             let shared = &shared;
             s.spawn(move || fetch_worker(rx, shared));
         }
-        let mut w = Walker {
+        let mut r = Restorer {
             shared: &shared,
-            sel,
             tx,
+            target,
+            dirs: Vec::new(),
             links: HashMap::new(),
-            seen_dirs: HashSet::new(),
+            buf: Vec::new(),
             report: Report::default(),
         };
-        if let Err(e) = w.run(target) {
-            shared.fail(e);
+        match walk(fl, sel, &mut r) {
+            Ok(n) => r.report.entries = n,
+            Err(e) => shared.fail(e),
         }
-        let report = std::mem::take(&mut w.report);
-        drop(w); // close the queue: workers finish what is queued and end
+        let report = std::mem::take(&mut r.report);
+        drop(r); // close the queue: workers finish what is queued and end
         report
     });
     if let Ok(mut g) = shared.error.lock() {
@@ -279,7 +619,7 @@ fn fetch_worker(rx: &Mutex<mpsc::Receiver<FetchJob>>, shared: &Shared<'_>) {
         };
         let Ok(job) = job else { return };
         if shared.abort.load(Ordering::Relaxed) {
-            continue;
+            continue; // dropping the job drops the file: its temporary goes
         }
         if let Err(e) = write_chunk(&job, shared) {
             shared.fail(e);
@@ -318,13 +658,27 @@ fn write_chunk(job: &FetchJob, shared: &Shared<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Owner, mode, xattrs, then times (chown clears setuid bits and capabilities; writes
-/// change mtime), on the open descriptor.
+/// All chunks landed: metadata on the open descriptor, then the rename into place (and
+/// of the file's other paths waiting for it).
 fn finish_file(f: &OpenFile, shared: &Shared<'_>) -> Result<()> {
-    let fd = f.file.as_fd();
-    apply_fd_meta(fd, &f.entry, &f.path, shared)
+    apply_fd_meta(f.file.as_fd(), &f.entry, &f.path, shared)?;
+    let extras = {
+        let mut g = f
+            .waiting
+            .lock()
+            .map_err(|_| Error::io(format!("{}: poisoned lock", show(&f.path))))?;
+        rename(f.dir.fd.as_fd(), &f.temp, &f.entry.name, &f.path)?;
+        g.take().unwrap_or_default()
+    };
+    release(&f.dir, shared);
+    for x in extras {
+        x.land(shared);
+    }
+    Ok(())
 }
 
+/// Owner, mode, xattrs, then times (chown clears setuid bits and capabilities; writes
+/// change mtime), on an open descriptor.
 fn apply_fd_meta(fd: BorrowedFd<'_>, e: &Entry, path: &[u8], shared: &Shared<'_>) -> Result<()> {
     let p = || show(path);
     if shared.preserve {
@@ -354,219 +708,322 @@ fn apply_fd_meta(fd: BorrowedFd<'_>, e: &Entry, path: &[u8], shared: &Shared<'_>
     Ok(())
 }
 
-struct Walker<'s, 'a> {
+/// Where the first restored path of a hardlinked file is.
+struct LinkSrc {
+    parent: Vec<u8>,
+    name: Vec<u8>,
+    /// The file while it is being written (dead once complete, or when it was kept).
+    file: Weak<OpenFile>,
+}
+
+fn link_src(parent: &[u8], e: &Entry, file: Weak<OpenFile>) -> LinkSrc {
+    LinkSrc {
+        parent: parent.to_vec(),
+        name: e.name.clone(),
+        file,
+    }
+}
+
+struct Restorer<'s, 'a> {
     shared: &'s Shared<'a>,
-    sel: &'s Selection,
     tx: mpsc::SyncSender<FetchJob>,
-    /// Content inode of a hardlinked file -> where it was first restored (parent, name).
-    links: HashMap<Ino, (Vec<u8>, Vec<u8>)>,
-    seen_dirs: HashSet<Ino>,
+    /// The target's own descriptor, to find first paths of hardlinks.
+    target: OwnedFd,
+    /// The directories entered, innermost last.
+    dirs: Vec<Arc<DirState>>,
+    /// Content inode of a hardlinked file -> its first restored path.
+    links: HashMap<Ino, LinkSrc>,
+    /// Reused to compare existing files with their chunks.
+    buf: Vec<u8>,
     report: Report,
 }
 
-impl Walker<'_, '_> {
-    fn run(&mut self, target: OwnedFd) -> Result<()> {
-        let fl = self.shared.fl;
-        let root = fl.get(ROOT_INO)?;
-        if !root.is_dir() {
-            return Err(Error::format("the flist root is not a directory"));
+/// What is at `name` in `dir` (not following a symlink), if anything.
+fn existing(dir: BorrowedFd<'_>, name: &[u8], path: &[u8]) -> Result<Option<Stat>> {
+    match rustix::fs::statat(dir, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(st)),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(errno(e, format!("checking {} in the target", show(path)))),
+    }
+}
+
+fn file_type(st: &Stat) -> FileType {
+    FileType::from_raw_mode(st.st_mode)
+}
+
+/// An existing directory is never removed to make room for something else.
+fn refuse_dir(st: &Option<Stat>, path: &[u8], kind: Kind) -> Result<()> {
+    match st {
+        Some(st) if file_type(st) == FileType::Directory => Err(Error::invalid(format!(
+            "{} is a directory in the target but a {} in the flist: not replaced (remove it and unpack again)",
+            show(path),
+            kind.name()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+impl Visit for Restorer<'_, '_> {
+    fn enter(&mut self, e: &Entry, path: &[u8], kids: &[Entry], finalize: bool) -> Result<()> {
+        self.check_abort()?;
+        let parent = self.dirs.last().cloned();
+        let fd = match &parent {
+            None => self
+                .target
+                .try_clone()
+                .map_err(|er| Error::io(format!("dup target fd: {er}")))?,
+            Some(p) => make_dir(p.fd.as_fd(), &e.name, path)?,
+        };
+        self.remove_leftovers(fd.as_fd(), path, kids)?;
+        if let Some(p) = &parent {
+            p.pending.fetch_add(1, Ordering::AcqRel);
         }
-        self.seen_dirs.insert(ROOT_INO);
-        let kids = fl.children(ROOT_INO)?;
-        let mut stack = vec![Frame {
-            fd: target,
-            entry: root,
-            path: Vec::new(),
-            kids: kids.into_iter(),
-            all: self.sel.all,
-            finalize: self.sel.all,
-        }];
-        // The target's own descriptor, to find first paths of hardlinks.
-        let target_fd = stack[0]
-            .fd
-            .try_clone()
-            .map_err(|e| Error::io(format!("dup target fd: {e}")))?;
-        while let Some(top) = stack.last_mut() {
-            if self.shared.abort.load(Ordering::Relaxed) {
-                return Ok(()); // a worker failed; its error is reported
+        self.dirs.push(Arc::new(DirState {
+            fd,
+            entry: e.clone(),
+            path: path.to_vec(),
+            finalize,
+            pending: AtomicUsize::new(1),
+            parent,
+        }));
+        Ok(())
+    }
+
+    fn leave(&mut self) -> Result<()> {
+        let dir = self
+            .dirs
+            .pop()
+            .ok_or_else(|| Error::io("unpack: left more directories than entered"))?;
+        release(&dir, self.shared);
+        Ok(())
+    }
+
+    fn leaf(
+        &mut self,
+        e: Entry,
+        parent: &[u8],
+        path: &[u8],
+        kind: Kind,
+        data: LeafData,
+    ) -> Result<()> {
+        self.check_abort()?;
+        let dir = self
+            .dirs
+            .last()
+            .cloned()
+            .ok_or_else(|| Error::io("unpack: an entry outside any directory"))?;
+        let st = existing(dir.fd.as_fd(), &e.name, path)?;
+        refuse_dir(&st, path, kind)?;
+        // Later paths of a hardlinked file become links to the first one restored.
+        let grouped = e.link_of.is_some() || e.nlink > 1;
+        if grouped && self.links.contains_key(&e.content_ino()) {
+            if kind == Kind::File {
+                self.report.files += 1;
             }
-            let Some(kid) = top.kids.next() else {
-                let done = stack.pop().ok_or_else(|| Error::io("empty stack"))?;
-                if done.finalize {
-                    apply_fd_meta(done.fd.as_fd(), &done.entry, &done.path, self.shared)?;
+            return self.link(&dir, &e, path, st);
+        }
+        let p = || show(path);
+        match data {
+            LeafData::File(blocks) => {
+                self.report.files += 1;
+                self.file(&dir, e, parent, path, st, blocks, grouped)
+            }
+            LeafData::Symlink(target) => {
+                let temp = temp_name(&e);
+                let fd = dir.fd.as_fd();
+                rustix::fs::symlinkat(OsStr::from_bytes(&target), fd, OsStr::from_bytes(&temp))
+                    .map_err(|er| errno(er, format!("creating symlink {}", p())))?;
+                self.place(fd, &e, &temp, path, false)?;
+                if grouped {
+                    self.links
+                        .insert(e.content_ino(), link_src(parent, &e, Weak::new()));
                 }
-                continue;
-            };
-            let include = top.all
-                || self.sel.chosen.contains(&kid.ino)
-                || self.sel.leading.contains(&kid.ino);
-            if !include {
-                continue;
+                Ok(())
             }
-            if kid.is_dir() && self.seen_dirs.contains(&kid.ino) {
-                return Err(Error::format(format!(
-                    "directory cycle in the flist: inode {} (named {:?}) appears again in {}",
-                    kid.ino,
-                    String::from_utf8_lossy(&kid.name),
-                    show(&top.path)
-                )));
-            }
-            flist::check_name(&kid.name).with_ctx(|| {
-                format!(
-                    "entry {} in {} (named {:?})",
-                    kid.ino,
-                    show(&top.path),
-                    String::from_utf8_lossy(&kid.name)
-                )
-            })?;
-            let all = top.all || self.sel.chosen.contains(&kid.ino);
-            let mut path = top.path.clone();
-            if !path.is_empty() {
-                path.push(b'/');
-            }
-            path.extend_from_slice(&kid.name);
-            self.report.entries += 1;
-            if kid.is_dir() {
-                if !self.seen_dirs.insert(kid.ino) {
-                    return Err(Error::format(format!(
-                        "directory cycle in the flist at {} (inode {})",
-                        show(&path),
-                        kid.ino
-                    )));
-                }
-                let fd = make_dir(top.fd.as_fd(), &kid.name, &path)?;
-                let kids = fl.children(kid.ino)?;
-                stack.push(Frame {
+            LeafData::Special => {
+                let temp = temp_name(&e);
+                let fd = dir.fd.as_fd();
+                let ft = FileType::from_raw_mode(e.mode);
+                let made = rustix::fs::mknodat(
                     fd,
-                    entry: kid,
-                    path,
-                    kids: kids.into_iter(),
-                    all,
-                    finalize: true,
-                });
-            } else {
-                self.leaf(&target_fd, top.fd.as_fd(), &top.path, kid, &path)?;
+                    OsStr::from_bytes(&temp),
+                    ft,
+                    Mode::from_raw_mode(0o600),
+                    e.rdev,
+                );
+                match made {
+                    Ok(()) => {}
+                    Err(Errno::PERM) if matches!(kind, Kind::CharDev | Kind::BlockDev) => {
+                        log::warn!("{}: device node not created (not root?)", p());
+                        return Ok(());
+                    }
+                    Err(er) => return Err(errno(er, format!("creating {} {}", kind.name(), p()))),
+                }
+                self.place(fd, &e, &temp, path, true)?;
+                if grouped {
+                    self.links
+                        .insert(e.content_ino(), link_src(parent, &e, Weak::new()));
+                }
+                Ok(())
             }
         }
-        if self.sel.all {
-            // Entries the walk never reached hang off a parent cycle (or are orphans).
-            let total = fl.totals()?.entries;
-            if self.report.entries + 1 != total {
-                return Err(Error::format(format!(
-                    "{} of the flist's {total} entries are not reachable from its root (parent cycle or orphaned entries)",
-                    total.saturating_sub(self.report.entries + 1)
-                )));
+    }
+}
+
+impl Restorer<'_, '_> {
+    fn check_abort(&self) -> Result<()> {
+        if self.shared.abort.load(Ordering::Relaxed) {
+            // a worker failed: its error is the one reported
+            return Err(Error::io("unpack stopped after an error"));
+        }
+        Ok(())
+    }
+
+    /// Temporary files of an earlier run in a directory being restored are removed
+    /// (names the flist itself has there are left alone).
+    fn remove_leftovers(&mut self, dir: BorrowedFd<'_>, path: &[u8], kids: &[Entry]) -> Result<()> {
+        let ours: HashSet<&[u8]> = kids.iter().map(|k| k.name.as_slice()).collect();
+        let mut found = Vec::new();
+        let mut rd = rustix::fs::Dir::read_from(dir)
+            .map_err(|e| errno(e, format!("listing {}", show(path))))?;
+        while let Some(ent) = rd.read() {
+            let ent = ent.map_err(|e| errno(e, format!("listing {}", show(path))))?;
+            let name = ent.file_name().to_bytes();
+            if name.starts_with(TEMP_PREFIX) && !ours.contains(name) {
+                found.push(name.to_vec());
+            }
+        }
+        for name in found {
+            let st = existing(dir, &name, &join(path, &name))?;
+            if st.is_some_and(|st| file_type(&st) != FileType::Directory) {
+                rustix::fs::unlinkat(dir, OsStr::from_bytes(&name), AtFlags::empty()).map_err(
+                    |e| errno(e, format!("removing leftover {}", show(&join(path, &name)))),
+                )?;
+                log::info!("removed leftover {}", show(&join(path, &name)));
+                self.report.leftovers += 1;
             }
         }
         Ok(())
     }
 
-    /// Restore a non-directory entry in `dir`.
-    fn leaf(
-        &mut self,
-        target: &OwnedFd,
+    /// Metadata on the temporary node `temp`, then rename it over `e`'s name.
+    fn place(
+        &self,
         dir: BorrowedFd<'_>,
-        parent: &[u8],
-        e: Entry,
+        e: &Entry,
+        temp: &[u8],
         path: &[u8],
+        chmod: bool,
     ) -> Result<()> {
-        let fl = self.shared.fl;
-        let name = OsStr::from_bytes(&e.name);
-        let p = || show(path);
-        let kind = Kind::from_mode(e.mode)
-            .ok_or_else(|| Error::format(format!("{}: unknown file type", p())))?;
-        // Later paths of a hardlinked file become links to the first one restored.
-        let grouped = e.link_of.is_some() || (e.nlink > 1 && kind != Kind::Dir);
-        if grouped {
-            if let Some((lparent, lname)) = self.links.get(&e.content_ino()) {
-                let pfd = if lparent.is_empty() {
-                    target.try_clone().map_err(|er| Error::io(er.to_string()))?
-                } else {
-                    rustix::fs::openat2(
-                        target,
-                        OsStr::from_bytes(lparent),
-                        OFlags::DIRECTORY | OFlags::PATH | OFlags::CLOEXEC,
-                        Mode::empty(),
-                        ResolveFlags::BENEATH
-                            | ResolveFlags::NO_SYMLINKS
-                            | ResolveFlags::NO_MAGICLINKS,
-                    )
-                    .map_err(|er| errno(er, format!("opening {}", show(lparent))))?
-                };
-                rustix::fs::linkat(&pfd, OsStr::from_bytes(lname), dir, name, AtFlags::empty())
-                    .map_err(|er| errno(er, format!("hardlinking {}", p())))?;
-                if kind == Kind::File {
-                    self.report.files += 1;
-                }
-                return Ok(());
-            }
-            self.links
-                .insert(e.content_ino(), (parent.to_vec(), e.name.clone()));
+        let r = self
+            .node_meta(dir, e, temp, path, chmod)
+            .and_then(|()| rename(dir, temp, &e.name, path));
+        if r.is_err() {
+            let _ = rustix::fs::unlinkat(dir, OsStr::from_bytes(temp), AtFlags::empty());
         }
-        match kind {
-            Kind::File => self.file(dir, e, path),
-            Kind::Symlink => {
-                if !fl.children(e.ino)?.is_empty() {
-                    return Err(Error::format(format!(
-                        "{}: symlink inode {} has children in the flist (hostile flist)",
-                        p(),
-                        e.ino
-                    )));
-                }
-                let target = fl.link_target(e.ino).with_ctx(p)?;
-                rustix::fs::symlinkat(OsStr::from_bytes(&target), dir, name)
-                    .map_err(|er| errno(er, format!("creating symlink {}", p())))?;
-                self.node_meta(dir, &e, path, false)
-            }
-            Kind::Fifo | Kind::CharDev | Kind::BlockDev | Kind::Socket => {
-                let ft = FileType::from_raw_mode(e.mode);
-                match rustix::fs::mknodat(dir, name, ft, Mode::from_raw_mode(0o600), e.rdev) {
-                    Ok(()) => self.node_meta(dir, &e, path, true),
-                    Err(Errno::PERM) if matches!(kind, Kind::CharDev | Kind::BlockDev) => {
-                        log::warn!("{}: device node not created (not root?)", p());
-                        Ok(())
-                    }
-                    Err(er) => Err(errno(er, format!("creating {} {}", kind.name(), p()))),
-                }
-            }
-            Kind::Dir => Err(Error::format(format!("{}: unexpected directory", p()))),
-        }
+        r
     }
 
-    fn file(&mut self, dir: BorrowedFd<'_>, e: Entry, path: &[u8]) -> Result<()> {
-        let fl = self.shared.fl;
-        let p = || show(path);
-        let mut blocks = fl.blocks(e.ino).with_ctx(p)?;
-        if blocks.is_empty() && e.size > 0 && e.link_of.is_some() {
-            blocks = fl.blocks(e.content_ino()).with_ctx(p)?;
-        }
-        let need = e.size.div_ceil(CHUNK_SIZE as u64);
-        if blocks.len() as u64 != need {
-            return Err(Error::format(format!(
-                "{}: {} bytes need {need} chunks but the flist lists {}",
-                p(),
-                e.size,
-                blocks.len()
-            )));
+    /// Keep an existing regular file that already holds this content (checked chunk by
+    /// chunk against the keys; nothing is fetched). Returns it opened, or `None`.
+    fn same_file(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        e: &Entry,
+        st: &Stat,
+        blocks: &[ChunkRef],
+        grouped: bool,
+        path: &[u8],
+    ) -> Result<Option<File>> {
+        // A file with other links is only kept when the flist links it too (never apply
+        // metadata to a foreign inode linked into the target).
+        let links_ok = st.st_nlink == 1 || (grouped && st.st_nlink <= u64::from(e.nlink));
+        if file_type(st) != FileType::RegularFile || st.st_size as u64 != e.size || !links_ok {
+            return Ok(None);
         }
         let fd = rustix::fs::openat(
             dir,
             OsStr::from_bytes(&e.name),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|er| errno(er, format!("opening existing {}", show(path))))?;
+        let now = rustix::fs::fstat(&fd).map_err(|er| errno(er, format!("stat {}", show(path))))?;
+        if now.st_ino != st.st_ino || now.st_dev != st.st_dev {
+            return Ok(None);
+        }
+        let file = File::from(fd);
+        self.buf.resize(CHUNK_SIZE, 0);
+        for (i, chunk) in blocks.iter().enumerate() {
+            let off = i as u64 * CHUNK_SIZE as u64;
+            let len = (e.size - off).min(CHUNK_SIZE as u64) as usize;
+            match file.read_exact_at(&mut self.buf[..len], off) {
+                Ok(()) => {}
+                Err(er) if er.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+                Err(er) => return Err(Error::from(er).context(format!("reading {}", show(path)))),
+            }
+            if !chunk.plaintext_matches(&self.buf[..len]) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(file))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn file(
+        &mut self,
+        dir: &Arc<DirState>,
+        e: Entry,
+        parent: &[u8],
+        path: &[u8],
+        st: Option<Stat>,
+        blocks: Vec<ChunkRef>,
+        grouped: bool,
+    ) -> Result<()> {
+        let p = || show(path);
+        if let Some(st) = &st {
+            if let Some(kept) = self.same_file(dir.fd.as_fd(), &e, st, &blocks, grouped, path)? {
+                apply_fd_meta(kept.as_fd(), &e, path, self.shared)?;
+                self.report.kept += 1;
+                if grouped {
+                    self.links
+                        .insert(e.content_ino(), link_src(parent, &e, Weak::new()));
+                }
+                return Ok(());
+            }
+        }
+        let temp = temp_name(&e);
+        let fd = rustix::fs::openat(
+            dir.fd.as_fd(),
+            OsStr::from_bytes(&temp),
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o600),
         )
-        .map_err(|er| errno(er, format!("creating {}", p())))?;
-        let file = File::from(fd);
-        file.set_len(e.size)
-            .with_ctx(|| format!("sizing {}", p()))?;
-        self.report.files += 1;
+        .map_err(|er| {
+            errno(
+                er,
+                format!("creating {} (as {})", p(), show(&join(parent, &temp))),
+            )
+        })?;
+        dir.pending.fetch_add(1, Ordering::AcqRel);
+        // From here on, dropping `of` before it completed removes the temporary.
         let of = Arc::new(OpenFile {
-            file,
+            file: File::from(fd),
+            dir: dir.clone(),
+            temp,
             blocks: blocks.len(),
             remaining: AtomicUsize::new(blocks.len()),
             path: path.to_vec(),
             entry: e,
+            waiting: Mutex::new(Some(Vec::new())),
         });
+        of.file
+            .set_len(of.entry.size)
+            .with_ctx(|| format!("sizing {}", p()))?;
+        if grouped {
+            let src = link_src(parent, &of.entry, Arc::downgrade(&of));
+            self.links.insert(of.entry.content_ino(), src);
+        }
         if blocks.is_empty() {
             return finish_file(&of, self.shared);
         }
@@ -582,9 +1039,99 @@ impl Walker<'_, '_> {
         Ok(())
     }
 
-    /// Owner, mode, xattrs and times of a node created by name (symlink, fifo, device).
-    fn node_meta(&self, dir: BorrowedFd<'_>, e: &Entry, path: &[u8], chmod: bool) -> Result<()> {
-        let name = OsStr::from_bytes(&e.name);
+    /// A later path of a hardlinked file: a hardlink to the first restored path (kept
+    /// when it already is one).
+    fn link(
+        &mut self,
+        dir: &Arc<DirState>,
+        e: &Entry,
+        path: &[u8],
+        st: Option<Stat>,
+    ) -> Result<()> {
+        let p = || show(path);
+        let temp = temp_name(e);
+        let fd = dir.fd.as_fd();
+        let Some(src) = self.links.get(&e.content_ino()) else {
+            return Err(Error::io(format!("{}: hardlink source lost", p())));
+        };
+        let lparent = src.parent.clone();
+        let lname = src.name.clone();
+        let alive = src.file.upgrade();
+        if let Some(of) = &alive {
+            let mut g = of
+                .waiting
+                .lock()
+                .map_err(|_| Error::io(format!("{}: poisoned lock", p())))?;
+            if let Some(extras) = g.as_mut() {
+                // Still being written: link its temporary, renamed into place with it.
+                rustix::fs::linkat(
+                    of.dir.fd.as_fd(),
+                    OsStr::from_bytes(&of.temp),
+                    fd,
+                    OsStr::from_bytes(&temp),
+                    AtFlags::empty(),
+                )
+                .map_err(|er| errno(er, format!("hardlinking {}", p())))?;
+                dir.pending.fetch_add(1, Ordering::AcqRel);
+                extras.push(ExtraName {
+                    dir: dir.clone(),
+                    temp,
+                    name: e.name.clone(),
+                    path: path.to_vec(),
+                });
+                return Ok(());
+            }
+        }
+        // The first path is complete under its name.
+        let pfd = match &alive {
+            Some(of) => of
+                .dir
+                .fd
+                .try_clone()
+                .map_err(|er| Error::io(er.to_string()))?,
+            None if lparent.is_empty() => self
+                .target
+                .try_clone()
+                .map_err(|er| Error::io(er.to_string()))?,
+            None => rustix::fs::openat2(
+                &self.target,
+                OsStr::from_bytes(&lparent),
+                OFlags::DIRECTORY | OFlags::PATH | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+            )
+            .map_err(|er| errno(er, format!("opening {}", show(&lparent))))?,
+        };
+        drop(alive);
+        let lname = OsStr::from_bytes(&lname);
+        if let Some(st) = st {
+            if let Ok(first) = rustix::fs::statat(&pfd, lname, AtFlags::SYMLINK_NOFOLLOW) {
+                if (first.st_dev, first.st_ino) == (st.st_dev, st.st_ino) {
+                    self.report.kept += 1;
+                    return Ok(());
+                }
+            }
+        }
+        rustix::fs::linkat(&pfd, lname, fd, OsStr::from_bytes(&temp), AtFlags::empty())
+            .map_err(|er| errno(er, format!("hardlinking {}", p())))?;
+        if let Err(er) = rename(fd, &temp, &e.name, path) {
+            let _ = rustix::fs::unlinkat(fd, OsStr::from_bytes(&temp), AtFlags::empty());
+            return Err(er);
+        }
+        Ok(())
+    }
+
+    /// Owner, mode, xattrs and times of the node `name` (symlink, fifo, device) just
+    /// created in `dir`.
+    fn node_meta(
+        &self,
+        dir: BorrowedFd<'_>,
+        e: &Entry,
+        name: &[u8],
+        path: &[u8],
+        chmod: bool,
+    ) -> Result<()> {
+        let name = OsStr::from_bytes(name);
         let p = || show(path);
         if self.shared.preserve {
             let (u, g) = owner(e);
@@ -622,17 +1169,23 @@ impl Walker<'_, '_> {
     }
 }
 
-/// Create (or reuse an existing real directory) `name` in `parent`; never follows a
+/// Create `name` in `parent`, or reuse the real directory already there (anything else
+/// there that is not a directory, a symlink included, is removed first); never follows a
 /// symlink.
 fn make_dir(parent: BorrowedFd<'_>, name: &[u8], path: &[u8]) -> Result<OwnedFd> {
-    let name = OsStr::from_bytes(name);
-    match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o700)) {
-        Ok(()) | Err(Errno::EXIST) => {}
-        Err(e) => return Err(errno(e, format!("creating directory {}", show(path)))),
+    let name_os = OsStr::from_bytes(name);
+    match existing(parent, name, path)? {
+        Some(st) if file_type(&st) == FileType::Directory => {}
+        Some(_) => {
+            rustix::fs::unlinkat(parent, name_os, AtFlags::empty())
+                .map_err(|e| errno(e, format!("removing {} to make it a directory", show(path))))?;
+            mkdir(parent, name_os, path)?;
+        }
+        None => mkdir(parent, name_os, path)?,
     }
     rustix::fs::openat(
         parent,
-        name,
+        name_os,
         OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
         Mode::empty(),
     )
@@ -645,4 +1198,11 @@ fn make_dir(parent: BorrowedFd<'_>, name: &[u8], path: &[u8]) -> Result<OwnedFd>
             ),
         )
     })
+}
+
+fn mkdir(parent: BorrowedFd<'_>, name: &OsStr, path: &[u8]) -> Result<()> {
+    match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o700)) {
+        Ok(()) | Err(Errno::EXIST) => Ok(()),
+        Err(e) => Err(errno(e, format!("creating directory {}", show(path)))),
+    }
 }
