@@ -1272,3 +1272,149 @@ fn make_figures_flist() {
     }
     b.finish();
 }
+
+/// `zvfs mounts --check TARGET`, killed if it takes more than 30 s: (exit code, stderr).
+fn check_mount(target: &Path) -> (Option<i32>, String) {
+    let mut c = Command::new(zvfs_bin())
+        .args(["mounts", "--check", &s(target)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while c.try_wait().unwrap().is_none() {
+        if t0.elapsed() > Duration::from_secs(30) {
+            let _ = c.kill();
+            let _ = c.wait();
+            return (None, "still running after 30 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = c.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Reads `path` in a thread; the receiver gets (result, time taken).
+fn read_in_thread(
+    path: PathBuf,
+) -> std::sync::mpsc::Receiver<(std::io::Result<Vec<u8>>, Duration)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let t0 = Instant::now();
+        let r = std::fs::read(&path);
+        let _ = tx.send((r, t0.elapsed()));
+    });
+    rx
+}
+
+#[test]
+fn trickling_store_never_starves_cached_reads() {
+    if !fuse_available() {
+        return;
+    }
+    let redis = redis_server(false);
+    let tmp = tempfile::tempdir().unwrap();
+    // one small file, and five one-chunk files whose chunks are also in redis
+    let b = FlBuilder::in_dir(tmp.path(), "slow.fl");
+    let cached = pseudo_random(100_000, 1);
+    b.file(1, "cached.bin", &cached);
+    let zdb_url = format!("zdb://127.0.0.1:{}", redis.port);
+    let route = Route {
+        start: 0,
+        end: 255,
+        url: zdb_url.clone(),
+    };
+    let zdb = Router::new(&[route], &StoreConfig::default()).unwrap();
+    for i in 0..5 {
+        let data = pseudo_random(CHUNK_SIZE, 10 + i);
+        b.file(1, &format!("s{i}.bin"), &data);
+        let (c, stored) = v2::encode(&data).unwrap();
+        zdb.put(c.id(), &stored).unwrap();
+    }
+    let fl = b.finish();
+    let cache = tmp.path().join("cache");
+
+    // cached.bin enters the cache through a first mount over the flist's dir store
+    {
+        let (mnt, _m) = mount_in(tmp.path(), &fl, &[]);
+        assert_eq!(std::fs::read(mnt.join("cached.bin")).unwrap(), cached);
+    }
+
+    // the second mount reads through a store that trickles a reply byte a second
+    let slow = trickle_proxy(redis.port, Duration::from_secs(1));
+    let mnt = tmp.path().join("mnt2");
+    std::fs::create_dir(&mnt).unwrap();
+    let mut args = mount_args(&fl, &cache);
+    let slow_url = format!("zdb://127.0.0.1:{}", slow.port);
+    for a in [
+        "-s",
+        &slow_url,
+        "-t",
+        "2",
+        "--deadline",
+        "5",
+        "--io-timeout",
+        "2",
+    ] {
+        args.push(a.into());
+    }
+    let m = Mount::daemon(&mnt, &args);
+
+    // four readers (twice the workers) wait on trickling chunks...
+    let t0 = Instant::now();
+    let stuck: Vec<_> = (0..4)
+        .map(|i| read_in_thread(mnt.join(format!("s{i}.bin"))))
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    // ...while the cached file still reads at once, and the mount counts as healthy
+    let hit = read_in_thread(mnt.join("cached.bin"));
+    let (r, took) = hit
+        .recv_timeout(Duration::from_secs(4))
+        .expect("a cached read waited behind reads stuck on a slow store");
+    assert_eq!(r.unwrap(), cached);
+    assert!(took < Duration::from_secs(4), "cached read took {took:?}");
+    let (code, err) = check_mount(&mnt);
+    assert_eq!(code, Some(0), "healthy mount reported unhealthy: {err}");
+
+    // every stuck reader gets EIO, bounded by the 5 s deadline (two fetch at a time)
+    for rx in stuck {
+        let (r, _) = rx
+            .recv_timeout(Duration::from_secs(40).saturating_sub(t0.elapsed()))
+            .expect("a read of a trickling chunk hung past its deadline");
+        assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EIO));
+    }
+    assert!(t0.elapsed() < Duration::from_secs(40), "{:?}", t0.elapsed());
+
+    // a stopped daemon answers nothing: --check says so, in bounded time
+    let pid = m.pid.to_string();
+    assert!(Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let (code, err) = check_mount(&mnt);
+    assert!(Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(code, Some(1), "a hung mount passed --check: {err}");
+    assert!(err.contains("does not answer"), "{err}");
+
+    // umount with a reader stuck on a trickling chunk is quick
+    let _stuck = read_in_thread(mnt.join("s4.bin"));
+    std::thread::sleep(Duration::from_millis(500));
+    let t0 = Instant::now();
+    let out = zvfs(&["umount", &s(&mnt)]);
+    let took = t0.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(took < Duration::from_secs(4), "umount took {took:?}");
+    assert!(!is_mounted(&mnt));
+}

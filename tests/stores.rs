@@ -767,3 +767,148 @@ fn config_tags_and_stores() {
     let out = zvfs(&["verify", "-m", &m]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no routes"));
 }
+
+// ---------------------------------------------------------------- slow stores and messages
+
+/// `zvfs cat` of `path` from the flist `meta` over `store` with a 5 s deadline and a 2 s
+/// I/O timeout and no cache; returns (success, stderr, time taken).
+fn cat_within(meta: &Path, store: &str, path: &str) -> (bool, String, Duration) {
+    let m = meta_arg(meta);
+    let t0 = Instant::now();
+    let out = zvfs(&[
+        "cat",
+        "-m",
+        &m,
+        "-s",
+        store,
+        "--deadline",
+        "5",
+        "--io-timeout",
+        "2",
+        path,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.success(), stderr, t0.elapsed())
+}
+
+#[test]
+fn trickling_zdb_store_is_cut_by_the_deadline() {
+    let r = redis_server(false);
+    let t = tempfile::tempdir().unwrap();
+    let meta = t.path().join("fl.fl");
+    let files = [
+        ("big.bin", noise(7, CHUNK_SIZE)),
+        ("tiny.txt", b"hi\n".to_vec()),
+    ];
+    build_flist(&meta, &[&format!("zdb://127.0.0.1:{}", r.port)], &files);
+    // a reply byte every second: never idle for the 2 s I/O timeout, never done in 5 s
+    let slow = common::trickle_proxy(r.port, Duration::from_secs(1));
+    let url = format!("zdb://user:secret@127.0.0.1:{}", slow.port);
+    for path in ["big.bin", "tiny.txt"] {
+        let (ok, err, took) = cat_within(&meta, &url, path);
+        assert!(!ok, "{path}: served through a trickle: {err}");
+        assert!(
+            took < Duration::from_secs(20),
+            "{path}: took {took:?}: {err}"
+        );
+        assert!(err.contains("timed out after"), "{path}: {err}");
+        assert!(err.contains("(the deadline ran out)"), "{path}: {err}");
+        assert!(
+            err.contains(&format!("zdb://user:***@127.0.0.1:{}", slow.port)),
+            "{path}: {err}"
+        );
+        assert!(!err.contains("secret"), "{path}: {err}");
+        assert!(!err.contains("os error 11"), "{path}: {err}");
+    }
+    // the same flist straight from redis reads back
+    let direct = format!("zdb://127.0.0.1:{}", r.port);
+    let (ok, err, _) = cat_within(&meta, &direct, "tiny.txt");
+    assert!(ok, "{err}");
+}
+
+#[test]
+fn failures_say_what_happened_not_the_deadline() {
+    let r = redis_server(false);
+    let t = tempfile::tempdir().unwrap();
+    let (meta, _good, _) = dir_flist(t.path(), "good", &[("a.bin", noise(9, 5000))]);
+    let deadline = "within 5.0s";
+
+    // nothing listens: refused at once
+    let refused = format!("zdb://127.0.0.1:{}", dead_port());
+    let (ok, err, took) = cat_within(&meta, &refused, "a.bin");
+    assert!(!ok);
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert!(err.to_lowercase().contains("connection refused"), "{err}");
+    assert!(
+        !err.contains(deadline) && !err.contains("deadline"),
+        "{err}"
+    );
+
+    // stores that answer that they do not have it (an empty redis, an empty directory)
+    let empty = t.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    for store in [format!("zdb://127.0.0.1:{}", r.port), dir_url(&empty)] {
+        let (ok, err, _) = cat_within(&meta, &store, "a.bin");
+        assert!(!ok);
+        assert!(err.contains("missing from every store"), "{store}: {err}");
+        assert!(
+            !err.contains("deadline") && !err.contains(deadline),
+            "{err}"
+        );
+    }
+
+    // a store that times out per read (holds the connection, never answers) within the
+    // deadline says so, naming the store and the I/O timeout
+    let hang = Listener::start(true);
+    let url = format!("zdb://127.0.0.1:{}", hang.port);
+    let m = meta_arg(&meta);
+    let out = zvfs(&[
+        "cat",
+        "-m",
+        &m,
+        "-s",
+        &url,
+        "--deadline",
+        "20",
+        "--io-timeout",
+        "1",
+        "a.bin",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("timed out after"), "{err}");
+    assert!(err.contains(&url), "{err}");
+    assert!(!err.contains("os error 11"), "{err}");
+}
+
+#[test]
+fn trickling_http_store_is_cut_by_the_deadline() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("objects");
+    let meta = t.path().join("fl.fl");
+    let files = [
+        ("big.bin", noise(8, CHUNK_SIZE)),
+        ("tiny.txt", b"hi\n".to_vec()),
+    ];
+    build_flist(&meta, &[dir_url(&root).as_str()], &files);
+    let srv = http_server(t.path());
+    let slow = common::trickle_proxy(srv.port, Duration::from_secs(1));
+    let url = format!("http://user:secret@127.0.0.1:{}/objects", slow.port);
+    for path in ["big.bin", "tiny.txt"] {
+        let (ok, err, took) = cat_within(&meta, &url, path);
+        assert!(!ok, "{path}: served through a trickle: {err}");
+        assert!(
+            took < Duration::from_secs(20),
+            "{path}: took {took:?}: {err}"
+        );
+        assert!(err.contains("timed out after"), "{path}: {err}");
+        assert!(
+            err.contains(&format!("http://user:***@127.0.0.1:{}", slow.port)),
+            "{path}: {err}"
+        );
+        assert!(!err.contains("secret"), "{path}: {err}");
+    }
+    let direct = format!("http://127.0.0.1:{}/objects", srv.port);
+    let (ok, err, _) = cat_within(&meta, &direct, "tiny.txt");
+    assert!(ok, "{err}");
+}

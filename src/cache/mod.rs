@@ -279,6 +279,15 @@ impl ChunkCache {
         Ok(self.is_verified(chunk).is_some())
     }
 
+    /// Whether the chunk's cache file is there and checked by this process (checking it
+    /// now if it was not), so that reading it needs no store.
+    pub fn is_cached(&self, chunk: &ChunkRef) -> Result<bool> {
+        if self.is_verified(chunk).is_some() {
+            return Ok(true);
+        }
+        Ok(self.load_verified(chunk)?.is_some())
+    }
+
     /// The whole verified plaintext of a chunk (for unpack and cat).
     pub fn get(&self, chunk: &ChunkRef, router: &Router) -> Result<Arc<Vec<u8>>> {
         if let Some(data) = self.load_verified(chunk)? {

@@ -52,7 +52,8 @@ pub struct StoreFlags {
     /// Connect timeout per store, in seconds.
     #[arg(long, default_value_t = 3.0)]
     pub connect_timeout: f64,
-    /// I/O timeout per request, in seconds.
+    /// Time a connection may go without progress (one read or write), in seconds; the
+    /// deadline bounds the whole request.
     #[arg(long, default_value_t = 10.0)]
     pub io_timeout: f64,
     /// Total time allowed to fetch one chunk across replicas, in seconds (each replica

@@ -25,6 +25,7 @@ use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::cache::{parse_size, ChunkCache};
@@ -274,6 +275,7 @@ fn serve(args: &Args, url: Option<String>, ready: &mut Option<std::fs::File>) ->
             readahead_chunks: args.readahead,
         },
     )?;
+    let answering = fs.answering();
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     fs.on_ready(move || {
         let _ = tx.send(());
@@ -313,7 +315,7 @@ fn serve(args: &Args, url: Option<String>, ready: &mut Option<std::fs::File>) ->
     let target = mountinfo::absolute(&args.target);
     if let Some(l) = &layer {
         if let Err(e) = crate::sys::mounts::mount_overlay(&home, l, &target, opts.flags()) {
-            stop(&mut unmounter, &done_rx);
+            stop(&mut unmounter, &done_rx, &answering);
             return Err(e);
         }
     }
@@ -381,7 +383,7 @@ fn serve(args: &Args, url: Option<String>, ready: &mut Option<std::fs::File>) ->
         }
         log::info!("signal {sig}: unmounting {}", home.display());
         take_down_users(&home);
-        stop(&mut unmounter, &done_rx);
+        stop(&mut unmounter, &done_rx, &answering);
         return Ok(());
     }
 }
@@ -535,13 +537,30 @@ fn share(args: &Args) -> Result<Option<u32>> {
 }
 
 /// Unmount and give the session a moment to wind down (a lazily detached mount with open
-/// files would keep it alive; exiting then aborts the connection).
-fn stop(unmounter: &mut Unmounter, done: &std::sync::mpsc::Receiver<()>) {
+/// files would keep it alive; exiting then aborts the connection). Requests the workers
+/// hold are waited for (up to 5 s); reads waiting on a store are not (they could take the
+/// whole deadline): exiting answers them with an error.
+fn stop(unmounter: &mut Unmounter, done: &std::sync::mpsc::Receiver<()>, answering: &AtomicUsize) {
+    use std::sync::mpsc::RecvTimeoutError;
     if let Err(e) = unmounter.unmount() {
         log::error!("{e}");
     }
-    if done.recv_timeout(Duration::from_secs(5)).is_err() {
-        log::warn!("the FUSE session did not end within 5 s; exiting anyway");
+    let start = std::time::Instant::now();
+    loop {
+        match done.recv_timeout(Duration::from_millis(50)) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+        if start.elapsed() >= Duration::from_secs(5) {
+            log::warn!("the FUSE session did not end within 5 s; exiting anyway");
+            return;
+        }
+        if start.elapsed() >= Duration::from_millis(200) && answering.load(Ordering::Relaxed) == 0 {
+            log::info!(
+                "detached, files still open, nothing in flight but reads waiting on stores; exiting"
+            );
+            return;
+        }
     }
 }
 

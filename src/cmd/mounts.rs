@@ -84,25 +84,56 @@ impl Mounted {
                 .is_some_and(|s| s.overlay.is_some() && s.fuse_target == self.target))
     }
 
-    /// `Ok` when the daemon is alive and the mount answers stat and statfs.
+    /// `Ok` when the daemon is alive and the mount answers stat, statfs, opendir and
+    /// readdir of its root within [`PROBE_WAIT`].
     pub fn health(&self) -> std::result::Result<(), String> {
         let pid = self.pid.ok_or("no daemon known for it")?;
         if !registry::alive(pid) {
             return Err(format!("its daemon {pid} is gone"));
         }
-        let mut paths = vec![self.target.as_path()];
+        let mut paths = vec![self.target.clone()];
         if let Some(l) = &self.lower {
-            paths.push(l);
+            paths.push(l.clone());
         }
-        for p in paths {
-            std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            rustix::fs::statfs(p).map_err(|e| format!("statfs {}: {e}", p.display()))?;
+        // The probe runs in a thread: a daemon that no longer answers (stopped, or every
+        // worker stuck) would hold the caller forever. A thread still waiting when we give
+        // up is left behind; it ends with the process.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("zvfs-probe".into())
+            .spawn(move || {
+                let _ = tx.send(probe(&paths));
+            })
+            .map_err(|e| format!("starting the probe thread: {e}"))?;
+        match rx.recv_timeout(PROBE_WAIT) {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "it does not answer (statfs, opendir and readdir of its root got no reply \
+                 within {} s)",
+                PROBE_WAIT.as_secs()
+            )),
         }
-        Ok(())
     }
 }
 
 /// Every zvfs mount (FUSE, binds, overlays) in `all`, in mount order.
+/// How long a mount may take to answer the health probe.
+const PROBE_WAIT: Duration = Duration::from_secs(10);
+
+/// Requests the daemon itself must answer (the kernel caches none of them: statfs, the
+/// open of a directory), plus an attribute lookup and a listing of the root.
+fn probe(paths: &[PathBuf]) -> std::result::Result<(), String> {
+    for p in paths {
+        std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        rustix::fs::statfs(p).map_err(|e| format!("statfs {}: {e}", p.display()))?;
+        let mut list = std::fs::read_dir(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        if let Some(Err(e)) = list.next() {
+            return Err(format!("listing {}: {e}", p.display()));
+        }
+    }
+    Ok(())
+}
+
 pub fn zvfs_mounts(all: &[MountEntry], states: &[State]) -> Vec<Mounted> {
     let state_of = |pid: u32| states.iter().find(|s| s.pid == pid).cloned();
     let users = registry::users(&|t| all.iter().any(|m| m.target == t));

@@ -3,7 +3,9 @@
 //! (loaded once per open, shared by every open of the inode) through the chunk cache to
 //! the router. Content never changes, so the kernel keeps its page cache across opens and
 //! entries and attributes get long timeouts. Slow requests (open, opendir, read) run on a
-//! bounded worker pool; sequential reads trigger bounded read-ahead of the next chunks.
+//! bounded worker pool; a read that needs a chunk from the stores moves on to a separate
+//! fetch pool, so reads stuck on a slow store never hold the workers that answer reads of
+//! cached content. Sequential reads trigger bounded read-ahead of the next chunks.
 //! Directories are listed page by page from the flist, so memory does not grow with a
 //! directory's size. An flist without any xattr answers getxattr with ENOSYS, which makes
 //! the kernel stop sending them for the whole mount (`ls -l` would otherwise cost two
@@ -23,7 +25,7 @@ use std::ffi::OsStr;
 use std::num::NonZeroUsize;
 use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -150,7 +152,11 @@ pub struct ZvfsFs {
     shared: Arc<Shared>,
     cfg: FsConfig,
     workers: Option<pool::Pool>,
+    /// Reads that need a chunk fetched (as many threads as workers).
+    fetchers: Option<pool::Pool>,
     readahead: Option<pool::Pool>,
+    /// Jobs queued or running on the workers (not reads waiting on the fetch pool).
+    answering: Arc<AtomicUsize>,
     on_ready: Option<Box<dyn FnOnce() + Send>>,
 }
 
@@ -395,6 +401,15 @@ impl Shared {
         Ok(())
     }
 
+    /// Whether every chunk of the file's `len` bytes from `offset` is in the cache (so a
+    /// read of them needs no store). A cache error counts as cached: the read reports it.
+    fn all_cached(&self, f: &OpenFile, offset: u64, len: usize) -> bool {
+        pieces(f, offset, len).all(|p| match p {
+            Ok(p) => self.cache.is_cached(&p.chunk).unwrap_or(true),
+            Err(_) => true,
+        })
+    }
+
     /// The file's `len` bytes from `offset` mapped straight from the cache files (fetched
     /// first when missing); `None` when they cannot be mapped and must be copied.
     fn map_range(&self, f: &OpenFile, offset: u64, len: usize) -> Result<Option<mapped::Window>> {
@@ -405,6 +420,33 @@ impl Shared {
             }
         }
         self.cache.map_pieces(&list, &self.router)
+    }
+}
+
+/// Answer a read of `len` bytes at `offset`, fetching missing chunks. One of a bounded
+/// number of reads assembling a reply at once: mapped straight from the cache when it can
+/// be, else copied into a buffer.
+fn serve_read(
+    shared: &Shared,
+    f: &OpenFile,
+    ino: u64,
+    offset: u64,
+    size: u32,
+    len: usize,
+    reply: ReplyData,
+) {
+    let mut slot = shared.buffers.lend(len);
+    let copied = match shared.map_range(f, offset, len) {
+        Ok(Some(window)) => return reply.data(window.bytes()),
+        Ok(None) => shared.read_into(f, offset, slot.slice(len)),
+        Err(e) => Err(e),
+    };
+    match copied {
+        Ok(()) => reply.data(slot.slice(len)),
+        Err(e) => {
+            log::error!("read of inode {ino} at {offset} (+{size}): {e}");
+            reply.error(EIO)
+        }
     }
 }
 
@@ -475,6 +517,10 @@ impl ZvfsFs {
         let threads = cfg.threads.clamp(1, 64);
         let workers = pool::Pool::new("zvfs-worker", threads, threads * 4)
             .map_err(|e| Error::io(format!("starting worker threads: {e}")))?;
+        // Reads waiting for a fetch are cheap to queue (a reply and a few handles); a deep
+        // queue keeps workers from blocking behind them.
+        let fetchers = pool::Pool::new("zvfs-fetch", threads, threads * 64)
+            .map_err(|e| Error::io(format!("starting fetch threads: {e}")))?;
         let queue = cfg.readahead_chunks.max(HINT_CHUNKS as usize) * 2;
         let readahead = pool::Pool::new("zvfs-readahead", 4, queue)
             .map_err(|e| Error::io(format!("starting read-ahead threads: {e}")))?;
@@ -482,7 +528,9 @@ impl ZvfsFs {
             shared,
             cfg,
             workers: Some(workers),
+            fetchers: Some(fetchers),
             readahead: Some(readahead),
+            answering: Arc::new(AtomicUsize::new(0)),
             on_ready: None,
         })
     }
@@ -492,7 +540,26 @@ impl ZvfsFs {
         self.on_ready = Some(Box::new(f));
     }
 
+    /// How many requests the workers hold (queued or running). Reads waiting for a
+    /// store are not counted: they may take the whole deadline. Lets the daemon tell,
+    /// once unmounted, whether anything answerable is still in flight.
+    pub fn answering(&self) -> Arc<AtomicUsize> {
+        self.answering.clone()
+    }
+
     fn work(&self, job: impl FnOnce() + Send + 'static) {
+        struct Done(Arc<AtomicUsize>);
+        impl Drop for Done {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.answering.fetch_add(1, Ordering::Relaxed);
+        let done = Done(self.answering.clone());
+        let job = move || {
+            let _done = done;
+            job()
+        };
         match &self.workers {
             Some(p) => p.spawn(job),
             None => job(),
@@ -585,8 +652,10 @@ impl Filesystem for ZvfsFs {
     }
 
     fn destroy(&mut self) {
-        // Finish queued work before the session ends.
+        // Finish queued work before the session ends (waiting a bounded time: a fetch
+        // stuck on a slow store must not hold up the unmount).
         self.workers = None;
+        self.fetchers = None;
         self.readahead = None;
     }
 
@@ -650,22 +719,16 @@ impl Filesystem for ZvfsFs {
         let offset = offset.max(0) as u64;
         self.read_ahead(&f, offset, size);
         let shared = self.shared.clone();
+        let fetch = self.fetchers.as_ref().and_then(|p| p.spawner());
         self.work(move || {
             let len = read_len(&f, offset, size);
-            // One of a bounded number of reads assembling a reply at once: mapped
-            // straight from the cache when it can be, else copied into a buffer.
-            let mut slot = shared.buffers.lend(len);
-            let copied = match shared.map_range(&f, offset, len) {
-                Ok(Some(window)) => return reply.data(window.bytes()),
-                Ok(None) => shared.read_into(&f, offset, slot.slice(len)),
-                Err(e) => Err(e),
-            };
-            match copied {
-                Ok(()) => reply.data(slot.slice(len)),
-                Err(e) => {
-                    log::error!("read of inode {ino} at {offset} (+{size}): {e}");
-                    reply.error(EIO)
+            // A worker answers what the cache holds; a read that needs a store waits on
+            // the fetch pool instead, never holding a worker.
+            match fetch {
+                Some(fetch) if !shared.all_cached(&f, offset, len) => {
+                    fetch.spawn(move || serve_read(&shared, &f, ino, offset, size, len, reply))
                 }
+                _ => serve_read(&shared, &f, ino, offset, size, len, reply),
             }
         });
     }

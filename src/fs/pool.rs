@@ -1,12 +1,18 @@
 //! A fixed pool of worker threads fed through a bounded queue. The FUSE session thread
 //! hands slow requests (reads, opens, directory loads) to it, and blocks when the queue is
 //! full (back-pressure instead of unbounded buffering). A panicking job is contained: its
-//! reply object is dropped, which answers the kernel with EIO.
+//! reply object is dropped, which answers the kernel with EIO. Dropping a pool waits a
+//! bounded time for its workers: a job stuck on a slow store is left to end on its own
+//! (its reply has nowhere to go once the session ended), so an unmount never waits for it.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long dropping a pool waits for its workers to finish what they hold.
+const DRAIN_WAIT: Duration = Duration::from_millis(500);
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -46,6 +52,12 @@ impl Pool {
         }
     }
 
+    /// A handle that queues jobs on this pool from elsewhere (another pool's jobs); it
+    /// keeps the queue open while it lives.
+    pub fn spawner(&self) -> Option<Spawner> {
+        self.tx.clone().map(Spawner)
+    }
+
     /// Queue a job unless the queue is full; returns whether it was queued.
     pub fn try_spawn(&self, job: impl FnOnce() + Send + 'static) -> bool {
         match &self.tx {
@@ -75,11 +87,30 @@ fn worker(rx: &Mutex<Receiver<Job>>) {
     }
 }
 
+/// Queues jobs on a [`Pool`] (see [`Pool::spawner`]).
+#[derive(Clone)]
+pub struct Spawner(SyncSender<Job>);
+
+impl Spawner {
+    /// Queue a job, waiting while the queue is full; runs it here if the pool is gone.
+    pub fn spawn(&self, job: impl FnOnce() + Send + 'static) {
+        if let Err(e) = self.0.send(Box::new(job)) {
+            (e.0)();
+        }
+    }
+}
+
 impl Drop for Pool {
     fn drop(&mut self) {
         self.tx = None;
+        let until = Instant::now() + DRAIN_WAIT;
         for t in self.threads.drain(..) {
-            let _ = t.join();
+            while !t.is_finished() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
         }
     }
 }

@@ -55,6 +55,17 @@ impl HttpStore {
                 redact(url)
             )));
         }
+        let started = Instant::now();
+        // Named after how long it took, not after the socket error (EAGAIN).
+        let timed_out = |detail: &str| {
+            Error::timeout(format!(
+                "GET {}: timed out after {:.1} s ({detail})",
+                redact(url),
+                started.elapsed().as_secs_f64()
+            ))
+        };
+        // `timeout` bounds the whole request, the body included (ureq shrinks the socket
+        // timeout to the time left before every read).
         let resp = match self.agent.get(url).timeout(left).call() {
             Ok(r) => r,
             Err(ureq::Error::Status(404, _)) => return Ok(None),
@@ -65,7 +76,13 @@ impl HttpStore {
                     r.status_text()
                 )))
             }
-            Err(ureq::Error::Transport(t)) => return Err(transport_error(url, &t)),
+            Err(ureq::Error::Transport(t)) => {
+                let e = transport_error(url, &t);
+                if e.kind == ErrorKind::Timeout {
+                    return Err(timed_out(&describe_transport(&t).1));
+                }
+                return Err(e);
+            }
         };
         if let Some(len) = resp
             .header("content-length")
@@ -82,9 +99,9 @@ impl HttpStore {
         resp.into_reader()
             .take(MAX_OBJECT as u64 + 1)
             .read_to_end(&mut buf)
-            .map_err(|e| {
-                let kind = io_kind(&e);
-                Error::new(kind, format!("GET {}: reading the body: {e}", redact(url)))
+            .map_err(|e| match io_kind(&e) {
+                ErrorKind::Timeout => timed_out(&format!("reading the body: {e}")),
+                kind => Error::new(kind, format!("GET {}: reading the body: {e}", redact(url))),
             })?;
         if buf.len() > MAX_OBJECT {
             return Err(Error::corrupt(format!(

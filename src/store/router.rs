@@ -162,6 +162,7 @@ impl Router {
         let mut tried = Vec::new();
         let mut corrupt = false;
         let mut timed_out = false;
+        let mut missing = 0;
         for (i, r) in ordered.iter().enumerate() {
             let now = Instant::now();
             if now >= deadline {
@@ -196,6 +197,7 @@ impl Router {
                 }
                 Ok(None) => {
                     self.mark(r, false);
+                    missing += 1;
                     tried.push(format!("{} (missing)", r.store.name()));
                 }
                 Err(e) => {
@@ -223,13 +225,22 @@ impl Router {
         } else {
             ErrorKind::Store
         };
+        // Say what happened: the deadline is named only when it is what ran out.
+        let what = if timed_out && Instant::now() >= deadline {
+            format!(
+                "not available from any store within {:.1}s (the deadline ran out)",
+                self.cfg.deadline.as_secs_f64()
+            )
+        } else if missing == tried.len() {
+            "missing from every store".to_string()
+        } else if corrupt {
+            "not available from any store (no valid copy)".to_string()
+        } else {
+            "not available from any store".to_string()
+        };
         Err(Error::new(
             kind,
-            format!(
-                "chunk {chunk}: not available from any store within {:.1}s; tried {}",
-                self.cfg.deadline.as_secs_f64(),
-                tried.join(", ")
-            ),
+            format!("chunk {chunk}: {what}; tried {}", tried.join(", ")),
         ))
     }
 

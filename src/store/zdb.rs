@@ -6,21 +6,26 @@
 //! - `zdb://[user[:pass]@]/path/to/unix.sock[?ns=namespace]` for a unix socket.
 //!
 //! Each new connection sends `SELECT namespace [password]` unless the namespace is absent
-//! or `default`. Requests are RESP2 arrays (the `redis` crate, with its client-info
-//! handshake disabled because 0-db refuses unknown commands). Writes are `EXISTS` then
-//! `SET` when missing, accepting any non-error `SET` reply; reads are `GET` (nil = missing).
-//! Values above [`MAX_OBJECT`] are refused before anything is sent. Connections live in a
-//! bounded pool; a connection that fails is dropped and the request is retried once on a
-//! fresh one. Every socket operation is bounded by the I/O timeout and, for reads, by the
-//! caller's deadline. This module never decodes objects and never logs credentials.
+//! or `default`. Requests are RESP2 arrays, encoded and parsed with the `redis` crate's
+//! codec over our own sockets (no client-info handshake, which 0-db would refuse). Writes
+//! are `EXISTS` then `SET` when missing, accepting any non-error `SET` reply; reads are
+//! `GET` (nil = missing). Values above [`MAX_OBJECT`] are refused before anything is sent.
+//! Connections live in a bounded pool; a connection that fails is dropped and the request
+//! is retried once on a fresh one. Every socket operation is bounded by the I/O timeout
+//! (time without progress) and the whole request (connect, send, every byte of the reply)
+//! by the caller's deadline, so a server trickling its reply cannot hold a request past
+//! it. This module never decodes objects and never logs credentials.
 
+use std::io::{self, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::{Condvar, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use redis::{ConnectionAddr, ConnectionInfo, ConnectionLike, ProtocolVersion, RedisConnectionInfo};
-use redis::{ErrorKind as RedisKind, Value};
+use redis::Value;
 
+use super::http::io_kind;
 use super::{redact, Store, StoreConfig};
 use crate::codec::{hex_bytes, MAX_OBJECT};
 use crate::error::{Error, ErrorKind, Result};
@@ -152,49 +157,129 @@ fn percent_decode(s: &str) -> std::result::Result<String, ()> {
     String::from_utf8(out).map_err(|_| ())
 }
 
+/// The socket of one connection.
+enum Sock {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Sock {
+    fn set_timeouts(&self, t: Duration) -> io::Result<()> {
+        match self {
+            Sock::Tcp(s) => s
+                .set_read_timeout(Some(t))
+                .and(s.set_write_timeout(Some(t))),
+            Sock::Unix(s) => s
+                .set_read_timeout(Some(t))
+                .and(s.set_write_timeout(Some(t))),
+        }
+    }
+}
+
+/// Which bound stopped a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expired {
+    /// The request's deadline (its whole time) ran out.
+    Deadline,
+    /// Nothing moved for the I/O timeout.
+    Idle,
+}
+
+/// A socket whose every read and write is bounded twice: by the I/O timeout (time without
+/// progress) and by the request's deadline (its whole time). Before each syscall the
+/// socket timeout is shrunk to the time left, so a server trickling a byte at a time
+/// cannot hold a request past its deadline.
+struct Wire {
+    sock: Sock,
+    io_timeout: Duration,
+    deadline: Instant,
+    /// Set when a read or write stopped on one of the bounds.
+    expired: Option<Expired>,
+}
+
+impl Wire {
+    /// Set the socket timeout for the next syscall; which bound it stands for.
+    fn bound(&mut self) -> io::Result<Expired> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            self.expired = Some(Expired::Deadline);
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
+        }
+        let (t, why) = if left <= self.io_timeout {
+            (left, Expired::Deadline)
+        } else {
+            (self.io_timeout, Expired::Idle)
+        };
+        // a zero timeout means "none" to the kernel and is refused by std
+        self.sock.set_timeouts(t.max(Duration::from_millis(1)))?;
+        Ok(why)
+    }
+
+    fn outcome<T>(&mut self, why: Expired, r: io::Result<T>) -> io::Result<T> {
+        if let Err(e) = &r {
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) {
+                self.expired = Some(why);
+            }
+        }
+        r
+    }
+}
+
+impl Read for Wire {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let why = self.bound()?;
+        let r = match &mut self.sock {
+            Sock::Tcp(s) => s.read(buf),
+            Sock::Unix(s) => s.read(buf),
+        };
+        self.outcome(why, r)
+    }
+}
+
+impl Write for Wire {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let why = self.bound()?;
+        let r = match &mut self.sock {
+            Sock::Tcp(s) => s.write(buf),
+            Sock::Unix(s) => s.write(buf),
+        };
+        self.outcome(why, r)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One RESP2 connection: requests are written and replies parsed (by the `redis`
+/// crate's parser) through a [`Wire`].
+struct Conn {
+    reader: BufReader<Wire>,
+    parser: redis::Parser,
+}
+
 struct Pool {
-    idle: Vec<redis::Connection>,
+    idle: Vec<Conn>,
     /// Connections handed out and not yet returned or dropped.
     busy: usize,
 }
 
 pub struct ZdbStore {
     target: ZdbTarget,
-    client: redis::Client,
     name: String,
     cfg: StoreConfig,
     pool: Mutex<Pool>,
     freed: Condvar,
 }
 
-/// Why a request failed: the connection is unusable, or the server answered an error
-/// (the connection is fine and goes back to the pool).
-enum Fail {
-    Conn(Error),
-    Server(Error),
-}
-
 impl ZdbStore {
     pub fn open(url: &str, cfg: &StoreConfig) -> Result<ZdbStore> {
         let target = parse_url(url)?;
-        let addr = match &target.addr {
-            Addr::Tcp(h, p) => ConnectionAddr::Tcp(h.clone(), *p),
-            Addr::Unix(p) => ConnectionAddr::Unix(p.clone()),
-        };
-        let info = ConnectionInfo {
-            addr,
-            redis: RedisConnectionInfo {
-                db: 0,
-                username: None,
-                password: None,
-                protocol: ProtocolVersion::RESP2,
-            },
-        };
-        let client = redis::Client::open(info)
-            .map_err(|e| Error::invalid(format!("bad zdb store URL {}: {e}", redact(url))))?;
         Ok(ZdbStore {
             target,
-            client,
             name: redact(url),
             cfg: cfg.clone(),
             pool: Mutex::new(Pool {
@@ -209,13 +294,18 @@ impl ZdbStore {
         &self.target
     }
 
-    fn timeout_err(&self, what: &str) -> Error {
-        Error::timeout(format!("{}: {what}: deadline passed", self.name))
+    fn timeout_err(&self, what: &str, started: Instant) -> Error {
+        Error::timeout(format!(
+            "{}: {what}: timed out after {:.1} s (deadline)",
+            self.name,
+            started.elapsed().as_secs_f64()
+        ))
     }
 
     /// A pooled connection (`true` when reused) or a slot for a new one; waits while the
     /// pool is full, up to `deadline`.
-    fn checkout(&self, deadline: Instant) -> Result<Option<redis::Connection>> {
+    fn checkout(&self, deadline: Instant) -> Result<Option<Conn>> {
+        let started = Instant::now();
         let mut g = self
             .pool
             .lock()
@@ -231,7 +321,7 @@ impl ZdbStore {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(self.timeout_err("waiting for a free connection"));
+                return Err(self.timeout_err("waiting for a free connection", started));
             }
             g = self
                 .freed
@@ -241,11 +331,11 @@ impl ZdbStore {
         }
     }
 
-    fn checkin(&self, conn: Option<redis::Connection>) {
+    fn checkin(&self, conn: Option<Conn>) {
         if let Ok(mut g) = self.pool.lock() {
             g.busy = g.busy.saturating_sub(1);
             if let Some(c) = conn {
-                if c.is_open() && g.idle.len() < POOL_SIZE {
+                if g.idle.len() < POOL_SIZE {
                     g.idle.push(c);
                 }
             }
@@ -253,16 +343,67 @@ impl ZdbStore {
         self.freed.notify_one();
     }
 
-    fn connect(&self, deadline: Instant) -> Result<redis::Connection> {
-        let left = deadline.saturating_duration_since(Instant::now());
+    /// Open a socket to the store, bounded by the connect timeout and `deadline`.
+    fn dial(&self, deadline: Instant) -> Result<Sock> {
+        let started = Instant::now();
+        let left = deadline.saturating_duration_since(started);
         if left.is_zero() {
-            return Err(self.timeout_err("connecting"));
+            return Err(self.timeout_err("connecting", started));
         }
         let t = self.cfg.connect_timeout.min(left);
-        let mut conn = self
-            .client
-            .get_connection_with_timeout(t)
-            .map_err(|e| self.conn_error("connecting", &e))?;
+        match &self.target.addr {
+            Addr::Unix(p) => UnixStream::connect(p).map(Sock::Unix).map_err(|e| {
+                Error::new(
+                    io_kind(&e),
+                    format!("{}: connecting to {}: {e}", self.name, p.display()),
+                )
+            }),
+            Addr::Tcp(h, port) => {
+                let addrs = (h.as_str(), *port)
+                    .to_socket_addrs()
+                    .map_err(|e| Error::store(format!("{}: resolving {h}: {e}", self.name)))?;
+                let mut last = None;
+                for a in addrs {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    match TcpStream::connect_timeout(&a, t.min(left)) {
+                        Ok(s) => {
+                            let _ = s.set_nodelay(true);
+                            return Ok(Sock::Tcp(s));
+                        }
+                        Err(e) => last = Some((a, e)),
+                    }
+                }
+                Err(match last {
+                    Some((a, e)) if io_kind(&e) == ErrorKind::Timeout => Error::timeout(format!(
+                        "{}: connecting to {a}: timed out after {:.1} s",
+                        self.name,
+                        started.elapsed().as_secs_f64()
+                    )),
+                    Some((a, e)) => Error::store(format!("{}: connecting to {a}: {e}", self.name)),
+                    None if Instant::now() >= deadline => self.timeout_err("connecting", started),
+                    None => Error::store(format!("{}: {h} has no address", self.name)),
+                })
+            }
+        }
+    }
+
+    fn connect(&self, deadline: Instant) -> Result<Conn> {
+        let sock = self.dial(deadline)?;
+        let mut conn = Conn {
+            reader: BufReader::with_capacity(
+                64 * 1024,
+                Wire {
+                    sock,
+                    io_timeout: self.cfg.io_timeout,
+                    deadline,
+                    expired: None,
+                },
+            ),
+            parser: redis::Parser::new(),
+        };
         if let Some(ns) = &self.target.namespace {
             let mut cmd = redis::cmd("SELECT");
             cmd.arg(ns.as_bytes());
@@ -283,52 +424,48 @@ impl ZdbStore {
                     ));
                 }
                 Ok(_) => {}
-                Err(Fail::Conn(e)) | Err(Fail::Server(e)) => return Err(e),
+                Err(e) => return Err(e),
             }
         }
         Ok(conn)
     }
 
-    fn conn_error(&self, what: &str, e: &redis::RedisError) -> Error {
-        let kind = if e.is_timeout() {
-            ErrorKind::Timeout
-        } else {
-            ErrorKind::Store
+    /// Send one command and read its reply, the whole exchange bounded by `deadline`
+    /// (and each read or write by the I/O timeout). Error replies are returned as
+    /// [`Value::ServerError`]; an `Err` means the connection is unusable.
+    fn send(&self, conn: &mut Conn, cmd: &redis::Cmd, deadline: Instant) -> Result<Value> {
+        let started = Instant::now();
+        let what = cmd_name(cmd);
+        {
+            let wire = conn.reader.get_mut();
+            wire.deadline = deadline;
+            wire.io_timeout = self.cfg.io_timeout.max(Duration::from_millis(1));
+            wire.expired = None;
+        }
+        let wrote = conn.reader.get_mut().write_all(&cmd.get_packed_command());
+        let failed = match wrote {
+            Ok(()) => match conn.parser.parse_value(&mut conn.reader) {
+                Ok(v) => return Ok(v),
+                Err(e) => format!("reading the reply: {e}"),
+            },
+            Err(e) => format!("sending: {e}"),
         };
-        // RedisError messages name the address at most, never our password (it is only
-        // ever sent inside SELECT, which the crate does not echo).
-        Error::new(kind, format!("{}: {what}: {e}", self.name))
-    }
-
-    fn send(
-        &self,
-        conn: &mut redis::Connection,
-        cmd: &redis::Cmd,
-        deadline: Instant,
-    ) -> Result<Value, Fail> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(Fail::Conn(self.timeout_err("request")));
-        }
-        let t = Some(self.cfg.io_timeout.min(left));
-        conn.set_read_timeout(t)
-            .and_then(|_| conn.set_write_timeout(t))
-            .map_err(|e| Fail::Conn(self.conn_error("setting timeouts", &e)))?;
-        match conn.req_command(cmd) {
-            Ok(v) => Ok(v),
-            Err(e)
-                if e.kind() == RedisKind::IoError
-                    || e.is_timeout()
-                    || e.is_connection_dropped()
-                    || e.is_unrecoverable_error() =>
-            {
-                Err(Fail::Conn(self.conn_error("request", &e)))
-            }
-            Err(e) if e.kind() == RedisKind::ParseError => {
-                Err(Fail::Conn(self.conn_error("request", &e)))
-            }
-            Err(e) => Err(Fail::Server(Error::store(format!("{}: {e}", self.name)))),
-        }
+        let msg = match conn.reader.get_ref().expired {
+            Some(Expired::Deadline) => format!(
+                "{}: {what}: timed out after {:.1} s (deadline)",
+                self.name,
+                started.elapsed().as_secs_f64()
+            ),
+            Some(Expired::Idle) => format!(
+                "{}: {what}: timed out after {:.1} s (nothing received for the {:.1} s I/O \
+                 timeout)",
+                self.name,
+                started.elapsed().as_secs_f64(),
+                self.cfg.io_timeout.as_secs_f64()
+            ),
+            None => return Err(Error::store(format!("{}: {what}: {failed}", self.name))),
+        };
+        Err(Error::timeout(msg))
     }
 
     /// Run one command on a pooled connection; on a connection failure, retry once on a
@@ -362,11 +499,7 @@ impl ZdbStore {
                     self.checkin(Some(conn));
                     return Ok(v);
                 }
-                Err(Fail::Server(e)) => {
-                    self.checkin(Some(conn));
-                    return Err(e);
-                }
-                Err(Fail::Conn(e)) => {
+                Err(e) => {
                     drop(conn);
                     self.checkin(None);
                     let retry = attempt == 1
@@ -384,6 +517,15 @@ impl ZdbStore {
 
     fn io_deadline(&self) -> Instant {
         Instant::now() + self.cfg.connect_timeout + self.cfg.io_timeout * 2
+    }
+}
+
+/// The command's name (its first argument), for messages; never its other arguments
+/// (a `SELECT` carries the password).
+fn cmd_name(cmd: &redis::Cmd) -> String {
+    match cmd.args_iter().next() {
+        Some(redis::Arg::Simple(b)) => String::from_utf8_lossy(b).into_owned(),
+        _ => "request".into(),
     }
 }
 

@@ -322,3 +322,105 @@ pub fn names_containing(dir: &Path, part: &str) -> Vec<String> {
         .filter(|n| n.contains(part))
         .collect()
 }
+
+// ---------------------------------------------------------------- a store that trickles
+
+/// A TCP proxy in front of `127.0.0.1:<upstream>` that forwards requests at once but
+/// relays the replies one byte every `every`: a store that answers, too slowly for any
+/// request to finish, yet never idle long enough to trip a per-read timeout. Every
+/// connection ends when this is dropped.
+pub struct Trickle {
+    pub port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+pub fn trickle_proxy(upstream: u16, every: Duration) -> Trickle {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    l.set_nonblocking(true).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let thread = std::thread::spawn(move || {
+        let mut relays = Vec::new();
+        while !s.load(Ordering::SeqCst) {
+            let client = match l.accept() {
+                Ok((c, _)) => c,
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+            };
+            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                continue;
+            };
+            client.set_nonblocking(false).unwrap();
+            let tick = Some(Duration::from_millis(100));
+            client.set_read_timeout(tick).unwrap();
+            server.set_read_timeout(tick).unwrap();
+            // requests: straight through
+            let (mut from, mut to, s1) = (
+                client.try_clone().unwrap(),
+                server.try_clone().unwrap(),
+                s.clone(),
+            );
+            relays.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 64 * 1024];
+                while !s1.load(Ordering::SeqCst) {
+                    match from.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                        Err(_) => break,
+                    }
+                }
+                let _ = to.shutdown(std::net::Shutdown::Both);
+            }));
+            // replies: one byte at a time
+            let (mut from, mut to, s2) = (server, client, s.clone());
+            relays.push(std::thread::spawn(move || {
+                let mut b = [0u8; 1];
+                while !s2.load(Ordering::SeqCst) {
+                    match from.read(&mut b) {
+                        Ok(0) => break,
+                        Ok(_) => {
+                            if to.write_all(&b).is_err() {
+                                break;
+                            }
+                            std::thread::sleep(every);
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                        Err(_) => break,
+                    }
+                }
+                let _ = to.shutdown(std::net::Shutdown::Both);
+            }));
+        }
+        for r in relays {
+            let _ = r.join();
+        }
+    });
+    Trickle {
+        port,
+        stop,
+        thread: Some(thread),
+    }
+}
+
+impl Drop for Trickle {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
