@@ -383,7 +383,7 @@ fn fsck_removes_misplaced_files_and_exits_2() {
     let (code, out) = cache_cmd("fsck", &cache, &["-m", fls]);
     assert_eq!(code, 2, "repairs exit 2: {out}");
     assert_eq!(field(&out, "strays_removed"), 6, "{out}");
-    assert_eq!(field(&out, "stale_tmp_removed"), 1, "{out}");
+    // (the dead writer's temporary file goes in any scan, even the one opening the cache)
     assert_eq!(field(&out, "bad_removed"), 0, "{out}");
     assert_eq!(field(&out, "verified"), field(&out, "files"), "{out}");
     for p in misplaced.iter().chain([&dead_tmp]) {
