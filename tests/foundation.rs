@@ -360,15 +360,15 @@ fn pack_of_fixture_tree_gives_rfs_chunk_ids_and_objects() {
     let ours = blocks_by_path(&fl);
     let theirs = blocks_by_path(&rfs("sample.fl"));
     assert_eq!(ours, theirs);
-    // stored objects are byte-identical to what rfs stored
+    // stored objects are byte-identical to what rfs stored, in a new store's default
+    // flat layout (the only one released rfs reads), where the fixture has them sharded
     let mut n = 0;
     for (_, blocks) in ours {
         for (id, _) in blocks {
-            let rel = format!("{}/{}", &id[..2], id);
             assert_eq!(
-                std::fs::read(store.join(&rel)).unwrap(),
-                std::fs::read(rfs("store").join(&rel)).unwrap(),
-                "object {rel}"
+                std::fs::read(store.join(&id)).unwrap(),
+                std::fs::read(rfs("store").join(&id[..2]).join(&id)).unwrap(),
+                "object {id}"
             );
             n += 1;
         }
@@ -378,6 +378,106 @@ fn pack_of_fixture_tree_gives_rfs_chunk_ids_and_objects() {
     let target = d.path().join("out");
     run_ok(&["unpack", "-m", s(&fl), "-p", s(&target)]);
     assert_same_tree(&tree, &target);
+}
+
+// ---------------------------------------------------------------- dir store layouts
+
+/// Objects of a dir store: (directly at its top: flat, in `<hh>` directories: sharded).
+fn objects_by_layout(store: &Path) -> (usize, usize) {
+    let (mut flat, mut sharded) = (0, 0);
+    for e in std::fs::read_dir(store).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().into_string().unwrap();
+        if e.file_type().unwrap().is_dir() {
+            assert_eq!(name.len(), 2, "{name} in {}", store.display());
+            for o in std::fs::read_dir(e.path()).unwrap() {
+                let o = o.unwrap().file_name().into_string().unwrap();
+                if o.len() == 64 && o.starts_with(&name) {
+                    sharded += 1;
+                }
+            }
+        } else if name.len() == 64 {
+            flat += 1;
+        }
+    }
+    (flat, sharded)
+}
+
+/// Copy the objects of a sharded store into `dst` flat, as released rfs writes them.
+fn flat_copy(sharded: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(sharded).unwrap() {
+        for o in std::fs::read_dir(e.unwrap().path()).unwrap() {
+            let o = o.unwrap();
+            std::fs::copy(o.path(), dst.join(o.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn new_dir_stores_are_flat_unless_asked_and_both_layouts_read_back() {
+    let d = tmp();
+    let tree = fixture_tree(d.path());
+    for (i, (query, want)) in [
+        ("", (56, 0)),
+        ("?layout=flat", (56, 0)),
+        ("?layout=sharded", (0, 56)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let store = d.path().join(format!("store{i}"));
+        let url = format!("{}{query}", dir_url(&store));
+        let fl = d.path().join(format!("t{i}.fl"));
+        run_ok(&["pack", "-m", s(&fl), "-s", &url, s(&tree)]);
+        assert_eq!(objects_by_layout(&store), want, "{url}");
+        // The route recorded in the flist keeps the layout, and reads back through it.
+        let (inspect, _) = run_ok(&["inspect", "-m", s(&fl)]);
+        assert!(inspect.contains(&url), "{url} not in {inspect}");
+        let target = d.path().join(format!("out{i}"));
+        run_ok(&["unpack", "-m", s(&fl), "-p", s(&target)]);
+        assert_same_tree(&tree, &target);
+        let (hello, _) = run_ok(&["cat", "-m", s(&fl), "hello.txt"]);
+        assert_eq!(hello, "hello world\n");
+    }
+    let err = run_err(&pack_args(
+        &d.path().join("bad.fl"),
+        Path::new("/nonexistent/s?layout=nested"),
+        &[],
+        &tree,
+    ));
+    assert!(err.contains("layout") && err.contains("nested"), "{err}");
+}
+
+#[test]
+fn an_existing_store_keeps_its_layout_and_rfs_stores_of_both_layouts_read() {
+    let d = tmp();
+    let reference = fixture_tree(d.path());
+    // The fixture store is sharded (`<hh>/<hex>`): it reads, and a pack into it without
+    // `?layout` adds sharded objects.
+    let sharded = store_copy(d.path());
+    assert_eq!(objects_by_layout(&sharded), (0, 56));
+    let out = d.path().join("out");
+    unpack_sample(&sharded, &["-p", s(&out)]);
+    assert_same_tree(&reference, &out);
+    let tree = fixture_tree(&d.path().join("b"));
+    std::fs::write(tree.join("new.txt"), b"content no fixture has\n").unwrap();
+    let fl = d.path().join("more.fl");
+    run_ok(&pack_args(&fl, &sharded, &[], &tree));
+    assert_eq!(objects_by_layout(&sharded), (0, 57));
+    let out2 = d.path().join("out2");
+    run_ok(&["unpack", "-m", s(&fl), "-p", s(&out2)]);
+    assert_same_tree(&tree, &out2);
+
+    // The same objects flat, as released rfs writes them: they read, and the store stays
+    // flat.
+    let flat = d.path().join("flat");
+    flat_copy(&rfs("store"), &flat);
+    let out3 = d.path().join("out3");
+    unpack_sample(&flat, &["-p", s(&out3)]);
+    assert_same_tree(&reference, &out3);
+    run_ok(&pack_args(&d.path().join("more2.fl"), &flat, &[], &tree));
+    assert_eq!(objects_by_layout(&flat), (57, 0));
 }
 
 #[test]
@@ -662,9 +762,8 @@ fn unpacking_one_file_of_a_big_tree_fetches_only_its_chunks() {
     // proof by starvation: a store holding only these 4 objects is enough
     let only = d.path().join("only");
     for (id, _) in &blocks_by_path(&fl)["a/b/wanted.bin"] {
-        let rel = format!("{}/{}", &id[..2], id);
-        std::fs::create_dir_all(only.join(&id[..2])).unwrap();
-        std::fs::copy(store.join(&rel), only.join(&rel)).unwrap();
+        std::fs::create_dir_all(&only).unwrap();
+        std::fs::copy(store.join(id), only.join(id)).unwrap();
     }
     std::fs::remove_dir_all(&store).unwrap();
     let target2 = d.path().join("out2");
@@ -1134,6 +1233,88 @@ fn pack_failing_on_an_unreadable_file_leaves_no_flist() {
     assert!(!res.status.success(), "{err}");
     assert!(err.contains("secret"), "{err}");
     assert_no_flist_left(d.path(), &out);
+}
+
+// ---------------------------------------------------------------- crash leftovers
+
+#[test]
+fn pack_removes_what_dead_packs_left_and_keeps_live_writers_files() {
+    let d = tmp();
+    let src = fixture_tree(d.path());
+    let out = d.path().join("out.fl");
+    let store = d.path().join("store");
+    let live = common::LiveProcess::start();
+    let (dead, lp) = (common::DEAD_PID, live.pid());
+    let hex = "ab".repeat(32);
+    let base = d.path();
+    let removed = [
+        base.join(format!(".out.fl.zvfs-tmp-{dead}")),
+        base.join(format!(".other.fl.zvfs-tmp-{dead}")),
+        store.join(format!(".tmp.{dead}.{hex}")),
+        store.join(format!("ab/.tmp.{dead}.{hex}")),
+    ];
+    let kept = [
+        base.join(format!(".out.fl.zvfs-tmp-{lp}")),
+        store.join(format!(".tmp.{lp}.{hex}")),
+        store.join(format!("ab/.tmp.{lp}.{hex}")),
+        // not pack's names
+        base.join(format!("out.fl.zvfs-tmp-{dead}")),
+        base.join(format!(".out.fl.zvfs-tmp-{dead}x")),
+        store.join(format!(".tmp.{dead}.notes")),
+    ];
+    for p in removed.iter().chain(&kept) {
+        common::plant_leftover(p);
+    }
+    run_ok(&pack_args(&out, &store, &[], &src));
+    for p in &removed {
+        assert!(!p.exists(), "{} is still there", p.display());
+    }
+    for p in &kept {
+        assert!(p.exists(), "{} was removed", p.display());
+    }
+}
+
+#[test]
+fn a_pack_killed_with_sigkill_is_cleaned_up_by_the_next_one() {
+    let d = tmp();
+    let src = d.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    // 64 GiB of holes: far more than the pack can do before it is killed.
+    std::fs::File::create(src.join("huge"))
+        .unwrap()
+        .set_len(64 << 30)
+        .unwrap();
+    let out = d.path().join("out.fl");
+    let store = d.path().join("store");
+    let mut child = Command::new(common::zvfs_bin())
+        .args(pack_args(&out, &store, &[], &src))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let tmp_fl = d.path().join(format!(".out.fl.zvfs-tmp-{}", child.id()));
+    common::wait_for("pack's temporary flist", || tmp_fl.exists());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    child.kill().unwrap();
+    let st = child.wait().unwrap();
+    assert!(!st.success(), "pack finished before it was killed");
+    assert!(tmp_fl.exists(), "the killed pack left its temporary flist");
+    // Older than the youngest a leftover can be.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    std::fs::remove_file(src.join("huge")).unwrap();
+    std::fs::write(src.join("small"), b"small\n").unwrap();
+    run_ok(&pack_args(&out, &store, &[], &src));
+    assert!(
+        !tmp_fl.exists(),
+        "the next pack removed {}",
+        tmp_fl.display()
+    );
+    let names = common::names_containing(d.path(), "zvfs-tmp");
+    assert!(names.is_empty(), "{names:?}");
+    let names = common::names_containing(&store, ".tmp.");
+    assert!(names.is_empty(), "{names:?}");
+    let (small, _) = run_ok(&["cat", "-m", s(&out), "small"]);
+    assert_eq!(small, "small\n");
 }
 
 #[test]

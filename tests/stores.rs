@@ -237,8 +237,13 @@ fn open(url: &str) -> Arc<dyn store::Store> {
     store::open(url, &StoreConfig::default()).unwrap()
 }
 
+/// Where a dir store holds a chunk's object: flat (a new store's default) or sharded.
 fn object_path(store: &Path, c: &ChunkRef) -> PathBuf {
     let hex = c.hex_id();
+    let flat = store.join(hex.as_str());
+    if flat.exists() {
+        return flat;
+    }
     store.join(&hex[..2]).join(hex.as_str())
 }
 
@@ -365,7 +370,8 @@ fn http_store_two_level_and_flat_layouts() {
     let flat = t.path().join("flat");
     let meta = t.path().join("x.fl");
     let files = test_files();
-    let chunks = build_flist(&meta, &[dir_url(&nested).as_str()], &files);
+    let nested_url = format!("{}?layout=sharded", dir_url(&nested));
+    let chunks = build_flist(&meta, &[nested_url.as_str()], &files);
     // the same objects in the older flat layout
     std::fs::create_dir_all(&flat).unwrap();
     for (_, cs) in &chunks {
@@ -665,6 +671,42 @@ fn clone_to_fresh_store_then_deep_verify() {
     assert_eq!(zvfs_ok(&["config", "-m", &m, "store", "list"]), listed);
 }
 
+#[test]
+fn clone_removes_what_dead_writers_left_in_the_destination() {
+    let t = tempfile::tempdir().unwrap();
+    let files = test_files();
+    let (meta, _, _) = dir_flist(t.path(), "src", &files);
+    let live = common::LiveProcess::start();
+    let (dead, lp) = (common::DEAD_PID, live.pid());
+    let hex = "cd".repeat(32);
+    for (layout, dest) in [
+        ("flat", t.path().join("flat")),
+        ("sharded", t.path().join("sharded")),
+    ] {
+        let removed = [
+            dest.join(format!(".tmp.{dead}.{hex}")),
+            dest.join(format!("cd/.tmp.{dead}.{hex}")),
+        ];
+        let kept = [
+            dest.join(format!(".tmp.{lp}.{hex}")),
+            dest.join(format!("cd/.tmp.{lp}.{hex}")),
+            dest.join(format!("cd/tmp.{dead}.{hex}")),
+        ];
+        for p in removed.iter().chain(&kept) {
+            common::plant_leftover(p);
+        }
+        let url = format!("{}?layout={layout}", dir_url(&dest));
+        zvfs_ok(&["clone", "-m", &meta_arg(&meta), "-s", &url]);
+        for p in &removed {
+            assert!(!p.exists(), "{} is still there", p.display());
+        }
+        for p in &kept {
+            assert!(p.exists(), "{} was removed", p.display());
+        }
+        zvfs_ok(&["verify", "--deep", "-m", &meta_arg(&meta), "-s", &url]);
+    }
+}
+
 fn walk_files(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
@@ -911,4 +953,39 @@ fn trickling_http_store_is_cut_by_the_deadline() {
     let direct = format!("http://127.0.0.1:{}/objects", srv.port);
     let (ok, err, _) = cat_within(&meta, &direct, "tiny.txt");
     assert!(ok, "{err}");
+}
+
+#[test]
+fn config_removes_the_copies_dead_edits_left() {
+    let t = tempfile::tempdir().unwrap();
+    let (meta, _, _) = dir_flist(t.path(), "store", &test_files());
+    let name = meta.file_name().unwrap().to_str().unwrap().to_string();
+    let dir = meta.parent().unwrap();
+    let live = common::LiveProcess::start();
+    let (dead, lp) = (common::DEAD_PID, live.pid());
+    let removed = [
+        dir.join(format!(".{name}.zvfs-edit.{dead}")),
+        dir.join(format!(".{name}.zvfs-edit.{dead}-journal")),
+        dir.join(format!(".other.fl.zvfs-edit.{dead}")),
+        // a journal whose copy is already gone
+        dir.join(format!(".gone.fl.zvfs-edit.{dead}-journal")),
+    ];
+    let kept = [
+        dir.join(format!(".{name}.zvfs-edit.{lp}")),
+        dir.join(format!(".{name}.zvfs-edit.{lp}-journal")),
+        dir.join(format!("{name}.zvfs-edit.{dead}")),
+        dir.join(format!(".{name}.zvfs-edit.{dead}.bak")),
+    ];
+    for p in removed.iter().chain(&kept) {
+        common::plant_leftover(p);
+    }
+    zvfs_ok(&["config", "-m", &meta_arg(&meta), "tag", "add", "-t", "k=v"]);
+    for p in &removed {
+        assert!(!p.exists(), "{} is still there", p.display());
+    }
+    for p in &kept {
+        assert!(p.exists(), "{} was removed", p.display());
+    }
+    let tags = zvfs_ok(&["config", "-m", &meta_arg(&meta), "tag", "list"]);
+    assert!(tags.contains("k=v"), "{tags}");
 }

@@ -128,7 +128,12 @@ fn unpack_and_mount_through_http_in_both_layouts() {
     make_tree(&src);
     let store = work.path().join("store");
     let meta = work.path().join("t.fl");
-    common::pack(&meta, &dir_url(&store), &[], &src);
+    common::pack(
+        &meta,
+        &format!("{}?layout=sharded", dir_url(&store)),
+        &[],
+        &src,
+    );
 
     let http = http_server(&store);
     let url = format!("http://127.0.0.1:{}", http.port);

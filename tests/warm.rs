@@ -8,7 +8,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{dir_url, fuse_available, xorshift_bytes, zvfs, zvfs_bin, Foreground};
+use common::{
+    dir_url, fuse_available, noise, plant_leftover, xorshift_bytes, zvfs, zvfs_bin, zvfs_ok,
+    Foreground, LiveProcess, DEAD_PID,
+};
 
 fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     let state = seed
@@ -207,6 +210,192 @@ fn second_unpack_with_the_same_cache_fetches_nothing() {
         !out.status.success(),
         "the store is gone and the cache is new"
     );
+}
+
+/// What the entries under `dir` take on disk as du counts them (blocks of files and of
+/// directories), without `dir` itself and the cache's usage file.
+fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let md = e.metadata().unwrap();
+        if e.file_name() == ".zvfs-usage" {
+            continue;
+        }
+        total += md.blocks() * 512;
+        if md.is_dir() {
+            total += disk_usage(&e.path());
+        }
+    }
+    total
+}
+
+/// The directories under `dir` (which is itself left out) that hold nothing, and the
+/// count of all directories.
+fn empty_dirs(dir: &Path) -> (Vec<PathBuf>, usize) {
+    let mut empty = Vec::new();
+    let mut all = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            all += 1;
+            if std::fs::read_dir(&p).unwrap().next().is_none() {
+                empty.push(p.clone());
+            }
+            let (e, a) = empty_dirs(&p);
+            empty.extend(e);
+            all += a;
+        }
+    }
+    (empty, all)
+}
+
+/// `cache <action> -c <cache> <extra..>`: (exit code, stdout).
+fn cache_cmd(action: &str, cache: &Path, extra: &[&str]) -> (i32, String) {
+    let mut args = vec!["cache", action, "-c", cache.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = zvfs(&args);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn field(out: &str, k: &str) -> u64 {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{k} ")))
+        .unwrap_or_else(|| panic!("{k} in {out}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_small_cache_bound_holds_on_disk_directories_included() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    // 600 small files, each its own chunk in (mostly) its own two directories, and 12 MiB
+    // of large chunks: far more than an 8 MiB cache holds.
+    for i in 0..600 {
+        std::fs::write(src.join(format!("s{i}")), noise(i, 2000)).unwrap();
+    }
+    std::fs::write(src.join("big"), noise(9999, 12 << 20)).unwrap();
+    let fl = d.path().join("t.fl");
+    common::pack(&fl, &dir_url(&d.path().join("store")), &[], &src);
+    let cache = d.path().join("cache");
+    let (fls, cs) = (fl.to_str().unwrap(), cache.to_str().unwrap());
+    zvfs_ok(&["warm", "-m", fls, "-c", cs, "--cache-size", "8M"]);
+    let du = disk_usage(&cache);
+    assert!(du <= 8 << 20, "warm left {du} bytes on disk (bound 8 MiB)");
+    let (empty, dirs) = empty_dirs(&cache);
+    assert!(dirs > 0);
+    assert!(
+        empty.is_empty(),
+        "{} empty of {dirs} directories",
+        empty.len()
+    );
+
+    // Empty shard directories (as older versions left) go on gc, and a smaller bound
+    // holds on disk too.
+    std::fs::create_dir_all(cache.join("0f/f0")).unwrap();
+    let (code, gc) = cache_cmd("gc", &cache, &["--cache-size", "2M"]);
+    assert_eq!(code, 0, "{gc}");
+    assert!(field(&gc, "empty_dirs_removed") >= 1, "{gc}");
+    let du = disk_usage(&cache);
+    assert!(du <= 2 << 20, "gc left {du} bytes on disk (bound 2 MiB)");
+    assert!(empty_dirs(&cache).0.is_empty(), "gc left empty directories");
+    let (code, stats) = cache_cmd("stats", &cache, &["--cache-size", "2M"]);
+    assert_eq!(code, 0);
+    assert!(field(&stats, "disk_bytes") >= du, "{stats}");
+    // clear leaves no directory at all
+    let (code, _) = cache_cmd("clear", &cache, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(empty_dirs(&cache).1, 0, "clear left directories");
+}
+
+#[test]
+fn fsck_removes_misplaced_files_and_exits_2() {
+    let d = tempfile::tempdir().unwrap();
+    let (_, fl, _) = packed(d.path());
+    let cache = d.path().join("cache");
+    let fls = fl.to_str().unwrap();
+    zvfs_ok(&["warm", "-m", fls, "-c", cache.to_str().unwrap()]);
+    // A real chunk file, to copy to wrong places.
+    let chunk = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir() && p.file_name().unwrap().len() == 2)
+        .unwrap();
+    let chunk = std::fs::read_dir(&chunk)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let chunk = std::fs::read_dir(&chunk)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let hex = chunk.file_name().unwrap().to_str().unwrap().to_string();
+    let (l1, l2) = (&hex[..2], &hex[2..4]);
+    let other = format!("{}{}", if l1 == "00" { "01" } else { "00" }, &hex[2..]);
+    let bytes = std::fs::read(&chunk).unwrap();
+    let misplaced = [
+        cache.join(&hex),                      // at the top
+        cache.join(l1).join(&hex),             // one level deep
+        cache.join(l1).join("junk.txt"),       // not a chunk, in the layout
+        cache.join(l1).join(l2).join(&other),  // in the wrong directory
+        cache.join(l1).join(l2).join("sub/x"), // a directory where chunks go
+        cache.join(l1).join("zz").join(&hex),  // a directory that is no shard
+    ];
+    for p in &misplaced {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, &bytes).unwrap();
+    }
+    let live = LiveProcess::start();
+    let dead_tmp = cache
+        .join(l1)
+        .join(l2)
+        .join(format!(".zvfs-tmp.{DEAD_PID}.{hex}"));
+    let live_tmp = cache
+        .join(l1)
+        .join(l2)
+        .join(format!(".zvfs-tmp.{}.{hex}", live.pid()));
+    plant_leftover(&dead_tmp);
+    plant_leftover(&live_tmp);
+    // Not the cache's: left alone.
+    let kept = [
+        cache.join("notes.txt"),
+        cache.join("flist").join("0123456789abcdef0123456789abcdef"),
+        cache.join("elsewhere").join(&hex),
+        chunk.clone(),
+        live_tmp.clone(),
+    ];
+    for p in &kept[..3] {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, b"keep").unwrap();
+    }
+
+    let (code, out) = cache_cmd("fsck", &cache, &["-m", fls]);
+    assert_eq!(code, 2, "repairs exit 2: {out}");
+    assert_eq!(field(&out, "strays_removed"), 6, "{out}");
+    // (the dead writer's temporary file goes in any scan, even the one opening the cache)
+    assert_eq!(field(&out, "bad_removed"), 0, "{out}");
+    assert_eq!(field(&out, "verified"), field(&out, "files"), "{out}");
+    for p in misplaced.iter().chain([&dead_tmp]) {
+        assert!(!p.exists(), "{} is still there", p.display());
+    }
+    assert!(!cache.join(l1).join("zz").exists());
+    for p in &kept {
+        assert!(p.exists(), "{} was removed", p.display());
+    }
+    drop(live);
+    let (code, out) = cache_cmd("fsck", &cache, &["-m", fls]);
+    assert_eq!(code, 0, "nothing left to repair: {out}");
 }
 
 /// A foreground `zvfs mount <args..>` (the target last), unmounted and killed on drop.

@@ -439,7 +439,7 @@ impl ChunkCache {
         );
         self.forget_verified(chunk);
         if std::fs::remove_file(path).is_ok() {
-            self.quota.release(len);
+            self.quota.release(quota::file_cost(len));
         }
         Ok(None)
     }
@@ -496,6 +496,13 @@ impl ChunkCache {
         }
         let len = plain.len() as u64;
         let Some(leaf) = path.parent() else { return };
+        // What it takes on disk, with the directories it may have to create.
+        let new_dirs = match leaf.parent() {
+            _ if leaf.is_dir() => 0,
+            Some(l1) if l1.is_dir() => 1,
+            _ => 2,
+        };
+        let reserved = quota::file_cost(len) + new_dirs * quota::DIR_COST;
         let tmp = leaf.join(format!(
             "{}{}.{}",
             quota::TMP_PREFIX,
@@ -507,7 +514,7 @@ impl ChunkCache {
         // recomputes usage from the files present) counts it, and no unreserved bytes
         // pile up on disk while writers wait behind an eviction.
         let create = || create_sized(leaf, &tmp, len).ctx(tmp.display());
-        let mut file = match self.quota.reserve_with(len, create) {
+        let mut file = match self.quota.reserve_with(reserved, create) {
             Ok(f) => f,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
@@ -528,7 +535,7 @@ impl ChunkCache {
             Ok(()) => self.set_verified(chunk, Instant::now()),
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
-                self.quota.release(len);
+                self.quota.release(reserved);
                 self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
                 log::warn!("cache: caching chunk {chunk} failed ({e}); serving it from memory");
             }
@@ -536,10 +543,23 @@ impl ChunkCache {
     }
 }
 
-/// A new file of `len` bytes (sparse) at `path`, its directory created when missing.
+/// A new file of `len` bytes (sparse) at `path`, its directory created when missing, and
+/// locked as a live writer's (see [`crate::sys::leftovers`]). A directory removed between
+/// its creation and the file's (an empty shard directory pruned by another process that
+/// does not share the lock, such as rfs) is created again.
 fn create_sized(dir: &Path, path: &Path, len: u64) -> std::io::Result<File> {
-    std::fs::create_dir_all(dir)?;
-    let f = File::create(path)?;
+    let mut tries = 0;
+    let f = loop {
+        std::fs::create_dir_all(dir)?;
+        match File::create(path) {
+            Ok(f) => break f,
+            Err(e) if e.kind() == IoKind::NotFound && tries < 3 => tries += 1,
+            Err(e) => return Err(e),
+        }
+    };
+    if let Err(e) = crate::sys::leftovers::lock_writer(&f) {
+        log::debug!("cache: locking {}: {e}", path.display());
+    }
     f.set_len(len)?;
     Ok(f)
 }

@@ -7,7 +7,12 @@
 //! bound, the directory is scanned under the lock, the least recently used files (oldest
 //! mtime; readers touch files they use) are removed down to the low watermark (90%) and
 //! the usage is recomputed from the scan, which also corrects any drift (files written by
-//! rfs or removed by hand). Temporary files left by dead processes are removed by scans.
+//! rfs or removed by hand). Usage counts what the files take on disk (whole blocks) and
+//! the `<hh>` and `<hh>/<hh>` directories too, so the bound holds for `du` of the
+//! directory; eviction, `gc`, `clear` and `fsck` remove the directories they leave empty
+//! (under the lock, which writers also hold while they create a directory and the
+//! temporary file in it). Temporary files left by dead processes (see
+//! [`crate::sys::leftovers`]) are removed by scans.
 //!
 //! This module only manages files; it never reads chunk content except in `fsck`.
 
@@ -15,10 +20,11 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind as IoKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use crate::codec::{ChunkRef, MAX_OBJECT};
 use crate::error::{Context, Error, Result};
+use crate::sys::leftovers;
 
 /// Default bound of a cache directory: 4 GiB.
 pub const DEFAULT_CACHE_SIZE: u64 = 4 << 30;
@@ -27,8 +33,26 @@ pub const TMP_PREFIX: &str = ".zvfs-tmp.";
 const USAGE_FILE: &str = ".zvfs-usage";
 /// Eviction frees space down to this share of the bound, in percent.
 const LOW_WATERMARK_PCT: u64 = 90;
-/// A temporary file older than this is stale even if its writer's pid is alive (reused).
-const TMP_MAX_AGE: Duration = Duration::from_secs(3600);
+/// What a directory is counted for when its real size is unknown (before it exists).
+pub const DIR_COST: u64 = 4096;
+/// Files are counted in whole blocks of this size before a scan sees their real size.
+const BLOCK: u64 = 4096;
+
+/// The bytes a file of `len` bytes is expected to take on disk.
+pub fn file_cost(len: u64) -> u64 {
+    len.div_ceil(BLOCK) * BLOCK
+}
+
+/// What an existing file or directory takes on disk, as counted against the bound.
+fn disk_cost(md: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let blocks = md.blocks() * 512;
+    if md.is_dir() {
+        blocks.max(DIR_COST)
+    } else {
+        blocks.max(md.len())
+    }
+}
 
 /// Parse a size such as `4G`, `512M`, `100K`, `1048576` (powers of 1024; `B`, `iB` ok).
 /// The bytes a cache directory holds as last recorded by its users (no scan, no lock).
@@ -73,24 +97,45 @@ fn is_hex2(name: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// A chunk file found by a scan.
+#[derive(Debug)]
+pub struct ChunkFile {
+    pub mtime: SystemTime,
+    /// Its length.
+    pub len: u64,
+    /// What it takes on disk.
+    pub cost: u64,
+    pub path: PathBuf,
+}
+
 /// What a scan of the cache directory found.
 #[derive(Debug, Default)]
 pub struct Scan {
-    /// Chunk files: (mtime, size, path).
-    pub chunks: Vec<(SystemTime, u64, PathBuf)>,
+    pub chunks: Vec<ChunkFile>,
+    /// The chunk files' lengths.
     pub chunk_bytes: u64,
+    /// What the chunk files take on disk.
+    pub chunk_cost: u64,
+    /// The `<hh>` and `<hh>/<hh>` directories, and what they take on disk.
+    pub dirs: u64,
+    pub dir_bytes: u64,
+    /// Directories holding nothing, deepest first (removed by gc, clear and fsck).
+    pub empty_dirs: Vec<PathBuf>,
     /// Temporary files of live writers (their bytes count against the bound).
     pub live_tmp: u64,
     pub live_tmp_bytes: u64,
     /// Temporary files of dead writers, removed by the scan.
     pub stale_tmp_removed: u64,
-    /// Files that are not where a chunk id would put them (reported, removed by fsck).
+    /// Files that are not where a chunk id would put them: in the `<hh>/<hh>` layout
+    /// under the wrong name or directory, anything else inside a `<hh>` directory, and
+    /// files named like a chunk at the top (reported, removed by fsck).
     pub strays: Vec<PathBuf>,
 }
 
 impl Scan {
+    /// The bytes counted against the bound.
     pub fn total(&self) -> u64 {
-        self.chunk_bytes + self.live_tmp_bytes
+        self.chunk_cost + self.dir_bytes + self.live_tmp_bytes
     }
 }
 
@@ -98,6 +143,7 @@ impl Scan {
 #[derive(Debug, Default)]
 pub struct FsckReport {
     pub files: u64,
+    pub empty_dirs_removed: u64,
     pub verified: u64,
     pub unknown: u64,
     pub bad_removed: u64,
@@ -113,6 +159,7 @@ pub struct GcReport {
     pub bytes_after: u64,
     pub files_removed: u64,
     pub stale_tmp_removed: u64,
+    pub empty_dirs_removed: u64,
 }
 
 pub struct Quota {
@@ -214,8 +261,9 @@ impl Quota {
         }
     }
 
-    /// Scan and remove least recently used chunk files until at most `target` bytes
-    /// remain; returns (bytes left, files removed). Call with the lock held.
+    /// Scan and remove least recently used chunk files, and the directories they leave
+    /// empty, until at most `target` bytes remain; returns (bytes left, files removed).
+    /// Call with the lock held.
     fn evict(&self, target: u64) -> Result<(u64, u64)> {
         let mut scan = self.scan()?;
         let mut total = scan.total();
@@ -223,75 +271,125 @@ impl Quota {
         if total <= target {
             return Ok((total, 0));
         }
-        scan.chunks.sort_by_key(|c| c.0);
-        for (_, size, path) in &scan.chunks {
+        scan.chunks.sort_by_key(|c| c.mtime);
+        let mut emptied = Vec::new();
+        for c in &scan.chunks {
             if total <= target {
                 break;
             }
-            match std::fs::remove_file(path) {
+            match std::fs::remove_file(&c.path) {
                 Ok(()) => {
-                    total = total.saturating_sub(*size);
+                    total = total.saturating_sub(c.cost);
                     removed += 1;
                 }
-                Err(e) if e.kind() == IoKind::NotFound => total = total.saturating_sub(*size),
-                Err(e) => log::warn!("cache: cannot evict {}: {e}", path.display()),
-            }
-        }
-        Ok((total, removed))
-    }
-
-    /// Walk `<dir>/<hh>/<hh>/*`; removes stale temporary files on the way.
-    pub fn scan(&self) -> Result<Scan> {
-        let mut scan = Scan::default();
-        for (l1, l1_name) in subdirs(&self.dir)? {
-            if !is_hex2(&l1_name) {
-                continue;
-            }
-            for (l2, l2_name) in subdirs(&l1)? {
-                if !is_hex2(&l2_name) {
+                Err(e) if e.kind() == IoKind::NotFound => total = total.saturating_sub(c.cost),
+                Err(e) => {
+                    log::warn!("cache: cannot evict {}: {e}", c.path.display());
                     continue;
                 }
-                let rd = match std::fs::read_dir(&l2) {
-                    Ok(rd) => rd,
-                    Err(e) if e.kind() == IoKind::NotFound => continue,
-                    Err(e) => return Err(Error::from(e).context(l2.display())),
-                };
-                for ent in rd {
-                    let ent = ent.with_ctx(|| format!("reading {}", l2.display()))?;
-                    let name = ent.file_name().to_string_lossy().into_owned();
-                    let path = ent.path();
-                    let md = match ent.metadata() {
-                        Ok(m) => m,
-                        Err(_) => continue,
-                    };
-                    let mtime = md.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-                    if let Some(rest) = name.strip_prefix(TMP_PREFIX) {
-                        if tmp_is_live(rest, mtime) {
-                            scan.live_tmp += 1;
-                            scan.live_tmp_bytes += md.len();
-                        } else if std::fs::remove_file(&path).is_ok() {
-                            scan.stale_tmp_removed += 1;
-                        }
-                        continue;
-                    }
-                    let placed = md.is_file()
-                        && (name.len() == 64 || name.len() == 32)
-                        && name.bytes().all(|b| b.is_ascii_hexdigit())
-                        && name[..2].eq_ignore_ascii_case(&l1_name)
-                        && name[2..4].eq_ignore_ascii_case(&l2_name);
-                    if placed {
-                        scan.chunk_bytes += md.len();
-                        scan.chunks.push((mtime, md.len(), path));
-                    } else {
-                        scan.strays.push(path);
-                    }
+            }
+            if let Some(leaf) = c.path.parent() {
+                if emptied.last().map(|p: &PathBuf| p != leaf).unwrap_or(true) {
+                    emptied.push(leaf.to_path_buf());
                 }
+            }
+        }
+        let (_, freed) = prune_dirs(&self.dir, &emptied);
+        Ok((total.saturating_sub(freed), removed))
+    }
+
+    /// Walk the cache directory: `<dir>/<hh>/<hh>/*` are chunk files (and temporary files,
+    /// stale ones removed on the way); see [`Scan`] for what else is noted.
+    pub fn scan(&self) -> Result<Scan> {
+        let mut scan = Scan::default();
+        for l1 in entries(&self.dir)? {
+            if !l1.is_dir {
+                // Other files at the top (the usage file, ...) are not the cache's chunks.
+                if is_chunk_name(&l1.name) {
+                    scan.strays.push(l1.path);
+                }
+                continue;
+            }
+            if !is_hex2(&l1.name) {
+                continue;
+            }
+            let mut l1_children = 0;
+            for l2 in entries(&l1.path)? {
+                l1_children += 1;
+                if !l2.is_dir || !is_hex2(&l2.name) {
+                    scan.strays.push(l2.path);
+                    continue;
+                }
+                self.scan_leaf(&l1.name, &l2, &mut scan)?;
+            }
+            if let Ok(md) = std::fs::symlink_metadata(&l1.path) {
+                scan.dirs += 1;
+                scan.dir_bytes += disk_cost(&md);
+            }
+            if l1_children == 0 {
+                scan.empty_dirs.push(l1.path);
             }
         }
         Ok(scan)
     }
 
-    /// Evict down to the low watermark when over the bound; recount the usage.
+    fn scan_leaf(&self, l1_name: &str, l2: &Entry, scan: &mut Scan) -> Result<()> {
+        let rd = match std::fs::read_dir(&l2.path) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == IoKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::from(e).context(l2.path.display())),
+        };
+        let mut children = 0;
+        for ent in rd {
+            let ent = ent.with_ctx(|| format!("reading {}", l2.path.display()))?;
+            children += 1;
+            let name = ent.file_name().to_string_lossy().into_owned();
+            let path = ent.path();
+            let md = match ent.metadata() {
+                Ok(m) => m,
+                Err(_) => continue,
+            };
+            let mtime = md.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+            if let Some(rest) = name.strip_prefix(TMP_PREFIX) {
+                if tmp_is_live(&path, rest) {
+                    scan.live_tmp += 1;
+                    scan.live_tmp_bytes += disk_cost(&md);
+                } else if std::fs::remove_file(&path).is_ok() {
+                    scan.stale_tmp_removed += 1;
+                    children -= 1;
+                }
+                continue;
+            }
+            let placed = md.is_file()
+                && is_chunk_name(&name)
+                && name[..2].eq_ignore_ascii_case(l1_name)
+                && name[2..4].eq_ignore_ascii_case(&l2.name);
+            if placed {
+                let cost = disk_cost(&md);
+                scan.chunk_bytes += md.len();
+                scan.chunk_cost += cost;
+                scan.chunks.push(ChunkFile {
+                    mtime,
+                    len: md.len(),
+                    cost,
+                    path,
+                });
+            } else {
+                scan.strays.push(path);
+            }
+        }
+        if let Ok(md) = std::fs::symlink_metadata(&l2.path) {
+            scan.dirs += 1;
+            scan.dir_bytes += disk_cost(&md);
+        }
+        if children == 0 {
+            scan.empty_dirs.push(l2.path.clone());
+        }
+        Ok(())
+    }
+
+    /// Evict down to the low watermark when over the bound, remove empty directories;
+    /// recount the usage.
     pub fn gc(&self) -> Result<GcReport> {
         self.locked(|_| {
             let scan = self.scan()?;
@@ -300,11 +398,14 @@ impl Quota {
                 stale_tmp_removed: scan.stale_tmp_removed,
                 ..Default::default()
             };
+            let (n, freed) = prune_dirs(&self.dir, &scan.empty_dirs);
+            rep.empty_dirs_removed = n;
+            let usage = rep.bytes_before.saturating_sub(freed);
             drop(scan);
-            let (left, removed) = if rep.bytes_before > self.max {
+            let (left, removed) = if usage > self.max {
                 self.evict(self.low)?
             } else {
-                (rep.bytes_before, 0)
+                (usage, 0)
             };
             rep.bytes_after = left;
             rep.files_removed = removed;
@@ -312,25 +413,34 @@ impl Quota {
         })
     }
 
-    /// Remove every chunk file (and temporary file); returns the files removed.
+    /// Remove every chunk file (and temporary file of a dead writer) and the directories
+    /// left empty; returns the files removed.
     pub fn clear(&self) -> Result<u64> {
         self.locked(|_| {
             let scan = self.scan()?;
             let mut removed = 0;
-            for (_, _, p) in scan.chunks.iter() {
-                if std::fs::remove_file(p).is_ok() {
+            let mut leaves = Vec::new();
+            for c in scan.chunks.iter() {
+                if std::fs::remove_file(&c.path).is_ok() {
                     removed += 1;
                 }
+                if let Some(leaf) = c.path.parent() {
+                    if leaves.last().map(|p: &PathBuf| p != leaf).unwrap_or(true) {
+                        leaves.push(leaf.to_path_buf());
+                    }
+                }
             }
-            // Empty directories are left for rfs compatibility and cheap re-use.
+            leaves.extend(scan.empty_dirs.iter().cloned());
+            prune_dirs(&self.dir, &leaves);
             Ok((removed, self.scan()?.total()))
         })
     }
 
-    /// Check every file: stale temporary files, files out of place and empty files are
-    /// removed; a file whose chunk is in `known` (from flists given to `cache fsck -m`) is
-    /// verified against its key and removed when it does not match. Files of unknown
-    /// chunks cannot be verified (the layout has only the id) and are counted.
+    /// Check every file: stale temporary files, misplaced files (see [`Scan::strays`]),
+    /// empty files and empty directories are removed; a file whose chunk is in `known`
+    /// (from flists given to `cache fsck -m`) is verified against its key and removed
+    /// when it does not match. Files of unknown chunks cannot be verified (the layout has
+    /// only the id) and are counted.
     pub fn fsck(&self, known: &HashMap<String, ChunkRef>) -> Result<FsckReport> {
         self.locked(|_| {
             let scan = self.scan()?;
@@ -339,51 +449,115 @@ impl Quota {
                 stale_tmp_removed: scan.stale_tmp_removed,
                 ..Default::default()
             };
+            let mut leaves = scan.empty_dirs.clone();
             for p in &scan.strays {
-                log::warn!("cache fsck: removing misplaced file {}", p.display());
-                if std::fs::remove_file(p).is_ok() {
+                log::warn!("cache fsck: removing misplaced {}", p.display());
+                let is_dir = std::fs::symlink_metadata(p)
+                    .map(|m| m.is_dir())
+                    .unwrap_or(false);
+                let gone = if is_dir {
+                    std::fs::remove_dir_all(p)
+                } else {
+                    std::fs::remove_file(p)
+                };
+                if gone.is_ok() {
                     rep.strays_removed += 1;
+                    if let Some(parent) = p.parent() {
+                        leaves.push(parent.to_path_buf());
+                    }
                 }
             }
-            for (_, size, p) in &scan.chunks {
+            for c in &scan.chunks {
+                let p = &c.path;
                 let name = p
                     .file_name()
                     .map(|n| n.to_string_lossy().to_ascii_lowercase())
                     .unwrap_or_default();
-                if *size == 0 {
+                let bad = if c.len == 0 {
                     log::warn!("cache fsck: removing empty file {}", p.display());
-                    if std::fs::remove_file(p).is_ok() {
-                        rep.empty_removed += 1;
-                    }
-                    continue;
-                }
-                let Some(chunk) = known.get(&name) else {
-                    rep.unknown += 1;
-                    continue;
-                };
-                let good = *size as usize <= MAX_OBJECT
-                    && std::fs::read(p)
-                        .map(|d| chunk.plaintext_matches(&d))
-                        .unwrap_or(false);
-                if good {
-                    rep.verified += 1;
+                    &mut rep.empty_removed
                 } else {
+                    let Some(chunk) = known.get(&name) else {
+                        rep.unknown += 1;
+                        continue;
+                    };
+                    let good = c.len as usize <= MAX_OBJECT
+                        && std::fs::read(p)
+                            .map(|d| chunk.plaintext_matches(&d))
+                            .unwrap_or(false);
+                    if good {
+                        rep.verified += 1;
+                        continue;
+                    }
                     log::warn!(
                         "cache fsck: {} does not match chunk {chunk}; removing it",
                         p.display()
                     );
-                    if std::fs::remove_file(p).is_ok() {
-                        rep.bad_removed += 1;
+                    &mut rep.bad_removed
+                };
+                if std::fs::remove_file(p).is_ok() {
+                    *bad += 1;
+                    if let Some(parent) = p.parent() {
+                        leaves.push(parent.to_path_buf());
                     }
                 }
             }
+            rep.empty_dirs_removed = prune_dirs(&self.dir, &leaves).0;
             Ok((rep, self.scan()?.total()))
         })
     }
 }
 
-/// Subdirectories of `dir` with their names (missing `dir` = none).
-fn subdirs(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
+/// Remove each of `dirs` that is an empty `<hh>/<hh>` or `<hh>` directory of the cache in
+/// `root`, then the `<hh>` above a removed `<hh>/<hh>` if that became empty. Returns
+/// (directories removed, bytes they took). Call with the lock held: a writer creates a
+/// directory and its temporary file under the lock, so a directory it is about to use
+/// never goes.
+fn prune_dirs(root: &Path, dirs: &[PathBuf]) -> (u64, u64) {
+    let mut n = 0;
+    let mut freed = 0;
+    let mut rmdir = |d: &Path| {
+        let cost = std::fs::symlink_metadata(d)
+            .map(|m| disk_cost(&m))
+            .unwrap_or(DIR_COST);
+        // rmdir fails (harmlessly) on a directory that is not empty.
+        if std::fs::remove_dir(d).is_ok() {
+            n += 1;
+            freed += cost;
+        }
+    };
+    for d in dirs {
+        let Ok(rel) = d.strip_prefix(root) else {
+            continue;
+        };
+        let parts: Vec<_> = rel.components().map(|c| c.as_os_str().to_str()).collect();
+        if parts.is_empty() || parts.len() > 2 || !parts.iter().all(|p| p.is_some_and(is_hex2)) {
+            continue;
+        }
+        rmdir(d);
+        if parts.len() == 2 && !d.exists() {
+            if let Some(parent) = d.parent() {
+                rmdir(parent);
+            }
+        }
+    }
+    (n, freed)
+}
+
+/// A chunk file's name: the hex of a 32-byte (or legacy 16-byte) id.
+fn is_chunk_name(name: &str) -> bool {
+    (name.len() == 64 || name.len() == 32) && name.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// An entry of a directory, without following symlinks.
+struct Entry {
+    path: PathBuf,
+    name: String,
+    is_dir: bool,
+}
+
+/// The entries of `dir` (missing `dir` = none).
+fn entries(dir: &Path) -> Result<Vec<Entry>> {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == IoKind::NotFound => return Ok(Vec::new()),
@@ -392,23 +566,23 @@ fn subdirs(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
     let mut out = Vec::new();
     for ent in rd {
         let ent = ent.with_ctx(|| format!("reading {}", dir.display()))?;
-        if ent.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            out.push((ent.path(), ent.file_name().to_string_lossy().into_owned()));
-        }
+        out.push(Entry {
+            path: ent.path(),
+            name: ent.file_name().to_string_lossy().into_owned(),
+            is_dir: ent.file_type().map(|t| t.is_dir()).unwrap_or(false),
+        });
     }
     Ok(out)
 }
 
-/// `<pid>.<hex>`: live while its writer runs and it is recent.
-fn tmp_is_live(rest: &str, mtime: SystemTime) -> bool {
-    let recent = mtime.elapsed().map(|a| a < TMP_MAX_AGE).unwrap_or(true);
-    let pid = rest
-        .split('.')
-        .next()
-        .and_then(|p| p.parse::<i32>().ok())
-        .and_then(rustix::process::Pid::from_raw);
-    match pid {
-        Some(pid) => recent && rustix::process::test_kill_process(pid).is_ok(),
+/// `<pid>.<hex>`: live unless abandoned by its writer (see [`crate::sys::leftovers`]); a
+/// name without a pid is no writer's.
+fn tmp_is_live(path: &Path, rest: &str) -> bool {
+    match rest
+        .split_once('.')
+        .and_then(|(pid, _)| leftovers::pid_between(pid, "", ""))
+    {
+        Some(pid) => !leftovers::is_abandoned(path, pid),
         None => false,
     }
 }
@@ -416,6 +590,7 @@ fn tmp_is_live(rest: &str, mtime: SystemTime) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn sizes_parse() {
@@ -429,16 +604,19 @@ mod tests {
     }
 
     #[test]
-    fn reserve_evicts_oldest_down_to_the_low_watermark() {
+    fn reserve_evicts_oldest_down_to_the_low_watermark_with_its_directories() {
         let d = tempfile::tempdir().unwrap();
-        let q = Quota::open(d.path(), 1000).unwrap();
+        // Each chunk: 10 blocks in its own two directories.
+        let len = 10 * BLOCK;
+        let each = file_cost(len) + 2 * DIR_COST;
+        let q = Quota::open(d.path(), 4 * each + each / 2).unwrap();
         let mut paths = Vec::new();
         for i in 0..4u8 {
             let hex = format!("{:02x}{}", i, "ab".repeat(31));
             let p = chunk_path(d.path(), &hex);
+            q.reserve_with(each, || Ok(())).unwrap();
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            q.reserve_with(200, || Ok(())).unwrap();
-            std::fs::write(&p, [0u8; 200]).unwrap();
+            std::fs::write(&p, vec![1u8; len as usize]).unwrap();
             let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1000 + i as u64);
             File::options()
                 .write(true)
@@ -448,14 +626,36 @@ mod tests {
                 .unwrap();
             paths.push(p);
         }
-        assert_eq!(q.usage().unwrap(), 800);
-        q.reserve_with(300, || Ok(())).unwrap(); // 1100 > 1000: evict down to 900 - 300 = 600
+        assert_eq!(q.usage().unwrap(), 4 * each);
+        assert_eq!(q.scan().unwrap().total(), 4 * each, "directories counted");
+        // 5 chunks do not fit: evict down to 90 % of the bound minus the new one.
+        q.reserve_with(each, || Ok(())).unwrap();
         assert!(
-            !paths[0].exists() && paths[1].exists(),
+            !paths[0].exists() && paths[3].exists(),
             "oldest evicted first"
         );
-        assert_eq!(q.usage().unwrap(), 900);
+        assert!(
+            !d.path().join("00").exists(),
+            "the emptied directories went with it"
+        );
+        let left = paths.iter().filter(|p| p.exists()).count() as u64;
+        assert_eq!(q.usage().unwrap(), left * each + each);
         let rep = q.gc().unwrap();
-        assert_eq!(rep.bytes_after, 600, "usage recomputed from the scan");
+        assert_eq!(
+            rep.bytes_after,
+            left * each,
+            "usage recomputed from the scan"
+        );
+        // An empty shard directory left by an older version goes on gc.
+        std::fs::create_dir_all(d.path().join("ee/ff")).unwrap();
+        let rep = q.gc().unwrap();
+        assert_eq!(rep.empty_dirs_removed, 2);
+        assert!(!d.path().join("ee").exists());
+        assert_eq!(q.clear().unwrap(), left);
+        let names: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [USAGE_FILE], "clear leaves no directories");
     }
 }

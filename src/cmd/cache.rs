@@ -3,8 +3,10 @@
 //! The cache layout (`<hh>/<hh>/<hex id>`, shared with rfs) holds only chunk ids, so
 //! `fsck` can verify a file's content only when its key is known: pass the flists whose
 //! chunks should be checked with `-m`. Without them it still removes temporary files of
-//! dead writers, empty files and files out of place, and reports how many it could not
-//! verify. Mounts verify every file on first use anyway.
+//! dead writers, empty files, empty directories and files out of place (anywhere in the
+//! `<hh>/<hh>` tree that a chunk does not belong, and chunk-named files at the top), and
+//! reports how many it could not verify. It exits 2 when it removed a bad, empty or
+//! misplaced file. Mounts verify every file on first use anyway.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -71,6 +73,10 @@ pub fn run(args: Args) -> Result<i32> {
             println!("bound {}", q.max());
             println!("in_progress {}", s.live_tmp);
             println!("strays {}", s.strays.len());
+            println!("dirs {}", s.dirs);
+            println!("dir_bytes {}", s.dir_bytes);
+            println!("empty_dirs {}", s.empty_dirs.len());
+            println!("disk_bytes {}", s.total());
             println!(
                 "usage_pct {:.1}",
                 100.0 * s.total() as f64 / q.max().max(1) as f64
@@ -82,6 +88,7 @@ pub fn run(args: Args) -> Result<i32> {
             println!("bytes_after {}", r.bytes_after);
             println!("removed {}", r.files_removed);
             println!("stale_tmp_removed {}", r.stale_tmp_removed);
+            println!("empty_dirs_removed {}", r.empty_dirs_removed);
         }
         Action::Clear(c) => {
             let n = open(&c)?.clear()?;
@@ -110,6 +117,8 @@ pub fn run(args: Args) -> Result<i32> {
             println!("empty_removed {}", r.empty_removed);
             println!("strays_removed {}", r.strays_removed);
             println!("stale_tmp_removed {}", r.stale_tmp_removed);
+            println!("empty_dirs_removed {}", r.empty_dirs_removed);
+            // 2: something had to be repaired (as fsck(8) says "errors corrected").
             let bad = r.bad_removed + r.empty_removed + r.strays_removed;
             return Ok(if bad > 0 { 2 } else { 0 });
         }

@@ -1,8 +1,9 @@
 //! `zvfs config`: list and edit an flist's tags and store routes, like rfs 2.x
 //! (`config tag list|add|delete`, `config store list|add|delete`). Every edit is atomic:
 //! the flist is copied next to itself, edited, synced and renamed over the original, so a
-//! mount or reader never sees a half-edited file. Passwords are stripped from added
-//! routes unless asked otherwise.
+//! mount or reader never sees a half-edited file. The copy of an edit killed before it
+//! finished (and its SQLite journal) is removed by the next edit in that directory once
+//! its process is gone. Passwords are stripped from added routes unless asked otherwise.
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +11,7 @@ use crate::error::{Context, Error, Result};
 use crate::flist::v2::V2Editor;
 use crate::flist::{self, Route};
 use crate::store;
+use crate::sys::leftovers;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -95,12 +97,19 @@ pub fn edit_flist(path: &Path, edit: impl FnOnce(&V2Editor) -> Result<()>) -> Re
     let file = path
         .file_name()
         .ok_or_else(|| Error::invalid(format!("{}: not a file name", path.display())))?;
+    clean_edit_leftovers(&dir);
     let tmp = dir.join(format!(
-        ".{}.zvfs-edit.{}",
+        ".{}{EDIT_MARK}{}",
         file.to_string_lossy(),
         std::process::id()
     ));
     let result = (|| {
+        // The copy is locked while it is edited (see `sys::leftovers`).
+        let lock =
+            std::fs::File::create(&tmp).with_ctx(|| format!("creating {}", tmp.display()))?;
+        if let Err(e) = leftovers::lock_writer(&lock) {
+            log::debug!("locking {}: {e}", tmp.display());
+        }
         std::fs::copy(path, &tmp)
             .with_ctx(|| format!("copying {} to {}", path.display(), tmp.display()))?;
         {
@@ -121,6 +130,37 @@ pub fn edit_flist(path: &Path, edit: impl FnOnce(&V2Editor) -> Result<()>) -> Re
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Marker of the copies being edited: `.<name>` + this + `<pid>`, with SQLite's journal
+/// `<copy>-journal` beside it.
+const EDIT_MARK: &str = ".zvfs-edit.";
+
+/// The editor's pid in `.<name>.zvfs-edit.<pid>` (and its `-journal`).
+fn edit_pid(name: &str) -> Option<u32> {
+    let name = name.strip_suffix("-journal").unwrap_or(name);
+    let (head, pid) = name.rsplit_once(EDIT_MARK)?;
+    if head.len() < 2 || !head.starts_with('.') {
+        return None;
+    }
+    leftovers::pid_between(pid, "", "")
+}
+
+/// Remove the copies (and their journals) that edits killed before they finished left in
+/// `dir`. A journal goes only with its copy: while the copy is locked it stays.
+fn clean_edit_leftovers(dir: &Path) {
+    leftovers::clean_dir(dir, |name| {
+        if name.ends_with("-journal") {
+            None
+        } else {
+            edit_pid(name)
+        }
+    });
+    leftovers::clean_dir(dir, |name| {
+        let copy = name.strip_suffix("-journal")?;
+        let pid = edit_pid(name)?;
+        (!dir.join(copy).exists()).then_some(pid)
+    });
 }
 
 /// A clear error for a legacy flist, instead of what SQLite says about a gzip file.

@@ -190,12 +190,28 @@ fn parse_tags(tags: &[String]) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-/// The flist being written: a temporary file in the output's directory, removed on drop
-/// unless committed (renamed to the output path).
+/// The flist being written: a temporary file `.<name>.zvfs-tmp-<pid>` in the output's
+/// directory, locked while this process writes it (see [`crate::sys::leftovers`]) and
+/// removed on drop unless committed (renamed to the output path). Creating one first
+/// removes the temporary flists that dead packs left in that directory.
 struct TempOut {
     tmp: PathBuf,
     out: PathBuf,
     done: bool,
+    /// Holds the writer's lock on `tmp`.
+    _lock: File,
+}
+
+/// Marker of pack's temporary flists: `.<name>` + this + `<pid>`.
+const TMP_MARK: &str = ".zvfs-tmp-";
+
+/// The writer's pid in a temporary flist name `.<name>.zvfs-tmp-<pid>`.
+fn tmp_out_pid(name: &str) -> Option<u32> {
+    let (head, pid) = name.rsplit_once(TMP_MARK)?;
+    if head.len() < 2 || !head.starts_with('.') {
+        return None;
+    }
+    crate::sys::leftovers::pid_between(pid, "", "")
 }
 
 impl TempOut {
@@ -213,13 +229,20 @@ impl TempOut {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
+        crate::sys::leftovers::clean_dir(&dir, tmp_out_pid);
         let mut tmp_name = OsString::from(".");
         tmp_name.push(name);
-        tmp_name.push(format!(".zvfs-tmp-{}", std::process::id()));
+        tmp_name.push(format!("{TMP_MARK}{}", std::process::id()));
+        let tmp = dir.join(tmp_name);
+        let lock = File::create(&tmp).with_ctx(|| format!("creating {}", tmp.display()))?;
+        if let Err(e) = crate::sys::leftovers::lock_writer(&lock) {
+            log::debug!("locking {}: {e}", tmp.display());
+        }
         Ok(TempOut {
-            tmp: dir.join(tmp_name),
+            tmp,
             out: out.to_path_buf(),
             done: false,
+            _lock: lock,
         })
     }
 

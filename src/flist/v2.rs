@@ -620,11 +620,16 @@ pub struct V2Writer {
 }
 
 impl V2Writer {
-    /// Create an empty flist at `path` (which must not exist) with the rfs schema, the
-    /// zvfs extension tables and the `version` tag.
+    /// Create an empty flist at `path` with the rfs schema, the zvfs extension tables and
+    /// the `version` tag. A file already at `path` is emptied in place (not replaced: the
+    /// caller may hold a lock on it).
     pub fn create(path: &Path) -> Result<V2Writer> {
         if path.exists() {
-            std::fs::remove_file(path).with_ctx(|| format!("removing stale {}", path.display()))?;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(path)
+                .with_ctx(|| format!("emptying stale {}", path.display()))?;
         }
         let conn =
             Connection::open(path).with_ctx(|| format!("creating flist {}", path.display()))?;

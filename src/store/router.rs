@@ -319,7 +319,7 @@ mod tests {
         router.put(chunk.id(), &ct).unwrap();
         // corrupt the first replica
         let hex = chunk.hex_id();
-        let p = a.path().join(&hex[..2]).join(hex.as_str());
+        let p = a.path().join(hex.as_str());
         let mut bad = std::fs::read(&p).unwrap();
         bad[0] ^= 1;
         std::fs::write(&p, bad).unwrap();

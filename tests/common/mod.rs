@@ -424,3 +424,46 @@ impl Drop for Trickle {
         }
     }
 }
+
+// ---------------------------------------------------------------- crash leftovers
+
+/// A pid no process can have: above the largest the kernel hands out (2^22).
+pub const DEAD_PID: u32 = 4_194_305;
+
+/// Create `path` (and its directory) as a crashed writer leaves a temporary file: some
+/// bytes, last written a minute ago.
+pub fn plant_leftover(path: &Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, b"left by a crash").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(60))
+        .unwrap();
+}
+
+/// A live process (`sleep`) whose pid stands for a live writer's; killed on drop.
+pub struct LiveProcess(Child);
+
+impl LiveProcess {
+    pub fn start() -> LiveProcess {
+        LiveProcess(
+            Command::new("sleep")
+                .arg("600")
+                .spawn()
+                .expect("running sleep"),
+        )
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for LiveProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
