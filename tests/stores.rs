@@ -754,7 +754,11 @@ fn config_tags_and_stores() {
         "{tags}"
     );
     zvfs_ok(&["config", "-m", &m, "tag", "delete", "-a"]);
-    assert_eq!(zvfs_ok(&["config", "-m", &m, "tag", "list"]), "");
+    // every tag but the reserved schema marker
+    assert_eq!(
+        zvfs_ok(&["config", "-m", &m, "tag", "list"]),
+        "version=zvfs-1\n"
+    );
     assert!(!zvfs(&["config", "-m", &m, "tag", "add", "-t", "novalue"])
         .status
         .success());
@@ -988,4 +992,258 @@ fn config_removes_the_copies_dead_edits_left() {
     }
     let tags = zvfs_ok(&["config", "-m", &meta_arg(&meta), "tag", "list"]);
     assert!(tags.contains("k=v"), "{tags}");
+}
+
+/// A failed zvfs run: its exit code and stderr.
+fn refused(args: &[&str]) -> (i32, String) {
+    let out = zvfs(args);
+    assert!(!out.status.success(), "zvfs {args:?} succeeded");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn config_refuses_the_reserved_version_tag() {
+    let t = tempfile::tempdir().unwrap();
+    let files = test_files();
+    let (meta, _, _) = dir_flist(t.path(), "store", &files);
+    let m = meta_arg(&meta);
+    zvfs_ok(&["config", "-m", &m, "tag", "add", "-t", "author=me"]);
+    let before = std::fs::read(&meta).unwrap();
+    for args in [
+        vec!["tag", "add", "-t", "version=zvfs-99"],
+        vec!["tag", "add", "-t", "version=x"],
+        vec!["tag", "add", "-t", "release=2", "--tag", "version=zvfs-1"],
+        vec!["tag", "delete", "-k", "version"],
+        vec!["tag", "delete", "-k", "author", "-k", "version"],
+    ] {
+        let mut all = vec!["config", "-m", &m];
+        all.extend(&args);
+        let (code, err) = refused(&all);
+        assert_eq!(code, 2, "{args:?}: a usage error: {err}");
+        assert!(
+            err.contains("`version` tag is reserved") && err.contains("release"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(std::fs::read(&meta).unwrap(), before, "{args:?} changed it");
+    }
+    let tags = zvfs_ok(&["config", "-m", &m, "tag", "list"]);
+    assert_eq!(tags, "author=me\nversion=zvfs-1\n");
+    assert!(zvfs_ok(&["inspect", "-m", &m]).contains("zvfs-1"));
+    assert_reads_back(&meta, &files);
+    assert!(common::names_containing(t.path(), "zvfs-edit").is_empty());
+
+    // pack refuses it through the same check
+    let src = t.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let out_fl = t.path().join("out.fl");
+    let (code, err) = refused(&[
+        "pack",
+        "-m",
+        out_fl.to_str().unwrap(),
+        "-s",
+        &dir_url(&t.path().join("s2")),
+        "--tag",
+        "version=3",
+        src.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("`version` tag is reserved"), "{err}");
+    assert!(!out_fl.exists() && !t.path().join("s2").exists());
+
+    // An flist whose marker an older zvfs let someone change: every command says which
+    // file and which value, and how to put the marker back.
+    for bad in ["zvfs-99", "zvfs-x"] {
+        let c = rusqlite::Connection::open(&meta).unwrap();
+        c.execute("UPDATE tag SET value = ?1 WHERE key = 'version'", [bad])
+            .unwrap();
+        drop(c);
+        for args in [
+            vec!["config", "-m", &m, "tag", "list"],
+            vec!["config", "-m", &m, "tag", "delete", "-k", "author"],
+            vec!["inspect", "-m", &m],
+        ] {
+            let (code, err) = refused(&args);
+            assert_eq!(code, 1, "{err}");
+            assert!(
+                err.contains(&m) && err.contains(&format!("version=\"{bad}\"")),
+                "{args:?}: {err}"
+            );
+            assert!(err.contains("UPDATE tag SET value='zvfs-1'"), "{err}");
+        }
+        // the repair the message gives works
+        let c = rusqlite::Connection::open(&meta).unwrap();
+        c.execute("UPDATE tag SET value='zvfs-1' WHERE key='version'", [])
+            .unwrap();
+        drop(c);
+        assert_reads_back(&meta, &files);
+    }
+}
+
+/// `-s` values no store can use: each with what the error must say.
+const BAD_STORES: &[(&str, &str)] = &[
+    ("http://[::1", "invalid IPv6 address"),
+    ("https://user:sekrit@[::1/store", "invalid IPv6 address"),
+    ("http://127.0.0.1:99999/x", "invalid port"),
+    ("dir://relative/path", "must be absolute"),
+    ("dir://", "no path"),
+    ("dir:///srv/store?layout=nested", "unknown layout"),
+    ("zdb://user:sekrit@[::1/ns", "bad host or port"),
+    ("redis://h st/ns", "bad host"),
+    ("s3://AK:sekrit@127.0.0.1:3900", "no bucket"),
+    ("s3://AK:sekrit@[::1/bucket", "invalid IPv6 address"),
+    ("ftp://127.0.0.1/x", "unsupported store URL"),
+    ("00-zz=dir:///srv/store", "route range must be xx-xx"),
+    ("0-7f=dir:///srv/store", "route range must be xx-xx"),
+    ("80-00=zdb://user:sekrit@127.0.0.1/ns", "empty route range"),
+];
+
+/// The URL part of a `[xx-xx=]URL` argument as error messages show it.
+fn shown(spec: &str) -> String {
+    match spec.split_once('=') {
+        Some((range, url)) if !range.contains("://") => {
+            format!("{range}={}", store::redact(url))
+        }
+        _ => store::redact(spec),
+    }
+}
+
+#[test]
+fn bad_store_urls_are_refused_before_anything_is_done() {
+    let t = tempfile::tempdir().unwrap();
+    let files = test_files();
+    let (meta, st, _) = dir_flist(t.path(), "store", &files);
+    let m = meta_arg(&meta);
+    let flist_before = std::fs::read(&meta).unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::write(src.join("d/f"), b"content").unwrap();
+    let good = dir_url(&t.path().join("good-store"));
+    let out_fl = t.path().join("out.fl");
+    let cache = t.path().join("cache");
+    let target = t.path().join("mnt");
+    let unpacked = t.path().join("unpacked");
+    std::fs::create_dir(&target).unwrap();
+    let p = |p: &Path| p.to_str().unwrap().to_string();
+    for (bad, why) in BAD_STORES {
+        let commands: Vec<Vec<String>> = vec![
+            vec!["pack", "-m", &p(&out_fl), "-s", &good, "-s", bad, &p(&src)],
+            vec![
+                "mount",
+                "-d",
+                "-m",
+                &m,
+                "-c",
+                &p(&cache),
+                "-s",
+                bad,
+                &p(&target),
+            ],
+            vec!["cat", "-m", &m, "-s", bad, "/small.txt"],
+            vec![
+                "unpack",
+                "-m",
+                &m,
+                "-c",
+                &p(&cache),
+                "-s",
+                bad,
+                &p(&unpacked),
+            ],
+            vec!["warm", "-m", &m, "-c", &p(&cache), "-s", bad],
+            vec!["verify", "-m", &m, "-s", bad],
+            vec!["clone", "-m", &m, "-s", bad, "--update-routes"],
+            vec!["config", "-m", &m, "store", "add", "-s", bad],
+        ]
+        .into_iter()
+        .map(|v| v.into_iter().map(str::to_string).collect())
+        .collect();
+        for args in commands {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = zvfs(&args);
+            // never leave a mount behind, whatever happened
+            if common::is_mounted(&target) {
+                let _ = zvfs(&["umount", &p(&target)]);
+            }
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(err.contains(&shown(bad)), "{args:?}: {err}");
+            assert!(err.contains(why), "{args:?}: {err}");
+            assert!(!err.contains("sekrit"), "{args:?}: password shown: {err}");
+            assert!(out.stdout.is_empty(), "{args:?} printed something");
+        }
+        // nothing was written anywhere
+        assert!(!out_fl.exists(), "{bad}: pack wrote its flist");
+        assert!(
+            !t.path().join("good-store").exists(),
+            "{bad}: pack stored chunks"
+        );
+        assert!(!cache.exists(), "{bad}: a cache was created");
+        assert!(!unpacked.exists(), "{bad}: unpack created its target");
+        assert_eq!(
+            std::fs::read(&meta).unwrap(),
+            flist_before,
+            "{bad}: flist changed"
+        );
+        let left = common::names_containing(t.path(), "zvfs-");
+        assert!(left.is_empty(), "{bad}: leftovers {left:?}");
+    }
+    assert_eq!(
+        zvfs_ok(&["config", "-m", &m, "store", "list"]).trim(),
+        format!("00-ff={}", dir_url(&st))
+    );
+
+    // Good URLs of every kind are accepted (recorded without connecting to anything),
+    // the dir layouts included.
+    let good_urls = [
+        "dir:///srv/store",
+        "dir:///srv/flat?layout=flat",
+        "00-7f=dir:///srv/sharded?layout=sharded",
+        "zdb://u:sekrit@127.0.0.1:9900/ns",
+        "80-ff=zdb://[::1]:9900/ns",
+        "zdb:///run/zdb.sock",
+        "redis://u:sekrit@/run/redis.sock?ns=x",
+        "http://[::1]:8080/store",
+        "https://hub.example/store/",
+        "s3://AK:sekrit@127.0.0.1:3900/bucket?region=garage",
+        "00-0f=s3s://host.example/bucket",
+    ];
+    let mut args = vec!["config", "-m", &m, "store", "add"];
+    for g in &good_urls {
+        args.extend(["-s", g]);
+    }
+    zvfs_ok(&args);
+    let routes = zvfs_ok(&["config", "-m", &m, "store", "list"]);
+    for want in [
+        "00-ff=dir:///srv/flat?layout=flat\n",
+        "00-7f=dir:///srv/sharded?layout=sharded\n",
+        "80-ff=zdb://[::1]:9900/ns\n",
+        "00-ff=redis://u@/run/redis.sock?ns=x\n",
+        "00-ff=http://[::1]:8080/store\n",
+        "00-0f=s3s://host.example/bucket\n",
+    ] {
+        assert!(routes.contains(want), "{want} missing from {routes}");
+    }
+    // pack, cat and mount take good ones (a dir store given as an absolute path)
+    pack_and_read_with(t.path(), &src, &good);
+}
+
+/// `pack -s URL` (plus ranges over the same store) then `cat -s URL` reads it back.
+fn pack_and_read_with(dir: &Path, src: &Path, url: &str) {
+    let fl = dir.join("good.fl");
+    let (lo, hi) = (format!("00-7f={url}"), format!("80-ff={url}"));
+    zvfs_ok(&[
+        "pack",
+        "-m",
+        fl.to_str().unwrap(),
+        "-s",
+        &lo,
+        "-s",
+        &hi,
+        src.to_str().unwrap(),
+    ]);
+    let out = zvfs_ok(&["cat", "-m", fl.to_str().unwrap(), "-s", url, "/d/f"]);
+    assert_eq!(out, "content");
 }

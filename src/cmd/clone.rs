@@ -20,7 +20,7 @@ pub struct Args {
     #[arg(short = 'm', long = "meta")]
     pub meta: PathBuf,
     /// Destination store, `[xx-xx=]URL` (repeatable).
-    #[arg(short = 's', long = "store", required = true)]
+    #[arg(short = 's', long = "store", required = true, value_parser = super::StoreSpec)]
     pub stores: Vec<String>,
     /// Cache of plaintext chunks (`<cache>/<hh>/<hh>/<hex id>`) to read before the stores.
     #[arg(short = 'c', long = "cache")]

@@ -3,7 +3,10 @@
 //! the flist is copied next to itself, edited, synced and renamed over the original, so a
 //! mount or reader never sees a half-edited file. The copy of an edit killed before it
 //! finished (and its SQLite journal) is removed by the next edit in that directory once
-//! its process is gone. Passwords are stripped from added routes unless asked otherwise.
+//! its process is gone. Passwords are stripped from added routes unless asked otherwise;
+//! added routes are checked like every `-s` (a route is deleted by URL unchecked, so a bad
+//! one can be removed). The reserved `version` tag (the schema marker) is never set or
+//! deleted here.
 
 use std::path::{Path, PathBuf};
 
@@ -40,18 +43,23 @@ pub enum What {
 pub enum TagOp {
     /// Print every tag as `key=value`.
     List,
-    /// Set tags (an existing key is replaced).
+    /// Set tags (an existing key is replaced; `version` is reserved).
     Add {
         /// `key=value` (repeatable).
-        #[arg(short = 't', long = "tag", required = true)]
+        #[arg(short = 't', long = "tag", required = true, value_parser = super::TagSpec::Pair)]
         tags: Vec<String>,
     },
-    /// Delete tags by key, or all of them.
+    /// Delete tags by key, or all of them (but the reserved `version` marker).
     Delete {
         /// Key to delete (repeatable).
-        #[arg(short = 'k', long = "key", required_unless_present = "all")]
+        #[arg(
+            short = 'k',
+            long = "key",
+            required_unless_present = "all",
+            value_parser = super::TagSpec::Key
+        )]
         keys: Vec<String>,
-        /// Delete every tag.
+        /// Delete every tag but `version`.
         #[arg(short = 'a', long = "all", conflicts_with = "keys")]
         all: bool,
     },
@@ -63,7 +71,7 @@ pub enum StoreOp {
     List,
     /// Add routes, `[xx-xx=]URL` (repeatable).
     Add {
-        #[arg(short = 's', long = "store", required = true)]
+        #[arg(short = 's', long = "store", required = true, value_parser = super::StoreSpec)]
         stores: Vec<String>,
         /// Keep passwords in the URLs written into the flist.
         #[arg(long)]
@@ -181,34 +189,19 @@ fn refuse_legacy(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Parse `-s` arguments into routes as they should be written into an flist.
+/// Parse `-s` arguments into routes as they should be written into an flist; each is
+/// checked (`check_store_spec`) first.
 pub fn routes_to_write(specs: &[String], keep_password: bool) -> Result<Vec<Route>> {
     specs
         .iter()
         .map(|s| {
-            let mut r = Route::parse(s)?;
-            // fail now on a URL no store kind understands
-            if !r.url.contains("://") {
-                return Err(Error::invalid(format!(
-                    "bad store URL {}",
-                    store::redact(&r.url)
-                )));
-            }
+            let mut r = super::check_store_spec(s)?;
             if !keep_password {
                 r.url = store::strip_password(&r.url);
             }
             Ok(r)
         })
         .collect()
-}
-
-fn parse_tag(t: &str) -> Result<(&str, &str)> {
-    match t.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k, v)),
-        _ => Err(Error::invalid(format!(
-            "bad tag {t:?} (expected key=value)"
-        ))),
-    }
 }
 
 pub fn run(args: Args) -> Result<i32> {
@@ -225,7 +218,7 @@ pub fn run(args: Args) -> Result<i32> {
         } => {
             let parsed = tags
                 .iter()
-                .map(|t| parse_tag(t))
+                .map(|t| super::check_tag_spec(t))
                 .collect::<Result<Vec<_>>>()?;
             edit_flist(meta, |ed| {
                 parsed.iter().try_for_each(|(k, v)| ed.set_tag(k, v))
@@ -233,13 +226,16 @@ pub fn run(args: Args) -> Result<i32> {
         }
         What::Tag {
             op: TagOp::Delete { keys, all },
-        } => edit_flist(meta, |ed| {
-            if all {
-                ed.delete_all_tags()
-            } else {
-                keys.iter().try_for_each(|k| ed.delete_tag(k))
-            }
-        })?,
+        } => {
+            keys.iter().try_for_each(|k| flist::v2::check_tag_key(k))?;
+            edit_flist(meta, |ed| {
+                if all {
+                    ed.delete_all_tags()
+                } else {
+                    keys.iter().try_for_each(|k| ed.delete_tag(k))
+                }
+            })?
+        }
         What::Store { op: StoreOp::List } => {
             let fl = flist::open(meta)?;
             for r in fl.routes()? {

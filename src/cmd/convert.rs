@@ -32,7 +32,7 @@ pub struct Args {
     pub output: PathBuf,
     /// Store receiving the re-encoded chunks, `[xx-xx=]URL` (repeatable; recorded as the
     /// new flist's routes, without passwords).
-    #[arg(short = 's', long = "store", required = true)]
+    #[arg(short = 's', long = "store", required = true, value_parser = super::StoreSpec)]
     pub stores: Vec<String>,
     /// Store to read the old chunks from, overriding the flist's own routes or legacy
     /// `backend` (repeatable, `[xx-xx=]URL`).

@@ -44,7 +44,7 @@ pub struct CatArgs {
     pub meta: PathBuf,
     #[command(flatten)]
     pub cache: super::CacheFlags,
-    #[arg(short = 's', long = "store")]
+    #[arg(short = 's', long = "store", value_parser = super::StoreSpec)]
     pub stores: Vec<String>,
     #[command(flatten)]
     pub store_flags: super::StoreFlags,

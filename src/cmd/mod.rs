@@ -46,6 +46,95 @@ pub fn open_flist(
     crate::flist::open(&local)
 }
 
+/// Check a `[xx-xx=]URL` store argument: its range and URL (see `store::check_url`).
+pub fn check_store_spec(spec: &str) -> Result<crate::flist::Route> {
+    let route = crate::flist::Route::parse(spec)?;
+    crate::store::check_url(&route.url)?;
+    Ok(route)
+}
+
+/// The value parser of every `-s/--store` argument that names stores to use or record:
+/// a bad one is a usage error (exit code 2) before the command does anything, with a
+/// message naming the URL with its password redacted (clap's own message would print the
+/// argument as given).
+#[derive(Clone, Copy, Debug)]
+pub struct StoreSpec;
+
+impl clap::builder::TypedValueParser for StoreSpec {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> std::result::Result<String, clap::Error> {
+        checked_arg(cmd, arg, value, |s| check_store_spec(s).map(drop))
+    }
+}
+
+/// Check a `key=value` tag argument (`pack --tag`, `config tag add -t`): a key, and not
+/// the reserved `version` marker.
+pub fn check_tag_spec(spec: &str) -> Result<(&str, &str)> {
+    match spec.split_once('=') {
+        Some((k, v)) if !k.is_empty() => {
+            crate::flist::v2::check_tag_key(k)?;
+            Ok((k, v))
+        }
+        _ => Err(Error::invalid(format!(
+            "bad tag {spec:?} (expected key=value)"
+        ))),
+    }
+}
+
+/// The value parser of tag arguments: `key=value` ([`TagSpec::Pair`]) or a key to delete
+/// ([`TagSpec::Key`]); a malformed or reserved one is a usage error (exit code 2).
+#[derive(Clone, Copy, Debug)]
+pub enum TagSpec {
+    Pair,
+    Key,
+}
+
+impl clap::builder::TypedValueParser for TagSpec {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> std::result::Result<String, clap::Error> {
+        checked_arg(cmd, arg, value, |s| match self {
+            TagSpec::Pair => check_tag_spec(s).map(drop),
+            TagSpec::Key => crate::flist::v2::check_tag_key(s),
+        })
+    }
+}
+
+/// An argument that passed `check`, or a usage error naming the flag and what is wrong.
+fn checked_arg(
+    cmd: &clap::Command,
+    arg: Option<&clap::Arg>,
+    value: &std::ffi::OsStr,
+    check: impl FnOnce(&str) -> Result<()>,
+) -> std::result::Result<String, clap::Error> {
+    let flag = match arg {
+        Some(a) => match a.get_long() {
+            Some(l) => format!("--{l}"),
+            None => a.get_id().to_string(),
+        },
+        None => "argument".into(),
+    };
+    let usage = |msg: String| {
+        clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{msg}\n")).with_cmd(cmd)
+    };
+    let text = value
+        .to_str()
+        .ok_or_else(|| usage(format!("{flag}: not valid UTF-8")))?;
+    check(text).map_err(|e| usage(format!("{flag}: {e}")))?;
+    Ok(text.to_string())
+}
+
 /// Store timeouts as command-line flags, shared by every command that reads chunks.
 #[derive(clap::Args, Debug, Clone)]
 pub struct StoreFlags {

@@ -60,7 +60,7 @@ pub struct Args {
     #[arg(long = "cache-size", default_value = "4G")]
     pub cache_size: String,
     /// Store URL overriding the flist's routes (`[xx-xx=]URL`, repeatable).
-    #[arg(short = 's', long = "store")]
+    #[arg(short = 's', long = "store", value_parser = super::StoreSpec)]
     pub stores: Vec<String>,
     /// Run as a daemon: return once the mount is ready.
     #[arg(short = 'd', long = "daemon")]

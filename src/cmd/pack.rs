@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::codec::{v2, ChunkRef, CHUNK_SIZE};
 use crate::error::{Context, Error, Result};
-use crate::flist::v2::{NewEntry, V2Writer, VERSION_TAG};
+use crate::flist::v2::{NewEntry, V2Writer};
 use crate::flist::{Identity, Ino, Route, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use crate::identity;
 use crate::store::router::Router;
@@ -36,10 +36,10 @@ pub struct Args {
     #[arg(short = 'm', long = "meta")]
     pub meta: PathBuf,
     /// Store URL, optionally with a first-byte range: `[xx-xx=]URL` (repeatable).
-    #[arg(short = 's', long = "store", required = true)]
+    #[arg(short = 's', long = "store", required = true, value_parser = super::StoreSpec)]
     pub stores: Vec<String>,
-    /// Tag to record, `key=value` (repeatable).
-    #[arg(long = "tag")]
+    /// Tag to record, `key=value` (repeatable; `version` is reserved).
+    #[arg(long = "tag", value_parser = super::TagSpec::Pair)]
     pub tags: Vec<String>,
     /// Encoding and upload workers (default: available parallelism).
     #[arg(short = 'j', long = "jobs")]
@@ -172,22 +172,12 @@ fn route_rows(routes: &[Route], keep_passwords: bool) -> Vec<Route> {
 
 /// `--tag k=v` arguments; `version` is reserved for the schema marker.
 fn parse_tags(tags: &[String]) -> Result<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    for t in tags {
-        let (k, v) = t
-            .split_once('=')
-            .ok_or_else(|| Error::invalid(format!("bad --tag {t:?}: expected key=value")))?;
-        if k.is_empty() {
-            return Err(Error::invalid(format!("bad --tag {t:?}: empty key")));
-        }
-        if k == VERSION_TAG {
-            return Err(Error::invalid(format!(
-                "--tag {VERSION_TAG}=... is reserved: zvfs writes the `{VERSION_TAG}` tag itself (schema marker); use another key such as `release`"
-            )));
-        }
-        out.push((k.to_string(), v.to_string()));
-    }
-    Ok(out)
+    tags.iter()
+        .map(|t| {
+            let (k, v) = super::check_tag_spec(t).map_err(|e| e.context("--tag"))?;
+            Ok((k.to_string(), v.to_string()))
+        })
+        .collect()
 }
 
 /// The flist being written: a temporary file `.<name>.zvfs-tmp-<pid>` in the output's

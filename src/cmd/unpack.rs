@@ -48,7 +48,7 @@ pub struct Args {
     #[command(flatten)]
     pub cache: super::CacheFlags,
     /// Store URL overriding the flist's routes (repeatable, `[xx-xx=]URL`).
-    #[arg(short = 's', long = "store")]
+    #[arg(short = 's', long = "store", value_parser = super::StoreSpec)]
     pub stores: Vec<String>,
     /// Restore owners (uid/gid).
     #[arg(short = 'p', long = "preserve-ownership")]

@@ -18,7 +18,7 @@ pub struct Args {
     #[arg(short = 'm', long = "meta")]
     pub meta: PathBuf,
     /// Store to check instead of the flist's routes, `[xx-xx=]URL` (repeatable).
-    #[arg(short = 's', long = "store")]
+    #[arg(short = 's', long = "store", value_parser = super::StoreSpec)]
     pub stores: Vec<String>,
     /// Fetch every chunk and check it decrypts to the right content (both hashes).
     #[arg(long)]

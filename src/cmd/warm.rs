@@ -29,7 +29,7 @@ pub struct Args {
     #[arg(long = "cache-size", default_value = "4G")]
     pub cache_size: String,
     /// Store URL overriding the flist's routes (repeatable, `[xx-xx=]URL`).
-    #[arg(short = 's', long = "store")]
+    #[arg(short = 's', long = "store", value_parser = super::StoreSpec)]
     pub stores: Vec<String>,
     /// Chunks fetched in parallel.
     #[arg(short = 'j', long = "jobs", default_value_t = 4)]

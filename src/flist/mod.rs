@@ -115,30 +115,47 @@ pub struct Route {
 }
 
 impl Route {
-    /// Parse `[xx-xx=]URL` as given on command lines (`-s`).
+    /// Parse `[xx-xx=]URL` as given on command lines (`-s`). An `=` before the URL's
+    /// `://` starts a range, which must be two hex digits, `-`, two hex digits. Only the
+    /// syntax of the range is checked here (`store::check_url` checks URLs).
     pub fn parse(spec: &str) -> Result<Route> {
-        if let Some((range, url)) = spec.split_once('=') {
-            if let Some((a, b)) = range.split_once('-') {
-                if a.len() == 2 && b.len() == 2 && !range.contains(':') {
-                    let start = u8::from_str_radix(a, 16)
-                        .map_err(|_| Error::invalid(format!("bad route range in {spec:?}")))?;
-                    let end = u8::from_str_radix(b, 16)
-                        .map_err(|_| Error::invalid(format!("bad route range in {spec:?}")))?;
-                    if start > end {
-                        return Err(Error::invalid(format!("empty route range in {spec:?}")));
-                    }
-                    return Ok(Route {
-                        start,
-                        end,
-                        url: url.to_string(),
-                    });
-                }
-            }
+        let range_end = match (spec.find('='), spec.find("://")) {
+            (Some(eq), Some(scheme)) if eq < scheme => Some(eq),
+            (Some(eq), None) => Some(eq),
+            _ => None,
+        };
+        let Some(eq) = range_end else {
+            return Ok(Route {
+                start: 0,
+                end: 255,
+                url: spec.to_string(),
+            });
+        };
+        let (range, url) = (&spec[..eq], &spec[eq + 1..]);
+        let bad = |why: &str| {
+            Error::invalid(format!(
+                "bad store {range}={}: {why}",
+                crate::store::redact(url)
+            ))
+        };
+        let hex = |h: &str| {
+            (h.len() == 2 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| u8::from_str_radix(h, 16).ok())
+                .flatten()
+        };
+        let (start, end) = range
+            .split_once('-')
+            .and_then(|(a, b)| Some((hex(a)?, hex(b)?)))
+            .ok_or_else(|| {
+                bad("the route range must be xx-xx, two hex digits each (e.g. 00-7f=URL)")
+            })?;
+        if start > end {
+            return Err(bad("empty route range (start after end)"));
         }
         Ok(Route {
-            start: 0,
-            end: 255,
-            url: spec.to_string(),
+            start,
+            end,
+            url: url.to_string(),
         })
     }
 }

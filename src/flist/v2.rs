@@ -24,6 +24,30 @@ use crate::error::{Context, Error, Result};
 pub const SCHEMA_VERSION: u32 = 1;
 pub const VERSION_TAG: &str = "version";
 
+/// Refuse a tag key that zvfs writes itself and users must not set or delete: `version`,
+/// the schema marker (any other value makes readers refuse the flist or read it as
+/// another format). The one check behind `pack --tag` and `config tag add|delete`.
+pub fn check_tag_key(key: &str) -> Result<()> {
+    if key == VERSION_TAG {
+        return Err(Error::invalid(format!(
+            "the `{VERSION_TAG}` tag is reserved: zvfs writes it itself (schema marker \
+             zvfs-{SCHEMA_VERSION}) and cannot read an flist whose marker was changed; use \
+             another key such as `release`"
+        )));
+    }
+    Ok(())
+}
+
+/// How to put back a schema marker that was set by hand (only older zvfs let `config tag
+/// add` do it), for the errors that refuse such an flist.
+fn restore_hint(path: &Path) -> String {
+    format!(
+        "if it was set by hand, put the marker back with: sqlite3 {} \"UPDATE tag SET \
+         value='zvfs-{SCHEMA_VERSION}' WHERE key='{VERSION_TAG}'\"",
+        path.display()
+    )
+}
+
 const RFS_SCHEMA: &str = "CREATE TABLE inode (
     ino INTEGER PRIMARY KEY AUTOINCREMENT,
     parent INTEGER,
@@ -194,17 +218,21 @@ impl V2Reader {
         let zvfs_version = match version.as_deref().and_then(|v| v.strip_prefix("zvfs-")) {
             None => None,
             Some(n) => {
+                let shown = version.as_deref().unwrap_or_default();
                 let n: u32 = n.parse().map_err(|_| {
                     Error::format(format!(
-                        "{}: unknown flist schema version {:?}",
+                        "{}: unknown flist schema marker {VERSION_TAG}={shown:?} (this zvfs \
+                         writes and reads zvfs-{SCHEMA_VERSION}); {}",
                         path.display(),
-                        version
+                        restore_hint(path)
                     ))
                 })?;
                 if n > SCHEMA_VERSION {
                     return Err(Error::format(format!(
-                        "{}: flist schema zvfs-{n} is newer than this zvfs understands (zvfs-{SCHEMA_VERSION}); upgrade zvfs",
-                        path.display()
+                        "{}: flist schema {VERSION_TAG}={shown:?} is newer than this zvfs \
+                         understands (zvfs-{SCHEMA_VERSION}); upgrade zvfs, or {}",
+                        path.display(),
+                        restore_hint(path)
                     )));
                 }
                 Some(n)
@@ -793,20 +821,25 @@ impl V2Editor {
         format!("editing flist {}", self.path.display())
     }
 
+    /// Set a tag; the reserved `version` marker is refused ([`check_tag_key`]).
     pub fn set_tag(&self, key: &str, value: &str) -> Result<()> {
+        check_tag_key(key).with_ctx(|| self.err())?;
         insert_tag(&self.conn, key, value).with_ctx(|| self.err())
     }
 
+    /// Delete a tag; the reserved `version` marker is refused ([`check_tag_key`]).
     pub fn delete_tag(&self, key: &str) -> Result<()> {
+        check_tag_key(key).with_ctx(|| self.err())?;
         self.conn
             .execute("DELETE FROM tag WHERE key = ?1", [key])
             .with_ctx(|| self.err())?;
         Ok(())
     }
 
+    /// Delete every tag but the reserved `version` marker.
     pub fn delete_all_tags(&self) -> Result<()> {
         self.conn
-            .execute("DELETE FROM tag", [])
+            .execute("DELETE FROM tag WHERE key IS NOT ?1", [VERSION_TAG])
             .with_ctx(|| self.err())?;
         Ok(())
     }

@@ -82,6 +82,97 @@ pub fn open(url: &str, cfg: &StoreConfig) -> Result<Arc<dyn Store>> {
     }
 }
 
+/// Check a store URL as given on a command line (`-s`, `config store add`) without
+/// connecting: its scheme is known and it parses the way its store will read it. The
+/// error names the URL (password redacted) and what is wrong. Stricter than [`open`],
+/// which also reads the routes of existing flists: here a `dir://` path must be absolute.
+pub fn check_url(url: &str) -> Result<()> {
+    let bad = |why: &str| Error::invalid(format!("bad store URL {}: {why}", redact(url)));
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(bad(
+            "no scheme (expected dir:///path, zdb://host[:port]/ns, http(s)://host/path or \
+             s3://key:secret@host:port/bucket)",
+        ));
+    };
+    match scheme {
+        "dir" => check_dir_url(rest).map_err(|why| bad(&why))?,
+        "zdb" | "redis" => {
+            let target = zdb::parse_url(url)?;
+            if let zdb::Addr::Tcp(host, _) = &target.addr {
+                check_host(host).map_err(|why| bad(&why))?;
+            }
+        }
+        "http" | "https" => check_http_url(url).map_err(|why| bad(&why))?,
+        "s3" | "s3s" => {
+            s3::parse_url(url)?;
+        }
+        _ => {}
+    }
+    // What every kind's own parser says (e.g. an S3 endpoint that does not parse); no
+    // store connects when opened.
+    open(url, &StoreConfig::default()).map(drop)
+}
+
+/// `dir:///abs/path[?layout=flat|sharded]`: `rest` is what follows `dir://`.
+fn check_dir_url(rest: &str) -> std::result::Result<(), String> {
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    if path.is_empty() {
+        return Err("no path (expected dir:///absolute/path)".into());
+    }
+    if !path.starts_with('/') {
+        // rfs reads `dir://a/b` as host `a` and path `/b`; zvfs once read it relative to
+        // the working directory. Neither is what a route in an flist should depend on.
+        let guess = std::env::current_dir()
+            .map(|d| format!("; did you mean dir://{}?", d.join(path).display()))
+            .unwrap_or_default();
+        return Err(format!(
+            "the path must be absolute: dir:///abs/path (three slashes); `{path}` after \
+             dir:// is relative, which rfs reads as a host name{guess}"
+        ));
+    }
+    for pair in query.into_iter().flat_map(|q| q.split('&')) {
+        match pair.split_once('=') {
+            Some(("layout", "flat" | "sharded")) => {}
+            Some(("layout", v)) => {
+                return Err(format!("unknown layout {v:?} (expected flat or sharded)"))
+            }
+            _ => {
+                return Err(format!(
+                    "unknown query parameter {pair:?} (only layout=flat|sharded is known)"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A host name or IP address as URL parsers accept it (`[v6]` without its brackets).
+fn check_host(host: &str) -> std::result::Result<(), String> {
+    let parsed = if host.contains(':') {
+        url::Host::parse(&format!("[{host}]"))
+    } else {
+        url::Host::parse(host)
+    };
+    parsed
+        .map(drop)
+        .map_err(|e| format!("bad host {host:?}: {e}"))
+}
+
+/// An http(s) URL as the HTTP client will parse it, with a host.
+fn check_http_url(url: &str) -> std::result::Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("no host".into());
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err("a query or fragment cannot be part of a store's base URL".into());
+    }
+    Ok(())
+}
+
 /// The URL with any password (the part after `user:` before `@`) replaced by `***`.
 pub fn redact(url: &str) -> String {
     strip_password_with(url, "***")
@@ -123,6 +214,52 @@ fn strip_password_with(url: &str, replacement: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_urls_of_every_kind_are_checked_without_connecting() {
+        for good in [
+            "dir:///srv/store",
+            "dir:///srv/store/",
+            "dir:///srv/store?layout=flat",
+            "dir:///srv/store?layout=sharded",
+            "zdb://127.0.0.1",
+            "zdb://u:p%40ss@127.0.0.1:9900/ns",
+            "zdb://[::1]:9900/ns",
+            "zdb:///run/zdb.sock",
+            "zdb://u:p@/run/zdb.sock?ns=x",
+            "redis://localhost",
+            "http://[::1]:8080/store",
+            "https://hub.example/x/",
+            "http://u:p@h/x",
+            "s3://AK:SK@127.0.0.1:3900/bucket?region=garage",
+            "s3s://h/b",
+        ] {
+            check_url(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        for (bad, why) in [
+            ("http://[::1", "invalid IPv6"),
+            ("https://u:sekrit@[::1/x", "invalid IPv6"),
+            ("http://h:99999/x", "port"),
+            ("http:///x", "host"),
+            ("http://h/x?token=1", "query"),
+            ("dir://relative/path", "absolute"),
+            ("dir://", "no path"),
+            ("dir:///s?layout=nested", "layout"),
+            ("dir:///s?sync=1", "query parameter"),
+            ("zdb://[::1", "port"),
+            ("zdb://u:sekrit@h:99999/ns", "port"),
+            ("zdb://h st/ns", "host"),
+            ("s3://AK:sekrit@[::1/bucket", "S3"),
+            ("s3://h:1", "bucket"),
+            ("ftp://h/x", "unsupported"),
+            ("noscheme", "no scheme"),
+        ] {
+            let e = check_url(bad).expect_err(bad);
+            assert!(e.msg.contains(&redact(bad)), "{bad}: {e}");
+            assert!(e.msg.contains(why), "{bad}: {e}");
+            assert!(!e.msg.contains("sekrit"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn passwords_are_redacted_and_stripped() {

@@ -95,8 +95,8 @@ pub fn parse_url(url: &str) -> Result<ZdbTarget> {
             Some((h, n)) => (h, Some(n)),
             None => (hostpath, None),
         };
-        let (host, port) =
-            split_host_port(hostport, default_port).ok_or_else(|| bad("bad port"))?;
+        let (host, port) = split_host_port(hostport, default_port)
+            .ok_or_else(|| bad("bad host or port (IPv6 goes in brackets: [::1]:9900)"))?;
         if host.is_empty() {
             return Err(bad("no host"));
         }
