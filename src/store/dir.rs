@@ -106,14 +106,14 @@ impl DirStore {
                 Some(("layout", v)) => {
                     asked = Some(Layout::parse(v).ok_or_else(|| {
                         Error::invalid(format!(
-                            "bad layout {v:?} in dir store URL {url:?} (expected flat or sharded)"
+                            "unknown layout {v:?} in dir store URL {url:?} (expected flat or sharded)"
                         ))
                     })?)
                 }
                 _ if pair.is_empty() => {}
                 _ => {
                     return Err(Error::invalid(format!(
-                        "unknown parameter {pair:?} in dir store URL {url:?} (known: layout=flat|sharded)"
+                        "unknown query parameter {pair:?} in dir store URL {url:?} (known: layout=flat|sharded)"
                     )))
                 }
             }
