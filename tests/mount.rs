@@ -958,7 +958,7 @@ fn device_nodes_do_not_open_the_host_devices_unless_dev() {
     // What /dev/zero is: c 1 5.
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &src.join("zero"),
+        src.join("zero"),
         rustix::fs::FileType::CharacterDevice,
         rustix::fs::Mode::from_raw_mode(0o666),
         rustix::fs::makedev(1, 5),
