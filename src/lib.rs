@@ -1,11 +1,12 @@
 //! zvfs: the virtual filesystem of Zero-OS nodes.
 //!
 //! Layers, bottom up (a module only uses the ones listed before it):
-//! `error`; `codec` (chunk pipelines); `flist` (formats) and `store` (chunk locations and
-//! routing); `cache` (bounded chunk cache) and `identity` (content checksums); `sys`
-//! (mountinfo, overlay and bind mounts, mount registry, readiness); `fs` (FUSE), `cmd`
-//! (pack, unpack, inspect, mount management and the other subcommands); `node` (Zero-OS
-//! and OCI integration); `cli` (argument parsing and dispatch).
+//! `error`; `sys` (host facilities: mountinfo, overlay and bind mounts, mount registry,
+//! readiness, crash leftovers; it knows nothing of flists or chunks); `codec` (chunk
+//! pipelines); `flist` (formats) and `store` (chunk locations and routing); `cache`
+//! (bounded chunk cache) and `identity` (content checksums); `fs` (FUSE), `cmd` (pack,
+//! unpack, inspect, mount management and the other subcommands); `node` (Zero-OS and OCI
+//! integration); `cli` (argument parsing and dispatch).
 
 pub mod cache;
 pub mod cli;
