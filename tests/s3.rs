@@ -441,19 +441,24 @@ fn assert_same_tree(expected: &Path, actual: &Path) {
     }
 }
 
-/// Every object of a dir store: hex id -> bytes.
+/// Every object of a dir store, in either layout (flat `<hex>` or sharded `<hh>/<hex>`):
+/// hex id -> bytes.
 fn dir_objects(store: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
+    let mut add = |f: std::fs::DirEntry| {
+        out.insert(
+            f.file_name().to_string_lossy().into_owned(),
+            std::fs::read(f.path()).unwrap(),
+        );
+    };
     for sub in std::fs::read_dir(store).unwrap() {
-        let sub = sub.unwrap().path();
-        if sub.is_dir() {
-            for f in std::fs::read_dir(&sub).unwrap() {
-                let f = f.unwrap();
-                out.insert(
-                    f.file_name().to_string_lossy().into_owned(),
-                    std::fs::read(f.path()).unwrap(),
-                );
+        let sub = sub.unwrap();
+        if sub.path().is_dir() {
+            for f in std::fs::read_dir(sub.path()).unwrap() {
+                add(f.unwrap());
             }
+        } else if sub.file_name().len() == 64 {
+            add(sub);
         }
     }
     out

@@ -163,6 +163,9 @@ impl Router {
         let mut corrupt = false;
         let mut timed_out = false;
         let mut missing = 0;
+        // An attempt timed out within a share of the deadline shorter than the I/O timeout:
+        // the deadline is what cut it.
+        let mut cut_by_deadline = false;
         for (i, r) in ordered.iter().enumerate() {
             let now = Instant::now();
             if now >= deadline {
@@ -204,6 +207,7 @@ impl Router {
                     self.mark(r, true);
                     r.failures.fetch_add(1, Ordering::Relaxed);
                     timed_out |= e.kind == ErrorKind::Timeout;
+                    cut_by_deadline |= e.kind == ErrorKind::Timeout && share < self.cfg.io_timeout;
                     log::debug!("chunk {chunk}: {e}");
                     if e.msg.contains(r.store.name()) {
                         tried.push(e.msg);
@@ -226,7 +230,7 @@ impl Router {
             ErrorKind::Store
         };
         // Say what happened: the deadline is named only when it is what ran out.
-        let what = if timed_out && Instant::now() >= deadline {
+        let what = if timed_out && (cut_by_deadline || Instant::now() >= deadline) {
             format!(
                 "not available from any store within {:.1}s (the deadline ran out)",
                 self.cfg.deadline.as_secs_f64()
