@@ -35,6 +35,7 @@ use lru::LruCache;
 use crate::codec::{ChunkRef, MAX_OBJECT};
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::store::router::Router;
+use crate::sys::atomic::{AtomicFile, Durability};
 
 pub use quota::{parse_size, DEFAULT_CACHE_SIZE};
 
@@ -503,38 +504,35 @@ impl ChunkCache {
             _ => 2,
         };
         let reserved = quota::file_cost(len) + new_dirs * quota::DIR_COST;
-        let tmp = leaf.join(format!(
+        let tmp_name = format!(
             "{}{}.{}",
             quota::TMP_PREFIX,
             std::process::id(),
             chunk.hex_id()
-        ));
+        );
         // The temporary file is created (with its full length) under the quota's lock,
         // together with its reservation: a scan by any process sharing the cache (which
         // recomputes usage from the files present) counts it, and no unreserved bytes
-        // pile up on disk while writers wait behind an eviction.
-        let create = || create_sized(leaf, &tmp, len).ctx(tmp.display());
+        // pile up on disk while writers wait behind an eviction. No sync: a cache file is
+        // verified before its first use in a process.
+        let create = || create_sized(leaf, &path, &tmp_name, len);
         let mut file = match self.quota.reserve_with(reserved, create) {
             Ok(f) => f,
             Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
                 self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
                 log::warn!("cache: not caching chunk {chunk}: {e}");
                 return;
             }
         };
-        let mut write = || -> Result<()> {
-            file.write_all(plain)
-                .with_ctx(|| format!("writing {}", tmp.display()))?;
-            self.quota.exclusive(|| {
-                std::fs::rename(&tmp, &path)
-                    .with_ctx(|| format!("renaming {} into place", tmp.display()))
-            })
-        };
-        match write() {
+        let tmp = file.path().to_path_buf();
+        let written = file
+            .file()
+            .write_all(plain)
+            .with_ctx(|| format!("writing {}", tmp.display()));
+        let done = written.and_then(|()| self.quota.exclusive(|| file.commit()));
+        match done {
             Ok(()) => self.set_verified(chunk, Instant::now()),
             Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
                 self.quota.release(reserved);
                 self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
                 log::warn!("cache: caching chunk {chunk} failed ({e}); serving it from memory");
@@ -547,20 +545,19 @@ impl ChunkCache {
 /// locked as a live writer's (see [`crate::sys::leftovers`]). A directory removed between
 /// its creation and the file's (an empty shard directory pruned by another process that
 /// does not share the lock, such as rfs) is created again.
-fn create_sized(dir: &Path, path: &Path, len: u64) -> std::io::Result<File> {
+fn create_sized(dir: &Path, path: &Path, tmp_name: &str, len: u64) -> Result<AtomicFile> {
     let mut tries = 0;
-    let f = loop {
-        std::fs::create_dir_all(dir)?;
-        match File::create(path) {
+    let mut f = loop {
+        std::fs::create_dir_all(dir).with_ctx(|| format!("creating {}", dir.display()))?;
+        match AtomicFile::with(path, Durability::Unsynced, Some(tmp_name.into())) {
             Ok(f) => break f,
-            Err(e) if e.kind() == IoKind::NotFound && tries < 3 => tries += 1,
+            // An eviction removed the emptied directory meanwhile.
+            Err(e) if e.kind == ErrorKind::NotFound && tries < 3 => tries += 1,
             Err(e) => return Err(e),
         }
     };
-    if let Err(e) = crate::sys::leftovers::lock_writer(&f) {
-        log::debug!("cache: locking {}: {e}", path.display());
-    }
-    f.set_len(len)?;
+    let tmp = f.path().display().to_string();
+    f.file().set_len(len).with_ctx(|| format!("sizing {tmp}"))?;
     Ok(f)
 }
 

@@ -14,7 +14,7 @@ use crate::error::{Context, Error, Result};
 use crate::flist::v2::V2Editor;
 use crate::flist::{self, Route};
 use crate::store;
-use crate::sys::leftovers;
+use crate::sys::atomic::AtomicFile;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -98,77 +98,17 @@ pub fn route_spec(r: &Route) -> String {
 /// flists are refused: they are read-only here (`zvfs convert` makes a v2 `.fl`).
 pub fn edit_flist(path: &Path, edit: impl FnOnce(&V2Editor) -> Result<()>) -> Result<()> {
     refuse_legacy(path)?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file = path
-        .file_name()
-        .ok_or_else(|| Error::invalid(format!("{}: not a file name", path.display())))?;
-    clean_edit_leftovers(&dir);
-    let tmp = dir.join(format!(
-        ".{}{EDIT_MARK}{}",
-        file.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        // The copy is locked while it is edited (see `sys::leftovers`).
-        let lock =
-            std::fs::File::create(&tmp).with_ctx(|| format!("creating {}", tmp.display()))?;
-        if let Err(e) = leftovers::lock_writer(&lock) {
-            log::debug!("locking {}: {e}", tmp.display());
-        }
-        std::fs::copy(path, &tmp)
-            .with_ctx(|| format!("copying {} to {}", path.display(), tmp.display()))?;
-        {
-            let ed = V2Editor::open(&tmp).with_ctx(|| format!("editing {}", path.display()))?;
-            edit(&ed)?;
-        }
-        std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .with_ctx(|| format!("syncing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path)
-            .with_ctx(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    // The copy is locked while it is edited (see `sys::leftovers`); a copy (and its SQLite
+    // journal) left by an edit killed before it finished goes with the next edit.
+    let copy = AtomicFile::new(path)?;
+    let tmp = copy.path().to_path_buf();
+    std::fs::copy(path, &tmp)
+        .with_ctx(|| format!("copying {} to {}", path.display(), tmp.display()))?;
+    {
+        let ed = V2Editor::open(&tmp).with_ctx(|| format!("editing {}", path.display()))?;
+        edit(&ed)?;
     }
-    result
-}
-
-/// Marker of the copies being edited: `.<name>` + this + `<pid>`, with SQLite's journal
-/// `<copy>-journal` beside it.
-const EDIT_MARK: &str = ".zvfs-edit.";
-
-/// The editor's pid in `.<name>.zvfs-edit.<pid>` (and its `-journal`).
-fn edit_pid(name: &str) -> Option<u32> {
-    let name = name.strip_suffix("-journal").unwrap_or(name);
-    let (head, pid) = name.rsplit_once(EDIT_MARK)?;
-    if head.len() < 2 || !head.starts_with('.') {
-        return None;
-    }
-    leftovers::pid_between(pid, "", "")
-}
-
-/// Remove the copies (and their journals) that edits killed before they finished left in
-/// `dir`. A journal goes only with its copy: while the copy is locked it stays.
-fn clean_edit_leftovers(dir: &Path) {
-    leftovers::clean_dir(dir, |name| {
-        if name.ends_with("-journal") {
-            None
-        } else {
-            edit_pid(name)
-        }
-    });
-    leftovers::clean_dir(dir, |name| {
-        let copy = name.strip_suffix("-journal")?;
-        let pid = edit_pid(name)?;
-        (!dir.join(copy).exists()).then_some(pid)
-    });
+    copy.commit()
 }
 
 /// A clear error for a legacy flist, instead of what SQLite says about a gzip file.

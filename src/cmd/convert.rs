@@ -21,6 +21,7 @@ use crate::flist::{self, Flist, Identity, Ino, Kind, Route};
 use crate::identity::{FullChecksum, SAMPLE, WHOLE_LIMIT};
 use crate::store::router::Router;
 use crate::store::{redact, strip_password};
+use crate::sys::atomic::AtomicFile;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -88,17 +89,6 @@ pub fn run(args: Args) -> Result<i32> {
     Ok(0)
 }
 
-/// Removes a path on drop unless disarmed.
-struct RemoveOnDrop(Option<PathBuf>);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = std::fs::remove_file(p);
-        }
-    }
-}
-
 /// Convert `src` into a new `.fl` at `output` (atomically: temp file + rename).
 pub fn convert_to(
     src: &dyn Flist,
@@ -108,24 +98,10 @@ pub fn convert_to(
     output: &Path,
     jobs: usize,
 ) -> Result<Summary> {
-    let dir = match output.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = output
-        .file_name()
-        .ok_or_else(|| Error::invalid(format!("bad output path {}", output.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.zvfs-tmp.{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let mut guard = RemoveOnDrop(Some(tmp.clone()));
-    let summary = convert(src, from, dest, dest_routes, &tmp, jobs)?;
+    let out = AtomicFile::new(output)?;
+    let summary = convert(src, from, dest, dest_routes, out.path(), jobs)?;
     dest.flush()?;
-    std::fs::rename(&tmp, output)
-        .with_ctx(|| format!("renaming {} to {}", tmp.display(), output.display()))?;
-    guard.0 = None;
+    out.commit()?;
     Ok(summary)
 }
 

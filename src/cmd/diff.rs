@@ -4,7 +4,7 @@
 //! sides record identity, otherwise by chunk-key sequence (the key is the hash of the
 //! plaintext chunk, so this works across rfs and zvfs flists). Only when neither settles
 //! it (a legacy flist against a v2 one: other chunk keys, no checksums) is the content of
-//! same-size files fetched through `cmd::Chunks` and hashed chunk by chunk; flists of one
+//! same-size files fetched through `content::Chunks` and hashed chunk by chunk; flists of one
 //! generation never fetch anything. Exit status like diff(1): 0 identical, 1 different,
 //! 2 error.
 
@@ -14,10 +14,12 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::content::{chunk_key, display_path};
-use super::{Chunks, StoreFlags};
+use super::StoreFlags;
+use crate::content::{CacheSpec, Chunks};
 use crate::error::{Context, Error, Result};
 use crate::flist::{self, Entry, Flist, Ino, Kind};
 use crate::identity::FullChecksum;
+use crate::store::StoreConfig;
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "\
@@ -82,8 +84,8 @@ fn run_inner(args: &Args) -> Result<i32> {
     let opts = Options { mtime: args.mtime };
     let mut fetch = Fetch::new(
         [&args.store_a, &args.store_b],
-        &args.cache,
-        &args.store_flags,
+        args.cache.spec()?,
+        args.store_flags.config(),
     );
     let mut changes = Vec::new();
     let mut out = super::content::Out::new();
@@ -361,8 +363,8 @@ fn same_content(
 /// what was fetched.
 pub struct Fetch<'a> {
     overrides: [&'a [String]; 2],
-    cache: &'a super::CacheFlags,
-    flags: &'a StoreFlags,
+    cache: Option<CacheSpec>,
+    cfg: StoreConfig,
     chunks: [Option<Chunks>; 2],
     /// Files whose content was fetched (one per side and file).
     pub files: u64,
@@ -374,13 +376,13 @@ pub struct Fetch<'a> {
 impl<'a> Fetch<'a> {
     pub fn new(
         overrides: [&'a [String]; 2],
-        cache: &'a super::CacheFlags,
-        flags: &'a StoreFlags,
+        cache: Option<CacheSpec>,
+        cfg: StoreConfig,
     ) -> Fetch<'a> {
         Fetch {
             overrides,
             cache,
-            flags,
+            cfg,
             chunks: [None, None],
             files: 0,
             chunks_fetched: 0,
@@ -392,7 +394,7 @@ impl<'a> Fetch<'a> {
     fn checksum(&mut self, side: usize, fl: &dyn Flist, e: &Entry) -> Result<[u8; 32]> {
         let which = if side == 0 { "A" } else { "B" };
         if self.chunks[side].is_none() {
-            let c = Chunks::open(fl, self.overrides[side], self.cache, 1, self.flags)
+            let c = Chunks::open(fl, self.overrides[side], self.cache.as_ref(), 1, &self.cfg)
                 .with_ctx(|| format!("stores of flist {which}"))?;
             self.chunks[side] = Some(c);
         }

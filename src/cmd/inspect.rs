@@ -1,6 +1,6 @@
 //! Operator debug commands: `inspect` (summary), `ls`, `stat` and `cat`. They read the
 //! flist through the `Flist` trait (any generation) and content through
-//! [`super::Chunks`]; they never write anything but stdout/stderr. Names are printed as
+//! [`crate::content::Chunks`]; they never write anything but stdout/stderr. Names are printed as
 //! raw bytes so non-UTF-8 names survive.
 
 use std::io::Write;
@@ -52,7 +52,7 @@ pub struct CatArgs {
 }
 
 pub fn inspect(a: InspectArgs) -> Result<i32> {
-    let fl = super::open_flist(&a.meta, None)?;
+    let fl = crate::flist::download::open_flist(&a.meta, None)?;
     let t = fl.totals()?;
     let mut out = std::io::stdout().lock();
     let mut kinds = [0u64; 7];
@@ -121,7 +121,7 @@ fn kind_index(k: Kind) -> usize {
 }
 
 pub fn ls(a: LsArgs) -> Result<i32> {
-    let fl = super::open_flist(&a.meta, None)?;
+    let fl = crate::flist::download::open_flist(&a.meta, None)?;
     let path = a.path.unwrap_or_default();
     let e = flist::resolve(&*fl, path.as_bytes())?;
     let mut entries = if e.is_dir() {
@@ -228,7 +228,7 @@ pub fn utc(secs: i64) -> String {
 }
 
 pub fn stat(a: StatArgs) -> Result<i32> {
-    let fl = super::open_flist(&a.meta, None)?;
+    let fl = crate::flist::download::open_flist(&a.meta, None)?;
     let e = flist::resolve(&*fl, a.path.as_bytes())?;
     let mut out: Vec<u8> = Vec::new();
     out.extend_from_slice(b"name: ");
@@ -302,7 +302,7 @@ pub fn stat(a: StatArgs) -> Result<i32> {
 }
 
 pub fn cat(a: CatArgs) -> Result<i32> {
-    let fl = super::open_flist(&a.meta, a.cache.cache.as_deref())?;
+    let fl = crate::flist::download::open_flist(&a.meta, a.cache.cache.as_deref())?;
     let e = flist::resolve(&*fl, a.path.as_bytes())?;
     if e.kind() != Kind::File {
         return Err(Error::invalid(format!(
@@ -311,7 +311,13 @@ pub fn cat(a: CatArgs) -> Result<i32> {
             e.kind().name()
         )));
     }
-    let chunks = super::Chunks::open(&*fl, &a.stores, &a.cache, 2, &a.store_flags)?;
+    let chunks = crate::content::Chunks::open(
+        &*fl,
+        &a.stores,
+        a.cache.spec()?.as_ref(),
+        2,
+        &a.store_flags.config(),
+    )?;
     let blocks = fl.blocks(e.ino)?;
     let mut out = std::io::stdout().lock();
     let mut written = 0u64;

@@ -19,32 +19,12 @@ pub mod verify;
 pub mod warm;
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use crate::cache::{parse_size, ChunkCache};
-use crate::codec::ChunkRef;
+use crate::cache::parse_size;
+use crate::content::CacheSpec;
 use crate::error::{Error, Result};
-use crate::flist::Flist;
-use crate::store::router::{Router, RouterStats};
 use crate::store::StoreConfig;
-
-/// Open the flist `meta` names: a local file, or an http(s) URL downloaded first
-/// (`flist::download::fetch`) into `CACHE/flist/` when a cache is given, else into
-/// `<tmp>/zvfs-flists/`, under its md5.
-pub fn open_flist(
-    meta: &std::path::Path,
-    cache: Option<&std::path::Path>,
-) -> Result<Box<dyn Flist>> {
-    let Some(url) = meta.to_str().filter(|m| crate::flist::download::is_url(m)) else {
-        return crate::flist::open(meta);
-    };
-    let dir = match cache {
-        Some(c) => c.join("flist"),
-        None => std::env::temp_dir().join("zvfs-flists"),
-    };
-    let local = crate::flist::download::fetch(url, &dir, std::time::Duration::from_secs(30))?;
-    crate::flist::open(&local)
-}
 
 /// Check a `[xx-xx=]URL` store argument: its range and URL (see `store::check_url`).
 pub fn check_store_spec(spec: &str) -> Result<crate::flist::Route> {
@@ -166,17 +146,6 @@ impl StoreFlags {
     }
 }
 
-/// Where commands get chunk plaintext: the single door every content read goes through.
-/// With a cache directory (`-c`) chunks come from the shared, bounded chunk cache (the
-/// one mounts use), which fetches and keeps what it misses; without one, straight from
-/// the router. Either way what is served was verified. Built from the flist's routes
-/// unless `-s` overrides them; a missing route is reported only when a chunk is actually
-/// needed.
-pub struct Chunks {
-    router: std::result::Result<Router, String>,
-    cache: Option<ChunkCache>,
-}
-
 /// `-c CACHE` and `--cache-size`, for commands that read chunks.
 #[derive(clap::Args, Debug, Clone)]
 pub struct CacheFlags {
@@ -189,71 +158,17 @@ pub struct CacheFlags {
     pub cache_size: String,
 }
 
-impl Chunks {
-    /// `parallel` is how many chunks the caller fetches at once (the cache's fetch bound).
-    pub fn open(
-        fl: &dyn Flist,
-        overrides: &[String],
-        cache: &CacheFlags,
-        parallel: usize,
-        flags: &StoreFlags,
-    ) -> Result<Chunks> {
-        let cache = match &cache.cache {
-            Some(dir) => Some(ChunkCache::open(
-                dir,
-                parse_size(&cache.cache_size)?,
-                parallel.max(1),
-            )?),
-            None => None,
-        };
-        let routes = fl.routes()?;
-        let router = match Router::for_flist(&routes, overrides, &flags.config()) {
-            Ok(r) => Ok(r),
-            // No routes at all is fine for an flist without content.
-            Err(e) if routes.is_empty() && overrides.is_empty() => Err(e.msg),
-            Err(e) => return Err(e),
-        };
-        Ok(Chunks { router, cache })
-    }
-
-    /// The verified plaintext of a chunk.
-    pub fn fetch(&self, chunk: &ChunkRef) -> Result<Arc<Vec<u8>>> {
-        match (&self.router, &self.cache) {
-            (Ok(r), Some(c)) => c.get(chunk, r),
-            (Ok(r), None) => r.fetch(chunk).map(Arc::new),
-            (Err(why), _) => Err(Error::invalid(format!("chunk {chunk}: {why}"))),
+impl CacheFlags {
+    /// The cache these flags name, if any (its size checked).
+    pub fn spec(&self) -> Result<Option<CacheSpec>> {
+        match &self.cache {
+            Some(dir) => Ok(Some(CacheSpec {
+                dir: dir.clone(),
+                size: parse_size(&self.cache_size)?,
+            })),
+            None => Ok(None),
         }
     }
-
-    /// Make sure a chunk is in the cache without keeping it in memory; true when it had
-    /// to be fetched. Without a cache this is an error.
-    pub fn warm(&self, chunk: &ChunkRef) -> Result<bool> {
-        match (&self.router, &self.cache) {
-            (Ok(r), Some(c)) => c.warm(chunk, r),
-            (_, None) => Err(Error::invalid("no cache directory given (-c)")),
-            (Err(why), _) => Err(Error::invalid(format!("chunk {chunk}: {why}"))),
-        }
-    }
-
-    pub fn cache(&self) -> Option<&ChunkCache> {
-        self.cache.as_ref()
-    }
-
-    /// What was fetched from stores so far (objects, bytes).
-    pub fn fetched(&self) -> (u64, u64) {
-        match &self.router {
-            Ok(r) => stats_pair(&r.stats),
-            Err(_) => (0, 0),
-        }
-    }
-}
-
-fn stats_pair(s: &RouterStats) -> (u64, u64) {
-    use std::sync::atomic::Ordering;
-    (
-        s.gets.load(Ordering::Relaxed),
-        s.bytes_fetched.load(Ordering::Relaxed),
-    )
 }
 
 struct Logger {

@@ -27,6 +27,7 @@ use crate::flist::{Identity, Ino, Route, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use crate::identity;
 use crate::store::router::Router;
 use crate::store::{redact, strip_password};
+use crate::sys::atomic::AtomicFile;
 
 pub mod base;
 
@@ -112,7 +113,7 @@ pub fn run(args: Args) -> Result<i32> {
         Some(p) => Some(base::BaseIndex::open(p, args.base_verify, &routes)?),
         None => None,
     };
-    let tmp = TempOut::new(&args.meta)?;
+    let tmp = AtomicFile::new(&args.meta)?;
     let writer = V2Writer::create(tmp.path())?;
     for (k, v) in &tags {
         writer.set_tag(k, v)?;
@@ -178,82 +179,6 @@ fn parse_tags(tags: &[String]) -> Result<Vec<(String, String)>> {
             Ok((k.to_string(), v.to_string()))
         })
         .collect()
-}
-
-/// The flist being written: a temporary file `.<name>.zvfs-tmp-<pid>` in the output's
-/// directory, locked while this process writes it (see [`crate::sys::leftovers`]) and
-/// removed on drop unless committed (renamed to the output path). Creating one first
-/// removes the temporary flists that dead packs left in that directory.
-struct TempOut {
-    tmp: PathBuf,
-    out: PathBuf,
-    done: bool,
-    /// Holds the writer's lock on `tmp`.
-    _lock: File,
-}
-
-/// Marker of pack's temporary flists: `.<name>` + this + `<pid>`.
-const TMP_MARK: &str = ".zvfs-tmp-";
-
-/// The writer's pid in a temporary flist name `.<name>.zvfs-tmp-<pid>`.
-fn tmp_out_pid(name: &str) -> Option<u32> {
-    let (head, pid) = name.rsplit_once(TMP_MARK)?;
-    if head.len() < 2 || !head.starts_with('.') {
-        return None;
-    }
-    crate::sys::leftovers::pid_between(pid, "", "")
-}
-
-impl TempOut {
-    fn new(out: &Path) -> Result<TempOut> {
-        let name = out
-            .file_name()
-            .ok_or_else(|| Error::invalid(format!("bad output path {}", out.display())))?;
-        if out.is_dir() {
-            return Err(Error::invalid(format!(
-                "output {} is a directory",
-                out.display()
-            )));
-        }
-        let dir = match out.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        crate::sys::leftovers::clean_dir(&dir, tmp_out_pid);
-        let mut tmp_name = OsString::from(".");
-        tmp_name.push(name);
-        tmp_name.push(format!("{TMP_MARK}{}", std::process::id()));
-        let tmp = dir.join(tmp_name);
-        let lock = File::create(&tmp).with_ctx(|| format!("creating {}", tmp.display()))?;
-        if let Err(e) = crate::sys::leftovers::lock_writer(&lock) {
-            log::debug!("locking {}: {e}", tmp.display());
-        }
-        Ok(TempOut {
-            tmp,
-            out: out.to_path_buf(),
-            done: false,
-            _lock: lock,
-        })
-    }
-
-    fn path(&self) -> &Path {
-        &self.tmp
-    }
-
-    fn commit(mut self) -> Result<()> {
-        std::fs::rename(&self.tmp, &self.out)
-            .with_ctx(|| format!("renaming {} to {}", self.tmp.display(), self.out.display()))?;
-        self.done = true;
-        Ok(())
-    }
-}
-
-impl Drop for TempOut {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-    }
 }
 
 /// One chunk to encode and upload.

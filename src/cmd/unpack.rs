@@ -17,7 +17,7 @@
 //! directory is never removed. Chunks are fetched by a few workers (bounded queue) and
 //! written with positioned writes; a directory's owner, mode, xattrs and times are applied
 //! once everything inside it landed. This module never decodes chunks itself: content
-//! comes through [`super::Chunks`].
+//! comes through [`crate::content::Chunks`].
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -35,8 +35,8 @@ use rustix::fs::{
 };
 use rustix::io::Errno;
 
-use super::Chunks;
 use crate::codec::{ChunkRef, CHUNK_SIZE};
+use crate::content::Chunks;
 use crate::error::{Context, Error, Result};
 use crate::flist::{self, Entry, Flist, Ino, Kind, ROOT_INO};
 
@@ -78,7 +78,7 @@ pub struct Report {
 
 pub fn run(args: Args) -> Result<i32> {
     let started = Instant::now();
-    let fl = super::open_flist(&args.meta, args.cache.cache.as_deref())?;
+    let fl = crate::flist::download::open_flist(&args.meta, args.cache.cache.as_deref())?;
     let sel = Selection::new(&*fl, &args.paths)?;
     // Pass 1: the whole tree to restore is checked before anything is fetched or written.
     walk(&*fl, &sel, &mut Check).with_ctx(|| {
@@ -91,9 +91,9 @@ pub fn run(args: Args) -> Result<i32> {
     let chunks = Chunks::open(
         &*fl,
         &args.stores,
-        &args.cache,
+        args.cache.spec()?.as_ref(),
         args.jobs,
-        &args.store_flags,
+        &args.store_flags.config(),
     )?;
     std::fs::create_dir_all(&args.target)
         .with_ctx(|| format!("creating target {}", args.target.display()))?;

@@ -1,7 +1,7 @@
 //! `zvfs warm`: fill a chunk cache with the chunks of whole files (or of the whole flist)
 //! before they are needed, so a container starts hot. Chunks are collected from the flist
 //! (each unique chunk once), then `-j` workers fetch the missing ones into the cache
-//! through [`super::Chunks`]; nothing is held in memory beyond the chunks being fetched.
+//! through [`crate::content::Chunks`]; nothing is held in memory beyond the chunks being fetched.
 //! Progress goes to stderr when it is a terminal. It never writes outside the cache.
 
 use std::collections::HashSet;
@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::Chunks;
 use crate::cache::parse_size;
 use crate::codec::{ChunkRef, CHUNK_SIZE};
+use crate::content::Chunks;
 use crate::error::{Context, Error, Result};
 use crate::flist::{self, Flist, Kind};
 
@@ -42,13 +42,19 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<i32> {
     let started = Instant::now();
-    let fl = super::open_flist(&args.meta, Some(&args.cache))?;
+    let fl = crate::flist::download::open_flist(&args.meta, Some(&args.cache))?;
     let jobs = args.jobs.clamp(1, 64);
-    let flags = super::CacheFlags {
-        cache: Some(args.cache.clone()),
-        cache_size: args.cache_size.clone(),
+    let cache = crate::content::CacheSpec {
+        dir: args.cache.clone(),
+        size: parse_size(&args.cache_size)?,
     };
-    let chunks = Chunks::open(&*fl, &args.stores, &flags, jobs, &args.store_flags)?;
+    let chunks = Chunks::open(
+        &*fl,
+        &args.stores,
+        Some(&cache),
+        jobs,
+        &args.store_flags.config(),
+    )?;
     let (files, list) = collect(&*fl, &args.paths)?;
     let bytes: u64 = list.len() as u64 * CHUNK_SIZE as u64;
     let max = parse_size(&args.cache_size)?;

@@ -11,6 +11,24 @@ use md5::{Digest, Md5};
 
 use crate::error::{Context, Error, Result};
 
+/// Open the flist `meta` names: a local file, or an http(s) URL downloaded first
+/// ([`fetch`]) into `CACHE/flist/` when a cache is given, else into
+/// `<tmp>/zvfs-flists/`, under its md5.
+pub fn open_flist(
+    meta: &std::path::Path,
+    cache: Option<&std::path::Path>,
+) -> Result<Box<dyn super::Flist>> {
+    let Some(url) = meta.to_str().filter(|m| is_url(m)) else {
+        return crate::flist::open(meta);
+    };
+    let dir = match cache {
+        Some(c) => c.join("flist"),
+        None => std::env::temp_dir().join("zvfs-flists"),
+    };
+    let local = fetch(url, &dir, std::time::Duration::from_secs(30))?;
+    crate::flist::open(&local)
+}
+
 /// Largest flist accepted from a server.
 const MAX_FLIST: u64 = 1 << 30;
 
@@ -96,52 +114,41 @@ pub fn fetch(url: &str, dir: &Path, timeout: Duration) -> Result<PathBuf> {
         }
         e => Error::store(format!("downloading flist {url}: {e}")),
     })?;
-    let tmp = dir.join(format!(".download.{}", std::process::id()));
-    let result = (|| -> Result<String> {
-        let mut out =
-            std::fs::File::create(&tmp).with_ctx(|| format!("creating {}", tmp.display()))?;
-        let mut body = resp.into_reader().take(MAX_FLIST + 1);
-        let mut h = Md5::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut total = 0u64;
-        loop {
-            let n = body
-                .read(&mut buf)
-                .with_ctx(|| format!("downloading flist {url}"))?;
-            if n == 0 {
-                break;
-            }
-            total += n as u64;
-            if total > MAX_FLIST {
-                return Err(Error::format(format!(
-                    "flist {url} is larger than {MAX_FLIST} bytes"
-                )));
-            }
-            h.update(&buf[..n]);
-            out.write_all(&buf[..n])
-                .with_ctx(|| format!("writing {}", tmp.display()))?;
+    // Named by its md5 once downloaded: the temporary file's name is a placeholder.
+    let mut out = crate::sys::atomic::AtomicFile::new(&dir.join("download"))?;
+    let tmp = out.path().to_path_buf();
+    let mut body = resp.into_reader().take(MAX_FLIST + 1);
+    let mut h = Md5::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = body
+            .read(&mut buf)
+            .with_ctx(|| format!("downloading flist {url}"))?;
+        if n == 0 {
+            break;
         }
-        out.sync_all()
+        total += n as u64;
+        if total > MAX_FLIST {
+            return Err(Error::format(format!(
+                "flist {url} is larger than {MAX_FLIST} bytes"
+            )));
+        }
+        h.update(&buf[..n]);
+        out.file()
+            .write_all(&buf[..n])
             .with_ctx(|| format!("writing {}", tmp.display()))?;
-        Ok(hex::encode(h.finalize()))
-    })();
-    let got = match result {
-        Ok(g) => g,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-    };
+    }
+    let got = hex::encode(h.finalize());
     if let Some(sum) = &expected {
         if *sum != got {
-            let _ = std::fs::remove_file(&tmp);
             return Err(Error::corrupt(format!(
                 "flist {url}: md5 mismatch ({url}.md5 says {sum}, downloaded file has {got})"
             )));
         }
     }
     let dest = dir.join(&got);
-    std::fs::rename(&tmp, &dest).with_ctx(|| format!("renaming into {}", dest.display()))?;
+    out.commit_as(&dest)?;
     log::info!("downloaded flist {url} to {}", dest.display());
     Ok(dest)
 }

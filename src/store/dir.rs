@@ -30,6 +30,7 @@ use std::sync::{Once, OnceLock};
 use super::Store;
 use crate::codec::hex_bytes;
 use crate::error::{Context, Error, Result};
+use crate::sys::atomic::{AtomicFile, Durability};
 use crate::sys::leftovers;
 
 /// Where a dir store puts its objects.
@@ -224,23 +225,18 @@ impl Store for DirStore {
         }
         let dir = path.parent().unwrap_or(&self.root);
         std::fs::create_dir_all(dir).with_ctx(|| format!("creating {}", dir.display()))?;
-        let tmp = dir.join(format!(".tmp.{}.{}", std::process::id(), hex_bytes(id)));
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            // Marks the file as in use for other processes' clean-up; a filesystem
-            // without locks only loses that protection.
-            if let Err(e) = leftovers::lock_writer(&f) {
-                log::debug!("locking {}: {e}", tmp.display());
-            }
-            f.write_all(data)?;
-            start_writeback(&f, data.len());
-            std::fs::rename(&tmp, &path)
+        // Durability comes from the one `syncfs` of `flush`.
+        let tmp_name = format!(".tmp.{}.{}", std::process::id(), hex_bytes(id));
+        let write = || -> Result<()> {
+            let mut f = AtomicFile::with(&path, Durability::Unsynced, Some(tmp_name.into()))?;
+            f.file()
+                .write_all(data)
+                .with_ctx(|| format!("writing {}", f.path().display()))?;
+            start_writeback(f.file(), data.len());
+            f.commit()
         };
         self.dirty.store(true, Ordering::SeqCst);
-        if let Err(e) = write() {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(Error::from(e).context(format!("writing {}", path.display())));
-        }
+        write().with_ctx(|| format!("writing {}", path.display()))?;
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 //! readiness notification for supervisors, and the rule that tells a temporary file left by
 //! a dead process from a live writer's ([`leftovers`]). Nothing here knows flists or chunks.
 
+pub mod atomic;
 pub mod leftovers;
 pub mod mountinfo;
 pub mod mounts;

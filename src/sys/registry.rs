@@ -8,7 +8,6 @@
 //! recorded too (`<run dir>/users/*.json`), so they stay attributed to it even after the
 //! path of their lower directory was unmounted.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -92,13 +91,9 @@ pub fn register(state: &State) -> Result<Registered> {
     let dir = run_dir();
     std::fs::create_dir_all(&dir).with_ctx(|| format!("creating {}", dir.display()))?;
     let path = dir.join(format!("{}.json", state.pid));
-    let tmp = dir.join(format!(".{}.json.tmp", state.pid));
     let text = serde_json::to_vec_pretty(state)
         .map_err(|e| crate::error::Error::invalid(format!("encoding mount state: {e}")))?;
-    let mut f = std::fs::File::create(&tmp).with_ctx(|| format!("creating {}", tmp.display()))?;
-    f.write_all(&text)
-        .with_ctx(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_ctx(|| format!("renaming into {}", path.display()))?;
+    super::atomic::write_file(&path, &text, None)?;
     Ok(Registered { path })
 }
 
@@ -164,9 +159,7 @@ pub fn add_user(daemon: &State, target: &Path) -> Result<()> {
     };
     let text = serde_json::to_vec(&u)
         .map_err(|e| crate::error::Error::invalid(format!("encoding mount user: {e}")))?;
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).with_ctx(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_ctx(|| format!("renaming into {}", path.display()))
+    super::atomic::write_file(&path, &text, None)
 }
 
 pub fn remove_user(target: &Path) {

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::state::write_atomic;
 use crate::error::{Context, Error, Result};
 
 pub struct Spec {
@@ -120,7 +119,7 @@ impl Spec {
         let mut bytes = serde_json::to_vec_pretty(&self.value)
             .map_err(|e| Error::invalid(format!("encoding {}: {e}", self.path.display())))?;
         bytes.push(b'\n');
-        write_atomic(&self.path, &bytes, mode)
+        crate::sys::atomic::write_file(&self.path, &bytes, mode)
     }
 }
 

@@ -114,33 +114,5 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let mut bytes = serde_json::to_vec_pretty(value)
         .map_err(|e| Error::invalid(format!("encoding {}: {e}", path.display())))?;
     bytes.push(b'\n');
-    write_atomic(path, &bytes, None)
-}
-
-/// Replace `path` by `bytes` via a temporary file in the same directory.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_ctx(|| format!("creating {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let result = (|| -> Result<()> {
-        let mut f = File::create(&tmp).with_ctx(|| format!("creating {}", tmp.display()))?;
-        f.write_all(bytes)
-            .and_then(|_| f.sync_all())
-            .with_ctx(|| format!("writing {}", tmp.display()))?;
-        if let Some(m) = mode {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(m))
-                .with_ctx(|| format!("setting the mode of {}", tmp.display()))?;
-        }
-        std::fs::rename(&tmp, path).with_ctx(|| format!("replacing {}", path.display()))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::sys::atomic::write_file(path, &bytes, None)
 }
