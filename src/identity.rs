@@ -8,7 +8,11 @@ use std::os::unix::fs::FileExt;
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{Context, Result};
+use std::io::Read;
+use std::path::Path;
+
+use crate::codec::{ChunkRef, Codec, CHUNK_SIZE};
+use crate::error::{Context, Error, Result};
 
 /// Bytes per sample.
 pub const SAMPLE: u64 = 10_000;
@@ -90,6 +94,69 @@ pub fn checksum_reader(r: &mut impl std::io::Read) -> std::io::Result<[u8; 32]> 
             Err(e) => return Err(e),
         }
     }
+}
+
+/// The plaintext key of one chunk, comparable across flists of the same codec: the key is
+/// the hash of the plaintext, so equal key sequences mean equal content.
+pub type ChunkKey = (Codec, [u8; 32]);
+
+/// The key of a chunk reference (padded to 32 bytes for legacy 16-byte keys).
+pub fn chunk_key(c: &ChunkRef) -> ChunkKey {
+    let mut k = [0u8; 32];
+    let src = c.key();
+    k[..src.len()].copy_from_slice(src);
+    (c.codec, k)
+}
+
+/// What one read of a whole local file yields.
+#[derive(Clone, Debug)]
+pub struct WholeRead {
+    /// SHA-256 of the content (the identity `checksum`).
+    pub checksum: [u8; 32],
+    /// The v2 chunk keys (BLAKE2b-256 of each 512 KiB plaintext chunk), in file order.
+    pub keys: Vec<ChunkKey>,
+    pub size: u64,
+}
+
+/// Read `path` once, in 512 KiB pieces (bounded memory), hashing the whole content and
+/// each chunk. Fails if the file's length is not `expected` (it changed under us).
+pub fn read_whole(path: &Path, expected: u64) -> Result<WholeRead> {
+    let what = || format!("reading {}", path.display());
+    let mut f = File::open(path).with_ctx(what)?;
+    let mut buf = vec![0u8; CHUNK_SIZE];
+    let mut full = FullChecksum::new();
+    let mut keys = Vec::new();
+    let mut size = 0u64;
+    loop {
+        let mut n = 0;
+        while n < buf.len() {
+            let r = f.read(&mut buf[n..]).with_ctx(what)?;
+            if r == 0 {
+                break;
+            }
+            n += r;
+        }
+        if n == 0 {
+            break;
+        }
+        full.update(&buf[..n]);
+        keys.push((Codec::V2, crate::codec::v2::blake2b_256(&buf[..n])));
+        size += n as u64;
+        if n < buf.len() {
+            break;
+        }
+    }
+    if size != expected {
+        return Err(Error::io(format!(
+            "{}: changed while being read ({size} bytes read, {expected} expected)",
+            path.display()
+        )));
+    }
+    Ok(WholeRead {
+        checksum: full.finish(),
+        keys,
+        size,
+    })
 }
 
 #[cfg(test)]
@@ -215,5 +282,21 @@ mod tests {
         f.write_all(&pattern(1000)).unwrap();
         assert!(partial_checksum(&f, 2000).is_err());
         assert!(partial_checksum(&f, 100_000).is_err());
+    }
+
+    #[test]
+    fn whole_read_matches_codec_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let data: Vec<u8> = (0..CHUNK_SIZE + 100).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&p, &data).unwrap();
+        let w = read_whole(&p, data.len() as u64).unwrap();
+        assert_eq!(w.keys.len(), 2);
+        let (c0, _) = crate::codec::v2::encode(&data[..CHUNK_SIZE]).unwrap();
+        let (c1, _) = crate::codec::v2::encode(&data[CHUNK_SIZE..]).unwrap();
+        assert_eq!(w.keys, vec![chunk_key(&c0), chunk_key(&c1)]);
+        let e = read_whole(&p, 5).unwrap_err();
+        assert_eq!(e.kind, crate::error::ErrorKind::Io);
+        assert!(e.msg.contains("changed while being read"), "{e}");
     }
 }

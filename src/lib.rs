@@ -10,9 +10,11 @@
 
 pub mod cache;
 pub mod cli;
+pub mod clone;
 pub mod cmd;
 pub mod codec;
 pub mod content;
+pub mod diff;
 pub mod error;
 pub mod flist;
 pub mod fs;

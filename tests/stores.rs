@@ -432,7 +432,7 @@ fn http_store_two_level_and_flat_layouts() {
 fn dead_replica_is_not_retried_on_every_chunk() {
     let t = tempfile::tempdir().unwrap();
     let (meta, good, _) = dir_flist(t.path(), "good", &test_files());
-    let n_chunks = zvfs::cmd::chunkset::unique_chunks(flist::open(&meta).unwrap().as_ref())
+    let n_chunks = zvfs::content::chunkset::unique_chunks(flist::open(&meta).unwrap().as_ref())
         .unwrap()
         .len();
     assert!(n_chunks >= 5);

@@ -3,13 +3,13 @@
 //! Optionally points the flist's routes at the new stores (atomic edit). A chunk already
 //! present in every destination store is skipped. A local rfs-layout cache of plaintext
 //! chunks (`-c`) is used as a source first: a cached chunk is re-encoded (the encoding is
-//! deterministic) and used only if it gives back exactly the chunk's id.
+//! deterministic) and used only if it gives back exactly the chunk's id. The copying is
+//! [`crate::clone`]; this is its arguments, the route update and the report.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
 
-use super::chunkset::{self, DEFAULT_JOBS};
-use crate::codec::{self, ChunkRef, Codec};
+use crate::clone::copy_chunks;
+use crate::content::chunkset::DEFAULT_JOBS;
 use crate::error::{Error, Result};
 use crate::flist;
 use crate::store::router::Router;
@@ -38,22 +38,6 @@ pub struct Args {
     pub store_flags: super::StoreFlags,
 }
 
-/// The stored object for `chunk` rebuilt from a cached plaintext, if the cache has a
-/// plaintext that encodes to exactly this chunk.
-fn from_cache(cache: &Path, chunk: &ChunkRef) -> Option<Vec<u8>> {
-    let hex = chunk.hex_id();
-    let path = cache.join(&hex[..2]).join(&hex[2..4]).join(hex.as_str());
-    let plain = std::fs::read(path).ok()?;
-    if !chunk.plaintext_matches(&plain) {
-        return None;
-    }
-    let (again, stored) = match chunk.codec {
-        Codec::V2 => codec::v2::encode(&plain).ok()?,
-        Codec::Legacy => codec::legacy::encode(&plain).ok()?,
-    };
-    (again.id() == chunk.id() && again.key() == chunk.key()).then_some(stored)
-}
-
 pub fn run(args: Args) -> Result<i32> {
     let fl = flist::open(&args.meta)?;
     let cfg = args.store_flags.config();
@@ -68,38 +52,20 @@ pub fn run(args: Args) -> Result<i32> {
     } else {
         None
     };
-    let chunks = chunkset::unique_chunks(fl.as_ref())?;
-    let (copied, skipped, from_cache_n) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
-    let results = chunkset::parallel_map(&chunks, args.jobs, |chunk| -> Result<()> {
-        let present = dest.presence(chunk.id());
-        if !present.is_empty() && present.iter().all(|(_, p)| matches!(p, Ok(true))) {
-            skipped.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        }
-        let stored = match args.cache.as_deref().and_then(|c| from_cache(c, chunk)) {
-            Some(s) => {
-                from_cache_n.fetch_add(1, Ordering::Relaxed);
-                s
-            }
-            None => source.fetch_stored(chunk)?,
-        };
-        dest.put(chunk.id(), &stored)?;
-        copied.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    });
-    let mut failed = 0;
-    for (chunk, r) in chunks.iter().zip(&results) {
-        if let Err(e) = r {
-            failed += 1;
-            eprintln!("zvfs: clone: chunk {chunk}: {e}");
-        }
+    let report = copy_chunks(
+        fl.as_ref(),
+        &source,
+        &dest,
+        args.cache.as_deref(),
+        args.jobs,
+    )?;
+    for (chunk, e) in &report.failed {
+        eprintln!("zvfs: clone: chunk {chunk}: {e}");
     }
+    let failed = report.failed.len();
     eprintln!(
         "clone: {} chunks: {} copied ({} from the cache), {} already present, {failed} failed",
-        chunks.len(),
-        copied.load(Ordering::Relaxed),
-        from_cache_n.load(Ordering::Relaxed),
-        skipped.load(Ordering::Relaxed)
+        report.chunks, report.copied, report.from_cache, report.skipped
     );
     if failed > 0 {
         return Err(Error::store(format!(
@@ -111,7 +77,6 @@ pub fn run(args: Args) -> Result<i32> {
             }
         )));
     }
-    dest.flush()?;
     if let Some(routes) = new_routes {
         drop(fl);
         super::config::edit_flist(&args.meta, |ed| {

@@ -39,7 +39,7 @@ fn full_checksum(path: &std::path::Path) -> Result<[u8; 32]> {
 }
 
 pub fn run(args: Args) -> Result<i32> {
-    let mut out = super::content::Out::new();
+    let mut out = super::out::Out::new();
     for path in &args.paths {
         let (size, partial) = partial_of(path)?;
         if let Some(n) = args.time {

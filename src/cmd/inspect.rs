@@ -6,8 +6,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use crate::codec::CHUNK_SIZE;
-use crate::error::{Context, Error, Result};
+use crate::content::{FileContent, Layout};
+use crate::error::{Context, Result};
 use crate::flist::{self, Entry, Flist, Kind};
 use crate::store::redact;
 
@@ -304,13 +304,7 @@ pub fn stat(a: StatArgs) -> Result<i32> {
 pub fn cat(a: CatArgs) -> Result<i32> {
     let fl = crate::flist::download::open_flist(&a.meta, a.cache.cache.as_deref())?;
     let e = flist::resolve(&*fl, a.path.as_bytes())?;
-    if e.kind() != Kind::File {
-        return Err(Error::invalid(format!(
-            "{}: is a {}, not a regular file",
-            a.path,
-            e.kind().name()
-        )));
-    }
+    let file = FileContent::open(&*fl, &e, a.path.as_str())?;
     let chunks = crate::content::Chunks::open(
         &*fl,
         &a.stores,
@@ -318,30 +312,12 @@ pub fn cat(a: CatArgs) -> Result<i32> {
         2,
         &a.store_flags.config(),
     )?;
-    let blocks = fl.blocks(e.ino)?;
     let mut out = std::io::stdout().lock();
-    let mut written = 0u64;
-    for (i, b) in blocks.iter().enumerate() {
-        let plain = chunks
-            .fetch(b)
-            .with_ctx(|| format!("{} (chunk {i} of {})", a.path, blocks.len()))?;
-        if i + 1 < blocks.len() && plain.len() != CHUNK_SIZE {
-            return Err(Error::corrupt(format!(
-                "{}: chunk {i} ({b}) holds {} bytes, expected {CHUNK_SIZE}",
-                a.path,
-                plain.len()
-            )));
-        }
-        out.write_all(&plain).ctx("writing to stdout")?;
-        written += plain.len() as u64;
-    }
+    // Each chunk is checked before it is written: nothing wrong reaches stdout.
+    file.read(&chunks, Layout::Fixed, |_, plain| {
+        out.write_all(plain).ctx("writing to stdout")
+    })?;
     out.flush().ctx("writing to stdout")?;
-    if written != e.size {
-        return Err(Error::corrupt(format!(
-            "{}: chunks hold {written} bytes, the flist says {}",
-            a.path, e.size
-        )));
-    }
     Ok(0)
 }
 

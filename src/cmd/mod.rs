@@ -2,10 +2,8 @@
 //! the layers below (flist, store, cache, codec) and are used only by the CLI.
 
 pub mod cache;
-pub mod chunkset;
 pub mod clone;
 pub mod config;
-pub mod content;
 pub mod convert;
 pub mod dedup;
 pub mod diff;
@@ -13,6 +11,7 @@ pub mod identity;
 pub mod inspect;
 pub mod mount;
 pub mod mounts;
+pub mod out;
 pub mod pack;
 pub mod unpack;
 pub mod verify;

@@ -1,14 +1,13 @@
 //! `zvfs verify`: check that every chunk of an flist is available from at least one of its
 //! routed stores (`--deep`: fetched and fully verified, both hashes). Reports each missing
 //! or corrupt chunk with the file paths that use it and exits non-zero if there is any.
-//! Read-only: it never writes to stores nor to the flist.
+//! The checking is [`crate::content::verify`]; this is its arguments and report.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 
-use super::chunkset::{self, DEFAULT_JOBS};
-use crate::codec::ChunkRef;
-use crate::error::{ErrorKind, Result};
+use crate::content::chunkset::DEFAULT_JOBS;
+use crate::content::verify::{verify, Problem};
+use crate::error::Result;
 use crate::flist;
 use crate::store::router::Router;
 
@@ -30,57 +29,14 @@ pub struct Args {
     pub store_flags: super::StoreFlags,
 }
 
-/// What is wrong with one chunk.
-enum Problem {
-    Missing(String),
-    Corrupt(String),
-    Unreachable(String),
-}
-
-fn check(router: &Router, chunk: &ChunkRef, deep: bool) -> Option<Problem> {
-    // Deep: a failed fetch is either missing everywhere or unreachable; the presence
-    // check below tells which.
-    let fetch_err = if deep {
-        match router.fetch(chunk) {
-            Ok(_) => return None,
-            Err(e) if e.kind == ErrorKind::Corrupt => return Some(Problem::Corrupt(e.msg)),
-            Err(e) if e.kind == ErrorKind::Timeout => return Some(Problem::Unreachable(e.msg)),
-            Err(e) => Some(e.msg),
-        }
-    } else {
-        None
-    };
-    let mut errors = Vec::new();
-    for (name, present) in router.presence(chunk.id()) {
-        match present {
-            Ok(true) => return fetch_err.map(Problem::Unreachable),
-            Ok(false) => {}
-            Err(e) => errors.push(format!("{name}: {e}")),
-        }
-    }
-    if errors.is_empty() {
-        Some(Problem::Missing("in no store".into()))
-    } else {
-        Some(Problem::Unreachable(errors.join("; ")))
-    }
-}
-
 pub fn run(args: Args) -> Result<i32> {
     let fl = flist::open(&args.meta)?;
     let router = Router::for_flist(&fl.routes()?, &args.stores, &args.store_flags.config())?;
-    let chunks = chunkset::unique_chunks(fl.as_ref())?;
-    let results = chunkset::parallel_map(&chunks, args.jobs, |c| check(&router, c, args.deep));
-    let bad: Vec<(ChunkRef, Problem)> = chunks
-        .iter()
-        .zip(results)
-        .filter_map(|(c, p)| p.map(|p| (*c, p)))
-        .collect();
-    let wanted: HashSet<ChunkRef> = bad.iter().map(|(c, _)| *c).collect();
-    let paths = chunkset::paths_using(fl.as_ref(), &wanted, 5)?;
+    let report = verify(fl.as_ref(), &router, args.deep, args.jobs)?;
+    let mut out = super::out::Out::new();
     let (mut missing, mut corrupt, mut unreachable) = (0, 0, 0);
-    for (chunk, problem) in &bad {
-        let used_by = chunkset::describe_paths(paths.get(chunk));
-        let (what, detail) = match problem {
+    for bad in &report.bad {
+        let (what, detail) = match &bad.problem {
             Problem::Missing(d) => {
                 missing += 1;
                 ("missing", d)
@@ -94,12 +50,13 @@ pub fn run(args: Args) -> Result<i32> {
                 ("unreachable", d)
             }
         };
-        println!("{what} {chunk} used by {used_by}");
-        log::debug!("{what} {chunk}: {detail}");
-        if !matches!(problem, Problem::Missing(_)) {
+        out.line(format_args!("{what} {} used by {}", bad.chunk, bad.used_by))?;
+        log::debug!("{what} {}: {detail}", bad.chunk);
+        if !matches!(bad.problem, Problem::Missing(_)) {
             eprintln!("  {detail}");
         }
     }
+    out.finish()?;
     let verb = if args.deep {
         "fetched and verified"
     } else {
@@ -107,8 +64,8 @@ pub fn run(args: Args) -> Result<i32> {
     };
     eprintln!(
         "verify: {} chunks {verb}: {} ok, {missing} missing, {corrupt} corrupt, {unreachable} unreachable",
-        chunks.len(),
-        chunks.len() - bad.len()
+        report.checked,
+        report.checked - report.bad.len()
     );
-    Ok(if bad.is_empty() { 0 } else { 1 })
+    Ok(if report.bad.is_empty() { 0 } else { 1 })
 }

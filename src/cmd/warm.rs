@@ -1,21 +1,17 @@
 //! `zvfs warm`: fill a chunk cache with the chunks of whole files (or of the whole flist)
-//! before they are needed, so a container starts hot. Chunks are collected from the flist
-//! (each unique chunk once), then `-j` workers fetch the missing ones into the cache
-//! through [`crate::content::Chunks`]; nothing is held in memory beyond the chunks being fetched.
-//! Progress goes to stderr when it is a terminal. It never writes outside the cache.
+//! before they are needed, so a container starts hot: the arguments, a call to
+//! [`crate::content::warm`] with `-j` workers, progress on stderr when it is a terminal,
+//! and the summary.
 
-use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::cache::parse_size;
 use crate::codec::{ChunkRef, CHUNK_SIZE};
+use crate::content::warm::{collect, warm};
 use crate::content::Chunks;
-use crate::error::{Context, Error, Result};
-use crate::flist::{self, Flist, Kind};
+use crate::error::Result;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -64,7 +60,7 @@ pub fn run(args: Args) -> Result<i32> {
             list.len()
         );
     }
-    let fetched = warm_all(&chunks, &list, jobs)?;
+    let fetched = warm_with_progress(&chunks, &list, jobs)?;
     let (gets, got_bytes) = chunks.fetched();
     eprintln!(
         "warmed {files} files: {} unique chunks, {fetched} fetched ({gets} store reads, {got_bytes} bytes), {} already cached, in {:.2} s",
@@ -75,98 +71,30 @@ pub fn run(args: Args) -> Result<i32> {
     Ok(0)
 }
 
-/// The unique chunks of the regular files at or under `paths` (everything when empty),
-/// in tree order, and how many files they belong to.
-fn collect(fl: &dyn Flist, paths: &[String]) -> Result<(u64, Vec<ChunkRef>)> {
-    let roots = if paths.is_empty() {
-        vec![fl.get(flist::ROOT_INO)?]
-    } else {
-        paths
-            .iter()
-            .map(|p| flist::resolve(fl, p.as_bytes()))
-            .collect::<Result<Vec<_>>>()?
-    };
-    let mut seen_content = HashSet::new();
-    let mut seen_chunks = HashSet::new();
-    let mut list = Vec::new();
-    let mut files = 0u64;
-    for root in roots {
-        flist::walk(fl, &root, Vec::new(), &mut |e, path| {
-            if e.kind() != Kind::File || !seen_content.insert(e.content_ino()) {
-                return Ok(());
-            }
-            files += 1;
-            let blocks = fl
-                .blocks(e.content_ino())
-                .with_ctx(|| format!("chunk list of {}", String::from_utf8_lossy(path)))?;
-            for b in blocks {
-                if seen_chunks.insert(b) {
-                    list.push(b);
-                }
-            }
-            Ok(())
-        })?;
-    }
-    Ok((files, list))
-}
-
-/// Fetch every chunk of `list` missing from the cache with `jobs` workers; returns how
-/// many were fetched. The first error stops the work and is returned.
-fn warm_all(chunks: &Chunks, list: &[ChunkRef], jobs: usize) -> Result<u64> {
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    let fetched = AtomicU64::new(0);
-    let abort = AtomicBool::new(false);
-    let error: Mutex<Option<Error>> = Mutex::new(None);
-    let progress = std::io::stderr().is_terminal();
-    std::thread::scope(|s| {
-        for _ in 0..jobs.min(list.len().max(1)) {
-            s.spawn(|| {
-                while !abort.load(Ordering::Relaxed) {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(chunk) = list.get(i) else { break };
-                    match chunks.warm(chunk) {
-                        Ok(true) => {
-                            fetched.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Ok(false) => {}
-                        Err(e) => {
-                            abort.store(true, Ordering::SeqCst);
-                            if let Ok(mut g) = error.lock() {
-                                g.get_or_insert(e);
-                            }
-                        }
-                    }
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            });
+/// [`warm`], with a progress line on stderr when it is a terminal (at most 4 a second).
+fn warm_with_progress(chunks: &Chunks, list: &[ChunkRef], jobs: usize) -> Result<u64> {
+    let tty = std::io::stderr().is_terminal();
+    let started = Instant::now();
+    let mut last = started;
+    let mut shown = false;
+    let r = warm(chunks, list, jobs, |done, _| {
+        if !tty || last.elapsed() < Duration::from_millis(250) {
+            return;
         }
-        if progress {
-            let started = Instant::now();
-            let mut shown = false;
-            while done.load(Ordering::Relaxed) < list.len() && !abort.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(250));
-                let (_, bytes) = chunks.fetched();
-                let secs = started.elapsed().as_secs_f64().max(1e-3);
-                let _ = write!(
-                    std::io::stderr(),
-                    "\r{}/{} chunks, {:.1} MB fetched, {:.1} MB/s   ",
-                    done.load(Ordering::Relaxed),
-                    list.len(),
-                    bytes as f64 / 1e6,
-                    bytes as f64 / 1e6 / secs
-                );
-                shown = true;
-            }
-            if shown {
-                let _ = write!(std::io::stderr(), "\r{:60}\r", "");
-            }
-        }
+        last = Instant::now();
+        let (_, bytes) = chunks.fetched();
+        let secs = started.elapsed().as_secs_f64().max(1e-3);
+        let _ = write!(
+            std::io::stderr(),
+            "\r{done}/{} chunks, {:.1} MB fetched, {:.1} MB/s   ",
+            list.len(),
+            bytes as f64 / 1e6,
+            bytes as f64 / 1e6 / secs
+        );
+        shown = true;
     });
-    if let Ok(mut g) = error.lock() {
-        if let Some(e) = g.take() {
-            return Err(e.context("warming the cache"));
-        }
+    if shown {
+        let _ = write!(std::io::stderr(), "\r{:60}\r", "");
     }
-    Ok(fetched.load(Ordering::Relaxed))
+    r
 }

@@ -10,6 +10,13 @@ use crate::error::{Error, Result};
 /// Size of a chunk of file content, for both flist generations.
 pub const CHUNK_SIZE: usize = 512 * 1024;
 
+/// Plaintext length of chunk `index` of a file of `size` bytes cut in [`CHUNK_SIZE`]
+/// pieces: a full chunk except the last (0 past the end).
+pub fn chunk_len(size: u64, index: usize) -> u64 {
+    let start = (index as u64).saturating_mul(CHUNK_SIZE as u64);
+    size.saturating_sub(start).min(CHUNK_SIZE as u64)
+}
+
 /// Largest stored object or decompressed chunk accepted from a store (0-db's value limit).
 pub const MAX_OBJECT: usize = 8 * 1024 * 1024;
 

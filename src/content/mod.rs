@@ -4,6 +4,14 @@
 //! cache. It reads flists and stores; it never writes an flist nor anything outside a
 //! cache directory.
 
+pub mod chunkset;
+pub mod file;
+pub mod local;
+pub mod verify;
+pub mod warm;
+
+pub use file::{FileContent, Layout, Source};
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

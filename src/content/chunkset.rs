@@ -1,10 +1,7 @@
-//! The set of chunks an flist uses, which paths use a given chunk, and a bounded worker
-//! pool to process chunks in parallel. Shared by `verify` and `clone`; it reads metadata
-//! only and never talks to stores itself.
+//! The set of chunks an flist uses and which paths use a given chunk (for reports).
+//! Shared by verify, clone and warm; it reads metadata only and never talks to stores.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use crate::codec::ChunkRef;
 use crate::error::Result;
@@ -59,35 +56,6 @@ pub fn paths_using(
         Ok(())
     })?;
     Ok(out)
-}
-
-/// Run `f` on every item with at most `jobs` threads; results come back in item order.
-pub fn parallel_map<T: Sync, R: Send>(
-    items: &[T],
-    jobs: usize,
-    f: impl Fn(&T) -> R + Sync,
-) -> Vec<R> {
-    let jobs = jobs.clamp(1, items.len().max(1));
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..jobs {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(item) = items.get(i) else { break };
-                let r = f(item);
-                if let Ok(mut g) = results.lock() {
-                    g[i] = Some(r);
-                }
-            });
-        }
-    });
-    results
-        .into_inner()
-        .unwrap_or_default()
-        .into_iter()
-        .flatten()
-        .collect()
 }
 
 /// Format the paths of a chunk for a report line.
