@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::chunkset::{self, DEFAULT_JOBS};
 use crate::codec::{self, ChunkRef, Codec};
-use crate::error::{Error, Result};
+use crate::error::{Error, ExitCode, Result};
 use crate::flist;
 use crate::store::router::Router;
 
@@ -54,7 +54,7 @@ fn from_cache(cache: &Path, chunk: &ChunkRef) -> Option<Vec<u8>> {
     (again.id() == chunk.id() && again.key() == chunk.key()).then_some(stored)
 }
 
-pub fn run(args: Args) -> Result<i32> {
+pub fn run(args: Args) -> Result<ExitCode> {
     let fl = flist::open(&args.meta)?;
     let cfg = args.store_flags.config();
     let source = Router::for_flist(&fl.routes()?, &[], &cfg)?;
@@ -123,5 +123,5 @@ pub fn run(args: Args) -> Result<i32> {
             args.meta.display()
         );
     }
-    Ok(0)
+    Ok(ExitCode::Ok)
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::content::{chunk_key, chunk_plain_size, display_path, read_whole, walk_dir, ChunkKey};
-use crate::error::{Context, Result};
+use crate::error::{Context, ExitCode, Result};
 use crate::flist::{self, Flist, Kind};
 
 #[derive(clap::Args, Debug)]
@@ -104,7 +104,7 @@ const CROSS_GENERATION: &str = "legacy flists are compared among themselves only
 are not matched with v2 flists or directories (other chunk keys, no checksums), and \
 chunk-level figures count each generation's chunks separately";
 
-pub fn run(args: Args) -> Result<i32> {
+pub fn run(args: Args) -> Result<ExitCode> {
     let mut items: Vec<Item> = Vec::new();
     let mut c = Counters {
         inputs: args.inputs.len(),
@@ -146,7 +146,7 @@ pub fn run(args: Args) -> Result<i32> {
         print_text(&report, &mut out)?;
     }
     out.finish()?;
-    Ok(0)
+    Ok(ExitCode::Ok)
 }
 
 fn collect_dir(

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::content::{chunk_key, display_path};
 use super::{Chunks, StoreFlags};
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Error, ExitCode, Result};
 use crate::flist::{self, Entry, Flist, Ino, Kind};
 use crate::identity::FullChecksum;
 
@@ -66,17 +66,17 @@ pub struct Change {
     pub path: String,
 }
 
-pub fn run(args: Args) -> Result<i32> {
+pub fn run(args: Args) -> Result<ExitCode> {
     match run_inner(&args) {
         Ok(code) => Ok(code),
         Err(e) => {
             eprintln!("zvfs: diff: {e}");
-            Ok(2)
+            Ok(ExitCode::TROUBLE)
         }
     }
 }
 
-fn run_inner(args: &Args) -> Result<i32> {
+fn run_inner(args: &Args) -> Result<ExitCode> {
     let a = flist::open(&args.a)?;
     let b = flist::open(&args.b)?;
     let opts = Options { mtime: args.mtime };
@@ -134,7 +134,11 @@ fn run_inner(args: &Args) -> Result<i32> {
         out.line(format_args!("{s}"))?;
     }
     out.finish()?;
-    Ok(if changes.is_empty() { 0 } else { 1 })
+    Ok(if changes.is_empty() {
+        ExitCode::Ok
+    } else {
+        ExitCode::DIFFERENT
+    })
 }
 
 /// What to compare beyond the defaults.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use super::chunkset::{self, DEFAULT_JOBS};
 use crate::codec::ChunkRef;
-use crate::error::{ErrorKind, Result};
+use crate::error::{ErrorKind, ExitCode, Result};
 use crate::flist;
 use crate::store::router::Router;
 
@@ -65,7 +65,7 @@ fn check(router: &Router, chunk: &ChunkRef, deep: bool) -> Option<Problem> {
     }
 }
 
-pub fn run(args: Args) -> Result<i32> {
+pub fn run(args: Args) -> Result<ExitCode> {
     let fl = flist::open(&args.meta)?;
     let router = Router::for_flist(&fl.routes()?, &args.stores, &args.store_flags.config())?;
     let chunks = chunkset::unique_chunks(fl.as_ref())?;
@@ -110,5 +110,9 @@ pub fn run(args: Args) -> Result<i32> {
         chunks.len(),
         chunks.len() - bad.len()
     );
-    Ok(if bad.is_empty() { 0 } else { 1 })
+    Ok(if bad.is_empty() {
+        ExitCode::Ok
+    } else {
+        ExitCode::PROBLEMS
+    })
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::Chunks;
 use crate::cache::parse_size;
 use crate::codec::{ChunkRef, CHUNK_SIZE};
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Error, ExitCode, Result};
 use crate::flist::{self, Flist, Kind};
 
 #[derive(clap::Args, Debug)]
@@ -40,7 +40,7 @@ pub struct Args {
     pub paths: Vec<String>,
 }
 
-pub fn run(args: Args) -> Result<i32> {
+pub fn run(args: Args) -> Result<ExitCode> {
     let started = Instant::now();
     let fl = super::open_flist(&args.meta, Some(&args.cache))?;
     let jobs = args.jobs.clamp(1, 64);
@@ -66,7 +66,7 @@ pub fn run(args: Args) -> Result<i32> {
         list.len() as u64 - fetched,
         started.elapsed().as_secs_f64()
     );
-    Ok(0)
+    Ok(ExitCode::Ok)
 }
 
 /// The unique chunks of the regular files at or under `paths` (everything when empty),
