@@ -37,11 +37,14 @@ type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// original error, for [`Error::errno`] and for callers that want its details.
 #[derive(Debug)]
 pub struct Error {
+    /// What it means.
     pub kind: ErrorKind,
+    /// What failed and where, with the cause: the text printed to the user.
     pub msg: String,
     source: Option<Source>,
 }
 
+/// A result whose error is [`Error`] by default.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
@@ -65,24 +68,31 @@ impl Error {
             source: Some(source.into()),
         }
     }
+    /// Local I/O failed.
     pub fn io(msg: impl Into<String>) -> Self {
         Self::new(ErrorKind::Io, msg)
     }
+    /// A path, entry or chunk does not exist.
     pub fn not_found(msg: impl Into<String>) -> Self {
         Self::new(ErrorKind::NotFound, msg)
     }
+    /// Data failed verification.
     pub fn corrupt(msg: impl Into<String>) -> Self {
         Self::new(ErrorKind::Corrupt, msg)
     }
+    /// Malformed flist or data of an unknown schema.
     pub fn format(msg: impl Into<String>) -> Self {
         Self::new(ErrorKind::Format, msg)
     }
+    /// An invalid request or argument.
     pub fn invalid(msg: impl Into<String>) -> Self {
         Self::new(ErrorKind::Invalid, msg)
     }
+    /// A store could not be reached or answered with an error.
     pub fn store(msg: impl Into<String>) -> Self {
         Self::new(ErrorKind::Store, msg)
     }
+    /// A deadline passed.
     pub fn timeout(msg: impl Into<String>) -> Self {
         Self::new(ErrorKind::Timeout, msg)
     }
@@ -251,7 +261,9 @@ impl From<ExitCode> for std::process::ExitCode {
 
 /// Attach context to any fallible result whose error converts into [`Error`].
 pub trait Context<T> {
+    /// Prefix the error's message with `what` (see [`Error::context`]).
     fn ctx<D: fmt::Display>(self, what: D) -> Result<T>;
+    /// Like [`Context::ctx`], building the context only when there is an error.
     fn with_ctx<D: fmt::Display, F: FnOnce() -> D>(self, f: F) -> Result<T>;
 }
 
