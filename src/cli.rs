@@ -1,16 +1,34 @@
 //! Command-line parsing and dispatch. Each subcommand's arguments and code live in its
-//! own module under `cmd`; this module only wires them together and maps errors to exit
-//! codes. It holds no logic of its own.
+//! own module under `cmd`; this module only wires them together, maps errors to exit
+//! codes (the one place an error becomes an [`ExitCode`]) and prints the shell
+//! completions and manual pages generated from these same definitions. It holds no logic
+//! of its own.
 
-use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::cmd;
+use crate::error::{Context, ExitCode, Result};
+
+/// The exit-code table, shown by `--help` and in the manual page (README, "Exit codes").
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   success (diff: identical; mounts --check: healthy; cache fsck: nothing to repair)
+  1   failure: I/O, not found, malformed flist, corrupt data, refused credentials
+      (diff: different; verify: a chunk is missing or bad; mounts --check: unhealthy)
+  2   usage: bad arguments or an invalid request, nothing done
+      (diff: any error; cache fsck: repaired something)
+  75  temporary: a store unreachable, failing or without a chunk, or a deadline
+      passed; retrying later may succeed";
 
 #[derive(Parser, Debug)]
 #[command(
     name = "zvfs",
     version,
-    about = "Pack, mount and unpack Zero-OS flists"
+    about = "Pack, mount and unpack Zero-OS flists",
+    after_help = EXIT_CODES
 )]
 pub struct Cli {
     /// Verbose logging.
@@ -60,10 +78,53 @@ pub enum Command {
     Warm(cmd::warm::Args),
     /// OCI containers whose root filesystem is an flist (prepare a bundle; poststop hook).
     Oci(crate::node::oci::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the zvfs(1) manual page, or write zvfs.1 and a zvfs-COMMAND.1 per command to DIR.
+    Man(ManArgs),
 }
 
-/// Run the parsed command; returns the process exit code.
-pub fn run(cli: Cli) -> i32 {
+#[derive(clap::Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ManArgs {
+    /// Write zvfs.1 and one zvfs-COMMAND.1 page per (sub)command here instead of printing
+    /// zvfs(1) to stdout.
+    pub dir: Option<PathBuf>,
+}
+
+/// Print the completion script for `shell`, generated from [`Cli`].
+fn completions(a: CompletionsArgs) -> Result<ExitCode> {
+    let mut out = Vec::new();
+    clap_complete::generate(a.shell, &mut Cli::command(), "zvfs", &mut out);
+    std::io::stdout().write_all(&out).ctx("writing to stdout")?;
+    Ok(ExitCode::Ok)
+}
+
+/// Print zvfs(1), or write every page into `dir`, generated from [`Cli`].
+fn man(a: ManArgs) -> Result<ExitCode> {
+    match a.dir {
+        Some(dir) => clap_mangen::generate_to(Cli::command(), &dir)
+            .with_ctx(|| format!("writing manual pages to {}", dir.display()))?,
+        None => {
+            let mut out = Vec::new();
+            // As generate_to does: no page for clap's `help` subcommand.
+            let cmd = Cli::command().disable_help_subcommand(true);
+            clap_mangen::Man::new(cmd).render(&mut out)?;
+            std::io::stdout().write_all(&out).ctx("writing to stdout")?;
+        }
+    }
+    Ok(ExitCode::Ok)
+}
+
+/// Run the parsed command; returns the process exit code: the command's own, or the one
+/// its error maps to (after printing it).
+pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Pack(a) => cmd::pack::run(a),
         Command::Unpack(a) => cmd::unpack::run(a),
@@ -84,26 +145,40 @@ pub fn run(cli: Cli) -> i32 {
         Command::Cache(a) => cmd::cache::run(a),
         Command::Warm(a) => cmd::warm::run(a),
         Command::Oci(a) => crate::node::oci::run(a),
+        Command::Completions(a) => completions(a),
+        Command::Man(a) => man(a),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("zvfs: error: {e}");
-            1
+            ExitCode::from(&e)
         }
     }
 }
 
-/// Entry point used by `main`: parses the process arguments.
-pub fn main() -> i32 {
+/// Entry point used by `main`: parses the process arguments. A command line that does not
+/// parse exits with [`ExitCode::Usage`] (clap's own status, also 2).
+pub fn main() -> ExitCode {
     let args = match crate::node::compat::translate(std::env::args_os().collect()) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("zvfs: error: {e}");
-            return 2;
+            return ExitCode::Usage;
         }
     };
-    let cli = Cli::parse_from(args);
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        // --help and --version are "errors" that print to stdout and succeed.
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::Usage
+            } else {
+                ExitCode::Ok
+            };
+        }
+    };
     crate::cmd::init_logging(cli.debug);
     run(cli)
 }

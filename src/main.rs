@@ -1,3 +1,3 @@
-fn main() {
-    std::process::exit(zvfs::cli::main());
+fn main() -> std::process::ExitCode {
+    zvfs::cli::main().into()
 }

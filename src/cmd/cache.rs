@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use crate::cache::{parse_size, quota::Quota};
-use crate::error::Result;
+use crate::error::{ExitCode, Result};
 use crate::flist;
 
 #[derive(clap::Args, Debug)]
@@ -62,7 +62,7 @@ fn open(c: &Common) -> Result<Quota> {
     Quota::open(&c.cache, parse_size(&c.cache_size)?)
 }
 
-pub fn run(args: Args) -> Result<i32> {
+pub fn run(args: Args) -> Result<ExitCode> {
     match args.action {
         Action::Stats(c) => {
             let q = open(&c)?;
@@ -120,8 +120,12 @@ pub fn run(args: Args) -> Result<i32> {
             println!("empty_dirs_removed {}", r.empty_dirs_removed);
             // 2: something had to be repaired (as fsck(8) says "errors corrected").
             let bad = r.bad_removed + r.empty_removed + r.strays_removed;
-            return Ok(if bad > 0 { 2 } else { 0 });
+            return Ok(if bad > 0 {
+                ExitCode::REPAIRED
+            } else {
+                ExitCode::Ok
+            });
         }
     }
-    Ok(0)
+    Ok(ExitCode::Ok)
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use crate::clone::copy_chunks;
 use crate::content::chunkset::DEFAULT_JOBS;
-use crate::error::{Error, Result};
+use crate::error::{Error, ExitCode, Result};
 use crate::flist;
 use crate::store::router::Router;
 
@@ -38,7 +38,7 @@ pub struct Args {
     pub store_flags: super::StoreFlags,
 }
 
-pub fn run(args: Args) -> Result<i32> {
+pub fn run(args: Args) -> Result<ExitCode> {
     let fl = flist::open(&args.meta)?;
     let cfg = args.store_flags.config();
     let source = Router::for_flist(&fl.routes()?, &[], &cfg)?;
@@ -88,5 +88,5 @@ pub fn run(args: Args) -> Result<i32> {
             args.meta.display()
         );
     }
-    Ok(0)
+    Ok(ExitCode::Ok)
 }

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Error, ExitCode, Result};
 use crate::flist::v2::V2Editor;
 use crate::flist::{self, Route};
 use crate::store;
@@ -144,7 +144,7 @@ pub fn routes_to_write(specs: &[String], keep_password: bool) -> Result<Vec<Rout
         .collect()
 }
 
-pub fn run(args: Args) -> Result<i32> {
+pub fn run(args: Args) -> Result<ExitCode> {
     let meta = &args.meta;
     match args.what {
         What::Tag { op: TagOp::List } => {
@@ -216,5 +216,5 @@ pub fn run(args: Args) -> Result<i32> {
             Ok(())
         })?,
     }
-    Ok(0)
+    Ok(ExitCode::Ok)
 }

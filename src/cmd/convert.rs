@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Mutex};
 
 use crate::codec::{self, ChunkRef, CHUNK_SIZE};
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Error, ExitCode, Result};
 use crate::flist::v2::{NewEntry, V2Writer, VERSION_TAG};
 use crate::flist::{self, Flist, Identity, Ino, Kind, Route};
 use crate::identity::{FullChecksum, SAMPLE, WHOLE_LIMIT};
@@ -58,7 +58,7 @@ pub struct Summary {
     pub rechunked_files: u64,
 }
 
-pub fn run(args: Args) -> Result<i32> {
+pub fn run(args: Args) -> Result<ExitCode> {
     let src = flist::open(&args.meta)?;
     let cfg = args.store_flags.config();
     let from = Router::for_flist(&src.routes()?, &args.from_stores, &cfg)
@@ -86,7 +86,7 @@ pub fn run(args: Args) -> Result<i32> {
             String::new()
         }
     );
-    Ok(0)
+    Ok(ExitCode::Ok)
 }
 
 /// Convert `src` into a new `.fl` at `output` (atomically: temp file + rename).

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use crate::diff::dedup::{dedup, Options, Report};
-use crate::error::Result;
+use crate::error::{ExitCode, Result};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -21,7 +21,7 @@ pub struct Args {
     pub chunks: bool,
 }
 
-pub fn run(args: Args) -> Result<i32> {
+pub fn run(args: Args) -> Result<ExitCode> {
     let report = dedup(
         &args.inputs,
         &Options {
@@ -37,7 +37,7 @@ pub fn run(args: Args) -> Result<i32> {
         print_text(&report, &mut out)?;
     }
     out.finish()?;
-    Ok(0)
+    Ok(ExitCode::Ok)
 }
 
 fn print_text(r: &Report, out: &mut super::out::Out) -> Result<()> {

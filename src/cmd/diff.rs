@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::StoreFlags;
 use crate::diff::{diff, Change, Fetch, Options};
-use crate::error::{Error, Result};
+use crate::error::{Error, ExitCode, Result};
 use crate::flist;
 
 #[derive(clap::Args, Debug)]
@@ -47,17 +47,17 @@ pub struct Args {
     pub store_flags: StoreFlags,
 }
 
-pub fn run(args: Args) -> Result<i32> {
+pub fn run(args: Args) -> Result<ExitCode> {
     match run_inner(&args) {
         Ok(code) => Ok(code),
         Err(e) => {
             eprintln!("zvfs: diff: {e}");
-            Ok(2)
+            Ok(ExitCode::TROUBLE)
         }
     }
 }
 
-fn run_inner(args: &Args) -> Result<i32> {
+fn run_inner(args: &Args) -> Result<ExitCode> {
     let a = flist::open(&args.a)?;
     let b = flist::open(&args.b)?;
     let opts = Options { mtime: args.mtime };
@@ -115,5 +115,9 @@ fn run_inner(args: &Args) -> Result<i32> {
         out.line(format_args!("{s}"))?;
     }
     out.finish()?;
-    Ok(if changes.is_empty() { 0 } else { 1 })
+    Ok(if changes.is_empty() {
+        ExitCode::Ok
+    } else {
+        ExitCode::DIFFERENT
+    })
 }

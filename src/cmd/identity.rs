@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::error::{Context, Result};
+use crate::error::{Context, ExitCode, Result};
 use crate::identity::partial_checksum;
 
 #[derive(clap::Args, Debug)]
@@ -38,7 +38,7 @@ fn full_checksum(path: &std::path::Path) -> Result<[u8; 32]> {
     crate::identity::checksum_reader(&mut f).with_ctx(what)
 }
 
-pub fn run(args: Args) -> Result<i32> {
+pub fn run(args: Args) -> Result<ExitCode> {
     let mut out = super::out::Out::new();
     for path in &args.paths {
         let (size, partial) = partial_of(path)?;
@@ -83,5 +83,5 @@ pub fn run(args: Args) -> Result<i32> {
         ))?;
     }
     out.finish()?;
-    Ok(0)
+    Ok(ExitCode::Ok)
 }

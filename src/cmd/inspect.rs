@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use crate::content::{FileContent, Layout};
-use crate::error::{Context, Result};
+use crate::error::{Context, ExitCode, Result};
 use crate::flist::{self, Entry, Flist, Kind};
 use crate::store::redact;
 
@@ -51,7 +51,7 @@ pub struct CatArgs {
     pub path: String,
 }
 
-pub fn inspect(a: InspectArgs) -> Result<i32> {
+pub fn inspect(a: InspectArgs) -> Result<ExitCode> {
     let fl = crate::flist::download::open_flist(&a.meta, None)?;
     let t = fl.totals()?;
     let mut out = std::io::stdout().lock();
@@ -103,7 +103,7 @@ pub fn inspect(a: InspectArgs) -> Result<i32> {
         ));
     }
     out.write_all(text.as_bytes()).ctx("writing to stdout")?;
-    Ok(0)
+    Ok(ExitCode::Ok)
 }
 
 const ALL_KINDS: [Kind; 7] = [
@@ -120,7 +120,7 @@ fn kind_index(k: Kind) -> usize {
     ALL_KINDS.iter().position(|x| *x == k).unwrap_or(0)
 }
 
-pub fn ls(a: LsArgs) -> Result<i32> {
+pub fn ls(a: LsArgs) -> Result<ExitCode> {
     let fl = crate::flist::download::open_flist(&a.meta, None)?;
     let path = a.path.unwrap_or_default();
     let e = flist::resolve(&*fl, path.as_bytes())?;
@@ -140,7 +140,7 @@ pub fn ls(a: LsArgs) -> Result<i32> {
         .ctx("writing to stdout")?;
     }
     out.flush().ctx("writing to stdout")?;
-    Ok(0)
+    Ok(ExitCode::Ok)
 }
 
 /// One `ls -l` style line, raw name bytes included.
@@ -227,7 +227,7 @@ pub fn utc(secs: i64) -> String {
     )
 }
 
-pub fn stat(a: StatArgs) -> Result<i32> {
+pub fn stat(a: StatArgs) -> Result<ExitCode> {
     let fl = crate::flist::download::open_flist(&a.meta, None)?;
     let e = flist::resolve(&*fl, a.path.as_bytes())?;
     let mut out: Vec<u8> = Vec::new();
@@ -298,10 +298,10 @@ pub fn stat(a: StatArgs) -> Result<i32> {
         .lock()
         .write_all(&out)
         .ctx("writing to stdout")?;
-    Ok(0)
+    Ok(ExitCode::Ok)
 }
 
-pub fn cat(a: CatArgs) -> Result<i32> {
+pub fn cat(a: CatArgs) -> Result<ExitCode> {
     let fl = crate::flist::download::open_flist(&a.meta, a.cache.cache.as_deref())?;
     let e = flist::resolve(&*fl, a.path.as_bytes())?;
     let file = FileContent::open(&*fl, &e, a.path.as_str())?;
@@ -318,7 +318,7 @@ pub fn cat(a: CatArgs) -> Result<i32> {
         out.write_all(plain).ctx("writing to stdout")
     })?;
     out.flush().ctx("writing to stdout")?;
-    Ok(0)
+    Ok(ExitCode::Ok)
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::cache::{parse_size, ChunkCache};
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Error, ExitCode, Result};
 use crate::fs::mount::{MountOpts, Unmounter};
 use crate::fs::{FsConfig, ZvfsFs};
 use crate::store::router::Router;
@@ -135,7 +135,7 @@ impl Args {
     }
 }
 
-pub fn run(mut args: Args) -> Result<i32> {
+pub fn run(mut args: Args) -> Result<ExitCode> {
     let ready_fd = std::env::var(READY_ENV)
         .ok()
         .and_then(|v| v.parse::<i32>().ok());
@@ -174,7 +174,7 @@ pub fn run(mut args: Args) -> Result<i32> {
         drop(lock);
         if let Some(pid) = shared {
             return if args.daemon {
-                Ok(0)
+                Ok(ExitCode::Ok)
             } else {
                 if let Some(l) = &args.log {
                     super::log_to_file(l)?;
@@ -197,7 +197,7 @@ pub fn run(mut args: Args) -> Result<i32> {
     }
     tune_allocator();
     match serve(&args, url, &mut ready) {
-        Ok(()) => Ok(0),
+        Ok(()) => Ok(ExitCode::Ok),
         Err(e) => {
             log::error!(
                 "mount of {} on {}: {e}",
@@ -413,7 +413,7 @@ fn take_down_users(home: &Path) {
 /// the target's holder (a supervisor tracks this process): ready at once; on SIGTERM,
 /// SIGINT or SIGHUP it unmounts the target and lets the daemon go when that was its last
 /// user; it exits too when the target is unmounted by someone else.
-fn hold(target: &Path, daemon: u32) -> Result<i32> {
+fn hold(target: &Path, daemon: u32) -> Result<ExitCode> {
     let set = signal_set();
     // SAFETY: changes this thread's mask; no other thread runs.
     unsafe {
@@ -444,13 +444,13 @@ fn hold(target: &Path, daemon: u32) -> Result<i32> {
         if !mounted {
             log::info!("{} was unmounted; exiting", target.display());
             registry::remove_user(&target);
-            return Ok(0);
+            return Ok(ExitCode::Ok);
         }
     }
     crate::fs::mount::unmount_path(&target)?;
     registry::remove_user(&target);
     super::mounts::release(daemon, Duration::from_secs(10))?;
-    Ok(0)
+    Ok(ExitCode::Ok)
 }
 
 /// Before mounting on `target`: refuse a healthy zvfs mount there, detach a stale one.
@@ -565,7 +565,7 @@ fn stop(unmounter: &mut Unmounter, done: &std::sync::mpsc::Receiver<()>, answeri
 }
 
 /// `-d`: start the daemon and wait until it reports.
-fn daemonize(args: &Args, url: Option<&str>) -> Result<i32> {
+fn daemonize(args: &Args, url: Option<&str>) -> Result<ExitCode> {
     use std::os::unix::process::CommandExt;
     let (r, w) = std::io::pipe().ctx("creating the daemon's report pipe")?;
     // dup() drops close-on-exec: this end goes to the child.
@@ -600,7 +600,7 @@ fn daemonize(args: &Args, url: Option<&str>) -> Result<i32> {
     match read_report(r, DAEMON_TIMEOUT) {
         Report::Ready => {
             log::debug!("daemon {pid} is ready");
-            Ok(0)
+            Ok(ExitCode::Ok)
         }
         Report::Error(msg) => {
             let _ = child.wait();

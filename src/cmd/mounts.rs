@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ExitCode, Result};
 use crate::sys::mountinfo::{self, MountEntry};
 use crate::sys::registry::{self, State};
 
@@ -244,7 +244,7 @@ struct Row<'a> {
     upper: Option<&'a Path>,
 }
 
-pub fn run(args: Args) -> Result<i32> {
+pub fn run(args: Args) -> Result<ExitCode> {
     let all = mountinfo::read()?;
     let states = registry::list();
     let mounts = zvfs_mounts(&all, &states);
@@ -252,13 +252,13 @@ pub fn run(args: Args) -> Result<i32> {
         let t = mountinfo::absolute(t);
         let Some(m) = mounts.iter().rev().find(|m| m.target == t) else {
             eprintln!("zvfs: {} is not a zvfs mount", t.display());
-            return Ok(1);
+            return Ok(ExitCode::UNHEALTHY);
         };
         return Ok(match m.health() {
-            Ok(()) => 0,
+            Ok(()) => ExitCode::Ok,
             Err(why) => {
                 eprintln!("zvfs: {} is not healthy: {why}", t.display());
-                1
+                ExitCode::UNHEALTHY
             }
         });
     }
@@ -288,7 +288,7 @@ pub fn run(args: Args) -> Result<i32> {
         let text = serde_json::to_string_pretty(&rows)
             .map_err(|e| Error::invalid(format!("encoding JSON: {e}")))?;
         println!("{text}");
-        return Ok(0);
+        return Ok(ExitCode::Ok);
     }
     println!("TARGET\tKIND\tPID\tHEALTHY\tFLIST\tCACHE\tCACHE_USED");
     let opt = |o: Option<String>| o.unwrap_or_else(|| "-".into());
@@ -304,11 +304,11 @@ pub fn run(args: Args) -> Result<i32> {
             opt(r.cache_used.map(|u| u.to_string())),
         );
     }
-    Ok(0)
+    Ok(ExitCode::Ok)
 }
 
 /// `zvfs umount TARGET`.
-pub fn umount(args: UmountArgs) -> Result<i32> {
+pub fn umount(args: UmountArgs) -> Result<ExitCode> {
     let t = mountinfo::absolute(&args.target);
     let all = mountinfo::read()?;
     let mounts = zvfs_mounts(&all, &registry::list());
@@ -329,7 +329,7 @@ pub fn umount(args: UmountArgs) -> Result<i32> {
         if let Some(pid) = m.pid.filter(|p| registry::alive(*p)) {
             release(pid, Duration::from_secs_f64(args.timeout.max(0.1)))?;
         }
-        return Ok(0);
+        return Ok(ExitCode::Ok);
     }
     crate::fs::mount::unmount_path(&t)?;
     registry::remove_user(&t);
@@ -337,7 +337,7 @@ pub fn umount(args: UmountArgs) -> Result<i32> {
     if let Some(pid) = m.pid {
         release(pid, Duration::from_secs_f64(args.timeout.max(0.1)))?;
     }
-    Ok(0)
+    Ok(ExitCode::Ok)
 }
 
 /// After one of its mounts went away: stop daemon `pid` when nothing uses it any more.

@@ -21,7 +21,7 @@ use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::codec::{v2, ChunkRef, CHUNK_SIZE};
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Error, ExitCode, Result};
 use crate::flist::v2::{NewEntry, V2Writer};
 use crate::flist::{Identity, Ino, Route, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use crate::identity;
@@ -81,7 +81,7 @@ pub struct Summary {
     pub seconds: f64,
 }
 
-pub fn run(args: Args) -> Result<i32> {
+pub fn run(args: Args) -> Result<ExitCode> {
     let started = Instant::now();
     let tags = parse_tags(&args.tags)?;
     let routes = args
@@ -152,7 +152,7 @@ pub fn run(args: Args) -> Result<i32> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    Ok(0)
+    Ok(ExitCode::Ok)
 }
 
 /// The routes as recorded in the flist: passwords stripped unless asked to keep them.

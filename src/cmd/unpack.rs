@@ -37,7 +37,7 @@ use rustix::io::Errno;
 
 use crate::codec::{ChunkRef, CHUNK_SIZE};
 use crate::content::Chunks;
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Error, ExitCode, Result};
 use crate::flist::{self, Entry, Flist, Ino, Kind, ROOT_INO};
 
 #[derive(clap::Args, Debug)]
@@ -76,7 +76,7 @@ pub struct Report {
     pub leftovers: u64,
 }
 
-pub fn run(args: Args) -> Result<i32> {
+pub fn run(args: Args) -> Result<ExitCode> {
     let started = Instant::now();
     let fl = crate::flist::download::open_flist(&args.meta, args.cache.cache.as_deref())?;
     let sel = Selection::new(&*fl, &args.paths)?;
@@ -139,7 +139,7 @@ pub fn run(args: Args) -> Result<i32> {
             "fetched {gets} chunks ({fetched} bytes) from stores before failing; files not complete were not left under their names"
         ),
     }
-    result.map(|_| 0)
+    result.map(|_| ExitCode::Ok)
 }
 
 pub struct Options {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use crate::content::chunkset::DEFAULT_JOBS;
 use crate::content::verify::{verify, Problem};
-use crate::error::Result;
+use crate::error::{ExitCode, Result};
 use crate::flist;
 use crate::store::router::Router;
 
@@ -29,7 +29,7 @@ pub struct Args {
     pub store_flags: super::StoreFlags,
 }
 
-pub fn run(args: Args) -> Result<i32> {
+pub fn run(args: Args) -> Result<ExitCode> {
     let fl = flist::open(&args.meta)?;
     let router = Router::for_flist(&fl.routes()?, &args.stores, &args.store_flags.config())?;
     let report = verify(fl.as_ref(), &router, args.deep, args.jobs)?;
@@ -67,5 +67,9 @@ pub fn run(args: Args) -> Result<i32> {
         report.checked,
         report.checked - report.bad.len()
     );
-    Ok(if report.bad.is_empty() { 0 } else { 1 })
+    Ok(if report.bad.is_empty() {
+        ExitCode::Ok
+    } else {
+        ExitCode::PROBLEMS
+    })
 }

@@ -11,7 +11,7 @@ use crate::cache::parse_size;
 use crate::codec::{ChunkRef, CHUNK_SIZE};
 use crate::content::warm::{collect, warm};
 use crate::content::Chunks;
-use crate::error::Result;
+use crate::error::{ExitCode, Result};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -36,7 +36,7 @@ pub struct Args {
     pub paths: Vec<String>,
 }
 
-pub fn run(args: Args) -> Result<i32> {
+pub fn run(args: Args) -> Result<ExitCode> {
     let started = Instant::now();
     let fl = crate::flist::download::open_flist(&args.meta, Some(&args.cache))?;
     let jobs = args.jobs.clamp(1, 64);
@@ -68,7 +68,7 @@ pub fn run(args: Args) -> Result<i32> {
         list.len() as u64 - fetched,
         started.elapsed().as_secs_f64()
     );
-    Ok(0)
+    Ok(ExitCode::Ok)
 }
 
 /// [`warm`], with a progress line on stderr when it is a terminal (at most 4 a second).

@@ -34,7 +34,7 @@ use serde::Deserialize;
 use self::lower::MountConfig;
 use self::spec::Spec;
 use self::state::{ContainerRecord, State, DEFAULT_STATE_DIR};
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Error, ExitCode, Result};
 use crate::sys::mountinfo;
 use crate::sys::mounts::Layer;
 
@@ -89,7 +89,7 @@ pub struct HookArgs {
     pub state_dir: PathBuf,
 }
 
-pub fn run(args: Args) -> Result<i32> {
+pub fn run(args: Args) -> Result<ExitCode> {
     match args.command {
         OciCommand::Prepare(a) => prepare(a),
         OciCommand::Hook(a) => hook(a, &mut std::io::stdin().lock()),
@@ -241,7 +241,7 @@ fn hook_args(state_dir: &Path) -> Vec<String> {
     args
 }
 
-fn prepare(args: PrepareArgs) -> Result<i32> {
+fn prepare(args: PrepareArgs) -> Result<ExitCode> {
     let bundle = args
         .bundle
         .canonicalize()
@@ -283,7 +283,7 @@ fn prepare(args: PrepareArgs) -> Result<i32> {
                 rec.lower.display(),
                 rec.rootfs.display()
             );
-            return Ok(0);
+            return Ok(ExitCode::Ok);
         }
         log::warn!("container {name}: stale state (overlay gone); preparing it again");
         teardown(&state, &rec)?;
@@ -334,7 +334,7 @@ fn prepare(args: PrepareArgs) -> Result<i32> {
         rec.rootfs.display(),
         state.container_dir(&name).join("upper").display()
     );
-    Ok(0)
+    Ok(ExitCode::Ok)
 }
 
 /// The hook names the state directory by its absolute path (runtimes run hooks from
@@ -363,7 +363,7 @@ struct HookState {
     annotations: BTreeMap<String, String>,
 }
 
-fn hook(args: HookArgs, input: &mut dyn Read) -> Result<i32> {
+fn hook(args: HookArgs, input: &mut dyn Read) -> Result<ExitCode> {
     let mut raw = Vec::new();
     input
         .take(MAX_STATE)
@@ -414,5 +414,5 @@ fn hook(args: HookArgs, input: &mut dyn Read) -> Result<i32> {
         st.id,
         rec.rootfs.display()
     );
-    Ok(0)
+    Ok(ExitCode::Ok)
 }
