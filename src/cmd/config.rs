@@ -145,12 +145,13 @@ pub fn routes_to_write(specs: &[String], keep_password: bool) -> Result<Vec<Rout
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
+    let mut out = super::out::Out::new();
     let meta = &args.meta;
     match args.what {
         What::Tag { op: TagOp::List } => {
             let fl = flist::open(meta)?;
             for (k, v) in fl.tags()? {
-                println!("{k}={v}");
+                out.line(format_args!("{k}={v}"))?;
             }
         }
         What::Tag {
@@ -179,7 +180,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         What::Store { op: StoreOp::List } => {
             let fl = flist::open(meta)?;
             for r in fl.routes()? {
-                println!("{}", route_spec(&r));
+                out.line(format_args!("{}", route_spec(&r)))?;
             }
         }
         What::Store {
@@ -216,5 +217,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Ok(())
         })?,
     }
+    out.finish()?;
     Ok(ExitCode::Ok)
 }

@@ -4,7 +4,6 @@
 //! raw bytes so non-UTF-8 names survive.
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use crate::content::{FileContent, Layout};
 use crate::error::{Context, ExitCode, Result};
@@ -13,14 +12,14 @@ use crate::store::redact;
 
 #[derive(clap::Args, Debug)]
 pub struct InspectArgs {
-    #[arg(short = 'm', long = "meta")]
-    pub meta: PathBuf,
+    #[command(flatten)]
+    pub flist: super::FlistArg,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct LsArgs {
-    #[arg(short = 'm', long = "meta")]
-    pub meta: PathBuf,
+    #[command(flatten)]
+    pub flist: super::FlistArg,
     /// Long listing.
     #[arg(short = 'l')]
     pub long: bool,
@@ -30,8 +29,8 @@ pub struct LsArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct StatArgs {
-    #[arg(short = 'm', long = "meta")]
-    pub meta: PathBuf,
+    #[command(flatten)]
+    pub flist: super::FlistArg,
     /// Also list the chunks (id and key) of a file.
     #[arg(long)]
     pub blocks: bool,
@@ -40,19 +39,19 @@ pub struct StatArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct CatArgs {
-    #[arg(short = 'm', long = "meta")]
-    pub meta: PathBuf,
+    #[command(flatten)]
+    pub flist: super::FlistArg,
     #[command(flatten)]
     pub cache: super::CacheFlags,
-    #[arg(short = 's', long = "store", value_parser = super::StoreSpec)]
-    pub stores: Vec<String>,
+    #[command(flatten)]
+    pub stores: super::RouteOverrides,
     #[command(flatten)]
     pub store_flags: super::StoreFlags,
     pub path: String,
 }
 
 pub fn inspect(a: InspectArgs) -> Result<ExitCode> {
-    let fl = crate::flist::download::open_flist(&a.meta, None)?;
+    let fl = a.flist.open(None)?;
     let t = fl.totals()?;
     let mut out = std::io::stdout().lock();
     let mut kinds = [0u64; 7];
@@ -68,7 +67,7 @@ pub fn inspect(a: InspectArgs) -> Result<ExitCode> {
     };
     let mut text = format!(
         "file: {}\nformat: {}\nentries: {}\n",
-        a.meta.display(),
+        a.flist.meta.display(),
         fl.format(),
         t.entries
     );
@@ -121,7 +120,7 @@ fn kind_index(k: Kind) -> usize {
 }
 
 pub fn ls(a: LsArgs) -> Result<ExitCode> {
-    let fl = crate::flist::download::open_flist(&a.meta, None)?;
+    let fl = a.flist.open(None)?;
     let path = a.path.unwrap_or_default();
     let e = flist::resolve(&*fl, path.as_bytes())?;
     let mut entries = if e.is_dir() {
@@ -228,7 +227,7 @@ pub fn utc(secs: i64) -> String {
 }
 
 pub fn stat(a: StatArgs) -> Result<ExitCode> {
-    let fl = crate::flist::download::open_flist(&a.meta, None)?;
+    let fl = a.flist.open(None)?;
     let e = flist::resolve(&*fl, a.path.as_bytes())?;
     let mut out: Vec<u8> = Vec::new();
     out.extend_from_slice(b"name: ");
@@ -302,12 +301,12 @@ pub fn stat(a: StatArgs) -> Result<ExitCode> {
 }
 
 pub fn cat(a: CatArgs) -> Result<ExitCode> {
-    let fl = crate::flist::download::open_flist(&a.meta, a.cache.cache.as_deref())?;
+    let fl = a.flist.open(a.cache.cache.as_deref())?;
     let e = flist::resolve(&*fl, a.path.as_bytes())?;
     let file = FileContent::open(&*fl, &e, a.path.as_str())?;
     let chunks = crate::content::Chunks::open(
         &*fl,
-        &a.stores,
+        &a.stores.stores,
         a.cache.spec()?.as_ref(),
         2,
         &a.store_flags.config(),
