@@ -24,8 +24,8 @@
 //!
 //! This layer reads metadata only: it never fetches chunks nor touches stores.
 //!
-//! Parts: [`container`] gets the database out of the `.flist` file, [`decode`] turns its
-//! Cap'n Proto messages into the in-memory index, [`reader`] serves that index as an
+//! Parts: `container` gets the database out of the `.flist` file, `decode` turns its
+//! Cap'n Proto messages into the in-memory index, `reader` serves that index as an
 //! [`Flist`](super::Flist). This file holds the format's constants and the generated
 //! schema code.
 

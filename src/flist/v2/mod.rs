@@ -10,8 +10,8 @@
 //!
 //! A `version` tag `zvfs-1` marks files written by zvfs. This module does not fetch data.
 //!
-//! Parts: [`read`] ([`V2Reader`], the [`Flist`](super::Flist) implementation), [`write`]
-//! ([`V2Writer`], the builder of a new file, and the schema it creates), [`edit`]
+//! Parts: `read` ([`V2Reader`], the [`Flist`](super::Flist) implementation), `write`
+//! ([`V2Writer`], the builder of a new file, and the schema it creates), `edit`
 //! ([`V2Editor`], in-place edits of tags and routes). This file holds the schema marker and
 //! the row inserts that writing and editing share.
 
