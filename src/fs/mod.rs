@@ -179,6 +179,7 @@ impl Shared {
         self.next_fh.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// An entry from memory only (no flist query), for requests answered inline.
     fn cached_entry(&self, ino: Ino) -> Option<Arc<Entry>> {
         self.entries.lock().ok()?.get(&ino).cloned()
     }

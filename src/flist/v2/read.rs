@@ -23,6 +23,7 @@ fn restore_hint(path: &Path) -> String {
     )
 }
 
+/// Which optional tables a file has, decided once at open.
 #[derive(Clone, Copy, Default)]
 struct Extensions {
     names: bool,
