@@ -74,7 +74,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     if let Some(routes) = new_routes {
         drop(fl);
-        super::config::edit_flist(&args.flist.meta, |ed| {
+        crate::flist::v2::edit_atomically(&args.flist.meta, |ed| {
             ed.delete_all_routes()?;
             routes.iter().try_for_each(|r| ed.add_route(r))
         })?;

@@ -15,6 +15,7 @@ use libc::{EBADF, EIO, EROFS};
 use super::{fail, Shared, ZvfsFs, MAX_READAHEAD};
 use crate::cache::{mapped, Piece, MAX_PIECES};
 use crate::codec::{ChunkRef, CHUNK_SIZE};
+use crate::content::FileContent;
 use crate::error::{Error, Result};
 use crate::flist::{Ino, Kind};
 
@@ -57,19 +58,13 @@ impl Shared {
         if e.kind() != Kind::File {
             return Err(Error::invalid(format!("inode {ino} is not a regular file")));
         }
-        let chunks = self.chunks(e.content_ino())?;
-        let expected = e.size.div_ceil(CHUNK_SIZE as u64);
-        if (chunks.len() as u64) < expected {
-            return Err(Error::corrupt(format!(
-                "inode {ino}: {} bytes need {expected} chunks, the flist lists {}",
-                e.size,
-                chunks.len()
-            )));
-        }
+        // Random access needs the fixed layout: the chunk list must cover the size.
+        let content = FileContent::new(e.size, self.chunks(e.content_ino())?, format!("inode {ino}"));
+        content.check_fixed()?;
         let fh = self.fh();
         let f = Arc::new(OpenFile {
-            size: e.size,
-            chunks,
+            size: content.size(),
+            chunks: content.chunks().clone(),
             next: AtomicU64::new(0),
             ahead: AtomicU64::new(0),
             hinted: AtomicU64::new(0),

@@ -19,7 +19,7 @@ mod edit;
 mod read;
 mod write;
 
-pub use edit::V2Editor;
+pub use edit::{edit_atomically, V2Editor};
 pub use read::V2Reader;
 pub use write::{NewEntry, V2Writer};
 
