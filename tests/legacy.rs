@@ -2,13 +2,11 @@
 //! trait with chunks from real stores, corruption detection, `zvfs convert`, and format
 //! detection by content.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use common::{dir_url, fixture, untar, zvfs, zvfs_bin, DaemonMount};
+use crate::common::{self, dir_url, fixture, untar, zvfs, zvfs_bin, DaemonMount};
 use zvfs::codec::{self, ChunkRef, CHUNK_SIZE};
 use zvfs::flist::{self, Flist, Kind};
 use zvfs::store::router::Router;

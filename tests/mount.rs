@@ -2,8 +2,6 @@
 //! under concurrency, the bounded shared cache, crash recovery, integrity, big
 //! directories, daemon mode, signals and the `cache` subcommands.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -12,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use zvfs::codec::{v2, ChunkRef, CHUNK_SIZE};
 use zvfs::flist::v2::{NewEntry, V2Writer};
 use zvfs::flist::{Ino, Route};

@@ -4,8 +4,6 @@
 //! `zvfs umount`, stale mounts, shared daemons), readiness on a real notify socket and
 //! the zinit/systemd service files run against a fixture.
 
-mod common;
-
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixDatagram;
@@ -13,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 // ---------- helpers ----------
 

@@ -3,8 +3,6 @@
 //! by `zvfs pack`). Root and /dev/fuse are required; the tests fail (never skip) when
 //! runc cannot run, unless `ZVFS_SKIP_FUSE_TESTS=1`.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -13,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{dir_url, fuse_available, zvfs_bin};
+use crate::common::{self, dir_url, fuse_available, zvfs_bin};
 use serde_json::{json, Value};
 
 /// One mount line: target, fstype, source, super options.

@@ -6,8 +6,6 @@
 //! `cargo install garage`); without it these tests FAIL, unless `ZVFS_SKIP_S3_TESTS=1`
 //! is set explicitly. `GARAGE_BIN` may name the binary.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -19,7 +17,7 @@ use rusty_s3::actions::{GetObject, ListObjectsV2, PutObject};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use sha2::{Digest, Sha256};
 
-use common::{dir_url, fixture, fuse_available, untar, zvfs_bin, Foreground};
+use crate::common::{dir_url, fixture, fuse_available, untar, zvfs_bin, Foreground};
 
 // ------------------------------------------------------------------ the Garage cluster
 

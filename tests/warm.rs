@@ -3,13 +3,11 @@
 //! `unpack -c` fetches nothing from the store. The proof is strong: the store directory
 //! is removed, so any fetch would fail.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{
-    dir_url, fuse_available, noise, plant_leftover, xorshift_bytes, zvfs, zvfs_bin, zvfs_ok,
+use crate::common::{
+    self, dir_url, fuse_available, noise, plant_leftover, xorshift_bytes, zvfs, zvfs_bin, zvfs_ok,
     Foreground, LiveProcess, DEAD_PID,
 };
 

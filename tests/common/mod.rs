@@ -2,10 +2,17 @@
 //! Tests use real parts (FUSE, servers, fixtures); nothing here mocks them.
 #![allow(dead_code)]
 
+pub mod tree;
+
+pub use tree::*;
+
+use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
 
 /// The zvfs binary built for this test run.
 pub fn zvfs_bin() -> PathBuf {
@@ -81,6 +88,135 @@ pub fn fuse_available() -> bool {
     true
 }
 
+// ---------------------------------------------------------------- the rfs fixtures and CLI runs
+
+/// `shared/fixtures/rfs-v2/<name>`: the rfs fixtures (read-only).
+pub fn rfs(name: &str) -> PathBuf {
+    fixture("rfs-v2").join(name)
+}
+
+/// A temporary directory (removed on drop).
+pub fn tmp() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("zvfs-test-")
+        .tempdir()
+        .unwrap()
+}
+
+/// A path as `&str` (tests use UTF-8 paths).
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Extract tree.tar (the source of the rfs fixtures).
+pub fn fixture_tree(dir: &Path) -> PathBuf {
+    let t = dir.join("tree");
+    untar(&rfs("tree.tar"), &t);
+    t
+}
+
+/// A writable copy of the rfs fixture store in `dir/store`.
+pub fn store_copy(dir: &Path) -> PathBuf {
+    let store = dir.join("store");
+    copy_tree(&rfs("store"), &store);
+    store
+}
+
+/// `pack -m <fl> -s dir://<store> <extra..> <src>`, for `run_ok` or `run_err`.
+pub fn pack_args(fl: &Path, store: &Path, extra: &[&str], src: &Path) -> Vec<String> {
+    let mut args = vec!["pack".into(), "-m".into(), s(fl).into(), "-s".into()];
+    args.push(dir_url(store));
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args.push(s(src).into());
+    args
+}
+
+/// `unpack -m <rfs sample.fl> -s dir://<store> <args..>` must succeed; returns stderr.
+pub fn unpack_sample(store: &Path, args: &[&str]) -> String {
+    let fl = rfs("sample.fl");
+    let url = dir_url(store);
+    let mut all = vec!["unpack", "-m", s(&fl), "-s", &url];
+    all.extend_from_slice(args);
+    run_ok(&all).1
+}
+
+/// Run zvfs with `args`, which must succeed; returns (stdout, stderr).
+pub fn run_ok<A: AsRef<str>>(args: &[A]) -> (String, String) {
+    let args: Vec<&str> = args.iter().map(|a| a.as_ref()).collect();
+    let out = zvfs(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "zvfs {args:?} failed: {stderr}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+}
+
+/// Run zvfs with `args`, which must fail; returns stderr.
+pub fn run_err<A: AsRef<str>>(args: &[A]) -> String {
+    let args: Vec<&str> = args.iter().map(|a| a.as_ref()).collect();
+    let out = zvfs(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "zvfs {args:?} should have failed:\n{stderr}"
+    );
+    stderr
+}
+
+/// Block rows (hex id, hex key) per path of an flist.
+pub fn blocks_by_path(fl: &Path) -> BTreeMap<String, Vec<(String, String)>> {
+    let c = Connection::open(fl).unwrap();
+    let mut rows: BTreeMap<i64, (i64, String)> = BTreeMap::new();
+    let mut st = c.prepare("SELECT ino, parent, name FROM inode").unwrap();
+    for r in st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+    {
+        let (i, p, n): (i64, i64, String) = r.unwrap();
+        rows.insert(i, (p, n));
+    }
+    let path = |mut i: i64| {
+        let mut parts = Vec::new();
+        while i != 1 {
+            let (p, n) = &rows[&i];
+            parts.push(n.clone());
+            i = *p;
+        }
+        parts.reverse();
+        parts.join("/")
+    };
+    let mut out = BTreeMap::new();
+    for &ino in rows.keys() {
+        let mut st = c
+            .prepare("SELECT id, key FROM block WHERE ino = ?1 ORDER BY rowid")
+            .unwrap();
+        let b: Vec<(String, String)> = st
+            .query_map([ino], |r| {
+                Ok((
+                    hex::encode(r.get::<_, Vec<u8>>(0)?),
+                    hex::encode(r.get::<_, Vec<u8>>(1)?),
+                ))
+            })
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        out.insert(path(ino), b);
+    }
+    out
+}
+
+/// Parse `fetched N chunks` from unpack's report.
+pub fn fetched_chunks(stderr: &str) -> u64 {
+    let i = stderr.find("fetched ").expect("no fetch report") + "fetched ".len();
+    stderr[i..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
 // ---------------------------------------------------------------- real servers on loopback
 
 pub fn free_port() -> u16 {

@@ -3,12 +3,10 @@
 //! from it; and `unpack`/`mount` through a real HTTP server serving a dir store in both
 //! the two-level and the flat layout. Every comparison is byte for byte.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{
-    dir_url, fuse_available, http_server, redis_server, xorshift_bytes, zvfs_ok, DaemonMount,
+use crate::common::{
+    self, dir_url, fuse_available, http_server, redis_server, xorshift_bytes, zvfs_ok, DaemonMount,
 };
 
 /// Deterministic bytes (xorshift), incompressible enough to give distinct chunks.
