@@ -591,42 +591,40 @@ fn legacy_mount(flist: &Path, store: &str, cache: &Path, target: &Path) -> Daemo
     DaemonMount::new(&args, target)
 }
 
-/// A legacy flist mounts over FUSE like tree.tar; a corrupted chunk gives EIO for its
-/// file only, never wrong bytes.
-#[test]
-fn legacy_flist_mounts_like_tree_tar_and_corruption_is_eio() {
-    if !common::fuse_available() {
-        return;
-    }
-    let d = tempfile::tempdir().unwrap();
-    let want = tree_tar(d.path());
-    let chunks = copy_chunks(d.path());
-    let flist = legacy_fixture("sample.flist");
-    {
+fuse_test! {
+    /// A legacy flist mounts over FUSE like tree.tar; a corrupted chunk gives EIO for its
+    /// file only, never wrong bytes.
+    fn legacy_flist_mounts_like_tree_tar_and_corruption_is_eio() {
+        let d = tempfile::tempdir().unwrap();
+        let want = tree_tar(d.path());
+        let chunks = copy_chunks(d.path());
+        let flist = legacy_fixture("sample.flist");
+        {
+            let m = legacy_mount(
+                &flist,
+                &dir_url(&chunks),
+                &d.path().join("c1"),
+                &d.path().join("m1"),
+            );
+            assert_same_tree(&disk_tree(&m.target), &want);
+        }
+        let p = chunks.join("a5147f6e7cac3a7076f942cb5e00d896"); // hello.txt
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes[3] ^= 0x04;
+        std::fs::write(&p, bytes).unwrap();
         let m = legacy_mount(
             &flist,
             &dir_url(&chunks),
-            &d.path().join("c1"),
-            &d.path().join("m1"),
+            &d.path().join("c2"),
+            &d.path().join("m2"),
         );
-        assert_same_tree(&disk_tree(&m.target), &want);
+        let err = std::fs::read(m.target.join("hello.txt")).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+        assert_eq!(
+            std::fs::read(m.target.join("notes.txt")).unwrap(),
+            want[&b"notes.txt"[..]].data
+        );
     }
-    let p = chunks.join("a5147f6e7cac3a7076f942cb5e00d896"); // hello.txt
-    let mut bytes = std::fs::read(&p).unwrap();
-    bytes[3] ^= 0x04;
-    std::fs::write(&p, bytes).unwrap();
-    let m = legacy_mount(
-        &flist,
-        &dir_url(&chunks),
-        &d.path().join("c2"),
-        &d.path().join("m2"),
-    );
-    let err = std::fs::read(m.target.join("hello.txt")).unwrap_err();
-    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
-    assert_eq!(
-        std::fs::read(m.target.join("notes.txt")).unwrap(),
-        want[&b"notes.txt"[..]].data
-    );
 }
 
 // ------------------------------------------------- every command on a legacy flist

@@ -72,6 +72,7 @@ pub fn dir_url(p: &Path) -> String {
 
 /// FUSE tests must run; they fail (never skip silently) when FUSE is unusable, unless
 /// `ZVFS_SKIP_FUSE_TESTS=1` is set explicitly (CI never sets it). Returns false to skip.
+/// Whole FUSE tests use [`fuse_test!`]; this is for the FUSE part of a test that does more.
 pub fn fuse_available() -> bool {
     if std::env::var("ZVFS_SKIP_FUSE_TESTS").as_deref() == Ok("1") {
         eprintln!("FUSE test skipped because ZVFS_SKIP_FUSE_TESTS=1");
@@ -86,6 +87,23 @@ pub fn fuse_available() -> bool {
         "FUSE tests need root (set ZVFS_SKIP_FUSE_TESTS=1 to opt out)"
     );
     true
+}
+
+/// A FUSE test: `fuse_test! { fn name() { body } }` (doc comments and attributes may come
+/// before `fn`) is a `#[test]` that runs `body` when FUSE is usable and fails when it is
+/// not (no /dev/fuse, not root); it skips, saying so on stderr, only when
+/// `ZVFS_SKIP_FUSE_TESTS=1` (see [`fuse_available`]).
+macro_rules! fuse_test {
+    ($(#[$attr:meta])* fn $name:ident() $body:block) => {
+        $(#[$attr])*
+        #[test]
+        fn $name() {
+            if !$crate::common::fuse_available() {
+                return;
+            }
+            $body
+        }
+    };
 }
 
 // ---------------------------------------------------------------- the rfs fixtures and CLI runs
