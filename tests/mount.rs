@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,10 +20,6 @@ use zvfs::store::StoreConfig;
 // ---------- helpers ----------
 
 /// Deterministic pseudo-random bytes (xorshift), distinct per seed.
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    xorshift_words(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1, len)
-}
-
 /// Builds a test flist with `V2Writer`, its chunks going to a dir store.
 struct FlBuilder {
     w: V2Writer,
@@ -117,111 +113,6 @@ fn one_file_flist(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
     let b = FlBuilder::in_dir(dir, &format!("{name}.fl"));
     b.file(1, name, data);
     b.finish()
-}
-
-/// Source and type of the mount at `target` in /proc/self/mountinfo.
-fn mount_of(target: &Path) -> Option<(String, String)> {
-    let t = target.canonicalize().ok()?;
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().rev().find_map(|l| {
-        let f: Vec<&str> = l.split(' ').collect();
-        let sep = f.iter().position(|x| *x == "-")?;
-        if Path::new(f.get(4)?) == t {
-            Some((f.get(sep + 2)?.to_string(), f.get(sep + 1)?.to_string()))
-        } else {
-            None
-        }
-    })
-}
-
-fn alive(pid: u32) -> bool {
-    // A zombie (exited, waiting to be reaped by init) counts as gone.
-    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
-        Ok(s) => !s
-            .lines()
-            .any(|l| l.starts_with("State:") && l.contains('Z')),
-        Err(_) => false,
-    }
-}
-
-fn detach(target: &Path) {
-    let _ = rustix::mount::unmount(target, rustix::mount::UnmountFlags::DETACH);
-}
-
-/// A running zvfs mount; unmounts and kills its daemon on drop.
-struct Mount {
-    target: PathBuf,
-    pid: u32,
-    child: Option<Child>,
-}
-
-impl Mount {
-    /// `zvfs mount -d` with `args` before the target.
-    fn daemon(target: &Path, args: &[String]) -> Mount {
-        let mut all: Vec<String> = vec!["mount".into(), "-d".into()];
-        all.extend(args.iter().cloned());
-        all.push(target.display().to_string());
-        let refs: Vec<&str> = all.iter().map(|s| s.as_str()).collect();
-        let out = zvfs(&refs);
-        assert!(
-            out.status.success(),
-            "zvfs {all:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let (source, fstype) = mount_of(target).expect("target is a mountpoint once -d returns");
-        assert_eq!(fstype, "fuse.g8ufs");
-        let pid: u32 = source
-            .parse()
-            .expect("the mount source is the daemon's pid");
-        assert!(alive(pid));
-        Mount {
-            target: target.to_path_buf(),
-            pid,
-            child: None,
-        }
-    }
-
-    /// Foreground `zvfs mount` as a child process; waits until mounted.
-    fn foreground(target: &Path, args: &[String]) -> Mount {
-        let mut cmd = Command::new(zvfs_bin());
-        cmd.arg("mount").args(args).arg(target);
-        cmd.stdout(Stdio::null()).stderr(Stdio::null());
-        let mut child = cmd.spawn().unwrap();
-        wait_mounted(&mut child, target);
-        Mount {
-            target: target.to_path_buf(),
-            pid: child.id(),
-            child: Some(child),
-        }
-    }
-
-    fn kill9(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-9", &self.pid.to_string()])
-            .status();
-        if let Some(c) = self.child.as_mut() {
-            let _ = c.wait();
-        }
-        let start = Instant::now();
-        while alive(self.pid) && start.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        detach(&self.target);
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        detach(&self.target);
-        if alive(self.pid) {
-            let _ = Command::new("kill")
-                .args(["-9", &self.pid.to_string()])
-                .status();
-        }
-        if let Some(c) = self.child.as_mut() {
-            let _ = c.wait();
-        }
-    }
 }
 
 fn s(x: impl AsRef<std::ffi::OsStr>) -> String {
@@ -487,7 +378,7 @@ fuse_test! {
 fuse_test! {
     fn thirty_two_threads_read_random_ranges() {
         let tmp = tempfile::tempdir().unwrap();
-        let data = Arc::new(pseudo_random(6 * CHUNK_SIZE + 12345, 7));
+        let data = Arc::new(noise(7, 6 * CHUNK_SIZE + 12345));
         let fl = one_file_flist(tmp.path(), "big", &data);
         let (mnt, _m) = mount_in(tmp.path(), &fl, &[]);
         let path = mnt.join("big");
@@ -528,7 +419,7 @@ fuse_test! {
             "the read-ahead knob needs root (CI runs as root)"
         );
         let tmp = tempfile::tempdir().unwrap();
-        let data = pseudo_random(3 * CHUNK_SIZE, 11);
+        let data = noise(11, 3 * CHUNK_SIZE);
         let fl = one_file_flist(tmp.path(), "big", &data);
         let (mnt, _m) = mount_in(tmp.path(), &fl, &[]);
         let target = mnt.canonicalize().unwrap();
@@ -597,7 +488,7 @@ fn data_flist(dir: &Path, name: &str, files: usize, per: usize, seed: u64) -> Pa
         &dir.join(format!("{name}-store")),
     );
     for i in 0..files {
-        b.file(1, &format!("f{i}"), &pseudo_random(per, seed + i as u64));
+        b.file(1, &format!("f{i}"), &noise(seed + i as u64, per));
     }
     b.finish()
 }
@@ -605,10 +496,7 @@ fn data_flist(dir: &Path, name: &str, files: usize, per: usize, seed: u64) -> Pa
 fn check_all_files(mnt: &Path, files: usize, per: usize, seed: u64) {
     for i in 0..files {
         let got = std::fs::read(mnt.join(format!("f{i}"))).unwrap();
-        assert!(
-            got == pseudo_random(per, seed + i as u64),
-            "content of f{i}"
-        );
+        assert!(got == noise(seed + i as u64, per), "content of f{i}");
     }
 }
 
@@ -1253,7 +1141,7 @@ fuse_test! {
         let tmp = tempfile::tempdir().unwrap();
         // one small file, and five one-chunk files whose chunks are also in redis
         let b = FlBuilder::in_dir(tmp.path(), "slow.fl");
-        let cached = pseudo_random(100_000, 1);
+        let cached = noise(1, 100_000);
         b.file(1, "cached.bin", &cached);
         let zdb_url = format!("zdb://127.0.0.1:{}", redis.port);
         let route = Route {
@@ -1263,7 +1151,7 @@ fuse_test! {
         };
         let zdb = Router::new(&[route], &StoreConfig::default()).unwrap();
         for i in 0..5 {
-            let data = pseudo_random(CHUNK_SIZE, 10 + i);
+            let data = noise(10 + i, CHUNK_SIZE);
             b.file(1, &format!("s{i}.bin"), &data);
             let (c, stored) = v2::encode(&data).unwrap();
             zdb.put(c.id(), &stored).unwrap();

@@ -4,7 +4,6 @@
 //! `zvfs umount`, stale mounts, shared daemons), readiness on a real notify socket and
 //! the zinit/systemd service files run against a fixture.
 
-use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -67,15 +66,6 @@ fn node_sees_mount(target: &Path) -> u32 {
         );
     }
     pid
-}
-
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
-        Ok(s) => !s
-            .lines()
-            .any(|l| l.starts_with("State:") && (l.contains('Z') || l.contains('X'))),
-        Err(_) => false,
-    }
 }
 
 fn wait_gone(pid: u32) -> bool {
@@ -546,67 +536,6 @@ fuse_test! {
 
 // ---------- flists by URL ----------
 
-/// `python3 -m http.server` on loopback, its request log in a file.
-struct HttpServer {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl HttpServer {
-    fn start(root: &Path, log: &Path) -> HttpServer {
-        let logf = std::fs::File::create(log).unwrap();
-        let mut child = Command::new("python3")
-            .args(["-u", "-m", "http.server", "--bind", "127.0.0.1", "0"])
-            .current_dir(root)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(logf))
-            .spawn()
-            .expect("python3");
-        let mut out = child.stdout.take().unwrap();
-        let mut buf = Vec::new();
-        let mut b = [0u8; 1];
-        let start = Instant::now();
-        // "Serving HTTP on 127.0.0.1 port N (http://127.0.0.1:N/) ..."
-        while !buf.ends_with(b"\n") && start.elapsed() < Duration::from_secs(20) {
-            if out.read(&mut b).unwrap_or(0) == 0 {
-                break;
-            }
-            buf.push(b[0]);
-        }
-        let line = String::from_utf8_lossy(&buf).into_owned();
-        let port = line
-            .split("port ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("http.server said {line:?}"));
-        HttpServer {
-            child,
-            port,
-            log: log.to_path_buf(),
-        }
-    }
-
-    fn url(&self, name: &str) -> String {
-        format!("http://127.0.0.1:{}/{name}", self.port)
-    }
-
-    /// Requests logged for exactly `path` (`GET /x HTTP/1.1" 200`).
-    fn gets(&self, path: &str, status: u16) -> usize {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let want = format!("\"GET /{path} HTTP/1.1\" {status}");
-        text.lines().filter(|l| l.contains(&want)).count()
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fuse_test! {
     /// `-m http://...`: downloaded into CACHE/flist/<md5>, checked against <url>.md5,
     /// reused (not downloaded again) while the md5 is unchanged; a wrong .md5 is a clear
@@ -621,7 +550,7 @@ fuse_test! {
         std::fs::copy(&fl, www.join("bad.fl")).unwrap();
         std::fs::write(www.join("bad.fl.md5"), "0123456789abcdef0123456789abcdef\n").unwrap();
         std::fs::copy(&fl, www.join("nomd5.fl")).unwrap();
-        let server = HttpServer::start(&www, &root.join("http.log"));
+        let server = http_server(&www);
         let cache = root.join("cache");
         let mut c = Cleanup::default();
         let t = c.target(&root.join("t"));

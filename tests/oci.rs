@@ -3,15 +3,14 @@
 //! by `zvfs pack`). Root and /dev/fuse are required; the tests fail (never skip) when
 //! runc cannot run, unless `ZVFS_SKIP_FUSE_TESTS=1`.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::common::{self, dir_url, zvfs_bin};
+use crate::common::{self, alive, dir_url, http_server, zvfs_bin};
 use serde_json::{json, Value};
 
 /// One mount line: target, fstype, source, super options.
@@ -57,16 +56,6 @@ fn entries(p: &Path) -> usize {
 
 /// What /etc/hello.txt of the packed tree says.
 const HELLO: &str = "hello from the flist\n";
-
-fn pid_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s
-            .rsplit_once(')')
-            .map(|(_, r)| !r.trim_start().starts_with(['Z', 'X']))
-            .unwrap_or(false),
-        Err(_) => false,
-    }
-}
 
 fn text(o: &Output) -> String {
     format!(
@@ -374,7 +363,7 @@ fuse_test! {
         let flist_mounts = w.flist_mounts();
         assert_eq!(flist_mounts.len(), 1, "{flist_mounts:?}");
         let daemon: u32 = flist_mounts[0].source.parse().unwrap();
-        assert!(pid_alive(daemon));
+        assert!(alive(daemon));
         let ro = PathBuf::from(&flist_mounts[0].target);
         let overlay = mounts_under(&rootfs);
         assert_eq!(overlay.len(), 1);
@@ -420,7 +409,7 @@ fuse_test! {
         // runc delete runs the poststop hook: no mount left, daemon gone, state empty.
         w.runc_ok(&["delete", &id]);
         w.assert_no_mounts();
-        assert!(!pid_alive(daemon), "daemon {daemon} still running");
+        assert!(!alive(daemon), "daemon {daemon} still running");
         assert!(!upper.exists());
         assert_eq!(entries(&w.state().join("flists")), 0);
         assert_eq!(entries(&rootfs), 0);
@@ -483,14 +472,14 @@ fuse_test! {
         assert!(mounts_under(&a.join("rootfs")).is_empty());
         assert!(!w.state().join("containers/a").exists());
         assert_eq!(w.flist_mounts().len(), 1);
-        assert!(pid_alive(daemon));
+        assert!(alive(daemon));
         assert_eq!(entries(&users), 1);
         assert_eq!(w.runc_ok(&["exec", &ib, "cat", "/etc/hello.txt"]), HELLO);
 
         // The last goes: everything goes.
         w.stop_and_delete(&ib);
         w.assert_no_mounts();
-        assert!(!pid_alive(daemon), "daemon {daemon} still running");
+        assert!(!alive(daemon), "daemon {daemon} still running");
         assert_eq!(entries(&w.state().join("flists")), 0);
     }
 }
@@ -568,81 +557,13 @@ fuse_test! {
     }
 }
 
-/// A tiny HTTP/1.0 file server on loopback (404 for missing files, e.g. `.md5`).
-struct Http {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Http {
-    fn serve(dir: PathBuf) -> Http {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if flag.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(mut conn) = conn else { continue };
-                let mut req = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let line = String::from_utf8_lossy(&req)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_string();
-                let path = line
-                    .split(' ')
-                    .nth(1)
-                    .unwrap_or("/")
-                    .trim_start_matches('/');
-                let _ = match std::fs::read(dir.join(path)) {
-                    Ok(body) => conn
-                        .write_all(
-                            format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
-                                .as_bytes(),
-                        )
-                        .and_then(|_| conn.write_all(&body)),
-                    Err(_) => {
-                        conn.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n")
-                    }
-                };
-            }
-        });
-        Http {
-            port,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Http {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 fuse_test! {
     fn flist_by_url_with_store_override_runs() {
         let w = World::new();
         // The flist's own route goes nowhere once the store moves: the annotation must win.
         let moved = w.root().join("moved-store");
         std::fs::rename(&w.store, &moved).unwrap();
-        let http = Http::serve(w.root().to_path_buf());
+        let http = http_server(w.root());
         let url = format!("http://127.0.0.1:{}/bb.fl", http.port);
         let store = format!(
             "{} , {}",
@@ -778,7 +699,7 @@ fuse_test! {
         // Our overlay is gone; their mount and daemon are not.
         assert!(mounts_under(&b.join("rootfs")).is_empty());
         assert_eq!(fuse_mounts(w.root()).len(), 1);
-        assert!(pid_alive(daemon));
+        assert!(alive(daemon));
         assert_eq!(
             std::fs::read_to_string(theirs.join("etc/hello.txt")).unwrap(),
             HELLO

@@ -17,7 +17,7 @@ use rusty_s3::actions::{GetObject, ListObjectsV2, PutObject};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use sha2::{Digest, Sha256};
 
-use crate::common::{dir_url, fixture, fuse_available, untar, zvfs_bin, Foreground};
+use crate::common::{dir_url, fixture, fuse_available, untar, zvfs_bin, Mount};
 
 // ------------------------------------------------------------------ the Garage cluster
 
@@ -471,7 +471,7 @@ fn assert_no_secret(text: &str, secret: &str) {
 
 /// A foreground `zvfs mount` (no AWS_* variables from the caller); unmounted and killed
 /// on drop.
-fn start_mount(fl: &Path, cache: &Path, target: &Path, extra: &[String]) -> Foreground {
+fn start_mount(fl: &Path, cache: &Path, target: &Path, extra: &[String]) -> Mount {
     std::fs::create_dir_all(target).unwrap();
     let mut c = Command::new(zvfs_bin());
     c.arg("mount")
@@ -488,7 +488,7 @@ fn start_mount(fl: &Path, cache: &Path, target: &Path, extra: &[String]) -> Fore
     ] {
         c.env_remove(k);
     }
-    Foreground::spawn(&mut c, target)
+    Mount::spawn(&mut c, target)
 }
 
 fn store_args(urls: &[String]) -> Vec<String> {
