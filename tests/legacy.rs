@@ -216,7 +216,10 @@ fn flipped_bit_in_a_stored_chunk_is_an_error_naming_it() {
             .len(),
         29
     );
-    assert!(flist_tree(&*fl, &router).is_err());
+    assert_eq!(
+        flist_tree(&*fl, &router).err().map(|e| e.kind),
+        Some(zvfs::error::ErrorKind::Corrupt)
+    );
 }
 
 /// `zvfs convert` then reading the new `.fl` gives the same tree, and its block list is

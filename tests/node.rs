@@ -469,7 +469,8 @@ fuse_test! {
         // The flist is untouched.
         assert_hello(&ro);
         assert!(!ro.join("new.txt").exists());
-        assert!(std::fs::write(ro.join("x"), b"x").is_err());
+        let err = std::fs::write(ro.join("x"), b"x").unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
         let row = row_of(&mounts_json(), &target).expect("overlay listed");
         assert_eq!(row["kind"], "overlay");
         assert_eq!(row["pid"], pid);

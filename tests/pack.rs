@@ -193,7 +193,7 @@ fn pack_failing_on_an_unreadable_file_leaves_no_flist() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&res.stderr);
-    assert!(!res.status.success(), "{err}");
+    assert_eq!(res.status.code(), Some(1), "{err}");
     assert!(err.contains("secret"), "{err}");
     assert_no_flist_left(d.path(), &out);
 }
@@ -286,7 +286,7 @@ fn version_tag_is_reserved() {
     let src = fixture_tree(d.path());
     let out = d.path().join("out.fl");
     let store = d.path().join("store");
-    let err = run_err(&pack_args(&out, &store, &["--tag", "version=42"], &src));
+    let err = run_fails(2, &pack_args(&out, &store, &["--tag", "version=42"], &src));
     assert!(err.contains("reserved"), "{err}");
     assert_no_flist_left(d.path(), &out);
 }

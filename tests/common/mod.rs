@@ -171,14 +171,22 @@ pub fn run_ok<A: AsRef<str>>(args: &[A]) -> (String, String) {
     (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
 }
 
-/// Run zvfs with `args`, which must fail; returns stderr.
+/// Run zvfs with `args`, which must fail with exit code 1 (an operational failure);
+/// returns stderr, for the caller to check the message.
 pub fn run_err<A: AsRef<str>>(args: &[A]) -> String {
+    run_fails(1, args)
+}
+
+/// Run zvfs with `args`, which must fail with exit code `code` (2: a usage error);
+/// returns stderr, for the caller to check the message.
+pub fn run_fails<A: AsRef<str>>(code: i32, args: &[A]) -> String {
     let args: Vec<&str> = args.iter().map(|a| a.as_ref()).collect();
     let out = zvfs(&args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !out.status.success(),
-        "zvfs {args:?} should have failed:\n{stderr}"
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "zvfs {args:?} should have failed with exit code {code}:\n{stderr}"
     );
     stderr
 }

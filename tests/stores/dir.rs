@@ -65,12 +65,15 @@ fn new_dir_stores_are_flat_unless_asked_and_both_layouts_read_back() {
         let (hello, _) = run_ok(&["cat", "-m", s(&fl), "hello.txt"]);
         assert_eq!(hello, "hello world\n");
     }
-    let err = run_err(&pack_args(
-        &d.path().join("bad.fl"),
-        Path::new("/nonexistent/s?layout=nested"),
-        &[],
-        &tree,
-    ));
+    let err = run_fails(
+        2,
+        &pack_args(
+            &d.path().join("bad.fl"),
+            Path::new("/nonexistent/s?layout=nested"),
+            &[],
+            &tree,
+        ),
+    );
     assert!(err.contains("layout") && err.contains("nested"), "{err}");
 }
 
