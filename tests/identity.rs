@@ -3,15 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{self, fixture, noise, pack, zvfs, zvfs_ok};
+use crate::common::{self, fixture, noise, pack, s, zvfs, zvfs_ok};
 use serde_json::Value;
 
 fn sample_fl() -> PathBuf {
     fixture("rfs-v2").join("sample.fl")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// Run zvfs, returning (exit code, stdout, stderr).

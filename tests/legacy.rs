@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::common::{self, dir_url, fixture, redis_server, untar, zvfs, zvfs_bin, Mount};
+use crate::common::{self, dir_url, fixture, redis_server, s, untar, zvfs, zvfs_bin, Mount};
 use zvfs::codec::{self, ChunkRef, CHUNK_SIZE};
 use zvfs::flist::{self, Flist, Kind};
 use zvfs::store::router::Router;
@@ -590,10 +590,6 @@ fn run(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// `zvfs convert -m <fl> -o <out> -s <store> <extra..>`: (exit code, stdout, stderr).

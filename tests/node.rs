@@ -150,10 +150,6 @@ fn ok(out: &Output, what: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// `zvfs mount -m <fl> -c <cache> -d <extra..> <target>`.
 fn mount_d(fl: &Path, cache: &Path, extra: &[&str], target: &Path) -> Output {
     let mut a = vec!["mount", "-m", s(fl), "-c", s(cache), "-d"];

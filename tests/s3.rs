@@ -7,7 +7,6 @@
 //! is set explicitly. `GARAGE_BIN` may name the binary.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -17,7 +16,7 @@ use rusty_s3::actions::{GetObject, ListObjectsV2, PutObject};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use sha2::{Digest, Sha256};
 
-use crate::common::{dir_url, fixture, fuse_available, untar, zvfs_bin, Mount};
+use crate::common::{dir_url, fixture, free_port, fuse_available, s, untar, zvfs_bin, Mount};
 
 // ------------------------------------------------------------------ the Garage cluster
 
@@ -53,14 +52,6 @@ fn garage_bin() -> Option<PathBuf> {
          set ZVFS_SKIP_S3_TESTS=1 to skip the S3 tests explicitly"
     );
     found
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
@@ -370,10 +361,6 @@ fn fails(args: &[&str], env: &[(&str, &str)]) -> String {
 
 fn argv(v: &[String]) -> Vec<&str> {
     v.iter().map(|x| x.as_str()).collect()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn tmp() -> tempfile::TempDir {
