@@ -1,8 +1,10 @@
 //! Chunk stores against real servers on loopback: redis-server (as a 0-db stand-in, over
 //! TCP and a unix socket), python's http.server, TCP listeners that refuse to answer, and
-//! the `verify`, `clone` and `config` commands.
+//! the `verify`, `clone` and `config` commands; the dir store layouts (`dir`) and the stores
+//! end to end through pack, unpack and mount (`e2e`).
 
-mod common;
+mod dir;
+mod e2e;
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -13,9 +15,9 @@ use std::sync::{Arc, Mutex};
 
 use std::time::{Duration, Instant};
 
-use common::{
-    dir_url, encrypt_under, free_port, http_server, noise, redis_server, wait_for, zvfs, zvfs_ok,
-    Server,
+use crate::common::{
+    self, dir_url, encrypt_under, free_port, http_server, noise, redis_server, wait_for, zvfs,
+    zvfs_ok, Server,
 };
 use zvfs::codec::{self, ChunkRef, CHUNK_SIZE};
 use zvfs::flist::v2::{NewEntry, V2Writer};
