@@ -3,19 +3,13 @@
 //! disk reported as such; the shell completions and the manual page generated from the
 //! command definitions.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{fixture, zvfs};
+use crate::common::{self, fixture, s, zvfs};
 
 fn sample_fl() -> PathBuf {
     fixture("rfs-v2").join("sample.fl")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// (exit code, stdout, stderr) of a zvfs run.

@@ -6,6 +6,7 @@
 #[macro_use]
 mod common;
 
+mod cli;
 mod identity;
 mod inspect;
 mod legacy;

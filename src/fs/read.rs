@@ -59,7 +59,11 @@ impl Shared {
             return Err(Error::invalid(format!("inode {ino} is not a regular file")));
         }
         // Random access needs the fixed layout: the chunk list must cover the size.
-        let content = FileContent::new(e.size, self.chunks(e.content_ino())?, format!("inode {ino}"));
+        let content = FileContent::new(
+            e.size,
+            self.chunks(e.content_ino())?,
+            format!("inode {ino}"),
+        );
         content.check_fixed()?;
         let fh = self.fh();
         let f = Arc::new(OpenFile {

@@ -970,12 +970,16 @@ fn config_removes_the_copies_dead_edits_left() {
         dir.join(format!(".other.fl.zvfs-edit.{dead}")),
         // a journal whose copy is already gone
         dir.join(format!(".gone.fl.zvfs-edit.{dead}-journal")),
+        // the names edits use now (the ones above are earlier versions')
+        dir.join(format!(".{name}.zvfs-tmp-{dead}")),
+        dir.join(format!(".{name}.zvfs-tmp-{dead}-journal")),
     ];
     let kept = [
         dir.join(format!(".{name}.zvfs-edit.{lp}")),
         dir.join(format!(".{name}.zvfs-edit.{lp}-journal")),
         dir.join(format!("{name}.zvfs-edit.{dead}")),
         dir.join(format!(".{name}.zvfs-edit.{dead}.bak")),
+        dir.join(format!(".{name}.zvfs-tmp-{lp}")),
     ];
     for p in removed.iter().chain(&kept) {
         common::plant_leftover(p);

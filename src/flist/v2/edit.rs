@@ -9,8 +9,8 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::{check_tag_key, insert_route, insert_tag, V2Reader, VERSION_TAG};
 use crate::error::{Context, Error, Result};
-use crate::sys::atomic::AtomicFile;
 use crate::flist::Route;
+use crate::sys::atomic::AtomicFile;
 
 /// Open an existing `.fl` for in-place edits of tags and routes (`zvfs config`).
 pub struct V2Editor {
