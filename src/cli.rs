@@ -96,6 +96,10 @@ pub fn run(cli: Cli) -> i32 {
 
 /// Entry point used by `main`: parses the process arguments.
 pub fn main() -> i32 {
+    // A mount daemon started by `daemon::start` gets its options on a pipe, not in argv.
+    if let Some(code) = crate::daemon::child_main() {
+        return code;
+    }
     let args = match crate::node::compat::translate(std::env::args_os().collect()) {
         Ok(a) => a,
         Err(e) => {
