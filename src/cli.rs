@@ -162,6 +162,10 @@ pub fn run(cli: Cli) -> ExitCode {
 /// Entry point used by `main`: parses the process arguments. A command line that does not
 /// parse exits with [`ExitCode::Usage`] (clap's own status, also 2).
 pub fn main() -> ExitCode {
+    // A mount daemon started by `daemon::start` gets its options on a pipe, not in argv.
+    if let Some(code) = crate::daemon::child_main() {
+        return code;
+    }
     let args = match crate::node::compat::translate(std::env::args_os().collect()) {
         Ok(a) => a,
         Err(e) => {

@@ -4,9 +4,10 @@
 //! `error`; `pipeline` (the bounded worker pipeline); `sys` (host facilities: mountinfo, overlay and bind mounts, mount registry,
 //! readiness, crash leftovers; it knows nothing of flists or chunks); `codec` (chunk
 //! pipelines); `flist` (formats) and `store` (chunk locations and routing); `cache`
-//! (bounded chunk cache) and `identity` (content checksums); `fs` (FUSE), `cmd` (pack,
-//! unpack, inspect, mount management and the other subcommands); `node` (Zero-OS and OCI
-//! integration); `cli` (argument parsing and dispatch).
+//! (bounded chunk cache) and `identity` (content checksums); `fs` (FUSE); `daemon` (the
+//! mount daemon's life cycle: serve, background start, share, list, health, umount);
+//! `cmd` (pack, unpack, inspect, mount management and the other subcommands); `node`
+//! (Zero-OS and OCI integration); `cli` (argument parsing and dispatch).
 
 pub mod cache;
 pub mod cli;
@@ -14,6 +15,7 @@ pub mod clone;
 pub mod cmd;
 pub mod codec;
 pub mod content;
+pub mod daemon;
 pub mod diff;
 pub mod error;
 pub mod flist;

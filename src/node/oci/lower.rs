@@ -4,7 +4,8 @@
 //!
 //! A live zvfs daemon serving the same flist (by md5, from the mount registry), started
 //! by someone else, is borrowed: its mount is used and never unmounted by us. Otherwise
-//! `zvfs mount -d` puts one under the state directory and we own it.
+//! a daemon of our own (`daemon::start`) puts one under the state directory and we own
+//! it.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -13,6 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::mounted_at;
 use super::state::{read_json, write_json, State};
+use crate::cache::parse_size;
+use crate::daemon;
 use crate::error::{Context, Error, Result};
 use crate::sys::{mountinfo, registry};
 
@@ -67,57 +70,40 @@ pub fn find_mount_of(md5: &str) -> Result<Option<(PathBuf, u32, PathBuf)>> {
     Ok(None)
 }
 
-/// `zvfs mount -d` the flist on `<state>/flists/<md5>/ro`.
+/// Mount the flist on `<state>/flists/<md5>/ro` with a daemon of its own
+/// ([`daemon::start`]), logging to `<state>/flists/<md5>/log`.
 fn mount_own(state: &State, md5: &str, flist: &Path, cfg: &MountConfig) -> Result<Shared> {
     let dir = state.flist_dir(md5);
     let ro = dir.join("ro");
+    let log = dir.join("log");
     crate::fs::mount::clear_stale(&ro)?;
     std::fs::create_dir_all(&ro).with_ctx(|| format!("creating {}", ro.display()))?;
-    let exe = std::env::current_exe().ctx("finding the zvfs executable")?;
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("mount")
-        .arg("-d")
-        .arg("-m")
-        .arg(flist)
-        .arg("-c")
-        .arg(&cfg.cache)
-        .arg("--cache-size")
-        .arg(&cfg.cache_size)
-        .arg("-l")
-        .arg(dir.join("log"));
-    for s in &cfg.stores {
-        cmd.arg("-s").arg(s);
-    }
-    cmd.arg(&ro).stdin(std::process::Stdio::null());
-    let out = cmd
-        .output()
-        .ctx("starting zvfs mount for the shared flist mount")?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let err = err.trim().trim_start_matches("zvfs: error: ");
-        return Err(Error::io(format!(
-            "mounting flist {} on {}: {err} (log: {})",
-            flist.display(),
-            ro.display(),
-            dir.join("log").display()
-        )));
-    }
+    let mut opts = daemon::MountOptions::new(flist, &ro, &cfg.cache);
+    opts.cache_size = parse_size(&cfg.cache_size)?;
+    opts.stores = cfg.stores.clone();
+    opts.log = Some(log.clone());
+    let started = daemon::start(&opts).map_err(|e| {
+        Error::new(
+            e.kind,
+            format!(
+                "mounting flist {} on {}: {e} (log: {})",
+                flist.display(),
+                ro.display(),
+                log.display()
+            ),
+        )
+    })?;
     let ro = ro
         .canonicalize()
         .with_ctx(|| format!("mountpoint {}", ro.display()))?;
-    let m = mounted_at(&ro)?.ok_or_else(|| {
-        Error::io(format!(
-            "zvfs mount reported success but {} is not mounted",
+    if mounted_at(&ro)?.is_none() {
+        return Err(Error::io(format!(
+            "the zvfs daemon {} reported ready but {} is not mounted",
+            started.pid,
             ro.display()
-        ))
-    })?;
-    let pid = m.source.parse::<u32>().map_err(|_| {
-        Error::io(format!(
-            "{}: unexpected mount source {:?} (expected the daemon's pid)",
-            ro.display(),
-            m.source
-        ))
-    })?;
+        )));
+    }
+    let pid = started.pid;
     log::info!(
         "mounted flist {} (md5 {md5}) read-only on {} (daemon {pid})",
         flist.display(),

@@ -25,7 +25,7 @@ pub mod spec;
 pub mod state;
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -278,7 +278,9 @@ fn prepare(args: PrepareArgs) -> Result<ExitCode> {
         }
         if overlay_mounted(&rec.rootfs)? {
             add_hook(&mut spec, &args, state.root())?;
-            println!(
+            // A closed stdout does not undo or fail a prepare.
+            let _ = writeln!(
+                std::io::stdout(),
                 "container {name} already prepared: {} on {}",
                 rec.lower.display(),
                 rec.rootfs.display()
@@ -327,7 +329,9 @@ fn prepare(args: PrepareArgs) -> Result<ExitCode> {
         }
         return Err(e);
     }
-    println!(
+    // A closed stdout does not undo or fail a prepare.
+    let _ = writeln!(
+        std::io::stdout(),
         "container {name}: flist {} (md5 {}) on {}, writable layer {}",
         flist.display(),
         rec.md5,
