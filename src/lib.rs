@@ -4,9 +4,11 @@
 //! `error`; `pipeline` (the bounded worker pipeline); `sys` (host facilities: mountinfo, overlay and bind mounts, mount registry,
 //! readiness, crash leftovers; it knows nothing of flists or chunks); `codec` (chunk
 //! pipelines); `flist` (formats) and `store` (chunk locations and routing); `cache`
-//! (bounded chunk cache) and `identity` (content checksums); `fs` (FUSE), `cmd` (pack,
-//! unpack, inspect, mount management and the other subcommands); `node` (Zero-OS and OCI
-//! integration); `cli` (argument parsing and dispatch).
+//! (bounded chunk cache) and `identity` (content checksums); `content` (reading chunks of
+//! an flist); `pack`, `unpack` and `convert` (the engines that write and restore trees and
+//! re-encode flists); `fs` (FUSE), `cmd` (the subcommands: arguments, a call into the
+//! engines, printing); `node` (Zero-OS and OCI integration); `cli` (argument parsing
+//! and dispatch).
 
 pub mod cache;
 pub mod cli;
@@ -18,6 +20,7 @@ pub mod flist;
 pub mod fs;
 pub mod identity;
 pub mod node;
+pub mod pack;
 pub mod pipeline;
 pub mod store;
 pub mod sys;
