@@ -24,3 +24,4 @@ pub mod pack;
 pub mod pipeline;
 pub mod store;
 pub mod sys;
+pub mod unpack;
