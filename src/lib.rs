@@ -15,6 +15,7 @@ pub mod cli;
 pub mod cmd;
 pub mod codec;
 pub mod content;
+pub mod convert;
 pub mod error;
 pub mod flist;
 pub mod fs;
