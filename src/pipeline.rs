@@ -131,7 +131,8 @@ impl<T, R> Feed<'_, T, R> {
     }
 
     /// Wait for the next finished result (in completion order); `None` once nothing is
-    /// in flight.
+    /// in flight. (Not an `Iterator`: each step can fail.)
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<R>> {
         self.check()?;
         if self.in_flight == 0 {

@@ -95,7 +95,7 @@ fn ls_stat_inspect_cat_on_the_fixture() {
         out.stdout,
         std::fs::read(tree.join("random-1300000.bin")).unwrap()
     );
-    let err = run_err(&["cat", "-m", s(&fl), "-s", &dir_url(&store), "deep"]);
+    let err = run_fails(2, &["cat", "-m", s(&fl), "-s", &dir_url(&store), "deep"]);
     assert!(err.contains("not a regular file"), "{err}");
 }
 

@@ -76,7 +76,7 @@ fn sharded_fl_unpacks_from_two_overridden_stores() {
     assert_same_tree(&reference, &target);
     // each shard really served part of it: without shard-b it fails naming a chunk
     let target2 = d.path().join("out2");
-    let err = run_err(&[
+    let err = run_fails(75, &[
         "unpack",
         "-m",
         s(&rfs("sharded.fl")),
@@ -212,10 +212,16 @@ impl Arena {
             .unwrap();
     }
 
-    /// Unpack must fail; returns stderr after checking nothing escaped the target.
+    /// Unpack must fail with exit code 1; returns stderr after checking nothing escaped
+    /// the target.
     fn unpack_fails(&self) -> String {
+        self.unpack_fails_with(1)
+    }
+
+    /// [`Arena::unpack_fails`] with exit code `code` (75: a store failure).
+    fn unpack_fails_with(&self, code: i32) -> String {
         let target = self.base.join("target");
-        let err = run_err(&[
+        let err = run_fails(code, &[
             "unpack",
             "-m",
             s(&self.fl),
@@ -359,7 +365,8 @@ fn existing_symlink_in_target_is_not_followed() {
 fn block_row_pointing_to_a_missing_chunk_is_reported() {
     let a = Arena::new();
     a.sql("UPDATE block SET id = X'00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff' WHERE ino = 12");
-    let err = a.unpack_fails();
+    // A chunk missing from every store: a store failure (exit code 75).
+    let err = a.unpack_fails_with(75);
     assert!(
         err.contains("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff")
             && err.contains("hello.txt")
@@ -431,7 +438,7 @@ fn failed_unpack_leaves_no_partial_file_and_the_rerun_completes_it() {
 
     let target = d.path().join("out");
     let args = ["unpack", "-m", s(&fl), "-p", s(&target)];
-    let err = run_err(&args);
+    let err = run_fails(75, &args);
     assert!(err.contains("/big.bin") && err.contains(&id), "{err}");
     assert!(
         std::fs::symlink_metadata(target.join("big.bin"))
@@ -494,7 +501,7 @@ fn rerun_of_a_complete_unpack_keeps_what_is_in_place_and_repairs_the_rest() {
     std::fs::remove_file(target.join("one")).unwrap();
     std::fs::create_dir(target.join("one")).unwrap();
     std::fs::write(target.join("one/mine"), b"keep me").unwrap();
-    let err = run_err(&args);
+    let err = run_fails(2, &args);
     assert!(err.contains("/one is a directory"), "{err}");
     assert_eq!(std::fs::read(target.join("one/mine")).unwrap(), b"keep me");
 }

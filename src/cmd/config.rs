@@ -8,9 +8,9 @@
 //! one can be removed). The reserved `version` tag (the schema marker) is never set or
 //! deleted here.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use crate::error::{Context, Error, ExitCode, Result};
+use crate::error::{Error, ExitCode, Result};
 use crate::flist::{self, Route};
 use crate::store;
 

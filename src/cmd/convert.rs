@@ -1,78 +1,49 @@
-//! `zvfs convert`: rewrite an flist (typically a legacy `.flist`) as a v2 `.fl` whose
-//! chunks are re-encoded with the v2 pipeline and stored in the `-s` stores. The tree and
-//! its metadata are copied as they are; each file's content is streamed chunk by chunk
-//! (fetch + verify through the source router, re-cut into 512 KiB pieces, encode, put),
-//! so the new block list is exactly what rfs/zvfs `pack` would produce for that content.
-//! Content identity (partial checksum and SHA-256) is recorded on the way.
-//!
-//! Files are converted by a small pool of worker threads fed through a bounded channel;
-//! each worker holds at most one fetched chunk and one 512 KiB piece. The output is
-//! written to a temporary file next to it and renamed into place only on success.
+//! `zvfs convert`: the command line of the convert engine ([`crate::convert`]): its
+//! arguments, the routers they name, the call, and the summary line.
 
-use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::path::PathBuf;
 
-use crate::codec::{self, ChunkRef, CHUNK_SIZE};
-use crate::error::{Context, Error, ExitCode, Result};
-use crate::flist::v2::{NewEntry, V2Writer, VERSION_TAG};
-use crate::flist::{self, Flist, Identity, Ino, Kind, Route};
-use crate::identity::{FullChecksum, SAMPLE, WHOLE_LIMIT};
+use crate::convert::convert_to;
+use crate::error::{Context, ExitCode, Result};
+use crate::flist::Route;
 use crate::store::router::Router;
-use crate::store::{redact, strip_password};
-use crate::sys::atomic::AtomicFile;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Flist to convert (a legacy `.flist`; any flist is accepted).
-    #[arg(short = 'm', long = "meta")]
-    pub meta: PathBuf,
+    #[command(flatten)]
+    pub flist: super::FlistArg,
     /// The new `.fl` to write (replaced atomically; nothing is written on failure).
     #[arg(short = 'o', long = "output")]
     pub output: PathBuf,
-    /// Store receiving the re-encoded chunks, `[xx-xx=]URL` (repeatable; recorded as the
-    /// new flist's routes, without passwords).
-    #[arg(short = 's', long = "store", required = true, value_parser = super::StoreSpec)]
-    pub stores: Vec<String>,
+    #[command(flatten)]
+    pub stores: super::DestStores,
     /// Store to read the old chunks from, overriding the flist's own routes or legacy
     /// `backend` (repeatable, `[xx-xx=]URL`).
-    #[arg(long = "from-store")]
+    #[arg(long = "from-store", value_name = "URL", value_parser = super::StoreSpec)]
     pub from_stores: Vec<String>,
-    /// Files converted in parallel.
-    #[arg(short = 'j', long = "jobs", default_value_t = 4)]
-    pub jobs: usize,
+    #[command(flatten)]
+    pub jobs: super::Jobs,
     #[command(flatten)]
     pub store_flags: super::StoreFlags,
 }
 
-/// What a conversion did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Summary {
-    pub entries: u64,
-    pub files: u64,
-    pub bytes: u64,
-    pub chunks_read: u64,
-    pub chunks_written: u64,
-    /// Files whose source chunks were not all 512 KiB (but the last), so they were re-cut.
-    pub rechunked_files: u64,
-}
-
 pub fn run(args: Args) -> Result<ExitCode> {
-    let src = flist::open(&args.meta)?;
+    let src = args.flist.open(None)?;
     let cfg = args.store_flags.config();
     let from = Router::for_flist(&src.routes()?, &args.from_stores, &cfg)
         .ctx("source stores (give --from-store URL)")?;
     let dest_routes = args
         .stores
+        .stores
         .iter()
         .map(|s| Route::parse(s))
         .collect::<Result<Vec<_>>>()?;
     let dest = Router::new(&dest_routes, &cfg)?;
-    let s = convert_to(&*src, &from, &dest, &dest_routes, &args.output, args.jobs)?;
-    println!(
+    let s = convert_to(&*src, &from, &dest, &dest_routes, &args.output, args.jobs.cpu())?;
+    let mut out = super::out::Out::new();
+    out.line(format_args!(
         "converted {} ({}) to {}: {} entries, {} files, {} bytes, {} chunks read, {} chunks written{}",
-        args.meta.display(),
+        args.flist.meta.display(),
         src.format(),
         args.output.display(),
         s.entries,
@@ -85,472 +56,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         } else {
             String::new()
         }
-    );
+    ))?;
+    out.finish()?;
     Ok(ExitCode::Ok)
-}
-
-/// Convert `src` into a new `.fl` at `output` (atomically: temp file + rename).
-pub fn convert_to(
-    src: &dyn Flist,
-    from: &Router,
-    dest: &Router,
-    dest_routes: &[Route],
-    output: &Path,
-    jobs: usize,
-) -> Result<Summary> {
-    let out = AtomicFile::new(output)?;
-    let summary = convert(src, from, dest, dest_routes, out.path(), jobs)?;
-    dest.flush()?;
-    out.commit()?;
-    Ok(summary)
-}
-
-/// One regular file to convert.
-struct Job {
-    new_ino: Ino,
-    path: String,
-    size: u64,
-    blocks: Vec<ChunkRef>,
-}
-
-struct Done {
-    new_ino: Ino,
-    chunks: Vec<ChunkRef>,
-    identity: Identity,
-    rechunked: bool,
-}
-
-/// Shared state of the workers.
-struct Pool<'a> {
-    from: &'a Router,
-    dest: &'a Router,
-    failed: AtomicBool,
-    error: Mutex<Option<Error>>,
-    stored: Mutex<HashSet<ChunkRef>>,
-    chunks_read: AtomicU64,
-    chunks_written: AtomicU64,
-}
-
-impl Pool<'_> {
-    fn fail(&self, e: Error) {
-        self.failed.store(true, Ordering::SeqCst);
-        if let Ok(mut g) = self.error.lock() {
-            if g.is_none() {
-                *g = Some(e);
-            }
-        }
-    }
-
-    /// Encode and store one 512 KiB (or final) piece.
-    fn put(&self, piece: &[u8]) -> Result<ChunkRef> {
-        let (chunk, stored) = codec::v2::encode(piece)?;
-        let fresh = match self.stored.lock() {
-            Ok(mut s) => s.insert(chunk),
-            Err(_) => true,
-        };
-        if fresh {
-            self.dest.put(chunk.id(), &stored)?;
-            self.chunks_written.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(chunk)
-    }
-
-    fn convert_file(&self, job: &Job) -> Result<Done> {
-        let mut id = StreamIdentity::new(job.size);
-        let mut chunks = Vec::with_capacity(job.blocks.len());
-        let mut buf: Vec<u8> = Vec::new();
-        let mut total = 0u64;
-        let mut rechunked = false;
-        let n = job.blocks.len();
-        for (i, b) in job.blocks.iter().enumerate() {
-            if self.failed.load(Ordering::Relaxed) {
-                return Err(Error::invalid("stopped after another failure"));
-            }
-            let plain = self.from.fetch(b)?;
-            self.chunks_read.fetch_add(1, Ordering::Relaxed);
-            if plain.len() != CHUNK_SIZE && i + 1 < n {
-                rechunked = true;
-            }
-            id.update(total, &plain);
-            total += plain.len() as u64;
-            if total > job.size {
-                return Err(Error::corrupt(format!(
-                    "its chunks hold more than the {} bytes the flist records",
-                    job.size
-                )));
-            }
-            if buf.is_empty() && plain.len() == CHUNK_SIZE {
-                chunks.push(self.put(&plain)?);
-                continue;
-            }
-            let mut rest = &plain[..];
-            while !rest.is_empty() {
-                let take = (CHUNK_SIZE - buf.len()).min(rest.len());
-                buf.extend_from_slice(&rest[..take]);
-                rest = &rest[take..];
-                if buf.len() == CHUNK_SIZE {
-                    chunks.push(self.put(&buf)?);
-                    buf.clear();
-                }
-            }
-        }
-        if !buf.is_empty() {
-            chunks.push(self.put(&buf)?);
-        }
-        if total != job.size {
-            return Err(Error::corrupt(format!(
-                "its chunks hold {total} bytes but the flist records {}",
-                job.size
-            )));
-        }
-        Ok(Done {
-            new_ino: job.new_ino,
-            chunks,
-            identity: id.finish(),
-            rechunked,
-        })
-    }
-}
-
-/// Convert `src` into a new `.fl` written at `out` (not atomic; see [`convert_to`]).
-pub fn convert(
-    src: &dyn Flist,
-    from: &Router,
-    dest: &Router,
-    dest_routes: &[Route],
-    out: &Path,
-    jobs: usize,
-) -> Result<Summary> {
-    let jobs = jobs.clamp(1, 64);
-    let writer = V2Writer::create(out)?;
-    let pool = Pool {
-        from,
-        dest,
-        failed: AtomicBool::new(false),
-        error: Mutex::new(None),
-        stored: Mutex::new(HashSet::new()),
-        chunks_read: AtomicU64::new(0),
-        chunks_written: AtomicU64::new(0),
-    };
-    let mut summary = Summary::default();
-    let mut map: HashMap<Ino, Ino> = HashMap::new();
-    let mut hardlinks: Vec<(Ino, Ino)> = Vec::new();
-    let (job_tx, job_rx) = mpsc::sync_channel::<Job>(jobs * 2);
-    let job_rx = Mutex::new(job_rx);
-    let (done_tx, done_rx) = mpsc::channel::<Done>();
-
-    let walked: Result<()> = std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            let done_tx = done_tx.clone();
-            let (pool, job_rx) = (&pool, &job_rx);
-            scope.spawn(move || loop {
-                let job = match job_rx.lock() {
-                    Ok(rx) => rx.recv(),
-                    Err(_) => return,
-                };
-                let Ok(job) = job else { return };
-                if pool.failed.load(Ordering::Relaxed) {
-                    continue;
-                }
-                match pool.convert_file(&job) {
-                    Ok(d) => {
-                        let _ = done_tx.send(d);
-                    }
-                    Err(e) => pool.fail(e.context(format!("converting {:?}", job.path))),
-                }
-            });
-        }
-        drop(done_tx);
-        let root = src.get(flist::ROOT_INO)?;
-        let r = flist::walk(src, &root, Vec::new(), &mut |e, path| {
-            if pool.failed.load(Ordering::Relaxed) {
-                return Err(Error::invalid("stopping after a failure"));
-            }
-            let is_root = e.ino == root.ino;
-            let parent = if is_root {
-                0
-            } else {
-                *map.get(&e.parent).ok_or_else(|| {
-                    Error::format(format!(
-                        "{:?}: parent inode {} not seen before",
-                        String::from_utf8_lossy(path),
-                        e.parent
-                    ))
-                })?
-            };
-            let new_ino = writer.add_entry(&NewEntry {
-                parent,
-                name: if is_root { b"/" } else { &e.name },
-                mode: e.mode,
-                uid: e.uid,
-                gid: e.gid,
-                size: e.size,
-                rdev: e.rdev,
-                mtime: e.mtime,
-                ctime: e.ctime,
-            })?;
-            map.insert(e.ino, new_ino);
-            summary.entries += 1;
-            for (k, v) in src.xattrs(e.ino)? {
-                writer.add_xattr(new_ino, &k, &v)?;
-            }
-            match e.kind() {
-                Kind::Symlink => writer.set_link_target(new_ino, &src.link_target(e.ino)?)?,
-                Kind::File if e.link_of.is_some() => hardlinks.push((new_ino, e.content_ino())),
-                Kind::File => {
-                    summary.files += 1;
-                    summary.bytes += e.size;
-                    let job = Job {
-                        new_ino,
-                        path: String::from_utf8_lossy(path).into_owned(),
-                        size: e.size,
-                        blocks: src.blocks(e.ino)?,
-                    };
-                    if job_tx.send(job).is_err() {
-                        return Err(Error::invalid("the conversion workers stopped"));
-                    }
-                }
-                _ => {}
-            }
-            Ok(())
-        });
-        drop(job_tx);
-        r
-    });
-    if let Ok(mut g) = pool.error.lock() {
-        if let Some(e) = g.take() {
-            return Err(e);
-        }
-    }
-    walked?;
-
-    let mut by_ino: HashMap<Ino, Vec<ChunkRef>> = HashMap::new();
-    for d in done_rx.iter() {
-        writer.add_blocks(d.new_ino, &d.chunks)?;
-        writer.set_identity(d.new_ino, &d.identity)?;
-        if d.rechunked {
-            summary.rechunked_files += 1;
-        }
-        by_ino.insert(d.new_ino, d.chunks);
-    }
-    for (new_ino, old_target) in hardlinks {
-        let target = *map
-            .get(&old_target)
-            .ok_or_else(|| Error::format(format!("hardlink to unknown inode {old_target}")))?;
-        writer.add_hardlink(new_ino, target)?;
-        if let Some(chunks) = by_ino.get(&target) {
-            writer.add_blocks(new_ino, chunks)?;
-        }
-    }
-    for (k, v) in src.tags()? {
-        if k != VERSION_TAG {
-            writer.set_tag(&k, &v)?;
-        }
-    }
-    for r in dest_routes {
-        writer.add_route(&Route {
-            start: r.start,
-            end: r.end,
-            url: strip_password(&r.url),
-        })?;
-    }
-    writer.finish()?;
-    summary.chunks_read = pool.chunks_read.load(Ordering::Relaxed);
-    summary.chunks_written = pool.chunks_written.load(Ordering::Relaxed);
-    log::info!(
-        "converted into {} stores: {}",
-        dest_routes.len(),
-        dest_routes
-            .iter()
-            .map(|r| redact(&r.url))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    Ok(summary)
-}
-
-/// Content identity computed while a file streams past in order (formats.md section 6):
-/// the whole content for small files, else the five 10,000-byte samples.
-struct StreamIdentity {
-    size: u64,
-    full: FullChecksum,
-    small: Vec<u8>,
-    samples: Vec<(u64, Vec<u8>)>,
-}
-
-impl StreamIdentity {
-    fn new(size: u64) -> Self {
-        let samples = if size <= WHOLE_LIMIT {
-            Vec::new()
-        } else {
-            crate::identity::sample_offsets(size)
-                .iter()
-                .map(|&o| (o, Vec::with_capacity(SAMPLE as usize)))
-                .collect()
-        };
-        StreamIdentity {
-            size,
-            full: FullChecksum::new(),
-            small: Vec::new(),
-            samples,
-        }
-    }
-
-    /// Feed `data`, which starts at byte `offset` of the file.
-    fn update(&mut self, offset: u64, data: &[u8]) {
-        self.full.update(data);
-        if self.size <= WHOLE_LIMIT {
-            let room = (WHOLE_LIMIT as usize).saturating_sub(self.small.len());
-            self.small.extend_from_slice(&data[..data.len().min(room)]);
-            return;
-        }
-        let end = offset + data.len() as u64;
-        for (start, buf) in &mut self.samples {
-            let s_end = *start + SAMPLE;
-            let lo = offset.max(*start);
-            let hi = end.min(s_end);
-            if lo < hi {
-                buf.extend_from_slice(&data[(lo - offset) as usize..(hi - offset) as usize]);
-            }
-        }
-    }
-
-    fn finish(self) -> Identity {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        h.update(self.size.to_le_bytes());
-        if self.size <= WHOLE_LIMIT {
-            h.update(&self.small);
-        } else {
-            for (_, s) in &self.samples {
-                h.update(s);
-            }
-        }
-        Identity {
-            partial: h.finalize().into(),
-            checksum: self.full.finish(),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::flist::legacy::tests::{aci_msg, dir_msg, write_flist, T};
-    use crate::flist::legacy::ROOT_KEY;
-    use crate::store::StoreConfig;
-
-    #[test]
-    fn stream_identity_matches_the_identity_module() {
-        for size in [0usize, 1, 50_000, 50_001, 1_300_000] {
-            let data: Vec<u8> = (0..size).map(|i| (i * 7 + i / 1000) as u8).collect();
-            let mut s = StreamIdentity::new(size as u64);
-            let mut off = 0;
-            for piece in data.chunks(33_333) {
-                s.update(off as u64, piece);
-                off += piece.len();
-            }
-            let id = s.finish();
-            assert_eq!(
-                id.partial,
-                crate::identity::partial_checksum_bytes(&data),
-                "{size}"
-            );
-            let mut f = FullChecksum::new();
-            f.update(&data);
-            assert_eq!(id.checksum, f.finish());
-        }
-    }
-
-    /// Legacy chunks that are not 512 KiB are re-cut, so the result equals a v2 pack.
-    #[test]
-    fn odd_sized_legacy_chunks_are_recut_to_512k() {
-        let d = tempfile::tempdir().unwrap();
-        let old_store = d.path().join("old");
-        let new_store = d.path().join("new");
-        let data: Vec<u8> = (0..1_100_000u32).map(|i| (i % 251) as u8).collect();
-        let cfg = StoreConfig::default();
-        let old_url = format!("dir://{}", old_store.display());
-        let old = Router::for_flist(&[], std::slice::from_ref(&old_url), &cfg).unwrap();
-        let mut blocks = Vec::new();
-        for piece in data.chunks(300_000) {
-            let (c, stored) = codec::legacy::encode(piece).unwrap();
-            old.put(c.id(), &stored).unwrap();
-            blocks.push(c);
-        }
-        let acl = "00000000000000aa";
-        let fl = d.path().join("odd.flist");
-        write_flist(
-            &fl,
-            &[
-                (
-                    ROOT_KEY.into(),
-                    dir_msg(
-                        "",
-                        ROOT_KEY,
-                        acl,
-                        &[T::File("big", data.len() as u64, blocks)],
-                    ),
-                ),
-                (acl.into(), aci_msg(0, 0, 0o644)),
-            ],
-            &[("readme", "hi")],
-        );
-        let src = flist::open(&fl).unwrap();
-        let routes = vec![Route::parse(&format!("dir://{}", new_store.display())).unwrap()];
-        let dest = Router::new(&routes, &cfg).unwrap();
-        let out = d.path().join("new.fl");
-        let s = convert_to(&*src, &old, &dest, &routes, &out, 2).unwrap();
-        assert_eq!((s.files, s.chunks_read, s.chunks_written), (1, 4, 3));
-        assert_eq!(s.rechunked_files, 1);
-        let v2 = flist::open(&out).unwrap();
-        let e = flist::resolve(&*v2, b"big").unwrap();
-        let want: Vec<ChunkRef> = data
-            .chunks(CHUNK_SIZE)
-            .map(|p| codec::v2::encode(p).unwrap().0)
-            .collect();
-        assert_eq!(v2.blocks(e.ino).unwrap(), want);
-        assert!(v2.tags().unwrap().contains(&("readme".into(), "hi".into())));
-        let id = v2.identity(e.ino).unwrap().unwrap();
-        assert_eq!(id.partial, crate::identity::partial_checksum_bytes(&data));
-    }
-
-    /// A file whose chunks disagree with its recorded size fails, leaving no output.
-    #[test]
-    fn size_mismatch_fails_without_output() {
-        let d = tempfile::tempdir().unwrap();
-        let old_store = d.path().join("old");
-        let cfg = StoreConfig::default();
-        let old_url = format!("dir://{}", old_store.display());
-        let old = Router::for_flist(&[], &[old_url], &cfg).unwrap();
-        let (c, stored) = codec::legacy::encode(b"short").unwrap();
-        old.put(c.id(), &stored).unwrap();
-        let acl = "00000000000000aa";
-        let fl = d.path().join("bad.flist");
-        write_flist(
-            &fl,
-            &[
-                (
-                    ROOT_KEY.into(),
-                    dir_msg("", ROOT_KEY, acl, &[T::File("f", 99, vec![c])]),
-                ),
-                (acl.into(), aci_msg(0, 0, 0o644)),
-            ],
-            &[],
-        );
-        let src = flist::open(&fl).unwrap();
-        let routes =
-            vec![Route::parse(&format!("dir://{}", d.path().join("new").display())).unwrap()];
-        let dest = Router::new(&routes, &cfg).unwrap();
-        let out = d.path().join("new.fl");
-        let err = convert_to(&*src, &old, &dest, &routes, &out, 1).unwrap_err();
-        assert!(err.msg.contains("\"f\"") && err.msg.contains("99"), "{err}");
-        assert!(!out.exists());
-        let leftovers: Vec<_> = std::fs::read_dir(d.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .filter(|n| n.to_string_lossy().contains("zvfs-tmp"))
-            .collect();
-        assert!(leftovers.is_empty(), "{leftovers:?}");
-    }
 }

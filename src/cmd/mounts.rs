@@ -55,11 +55,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         return Ok(match crate::daemon::check(&t)? {
             Health::Healthy => ExitCode::Ok,
             Health::NotZvfs => {
-                eout.line(format_args!("zvfs: {} is not a zvfs mount", t.display()))?;
+                eprintln!("zvfs: {} is not a zvfs mount", t.display());
                 ExitCode::UNHEALTHY
             }
             Health::Unhealthy(why) => {
-                eout.line(format_args!("zvfs: {} is not healthy: {why}", t.display()))?;
+                eprintln!("zvfs: {} is not healthy: {why}", t.display());
                 ExitCode::UNHEALTHY
             }
         });

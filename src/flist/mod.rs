@@ -300,7 +300,8 @@ pub fn walk(
 pub fn check_name(name: &[u8]) -> Result<()> {
     if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0)
     {
-        return Err(Error::invalid(format!(
+        // A name in an flist: a malformed (or hostile) flist, not a bad request.
+        return Err(Error::format(format!(
             "refusing unsafe name {:?}",
             String::from_utf8_lossy(name)
         )));

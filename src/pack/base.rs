@@ -31,7 +31,9 @@ struct BaseFile {
 /// What pack may reuse for a file that passed the quick check.
 #[derive(Clone, Debug)]
 pub struct Reuse {
+    /// The base entry's chunk list, written as is.
     pub blocks: Vec<ChunkRef>,
+    /// The base entry's content identity.
     pub identity: Identity,
 }
 
@@ -42,6 +44,7 @@ pub struct BaseStats {
     pub base_files: u64,
     /// Files whose chunk list was reused (not uploaded; not read whole unless verified).
     pub reused_files: u64,
+    /// Their content bytes.
     pub reused_bytes: u64,
     /// Reused files read whole by `--base-verify`.
     pub verified_files: u64,
@@ -49,14 +52,17 @@ pub struct BaseStats {
     pub verify_mismatches: u64,
     /// Files read whole and packed (no match in the base, or a failed verification).
     pub packed_files: u64,
+    /// Their content bytes.
     pub packed_bytes: u64,
 }
 
+/// The index of an earlier flist's regular files, by path, for an incremental pack.
 pub struct BaseIndex {
     path: PathBuf,
     fl: Box<dyn Flist>,
     files: HashMap<Vec<u8>, BaseFile>,
     verify: bool,
+    /// What was reused so far.
     pub stats: BaseStats,
 }
 
@@ -111,10 +117,12 @@ impl BaseIndex {
         })
     }
 
+    /// Files of the base that can be reused (they record an identity).
     pub fn len(&self) -> usize {
         self.files.len()
     }
 
+    /// No file of the base can be reused.
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
     }
@@ -213,7 +221,7 @@ fn full_checksum_at(file: &File, size: u64) -> Result<[u8; 32]> {
     Ok(h.finish())
 }
 
-impl super::Packer<'_> {
+impl super::walk::Packer<'_, '_, '_> {
     /// Pack's hook: when the base has a matching entry for this regular file, write its
     /// blocks and identity (for later hardlinked paths too) and return true; pack then
     /// skips reading and uploading it.
