@@ -132,6 +132,8 @@ impl<T, R> Feed<'_, T, R> {
 
     /// Wait for the next finished result (in completion order); `None` once nothing is
     /// in flight.
+    // Not an `Iterator`: the result is fallible (the pipeline's first error), for `?`.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<R>> {
         self.check()?;
         if self.in_flight == 0 {

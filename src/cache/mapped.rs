@@ -27,8 +27,11 @@ pub struct Window {
     len: usize,
 }
 
-// The mapping is read-only and owned by the window alone.
+// SAFETY: the mapping is read-only and owned by the window alone (no other handle to the
+// pointer exists), so moving the window to another thread moves sole ownership.
 unsafe impl Send for Window {}
+// SAFETY: the mapping is read-only; sharing `&Window` only gives out `&[u8]` views of it,
+// which any number of threads may read at once.
 unsafe impl Sync for Window {}
 
 /// The system's page size, asked of libc once. (Not `rustix::param`: without the
