@@ -15,8 +15,11 @@ use std::sync::OnceLock;
 
 /// One file range to map: `len` bytes of `file` from `offset`.
 pub struct Part<'a> {
+    /// The file, open for reading.
     pub file: &'a File,
+    /// Start of the range in the file, in bytes (a multiple of the page size).
     pub offset: u64,
+    /// Length of the range, in bytes.
     pub len: usize,
 }
 

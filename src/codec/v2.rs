@@ -25,6 +25,7 @@ fn to_array(h: &blake2b_simd::Hash) -> [u8; 32] {
     out
 }
 
+/// BLAKE2b with a 32-byte output: the v2 pipeline's key and id hash.
 pub fn blake2b_256(data: &[u8]) -> [u8; 32] {
     to_array(&blake2b_256_params().hash(data))
 }
@@ -78,6 +79,7 @@ impl Default for Encoder {
 }
 
 impl Encoder {
+    /// An encoder with empty buffers (they grow to the largest chunk seen).
     pub fn new() -> Self {
         Encoder {
             snappy: snap::raw::Encoder::new(),
