@@ -15,6 +15,7 @@ use crate::flist;
 use crate::store::router::Router;
 
 #[derive(clap::Args, Debug)]
+/// Arguments of `zvfs clone`.
 pub struct Args {
     /// The flist whose chunks to copy.
     #[arg(short = 'm', long = "meta")]
@@ -34,10 +35,13 @@ pub struct Args {
     /// Chunks copied in parallel.
     #[arg(short = 'j', long = "jobs", default_value_t = DEFAULT_JOBS)]
     pub jobs: usize,
+    /// Store timeouts.
     #[command(flatten)]
     pub store_flags: super::StoreFlags,
 }
 
+/// Copy the chunks, update the routes if asked, print the report; any chunk that could
+/// not be copied is an error.
 pub fn run(args: Args) -> Result<ExitCode> {
     let fl = flist::open(&args.meta)?;
     let cfg = args.store_flags.config();

@@ -12,13 +12,17 @@ use crate::flist::{self, Entry, Flist, Kind};
 use crate::store::redact;
 
 #[derive(clap::Args, Debug)]
+/// Arguments of `zvfs inspect`.
 pub struct InspectArgs {
+    /// The flist: a path, or an http(s) URL to download.
     #[arg(short = 'm', long = "meta")]
     pub meta: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
+/// Arguments of `zvfs ls`.
 pub struct LsArgs {
+    /// The flist: a path, or an http(s) URL to download.
     #[arg(short = 'm', long = "meta")]
     pub meta: PathBuf,
     /// Long listing.
@@ -29,28 +33,38 @@ pub struct LsArgs {
 }
 
 #[derive(clap::Args, Debug)]
+/// Arguments of `zvfs stat`.
 pub struct StatArgs {
+    /// The flist: a path, or an http(s) URL to download.
     #[arg(short = 'm', long = "meta")]
     pub meta: PathBuf,
     /// Also list the chunks (id and key) of a file.
     #[arg(long)]
     pub blocks: bool,
+    /// Path of the entry in the flist.
     pub path: String,
 }
 
 #[derive(clap::Args, Debug)]
+/// Arguments of `zvfs cat`.
 pub struct CatArgs {
+    /// The flist: a path, or an http(s) URL to download.
     #[arg(short = 'm', long = "meta")]
     pub meta: PathBuf,
+    /// Chunk cache to read through.
     #[command(flatten)]
     pub cache: super::CacheFlags,
+    /// Store overriding the flist's routes, `[xx-xx=]URL` (repeatable).
     #[arg(short = 's', long = "store", value_parser = super::StoreSpec)]
     pub stores: Vec<String>,
+    /// Store timeouts.
     #[command(flatten)]
     pub store_flags: super::StoreFlags,
+    /// Path of the file in the flist.
     pub path: String,
 }
 
+/// Print the flist's summary (format, entries per kind, bytes, chunks, tags, routes).
 pub fn inspect(a: InspectArgs) -> Result<ExitCode> {
     let fl = crate::flist::download::open_flist(&a.meta, None)?;
     let t = fl.totals()?;
@@ -120,6 +134,7 @@ fn kind_index(k: Kind) -> usize {
     ALL_KINDS.iter().position(|x| *x == k).unwrap_or(0)
 }
 
+/// List a directory of the flist (one entry when the path is not a directory).
 pub fn ls(a: LsArgs) -> Result<ExitCode> {
     let fl = crate::flist::download::open_flist(&a.meta, None)?;
     let path = a.path.unwrap_or_default();
@@ -227,6 +242,7 @@ pub fn utc(secs: i64) -> String {
     )
 }
 
+/// Print every field of one entry (and its chunks with `--blocks`).
 pub fn stat(a: StatArgs) -> Result<ExitCode> {
     let fl = crate::flist::download::open_flist(&a.meta, None)?;
     let e = flist::resolve(&*fl, a.path.as_bytes())?;
@@ -301,6 +317,7 @@ pub fn stat(a: StatArgs) -> Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
+/// Write a file's content to stdout, fetched chunk by chunk (bounded memory).
 pub fn cat(a: CatArgs) -> Result<ExitCode> {
     let fl = crate::flist::download::open_flist(&a.meta, a.cache.cache.as_deref())?;
     let e = flist::resolve(&*fl, a.path.as_bytes())?;

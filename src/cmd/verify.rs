@@ -11,6 +11,7 @@ use crate::error::{ExitCode, Result};
 use crate::flist;
 use crate::store::router::Router;
 
+/// Arguments of `zvfs verify`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The flist to check.
@@ -25,10 +26,12 @@ pub struct Args {
     /// Chunks checked in parallel.
     #[arg(short = 'j', long = "jobs", default_value_t = DEFAULT_JOBS)]
     pub jobs: usize,
+    /// Store timeouts.
     #[command(flatten)]
     pub store_flags: super::StoreFlags,
 }
 
+/// Check the chunks and report every problem; [`ExitCode::PROBLEMS`] when there is any.
 pub fn run(args: Args) -> Result<ExitCode> {
     let fl = flist::open(&args.meta)?;
     let router = Router::for_flist(&fl.routes()?, &args.stores, &args.store_flags.config())?;

@@ -13,6 +13,7 @@ use crate::content::warm::{collect, warm};
 use crate::content::Chunks;
 use crate::error::{ExitCode, Result};
 
+/// Arguments of `zvfs warm`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Flist whose chunks to cache (a path, or an http(s) URL downloaded into the cache).
@@ -30,12 +31,15 @@ pub struct Args {
     /// Chunks fetched in parallel.
     #[arg(short = 'j', long = "jobs", default_value_t = 4)]
     pub jobs: usize,
+    /// Store timeouts.
     #[command(flatten)]
     pub store_flags: super::StoreFlags,
     /// Files or directories of the flist to warm (default: everything).
     pub paths: Vec<String>,
 }
 
+/// Fetch the chunks of the chosen files into the cache and print on stderr how many were
+/// fetched or already cached; a chunk that cannot be fetched is an error.
 pub fn run(args: Args) -> Result<ExitCode> {
     let started = Instant::now();
     let fl = crate::flist::download::open_flist(&args.meta, Some(&args.cache))?;
