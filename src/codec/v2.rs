@@ -2,7 +2,7 @@
 //! KEY = BLAKE2b-256(P); CT = AES-256-GCM(KEY, nonce KEY[0..12], Snappy-raw(P));
 //! ID = BLAKE2b-256(CT). Decoding never trusts the GCM tag alone, because anyone who
 //! knows P can re-encrypt different data under KEY: the plaintext is always checked
-//! against KEY, and the object against ID when the object itself is kept ([`decode`]).
+//! against KEY, and the object against ID when the object itself is kept (`decode`).
 //!
 //! Speed matters here (every byte packed or read cold goes through it twice):
 //! BLAKE2b comes from `blake2b_simd` (AVX2 when the CPU has it) and AES-256-GCM from
