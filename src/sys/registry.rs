@@ -34,7 +34,8 @@ pub struct State {
     pub flist: PathBuf,
     /// The URL it was downloaded from, if any.
     pub url: Option<String>,
-    /// MD5 of the flist file, hex: a mount of the same flist is shared by content.
+    /// MD5 of the flist file, hex: a later mount of the same content (with the same cache
+    /// and stores) shares this daemon.
     pub md5: String,
     /// The cache directory the daemon uses.
     pub cache: PathBuf,
