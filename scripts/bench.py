@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """The zvfs benchmark (issue 9); run it through scripts/bench.sh (root, release build).
 
+Usage: scripts/bench.sh [SUITE...]   (scripts/bench.sh --help lists the suites)
+
 Generates its corpora under BENCH_DIR (default /var/tmp), measures each figure against
 its target and against the native equivalent measured in the same run, prints the table
 and the machine, and removes everything it made. Environment knobs:
@@ -12,6 +14,8 @@ and the machine, and removes everything it made. Environment knobs:
   BENCH_KEEP=1       keep the work directory
   BENCH_BIGDIR_DATA=dir  keep the big-directory corpora and flists there (made when
                      missing) instead of in the work directory
+  BENCH_ROUNDS=N     rounds of the `compare` suite (default 3)
+  ZVFS_BASELINE=path the other binary of the `compare` suite
 `scripts/bench.sh bigdir` runs only the big-directory part: `ls -l` of a 200,000-entry
 directory, `ls -f` and `find -ls` of a 1,000,000-entry one, each on a fresh mount against
 the same command on the native directory (warm), with the daemon's peak RSS.
@@ -326,8 +330,11 @@ def fmt(v):
 def print_table(header):
     print(header)
     print()
-    print("| figure | zvfs | native | zvfs/native | target | met |")
-    print("|---|---|---|---|---|---|")
+    if COMPARE:
+        print_compare()
+    if ROWS:
+        print("| figure | zvfs | native | zvfs/native | target | met |")
+        print("|---|---|---|---|---|---|")
     for name, value, unit, target, ok, native, ratio in ROWS:
         nat = "—" if native is None else f"{fmt(native)} {unit}"
         rat = "—" if ratio is None else f"{ratio:.2f}"
@@ -408,6 +415,120 @@ def bigdir(w):
     NOTES.append("big-directory peak RSS (`ls -f`, `find -ls`): " + ", ".join(f"{h:.1f}" for h in hwms) + " MiB")
 
 
+def checksum_row(path, mib):
+    """The partial checksum of `path` (`mib` MiB, read into the page cache first), timed
+    by `zvfs identity --time 2000`: a figure row."""
+    read_file(path)
+    out = subprocess.run([ZVFS, "identity", "--time", "2000", path], capture_output=True, text=True,
+                         check=True).stdout
+    median = float(out.split("median ")[1].split(" us")[0])
+    row(f"partial checksum of a {mib} MiB cached file (median of 2000)", median, "us", "<= 100 us",
+        median <= 100)
+
+
+def identity(w, rnd):
+    """The `identity` suite: the partial checksum of a 1 GiB file in the page cache."""
+    log("generating a 1024 MiB random file")
+    path = w("identity.bin")
+    write_random(path, 1024 * MiB, rnd)
+    read_file(path)
+    out = subprocess.run([ZVFS, "identity", "--partial", path], capture_output=True, text=True,
+                         check=True).stdout
+    NOTES.append(f"`zvfs identity --partial` of the 1 GiB file: {out.strip()}")
+    checksum_row(path, 1024)
+    os.unlink(path)
+
+
+COMPARE = []
+
+
+def compare(w, rnd, mounts):
+    """The `compare` suite: the main figures of two binaries (ZVFS_BASELINE, then ZVFS),
+    measured in turns within each round (the first to go alternates), so both see the
+    same host; each figure is the median of the rounds."""
+    global ZVFS
+    base = os.environ.get("ZVFS_BASELINE")
+    if not base:
+        sys.exit("bench: compare needs ZVFS_BASELINE=/path/to/the/other/zvfs")
+    bins = [("baseline", os.path.abspath(base)), ("zvfs", ZVFS)]
+    for _, b in bins:
+        if not os.access(b, os.X_OK):
+            sys.exit(f"bench: {b} is not an executable")
+    rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
+    size = FILE_MIB * MiB
+    log(f"generating a {FILE_MIB} MiB random file")
+    os.makedirs(w("file"))
+    bigfile = w("file", "random.bin")
+    write_random(bigfile, size, rnd)
+    log(f"generating a metadata tree of {META_ENTRIES} entries ({BIGDIR} in one directory)")
+    make_meta_tree(w("meta"), META_ENTRIES, BIGDIR)
+    figs = {label: {} for label, _ in bins}
+    names = []
+
+    def add(label, name, unit, value):
+        if (name, unit) not in names:
+            names.append((name, unit))
+        figs[label].setdefault(name, []).append(value)
+        log(f"{label}: {name}: {fmt(value)} {unit}")
+
+    for r in range(rounds):
+        for label, binary in (bins if r % 2 == 0 else bins[::-1]):
+            ZVFS = binary
+            d = lambda *p: w(f"{label}-{r}", *p)
+            os.makedirs(d())
+            read_file(bigfile)
+            secs = timed(lambda: run([ZVFS, "pack", "-m", d("file.fl"), "-s", f"dir://{d('store')}", w("file")],
+                                     stdout=subprocess.DEVNULL))
+            add(label, "pack, incompressible data (page-cache-warm source)", "MB/s", rate(size, secs))
+            m = Mount(d("file.fl"), d("cache"), d("mnt"), d("mount.log"), ["--cache-size", f"{FILE_MIB * 2}M"])
+            mounts.append(m)
+            f = os.path.join(m.mnt, "random.bin")
+            drop_caches()
+            add(label, "cold read, one reader", "MB/s", rate(size, timed(lambda: read_file(f))))
+            drop_caches()
+            add(label, "chunk-cache-warm read (page cache dropped)", "MB/s", rate(size, timed(lambda: read_file(f))))
+            read_file(f)
+            add(label, "page-cache-warm reread (best of 3)", "MB/s",
+                max(rate(size, timed(lambda: read_file(f))) for _ in range(3)))
+            m.close()
+            shutil.rmtree(d("cache"))
+            m = Mount(d("file.fl"), d("cache"), d("mnt"), d("mount.log"))
+            mounts.append(m)
+            drop_caches()
+            part = size // 8
+            threads = [threading.Thread(target=read_file, args=(f, i * part, part)) for i in range(8)]
+            [t.start() for t in threads]
+            [t.join() for t in threads]
+            add(label, "daemon peak RSS, 8 concurrent cold readers", "MiB", m.hwm_kib() / 1024)
+            m.close()
+            run([ZVFS, "pack", "-m", d("meta.fl"), "-s", f"dir://{d('meta-store')}", w("meta")],
+                stdout=subprocess.DEVNULL)
+            readies = []
+            for _ in range(5):
+                m = Mount(d("meta.fl"), d("meta-cache"), d("mnt"), d("mount.log"))
+                mounts.append(m)
+                readies.append(m.ready)
+                m.close()
+            add(label, f"mount-ready latency, {META_ENTRIES}-entry flist (median of 5)", "ms",
+                statistics.median(readies) * 1000)
+            shutil.rmtree(d())
+    ZVFS = bins[1][1]
+    for name, unit in names:
+        old, new = (statistics.median(figs[label][name]) for label, _ in bins)
+        COMPARE.append((name, unit, old, new, figs["baseline"][name], figs["zvfs"][name]))
+    NOTES.append(f"baseline: {bins[0][1]}; zvfs: {bins[1][1]}; {rounds} rounds, each figure the median "
+                 "of the rounds (per round values: baseline / zvfs)")
+
+
+def print_compare():
+    print("| figure | baseline | zvfs | zvfs/baseline | rounds (baseline / zvfs) |")
+    print("|---|---|---|---|---|")
+    for name, unit, old, new, olds, news in COMPARE:
+        per = ", ".join(f"{fmt(a)} / {fmt(b)}" for a, b in zip(olds, news))
+        print(f"| {name} | {fmt(old)} {unit} | {fmt(new)} {unit} | {new / max(old, 1e-9):.2f} | {per} |")
+    print()
+
+
 def main():
     global WORK
     if os.geteuid() != 0:
@@ -422,12 +543,21 @@ def main():
         header = machine()
         rnd = random.Random(9)
         w = lambda *p: os.path.join(WORK, *p)
-        if PARTS == ["bigdir"]:
-            bigdir(w)
+        footer = lambda: (f"run took {time.time() - started:.0f} s; load average at end: "
+                          f"{' '.join(open('/proc/loadavg').read().split()[:3])}; CPU time stolen by the "
+                          f"host during the run: {stolen_percent(steal0):.0f} %")
+        if PARTS and PARTS != ["all"]:
+            for part in PARTS:
+                if part == "bigdir":
+                    bigdir(w)
+                elif part == "identity":
+                    identity(w, rnd)
+                elif part == "compare":
+                    compare(w, rnd, mounts)
+                elif part == "all":
+                    sys.exit("bench: `all` runs alone (it includes bigdir and identity)")
             print()
-            print_table(header + f"\nrun took {time.time() - started:.0f} s; load average at end: "
-                        f"{' '.join(open('/proc/loadavg').read().split()[:3])}; CPU time stolen by the "
-                        f"host during the run: {stolen_percent(steal0):.0f} %")
+            print_table(header + "\n" + footer())
             return
 
         # --- corpora
@@ -615,12 +745,7 @@ def main():
         bigdir(w)
 
         # --- partial checksum of the 1 GiB file (page cache)
-        read_file(bigfile)
-        out = subprocess.run([ZVFS, "identity", "--time", "2000", bigfile], capture_output=True, text=True,
-                             check=True).stdout
-        median = float(out.split("median ")[1].split(" us")[0])
-        row(f"partial checksum of a {FILE_MIB} MiB cached file (median of 2000)", median, "us", "<= 100 us",
-            median <= 100)
+        checksum_row(bigfile, FILE_MIB)
 
         footer = (f"tree: {tree_bytes / MiB:.0f} MiB, {n} entries; file: {FILE_MIB} MiB; "
                   f"run took {time.time() - started:.0f} s; load average at end: "
@@ -639,9 +764,45 @@ def main():
             shutil.rmtree(WORK, ignore_errors=True)
 
 
+SUITES = {
+    "all": "everything below but compare (the default): pack, cold / chunk-cache-warm / "
+           "page-cache-warm reads, stat walk, mount-ready, first listings, daemon peak RSS, "
+           "store bytes per byte read, big directories, partial checksum",
+    "quick": "`all` on a smaller corpus (as BENCH_QUICK=1: a few minutes)",
+    "bigdir": "only the big-directory listings (ls -l of 200,000 entries, ls -f / find -ls "
+              "of 1,000,000, daemon peak RSS; BENCH_BIGDIR_DATA=dir keeps the corpora)",
+    "identity": "only the partial checksum of a 1 GiB file in the page cache "
+                "(`zvfs identity --partial` and `--time 2000`; target well under 100 us)",
+    "compare": "the main figures (pack, cold, chunk-cache-warm, reread, daemon peak RSS, "
+               "mount-ready) of ZVFS_BASELINE=old-binary and ZVFS, interleaved round by "
+               "round in the same run, side by side with the ratio (BENCH_ROUNDS=N rounds)",
+}
+
+
+def usage():
+    lines = ["usage: scripts/bench.sh [SUITE...]   (run as root; ZVFS=binary skips the release build)",
+             "", "suites:"]
+    lines += [f"  {name:<9} {text}" for name, text in SUITES.items()]
+    lines += ["", "The mount read figures and peak RSS that scripts/mount-figures.sh measured are "
+              "part of `all`."]
+    return "\n".join(lines)
+
+
 WORK = "/var/tmp"
 PARTS = sys.argv[1:]
 if __name__ == "__main__":
-    if PARTS not in ([], ["bigdir"]):
-        sys.exit(f"bench: unknown part {' '.join(PARTS)!r} (the parts: bigdir; none: everything)")
+    if any(a in ("-h", "--help", "help") for a in PARTS):
+        print(usage())
+        sys.exit(0)
+    unknown = [a for a in PARTS if a not in SUITES]
+    if unknown:
+        sys.exit(f"bench: unknown suite {' '.join(unknown)!r}\n\n{usage()}")
+    if "quick" in PARTS:
+        PARTS = [p for p in PARTS if p != "quick"] or ["all"]
+        if os.environ.get("BENCH_QUICK") != "1":
+            # The sizes are read at import: run again with them set.
+            os.environ["BENCH_QUICK"] = "1"
+            os.execv(sys.executable, [sys.executable, os.path.abspath(__file__), *PARTS])
+    if PARTS == ["all"] or not PARTS:
+        PARTS = []
     main()

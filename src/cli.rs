@@ -156,6 +156,8 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // A reader that stopped reading (`zvfs ls ... | head`) is not a failure.
+        Err(e) if e.is_broken_pipe() => ExitCode::Ok,
         Err(e) => {
             eprintln!("zvfs: error: {e}");
             ExitCode::from(&e)

@@ -113,6 +113,12 @@ impl Error {
         self.source.as_deref()?.downcast_ref()
     }
 
+    /// Whether this is a write into a pipe whose reader is gone (EPIPE).
+    pub fn is_broken_pipe(&self) -> bool {
+        self.io_source()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+
     /// The SQLite error this error came from, if it came from one.
     pub fn sqlite_source(&self) -> Option<&rusqlite::Error> {
         self.source.as_deref()?.downcast_ref()

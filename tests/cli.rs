@@ -3,19 +3,13 @@
 //! disk reported as such; the shell completions and the manual page generated from the
 //! command definitions.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{fixture, zvfs};
+use crate::common::{self, fixture, s, zvfs};
 
 fn sample_fl() -> PathBuf {
     fixture("rfs-v2").join("sample.fl")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// (exit code, stdout, stderr) of a zvfs run.
@@ -342,4 +336,63 @@ fn man_pages_are_generated_from_the_commands() {
     let (code, _, err) = run(&["man", "/nonexistent/man1"]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("/nonexistent/man1"), "{err}");
+}
+
+/// Run zvfs with its stdout a pipe whose reader is already gone (as in `zvfs ls | head`
+/// once head exited): (exit code, stderr).
+fn run_into_closed_pipe(args: &[&str]) -> (Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(common::zvfs_bin())
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_closed_stdout_pipe_ends_every_command_quietly() {
+    let t = tempfile::tempdir().unwrap();
+    let (fl, store) = packed(t.path());
+    // A second flist that differs, a big enough file for several writes, a cache.
+    let tree = t.path().join("tree");
+    std::fs::write(tree.join("big.bin"), common::noise(9, 3 << 20)).unwrap();
+    let fl2 = t.path().join("b.fl");
+    common::pack(&fl2, &common::dir_url(&store), &[], &tree);
+    let cache = t.path().join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let sample = sample_fl();
+    let big = tree.join("big.bin");
+    let cases: Vec<(Vec<&str>, i32)> = vec![
+        (vec!["--help"], 0),
+        (vec!["--version"], 0),
+        (vec!["pack", "--help"], 0),
+        (vec!["inspect", "-m", s(&fl2)], 0),
+        (vec!["ls", "-l", "-m", s(&fl2), "/"], 0),
+        (vec!["stat", "-m", s(&fl2), "/big.bin"], 0),
+        (vec!["cat", "-m", s(&fl2), "/big.bin"], 0),
+        (vec!["diff", s(&fl), s(&fl2)], 1),
+        (vec!["dedup", s(&fl), s(&fl2)], 0),
+        (vec!["identity", s(&big)], 0),
+        (vec!["config", "-m", s(&sample), "tag", "list"], 0),
+        (vec!["config", "-m", s(&sample), "store", "list"], 0),
+        (vec!["cache", "stats", "-c", s(&cache)], 0),
+        (vec!["mounts"], 0),
+        (vec!["completions", "bash"], 0),
+        (vec!["man"], 0),
+    ];
+    for (args, want) in cases {
+        let (code, err) = run_into_closed_pipe(&args);
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+        assert_eq!(code, Some(want), "{args:?}: {err}");
+        assert!(
+            !err.contains("Broken pipe") && !err.contains("error"),
+            "{args:?} complained: {err}"
+        );
+    }
 }

@@ -1,19 +1,13 @@
 //! Content identity at work: `zvfs dedup`, `zvfs diff`, `zvfs identity` and the
 //! incremental `zvfs pack --base`, on the real rfs fixtures and on generated trees.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{fixture, noise, pack, zvfs, zvfs_ok};
+use crate::common::{self, fixture, noise, pack, s, zvfs, zvfs_ok};
 use serde_json::Value;
 
 fn sample_fl() -> PathBuf {
     fixture("rfs-v2").join("sample.fl")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// Run zvfs, returning (exit code, stdout, stderr).

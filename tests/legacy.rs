@@ -2,13 +2,11 @@
 //! trait with chunks from real stores, corruption detection, `zvfs convert`, and format
 //! detection by content.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use common::{dir_url, fixture, untar, zvfs, zvfs_bin, DaemonMount};
+use crate::common::{self, dir_url, fixture, redis_server, s, untar, zvfs, zvfs_bin, Mount};
 use zvfs::codec::{self, ChunkRef, CHUNK_SIZE};
 use zvfs::flist::{self, Flist, Kind};
 use zvfs::store::router::Router;
@@ -218,7 +216,10 @@ fn flipped_bit_in_a_stored_chunk_is_an_error_naming_it() {
             .len(),
         29
     );
-    assert!(flist_tree(&*fl, &router).is_err());
+    assert_eq!(
+        flist_tree(&*fl, &router).err().map(|e| e.kind),
+        Some(zvfs::error::ErrorKind::Corrupt)
+    );
 }
 
 /// `zvfs convert` then reading the new `.fl` gives the same tree, and its block list is
@@ -465,83 +466,33 @@ fn format_detection_by_content_with_clear_errors() {
     let _ = zvfs_bin();
 }
 
-/// A `redis-server` on a free loopback port, killed on drop.
-struct Redis {
-    child: std::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        for _ in 0..5 {
-            let dir = tempfile::tempdir().unwrap();
-            let port = {
-                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-                l.local_addr().unwrap().port()
-            };
-            let child = std::process::Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(dir.path())
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .expect("redis-server is installed");
-            let mut r = Redis {
-                child,
-                port,
-                _dir: dir,
-            };
-            let t0 = std::time::Instant::now();
-            while t0.elapsed() < std::time::Duration::from_secs(20) {
-                if let Ok(Some(_)) = r.child.try_wait() {
-                    break; // the port was taken meanwhile: try another
-                }
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return r;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            drop(r);
+/// `SET` every `chunks/<hex>` file in the redis-server on `port` under its 16 raw key
+/// bytes (RESP arrays).
+fn load_chunks(port: u16, chunks: &Path) -> usize {
+    use std::io::{BufRead, BufReader, Write};
+    let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut n = 0;
+    for e in std::fs::read_dir(chunks).unwrap() {
+        let e = e.unwrap();
+        let key = hex::decode(e.file_name().to_str().unwrap()).unwrap();
+        assert_eq!(key.len(), 16);
+        let val = std::fs::read(e.path()).unwrap();
+        let mut req = Vec::new();
+        req.extend_from_slice(b"*3\r\n$3\r\nSET\r\n");
+        for part in [&key[..], &val[..]] {
+            req.extend_from_slice(format!("${}\r\n", part.len()).as_bytes());
+            req.extend_from_slice(part);
+            req.extend_from_slice(b"\r\n");
         }
-        panic!("could not start redis-server");
+        w.write_all(&req).unwrap();
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert_eq!(line, "+OK\r\n");
+        n += 1;
     }
-
-    /// `SET` every `chunks/<hex>` file under its 16 raw key bytes (RESP arrays).
-    fn load_chunks(&self, chunks: &Path) -> usize {
-        use std::io::{BufRead, BufReader, Write};
-        let s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        let mut w = s.try_clone().unwrap();
-        let mut r = BufReader::new(s);
-        let mut n = 0;
-        for e in std::fs::read_dir(chunks).unwrap() {
-            let e = e.unwrap();
-            let key = hex::decode(e.file_name().to_str().unwrap()).unwrap();
-            assert_eq!(key.len(), 16);
-            let val = std::fs::read(e.path()).unwrap();
-            let mut req = Vec::new();
-            req.extend_from_slice(b"*3\r\n$3\r\nSET\r\n");
-            for part in [&key[..], &val[..]] {
-                req.extend_from_slice(format!("${}\r\n", part.len()).as_bytes());
-                req.extend_from_slice(part);
-                req.extend_from_slice(b"\r\n");
-            }
-            w.write_all(&req).unwrap();
-            let mut line = String::new();
-            r.read_line(&mut line).unwrap();
-            assert_eq!(line, "+OK\r\n");
-            n += 1;
-        }
-        n
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    n
 }
 
 /// The fixture served by a real redis-server loaded from `chunks/`, reached through the
@@ -550,8 +501,8 @@ impl Drop for Redis {
 fn fixture_reads_like_tree_tar_from_redis() {
     let d = tempfile::tempdir().unwrap();
     let want = tree_tar(d.path());
-    let redis = Redis::start();
-    assert_eq!(redis.load_chunks(&legacy_fixture("chunks")), 17);
+    let redis = redis_server(false);
+    assert_eq!(load_chunks(redis.port, &legacy_fixture("chunks")), 17);
     // The backend metadata points at the server: no override needed.
     let fl_path = fixture_with_backend(
         d.path(),
@@ -578,7 +529,7 @@ fn fixture_reads_like_tree_tar_from_redis() {
 }
 
 /// A `zvfs mount -d` of an flist from `store`, unmounted on drop.
-fn legacy_mount(flist: &Path, store: &str, cache: &Path, target: &Path) -> DaemonMount {
+fn legacy_mount(flist: &Path, store: &str, cache: &Path, target: &Path) -> Mount {
     std::fs::create_dir_all(cache).unwrap();
     let args = [
         "-m",
@@ -590,45 +541,43 @@ fn legacy_mount(flist: &Path, store: &str, cache: &Path, target: &Path) -> Daemo
         "--deadline",
         "5",
     ];
-    DaemonMount::new(&args, target)
+    Mount::daemon(target, &args)
 }
 
-/// A legacy flist mounts over FUSE like tree.tar; a corrupted chunk gives EIO for its
-/// file only, never wrong bytes.
-#[test]
-fn legacy_flist_mounts_like_tree_tar_and_corruption_is_eio() {
-    if !common::fuse_available() {
-        return;
-    }
-    let d = tempfile::tempdir().unwrap();
-    let want = tree_tar(d.path());
-    let chunks = copy_chunks(d.path());
-    let flist = legacy_fixture("sample.flist");
-    {
+fuse_test! {
+    /// A legacy flist mounts over FUSE like tree.tar; a corrupted chunk gives EIO for its
+    /// file only, never wrong bytes.
+    fn legacy_flist_mounts_like_tree_tar_and_corruption_is_eio() {
+        let d = tempfile::tempdir().unwrap();
+        let want = tree_tar(d.path());
+        let chunks = copy_chunks(d.path());
+        let flist = legacy_fixture("sample.flist");
+        {
+            let m = legacy_mount(
+                &flist,
+                &dir_url(&chunks),
+                &d.path().join("c1"),
+                &d.path().join("m1"),
+            );
+            assert_same_tree(&disk_tree(&m.target), &want);
+        }
+        let p = chunks.join("a5147f6e7cac3a7076f942cb5e00d896"); // hello.txt
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes[3] ^= 0x04;
+        std::fs::write(&p, bytes).unwrap();
         let m = legacy_mount(
             &flist,
             &dir_url(&chunks),
-            &d.path().join("c1"),
-            &d.path().join("m1"),
+            &d.path().join("c2"),
+            &d.path().join("m2"),
         );
-        assert_same_tree(&disk_tree(&m.target), &want);
+        let err = std::fs::read(m.target.join("hello.txt")).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+        assert_eq!(
+            std::fs::read(m.target.join("notes.txt")).unwrap(),
+            want[&b"notes.txt"[..]].data
+        );
     }
-    let p = chunks.join("a5147f6e7cac3a7076f942cb5e00d896"); // hello.txt
-    let mut bytes = std::fs::read(&p).unwrap();
-    bytes[3] ^= 0x04;
-    std::fs::write(&p, bytes).unwrap();
-    let m = legacy_mount(
-        &flist,
-        &dir_url(&chunks),
-        &d.path().join("c2"),
-        &d.path().join("m2"),
-    );
-    let err = std::fs::read(m.target.join("hello.txt")).unwrap_err();
-    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
-    assert_eq!(
-        std::fs::read(m.target.join("notes.txt")).unwrap(),
-        want[&b"notes.txt"[..]].data
-    );
 }
 
 // ------------------------------------------------- every command on a legacy flist
@@ -641,10 +590,6 @@ fn run(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// `zvfs convert -m <fl> -o <out> -s <store> <extra..>`: (exit code, stdout, stderr).

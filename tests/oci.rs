@@ -3,17 +3,14 @@
 //! by `zvfs pack`). Root and /dev/fuse are required; the tests fail (never skip) when
 //! runc cannot run, unless `ZVFS_SKIP_FUSE_TESTS=1`.
 
-mod common;
-
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{dir_url, fuse_available, zvfs_bin};
+use crate::common::{self, alive, dir_url, http_server, zvfs_bin};
 use serde_json::{json, Value};
 
 /// One mount line: target, fstype, source, super options.
@@ -59,16 +56,6 @@ fn entries(p: &Path) -> usize {
 
 /// What /etc/hello.txt of the packed tree says.
 const HELLO: &str = "hello from the flist\n";
-
-fn pid_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s
-            .rsplit_once(')')
-            .map(|(_, r)| !r.trim_start().starts_with(['Z', 'X']))
-            .unwrap_or(false),
-        Err(_) => false,
-    }
-}
 
 fn text(o: &Output) -> String {
     format!(
@@ -343,459 +330,379 @@ fn config_of(bundle: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap()
 }
 
-#[test]
-fn runc_runs_a_container_from_an_flist_and_the_hook_cleans_up() {
-    if !fuse_available() {
-        return;
+fuse_test! {
+    fn runc_runs_a_container_from_an_flist_and_the_hook_cleans_up() {
+        let w = World::new();
+        let b = w.bundle(
+            "one",
+            &["sh", "-c", "cat /etc/hello.txt; echo new > /written.txt"],
+            &[],
+        );
+        let store_before = store_listing(&w.store);
+        w.prepare_ok(&b);
+        // The hook was added once, pointing at this binary with our state dir.
+        let cfg = config_of(&b);
+        let post = cfg["hooks"]["poststop"].as_array().unwrap();
+        assert_eq!(post.len(), 1);
+        assert_eq!(post[0]["path"], json!(zvfs_bin()));
+        assert_eq!(
+            post[0]["args"],
+            json!(["zvfs", "oci", "hook", "--state-dir", w.state()])
+        );
+        // A second prepare is a no-op success: same mounts, still one hook.
+        let before = mounts_under(w.root()).len();
+        let again = w.prepare_ok(&b);
+        assert!(again.contains("already prepared"), "{again}");
+        assert_eq!(mounts_under(w.root()).len(), before);
+        assert_eq!(
+            config_of(&b)["hooks"]["poststop"].as_array().unwrap().len(),
+            1
+        );
+
+        let rootfs = b.join("rootfs");
+        let flist_mounts = w.flist_mounts();
+        assert_eq!(flist_mounts.len(), 1, "{flist_mounts:?}");
+        let daemon: u32 = flist_mounts[0].source.parse().unwrap();
+        assert!(alive(daemon));
+        let ro = PathBuf::from(&flist_mounts[0].target);
+        let overlay = mounts_under(&rootfs);
+        assert_eq!(overlay.len(), 1);
+        assert_eq!(overlay[0].fstype, "overlay");
+        assert!(overlay[0]
+            .opts
+            .contains(&format!("lowerdir={}", ro.display())));
+
+        // create + start: the container's stdout goes to a file; wait until it stops.
+        let id = w.id("one");
+        let log = w.root().join("one.out");
+        let err = w.root().join("one.err");
+        let st = Command::new("runc")
+            .args(["create", "--bundle"])
+            .arg(&b)
+            .arg(&id)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "runc create: {st}: {}",
+            std::fs::read_to_string(&err).unwrap_or_default()
+        );
+        w.runc_ok(&["start", &id]);
+        w.wait_status(&id, "stopped");
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), HELLO);
+        // The write is in the container's upper layer only.
+        let upper = w.state().join("containers/one/upper");
+        assert_eq!(
+            std::fs::read_to_string(upper.join("written.txt")).unwrap(),
+            "new\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(rootfs.join("written.txt")).unwrap(),
+            "new\n"
+        );
+        assert!(!ro.join("written.txt").exists());
+        assert_eq!(store_listing(&w.store), store_before, "the store changed");
+
+        // runc delete runs the poststop hook: no mount left, daemon gone, state empty.
+        w.runc_ok(&["delete", &id]);
+        w.assert_no_mounts();
+        assert!(!alive(daemon), "daemon {daemon} still running");
+        assert!(!upper.exists());
+        assert_eq!(entries(&w.state().join("flists")), 0);
+        assert_eq!(entries(&rootfs), 0);
+
+        // Foreground `runc run` destroys the container (and so runs the hook) by itself.
+        w.prepare_ok(&b);
+        assert_eq!(w.run_foreground(&b, "one-again"), HELLO);
+        w.assert_no_mounts();
+        assert_eq!(entries(&rootfs), 0);
     }
-    let w = World::new();
-    let b = w.bundle(
-        "one",
-        &["sh", "-c", "cat /etc/hello.txt; echo new > /written.txt"],
-        &[],
-    );
-    let store_before = store_listing(&w.store);
-    w.prepare_ok(&b);
-    // The hook was added once, pointing at this binary with our state dir.
-    let cfg = config_of(&b);
-    let post = cfg["hooks"]["poststop"].as_array().unwrap();
-    assert_eq!(post.len(), 1);
-    assert_eq!(post[0]["path"], json!(zvfs_bin()));
-    assert_eq!(
-        post[0]["args"],
-        json!(["zvfs", "oci", "hook", "--state-dir", w.state()])
-    );
-    // A second prepare is a no-op success: same mounts, still one hook.
-    let before = mounts_under(w.root()).len();
-    let again = w.prepare_ok(&b);
-    assert!(again.contains("already prepared"), "{again}");
-    assert_eq!(mounts_under(w.root()).len(), before);
-    assert_eq!(
-        config_of(&b)["hooks"]["poststop"].as_array().unwrap().len(),
-        1
-    );
-
-    let rootfs = b.join("rootfs");
-    let flist_mounts = w.flist_mounts();
-    assert_eq!(flist_mounts.len(), 1, "{flist_mounts:?}");
-    let daemon: u32 = flist_mounts[0].source.parse().unwrap();
-    assert!(pid_alive(daemon));
-    let ro = PathBuf::from(&flist_mounts[0].target);
-    let overlay = mounts_under(&rootfs);
-    assert_eq!(overlay.len(), 1);
-    assert_eq!(overlay[0].fstype, "overlay");
-    assert!(overlay[0]
-        .opts
-        .contains(&format!("lowerdir={}", ro.display())));
-
-    // create + start: the container's stdout goes to a file; wait until it stops.
-    let id = w.id("one");
-    let log = w.root().join("one.out");
-    let err = w.root().join("one.err");
-    let st = Command::new("runc")
-        .args(["create", "--bundle"])
-        .arg(&b)
-        .arg(&id)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .status()
-        .unwrap();
-    assert!(
-        st.success(),
-        "runc create: {st}: {}",
-        std::fs::read_to_string(&err).unwrap_or_default()
-    );
-    w.runc_ok(&["start", &id]);
-    w.wait_status(&id, "stopped");
-    assert_eq!(std::fs::read_to_string(&log).unwrap(), HELLO);
-    // The write is in the container's upper layer only.
-    let upper = w.state().join("containers/one/upper");
-    assert_eq!(
-        std::fs::read_to_string(upper.join("written.txt")).unwrap(),
-        "new\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(rootfs.join("written.txt")).unwrap(),
-        "new\n"
-    );
-    assert!(!ro.join("written.txt").exists());
-    assert_eq!(store_listing(&w.store), store_before, "the store changed");
-
-    // runc delete runs the poststop hook: no mount left, daemon gone, state empty.
-    w.runc_ok(&["delete", &id]);
-    w.assert_no_mounts();
-    assert!(!pid_alive(daemon), "daemon {daemon} still running");
-    assert!(!upper.exists());
-    assert_eq!(entries(&w.state().join("flists")), 0);
-    assert_eq!(entries(&rootfs), 0);
-
-    // Foreground `runc run` destroys the container (and so runs the hook) by itself.
-    w.prepare_ok(&b);
-    assert_eq!(w.run_foreground(&b, "one-again"), HELLO);
-    w.assert_no_mounts();
-    assert_eq!(entries(&rootfs), 0);
 }
 
-#[test]
-fn two_containers_share_one_flist_mount_with_separate_layers() {
-    if !fuse_available() {
-        return;
-    }
-    let w = World::new();
-    let a = w.bundle("a", &["sleep", "1000"], &[]);
-    let b = w.bundle("b", &["sleep", "1000"], &[]);
-    // Both prepared at once: the state lock lets only one of them mount the flist.
-    let spawn = |bundle: &Path| {
-        Command::new(zvfs_bin())
-            .args(["oci", "prepare", "--state-dir"])
-            .arg(w.state())
-            .arg(bundle)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let (pa, pb) = (spawn(&a), spawn(&b));
-    for p in [pa, pb] {
-        let out = p.wait_with_output().unwrap();
-        assert!(out.status.success(), "prepare: {}", text(&out));
-    }
-    let shared = w.flist_mounts();
-    assert_eq!(shared.len(), 1, "one read-only mount per flist: {shared:?}");
-    let daemon: u32 = shared[0].source.parse().unwrap();
-    let lower = format!("lowerdir={},", shared[0].target);
-    for bundle in [&a, &b] {
-        let o = mounts_under(&bundle.join("rootfs"));
-        assert_eq!(o.len(), 1);
-        assert!(o[0].opts.contains(&lower), "{:?}", o[0]);
-    }
-    let (ia, ib) = (w.id("a"), w.id("b"));
-    w.run_detached(&a, &ia);
-    w.run_detached(&b, &ib);
-    w.runc_ok(&["exec", &ia, "sh", "-c", "echo A > /mine"]);
-    assert_eq!(
-        std::fs::read_to_string(a.join("rootfs/mine")).unwrap(),
-        "A\n"
-    );
-    assert!(!b.join("rootfs/mine").exists());
-    let out = w.runc(&["exec", &ib, "cat", "/mine"]);
-    assert!(!out.status.success(), "b sees a's file: {}", text(&out));
-    assert_eq!(w.runc_ok(&["exec", &ib, "cat", "/etc/hello.txt"]), HELLO);
-    let users = w.md5_dir().join("users");
-    assert_eq!(entries(&users), 2);
-
-    // The first goes: its overlay and layer go, the shared mount stays and serves b.
-    w.stop_and_delete(&ia);
-    assert!(mounts_under(&a.join("rootfs")).is_empty());
-    assert!(!w.state().join("containers/a").exists());
-    assert_eq!(w.flist_mounts().len(), 1);
-    assert!(pid_alive(daemon));
-    assert_eq!(entries(&users), 1);
-    assert_eq!(w.runc_ok(&["exec", &ib, "cat", "/etc/hello.txt"]), HELLO);
-
-    // The last goes: everything goes.
-    w.stop_and_delete(&ib);
-    w.assert_no_mounts();
-    assert!(!pid_alive(daemon), "daemon {daemon} still running");
-    assert_eq!(entries(&w.state().join("flists")), 0);
-}
-
-#[test]
-fn hook_refuses_bad_state_and_unknown_containers_and_unmounts_nothing() {
-    if !fuse_available() {
-        return;
-    }
-    let w = World::new();
-    let c = w.bundle("keep", &["sleep", "1000"], &[]);
-    w.prepare_ok(&c);
-    let id = w.id("keep");
-    w.run_detached(&c, &id);
-    let before = mounts_under(w.root());
-    assert_eq!(before.len(), 2, "{before:?}");
-
-    let cases = [
-        ("{not json", "not valid OCI state JSON"),
-        ("", "not valid OCI state JSON"),
-        (
-            r#"{"ociVersion":"1.0.2","id":"ghost","status":"stopped","bundle":"/nonexistent/ghost","annotations":{}}"#,
-            "unknown container ghost",
-        ),
-        (
-            r#"{"ociVersion":"1.0.2","id":"ghost","status":"stopped"}"#,
-            "unknown container ghost",
-        ),
-    ];
-    for (input, want) in cases {
-        let out = w.hook(input);
-        assert!(!out.status.success(), "hook {input:?}: {}", text(&out));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(want), "hook {input:?}: {err}");
-        assert_eq!(mounts_under(w.root()).len(), before.len(), "hook {input:?}");
-    }
-    // Same bundle name but another bundle path: not ours either.
-    let other = format!(
-        r#"{{"ociVersion":"1.0.2","id":"x","status":"stopped","bundle":"{}"}}"#,
-        w.root().join("elsewhere/keep").display()
-    );
-    let out = w.hook(&other);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is not the prepared bundle"));
-    // A running container's state (wired as the wrong kind of hook) is refused.
-    let running = format!(
-        r#"{{"ociVersion":"1.0.2","id":"{id}","status":"running","pid":1,"bundle":"{}"}}"#,
-        c.display()
-    );
-    let out = w.hook(&running);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("poststop"));
-    assert_eq!(mounts_under(w.root()).len(), before.len());
-    assert_eq!(w.runc_ok(&["exec", &id, "cat", "/etc/hello.txt"]), HELLO);
-
-    // Called the way runc calls it (after the container stopped), it cleans up.
-    w.runc_ok(&["kill", &id, "KILL"]);
-    w.wait_status(&id, "stopped");
-    let stopped = format!(
-        r#"{{"ociVersion":"1.0.2","id":"{id}","status":"stopped","bundle":"{}","annotations":{{}}}}"#,
-        c.display()
-    );
-    let out = w.hook(&stopped);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(mounts_under(w.root()).is_empty());
-    // runc delete runs the hook again: the container is unknown by now; runc reports
-    // the hook's failure and still deletes the container.
-    let out = w.runc(&["delete", &id]);
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("unknown container"),
-        "{}",
-        text(&out)
-    );
-    assert!(
-        !w.runc(&["state", &id]).status.success(),
-        "{id} still exists"
-    );
-}
-
-/// A tiny HTTP/1.0 file server on loopback (404 for missing files, e.g. `.md5`).
-struct Http {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Http {
-    fn serve(dir: PathBuf) -> Http {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if flag.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(mut conn) = conn else { continue };
-                let mut req = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let line = String::from_utf8_lossy(&req)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_string();
-                let path = line
-                    .split(' ')
-                    .nth(1)
-                    .unwrap_or("/")
-                    .trim_start_matches('/');
-                let _ = match std::fs::read(dir.join(path)) {
-                    Ok(body) => conn
-                        .write_all(
-                            format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
-                                .as_bytes(),
-                        )
-                        .and_then(|_| conn.write_all(&body)),
-                    Err(_) => {
-                        conn.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n")
-                    }
-                };
-            }
-        });
-        Http {
-            port,
-            stop,
-            thread: Some(thread),
+fuse_test! {
+    fn two_containers_share_one_flist_mount_with_separate_layers() {
+        let w = World::new();
+        let a = w.bundle("a", &["sleep", "1000"], &[]);
+        let b = w.bundle("b", &["sleep", "1000"], &[]);
+        // Both prepared at once: the state lock lets only one of them mount the flist.
+        let spawn = |bundle: &Path| {
+            Command::new(zvfs_bin())
+                .args(["oci", "prepare", "--state-dir"])
+                .arg(w.state())
+                .arg(bundle)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (pa, pb) = (spawn(&a), spawn(&b));
+        for p in [pa, pb] {
+            let out = p.wait_with_output().unwrap();
+            assert!(out.status.success(), "prepare: {}", text(&out));
         }
-    }
-}
-
-impl Drop for Http {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        let shared = w.flist_mounts();
+        assert_eq!(shared.len(), 1, "one read-only mount per flist: {shared:?}");
+        let daemon: u32 = shared[0].source.parse().unwrap();
+        let lower = format!("lowerdir={},", shared[0].target);
+        for bundle in [&a, &b] {
+            let o = mounts_under(&bundle.join("rootfs"));
+            assert_eq!(o.len(), 1);
+            assert!(o[0].opts.contains(&lower), "{:?}", o[0]);
         }
+        let (ia, ib) = (w.id("a"), w.id("b"));
+        w.run_detached(&a, &ia);
+        w.run_detached(&b, &ib);
+        w.runc_ok(&["exec", &ia, "sh", "-c", "echo A > /mine"]);
+        assert_eq!(
+            std::fs::read_to_string(a.join("rootfs/mine")).unwrap(),
+            "A\n"
+        );
+        assert!(!b.join("rootfs/mine").exists());
+        let out = w.runc(&["exec", &ib, "cat", "/mine"]);
+        assert!(!out.status.success(), "b sees a's file: {}", text(&out));
+        assert_eq!(w.runc_ok(&["exec", &ib, "cat", "/etc/hello.txt"]), HELLO);
+        let users = w.md5_dir().join("users");
+        assert_eq!(entries(&users), 2);
+
+        // The first goes: its overlay and layer go, the shared mount stays and serves b.
+        w.stop_and_delete(&ia);
+        assert!(mounts_under(&a.join("rootfs")).is_empty());
+        assert!(!w.state().join("containers/a").exists());
+        assert_eq!(w.flist_mounts().len(), 1);
+        assert!(alive(daemon));
+        assert_eq!(entries(&users), 1);
+        assert_eq!(w.runc_ok(&["exec", &ib, "cat", "/etc/hello.txt"]), HELLO);
+
+        // The last goes: everything goes.
+        w.stop_and_delete(&ib);
+        w.assert_no_mounts();
+        assert!(!alive(daemon), "daemon {daemon} still running");
+        assert_eq!(entries(&w.state().join("flists")), 0);
     }
 }
 
-#[test]
-fn flist_by_url_with_store_override_runs() {
-    if !fuse_available() {
-        return;
+fuse_test! {
+    fn hook_refuses_bad_state_and_unknown_containers_and_unmounts_nothing() {
+        let w = World::new();
+        let c = w.bundle("keep", &["sleep", "1000"], &[]);
+        w.prepare_ok(&c);
+        let id = w.id("keep");
+        w.run_detached(&c, &id);
+        let before = mounts_under(w.root());
+        assert_eq!(before.len(), 2, "{before:?}");
+
+        let cases = [
+            ("{not json", "not valid OCI state JSON"),
+            ("", "not valid OCI state JSON"),
+            (
+                r#"{"ociVersion":"1.0.2","id":"ghost","status":"stopped","bundle":"/nonexistent/ghost","annotations":{}}"#,
+                "unknown container ghost",
+            ),
+            (
+                r#"{"ociVersion":"1.0.2","id":"ghost","status":"stopped"}"#,
+                "unknown container ghost",
+            ),
+        ];
+        for (input, want) in cases {
+            let out = w.hook(input);
+            assert!(!out.status.success(), "hook {input:?}: {}", text(&out));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(want), "hook {input:?}: {err}");
+            assert_eq!(mounts_under(w.root()).len(), before.len(), "hook {input:?}");
+        }
+        // Same bundle name but another bundle path: not ours either.
+        let other = format!(
+            r#"{{"ociVersion":"1.0.2","id":"x","status":"stopped","bundle":"{}"}}"#,
+            w.root().join("elsewhere/keep").display()
+        );
+        let out = w.hook(&other);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("is not the prepared bundle"));
+        // A running container's state (wired as the wrong kind of hook) is refused.
+        let running = format!(
+            r#"{{"ociVersion":"1.0.2","id":"{id}","status":"running","pid":1,"bundle":"{}"}}"#,
+            c.display()
+        );
+        let out = w.hook(&running);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("poststop"));
+        assert_eq!(mounts_under(w.root()).len(), before.len());
+        assert_eq!(w.runc_ok(&["exec", &id, "cat", "/etc/hello.txt"]), HELLO);
+
+        // Called the way runc calls it (after the container stopped), it cleans up.
+        w.runc_ok(&["kill", &id, "KILL"]);
+        w.wait_status(&id, "stopped");
+        let stopped = format!(
+            r#"{{"ociVersion":"1.0.2","id":"{id}","status":"stopped","bundle":"{}","annotations":{{}}}}"#,
+            c.display()
+        );
+        let out = w.hook(&stopped);
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(mounts_under(w.root()).is_empty());
+        // runc delete runs the hook again: the container is unknown by now; runc reports
+        // the hook's failure and still deletes the container.
+        let out = w.runc(&["delete", &id]);
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("unknown container"),
+            "{}",
+            text(&out)
+        );
+        assert!(
+            !w.runc(&["state", &id]).status.success(),
+            "{id} still exists"
+        );
     }
-    let w = World::new();
-    // The flist's own route goes nowhere once the store moves: the annotation must win.
-    let moved = w.root().join("moved-store");
-    std::fs::rename(&w.store, &moved).unwrap();
-    let http = Http::serve(w.root().to_path_buf());
-    let url = format!("http://127.0.0.1:{}/bb.fl", http.port);
-    let store = format!(
-        "{} , {}",
-        dir_url(&w.root().join("nowhere")),
-        dir_url(&moved)
-    );
-    let b = w.bundle(
-        "web",
-        &["cat", "/etc/hello.txt"],
-        &[
-            ("org.zero-os.flist", &url),
-            ("org.zero-os.flist.store", &store),
-            ("org.zero-os.container-id", "web-1"),
-        ],
-    );
-    w.prepare_ok(&b);
-    assert!(w.state().join("containers/web-1/record.json").exists());
-    assert_eq!(w.run_foreground(&b, "web"), HELLO);
-    w.assert_no_mounts();
-    // The downloaded flist went with its last user.
-    assert_eq!(entries(&w.state().join("meta")), 0);
 }
 
-#[test]
-fn prepare_errors_are_clear_and_leave_nothing_behind() {
-    if !fuse_available() {
-        return;
+fuse_test! {
+    fn flist_by_url_with_store_override_runs() {
+        let w = World::new();
+        // The flist's own route goes nowhere once the store moves: the annotation must win.
+        let moved = w.root().join("moved-store");
+        std::fs::rename(&w.store, &moved).unwrap();
+        let http = http_server(w.root());
+        let url = format!("http://127.0.0.1:{}/bb.fl", http.port);
+        let store = format!(
+            "{} , {}",
+            dir_url(&w.root().join("nowhere")),
+            dir_url(&moved)
+        );
+        let b = w.bundle(
+            "web",
+            &["cat", "/etc/hello.txt"],
+            &[
+                ("org.zero-os.flist", &url),
+                ("org.zero-os.flist.store", &store),
+                ("org.zero-os.container-id", "web-1"),
+            ],
+        );
+        w.prepare_ok(&b);
+        assert!(w.state().join("containers/web-1/record.json").exists());
+        assert_eq!(w.run_foreground(&b, "web"), HELLO);
+        w.assert_no_mounts();
+        // The downloaded flist went with its last user.
+        assert_eq!(entries(&w.state().join("meta")), 0);
     }
-    let w = World::new();
-    let closed = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let url = format!("http://127.0.0.1:{closed}/bb.fl");
-    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
-    let cases: Vec<Case> = vec![
-        (
-            "noann",
-            vec![("org.zero-os.flist", "")],
-            "annotation org.zero-os.flist is missing",
-        ),
-        (
-            "badurl",
-            vec![("org.zero-os.flist", &url)],
-            "is unreachable",
-        ),
-        (
-            "badpath",
-            vec![("org.zero-os.flist", "/nonexistent/x.fl")],
-            "flist /nonexistent/x.fl (annotation org.zero-os.flist) is unreachable",
-        ),
-        (
-            "badid",
-            vec![("org.zero-os.container-id", "../escape")],
-            "may only hold",
-        ),
-    ];
-    for (name, ann, want) in cases {
-        let b = w.bundle(name, &["true"], &ann);
-        let cfg = std::fs::read(b.join("config.json")).unwrap();
+}
+
+fuse_test! {
+    fn prepare_errors_are_clear_and_leave_nothing_behind() {
+        let w = World::new();
+        let closed = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let url = format!("http://127.0.0.1:{closed}/bb.fl");
+        type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+        let cases: Vec<Case> = vec![
+            (
+                "noann",
+                vec![("org.zero-os.flist", "")],
+                "annotation org.zero-os.flist is missing",
+            ),
+            (
+                "badurl",
+                vec![("org.zero-os.flist", &url)],
+                "is unreachable",
+            ),
+            (
+                "badpath",
+                vec![("org.zero-os.flist", "/nonexistent/x.fl")],
+                "flist /nonexistent/x.fl (annotation org.zero-os.flist) is unreachable",
+            ),
+            (
+                "badid",
+                vec![("org.zero-os.container-id", "../escape")],
+                "may only hold",
+            ),
+        ];
+        for (name, ann, want) in cases {
+            let b = w.bundle(name, &["true"], &ann);
+            let cfg = std::fs::read(b.join("config.json")).unwrap();
+            let out = w.prepare(&b);
+            assert!(!out.status.success(), "{name}: {}", text(&out));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(want), "{name}: {err}");
+            assert_eq!(std::fs::read(b.join("config.json")).unwrap(), cfg, "{name}");
+            assert!(mounts_under(w.root()).is_empty(), "{name}");
+        }
+        // Not an flist at all.
+        let junk = w.root().join("junk.fl");
+        std::fs::write(&junk, "not an flist").unwrap();
+        let b = w.bundle(
+            "junk",
+            &["true"],
+            &[("org.zero-os.flist", junk.to_str().unwrap())],
+        );
         let out = w.prepare(&b);
-        assert!(!out.status.success(), "{name}: {}", text(&out));
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("junk.fl"),
+            "{}",
+            text(&out)
+        );
+        // A non-empty root.path.
+        let b = w.bundle("full", &["true"], &[]);
+        std::fs::create_dir_all(b.join("rootfs")).unwrap();
+        std::fs::write(b.join("rootfs/file"), "x").unwrap();
+        let out = w.prepare(&b);
+        assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(want), "{name}: {err}");
-        assert_eq!(std::fs::read(b.join("config.json")).unwrap(), cfg, "{name}");
-        assert!(mounts_under(w.root()).is_empty(), "{name}");
+        assert!(err.contains("rootfs is not empty"), "{err}");
+        assert!(mounts_under(w.root()).is_empty());
+        assert_eq!(entries(&w.state().join("flists")), 0);
+        assert_eq!(entries(&w.state().join("containers")), 0);
     }
-    // Not an flist at all.
-    let junk = w.root().join("junk.fl");
-    std::fs::write(&junk, "not an flist").unwrap();
-    let b = w.bundle(
-        "junk",
-        &["true"],
-        &[("org.zero-os.flist", junk.to_str().unwrap())],
-    );
-    let out = w.prepare(&b);
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("junk.fl"),
-        "{}",
-        text(&out)
-    );
-    // A non-empty root.path.
-    let b = w.bundle("full", &["true"], &[]);
-    std::fs::create_dir_all(b.join("rootfs")).unwrap();
-    std::fs::write(b.join("rootfs/file"), "x").unwrap();
-    let out = w.prepare(&b);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("rootfs is not empty"), "{err}");
-    assert!(mounts_under(w.root()).is_empty());
-    assert_eq!(entries(&w.state().join("flists")), 0);
-    assert_eq!(entries(&w.state().join("containers")), 0);
 }
 
-#[test]
-fn an_existing_zvfs_mount_of_the_same_flist_is_borrowed_and_left_alone() {
-    if !fuse_available() {
-        return;
-    }
-    let w = World::new();
-    // Someone mounted the flist already, from another path (same md5).
-    let copy = w.root().join("copy-of-bb.fl");
-    std::fs::copy(&w.flist, &copy).unwrap();
-    let theirs = w.root().join("theirs");
-    std::fs::create_dir_all(&theirs).unwrap();
-    common::zvfs_ok(&[
-        "mount",
-        "-d",
-        "-m",
-        copy.to_str().unwrap(),
-        "-c",
-        w.root().join("their-cache").to_str().unwrap(),
-        theirs.to_str().unwrap(),
-    ]);
-    let before = fuse_mounts(w.root());
-    assert_eq!(before.len(), 1);
-    let daemon: u32 = before[0].source.parse().unwrap();
+fuse_test! {
+    fn an_existing_zvfs_mount_of_the_same_flist_is_borrowed_and_left_alone() {
+        let w = World::new();
+        // Someone mounted the flist already, from another path (same md5).
+        let copy = w.root().join("copy-of-bb.fl");
+        std::fs::copy(&w.flist, &copy).unwrap();
+        let theirs = w.root().join("theirs");
+        std::fs::create_dir_all(&theirs).unwrap();
+        common::zvfs_ok(&[
+            "mount",
+            "-d",
+            "-m",
+            copy.to_str().unwrap(),
+            "-c",
+            w.root().join("their-cache").to_str().unwrap(),
+            theirs.to_str().unwrap(),
+        ]);
+        let before = fuse_mounts(w.root());
+        assert_eq!(before.len(), 1);
+        let daemon: u32 = before[0].source.parse().unwrap();
 
-    let b = w.bundle("borrow", &["cat", "/etc/hello.txt"], &[]);
-    w.prepare_ok(&b);
-    assert_eq!(
-        fuse_mounts(w.root()).len(),
-        1,
-        "no second flist mount: {:?}",
-        fuse_mounts(w.root())
-    );
-    let o = mounts_under(&b.join("rootfs"));
-    assert_eq!(o.len(), 1);
-    assert!(
-        o[0].opts
-            .contains(&format!("lowerdir={},", theirs.display())),
-        "{:?}",
-        o[0]
-    );
-    assert_eq!(w.run_foreground(&b, "borrow"), HELLO);
-    // Our overlay is gone; their mount and daemon are not.
-    assert!(mounts_under(&b.join("rootfs")).is_empty());
-    assert_eq!(fuse_mounts(w.root()).len(), 1);
-    assert!(pid_alive(daemon));
-    assert_eq!(
-        std::fs::read_to_string(theirs.join("etc/hello.txt")).unwrap(),
-        HELLO
-    );
+        let b = w.bundle("borrow", &["cat", "/etc/hello.txt"], &[]);
+        w.prepare_ok(&b);
+        assert_eq!(
+            fuse_mounts(w.root()).len(),
+            1,
+            "no second flist mount: {:?}",
+            fuse_mounts(w.root())
+        );
+        let o = mounts_under(&b.join("rootfs"));
+        assert_eq!(o.len(), 1);
+        assert!(
+            o[0].opts
+                .contains(&format!("lowerdir={},", theirs.display())),
+            "{:?}",
+            o[0]
+        );
+        assert_eq!(w.run_foreground(&b, "borrow"), HELLO);
+        // Our overlay is gone; their mount and daemon are not.
+        assert!(mounts_under(&b.join("rootfs")).is_empty());
+        assert_eq!(fuse_mounts(w.root()).len(), 1);
+        assert!(alive(daemon));
+        assert_eq!(
+            std::fs::read_to_string(theirs.join("etc/hello.txt")).unwrap(),
+            HELLO
+        );
+    }
 }

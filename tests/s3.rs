@@ -6,10 +6,7 @@
 //! `cargo install garage`); without it these tests FAIL, unless `ZVFS_SKIP_S3_TESTS=1`
 //! is set explicitly. `GARAGE_BIN` may name the binary.
 
-mod common;
-
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -19,7 +16,7 @@ use rusty_s3::actions::{GetObject, ListObjectsV2, PutObject};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use sha2::{Digest, Sha256};
 
-use common::{dir_url, fixture, fuse_available, untar, zvfs_bin, Foreground};
+use crate::common::{dir_url, fixture, free_port, fuse_available, s, untar, zvfs_bin, Mount};
 
 // ------------------------------------------------------------------ the Garage cluster
 
@@ -55,14 +52,6 @@ fn garage_bin() -> Option<PathBuf> {
          set ZVFS_SKIP_S3_TESTS=1 to skip the S3 tests explicitly"
     );
     found
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
@@ -374,10 +363,6 @@ fn argv(v: &[String]) -> Vec<&str> {
     v.iter().map(|x| x.as_str()).collect()
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 fn tmp() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("zvfs-s3-")
@@ -473,7 +458,7 @@ fn assert_no_secret(text: &str, secret: &str) {
 
 /// A foreground `zvfs mount` (no AWS_* variables from the caller); unmounted and killed
 /// on drop.
-fn start_mount(fl: &Path, cache: &Path, target: &Path, extra: &[String]) -> Foreground {
+fn start_mount(fl: &Path, cache: &Path, target: &Path, extra: &[String]) -> Mount {
     std::fs::create_dir_all(target).unwrap();
     let mut c = Command::new(zvfs_bin());
     c.arg("mount")
@@ -490,7 +475,7 @@ fn start_mount(fl: &Path, cache: &Path, target: &Path, extra: &[String]) -> Fore
     ] {
         c.env_remove(k);
     }
-    Foreground::spawn(&mut c, target)
+    Mount::spawn(&mut c, target)
 }
 
 fn store_args(urls: &[String]) -> Vec<String> {

@@ -3,31 +3,22 @@
 //! `unpack -c` fetches nothing from the store. The proof is strong: the store directory
 //! is removed, so any fetch would fail.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{
-    dir_url, fuse_available, noise, plant_leftover, xorshift_bytes, zvfs, zvfs_bin, zvfs_ok,
-    Foreground, LiveProcess, DEAD_PID,
+use crate::common::{
+    self, dir_url, fuse_available, noise, plant_leftover, zvfs, zvfs_bin, zvfs_ok, LiveProcess,
+    Mount, DEAD_PID,
 };
-
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    xorshift_bytes(state, 24, len)
-}
 
 /// A tree with multi-chunk files, a small file, a duplicate and a nested directory,
 /// packed into a dir store. Returns (source, flist, store).
 fn packed(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let src = dir.join("src");
     std::fs::create_dir_all(src.join("sub/deeper")).unwrap();
-    std::fs::write(src.join("big.bin"), pseudo_random(1_300_000, 1)).unwrap();
-    std::fs::write(src.join("sub/other.bin"), pseudo_random(700_000, 2)).unwrap();
-    std::fs::write(src.join("sub/deeper/copy.bin"), pseudo_random(1_300_000, 1)).unwrap();
+    std::fs::write(src.join("big.bin"), noise(1, 1_300_000)).unwrap();
+    std::fs::write(src.join("sub/other.bin"), noise(2, 700_000)).unwrap();
+    std::fs::write(src.join("sub/deeper/copy.bin"), noise(1, 1_300_000)).unwrap();
     std::fs::write(src.join("small.txt"), b"hello\n").unwrap();
     let fl = dir.join("t.fl");
     let store = dir.join("store");
@@ -399,12 +390,12 @@ fn fsck_removes_misplaced_files_and_exits_2() {
 }
 
 /// A foreground `zvfs mount <args..>` (the target last), unmounted and killed on drop.
-fn foreground_mount(args: &[&str]) -> Foreground {
+fn foreground_mount(args: &[&str]) -> Mount {
     let target = Path::new(args[args.len() - 1]);
     let mut cmd = Command::new(zvfs_bin());
     cmd.arg("mount")
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    Foreground::spawn(&mut cmd, target)
+    Mount::spawn(&mut cmd, target)
 }

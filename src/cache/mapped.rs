@@ -173,7 +173,10 @@ mod tests {
             len: 100,
         }];
         assert!(!can_map([(10u64, 100usize)].into_iter()));
-        assert!(Window::map(&odd_start).is_err());
+        assert_eq!(
+            Window::map(&odd_start).err().map(|e| e.kind()),
+            Some(io::ErrorKind::InvalidInput)
+        );
         let short_middle = [
             Part {
                 file: &f,
@@ -186,7 +189,10 @@ mod tests {
                 len: 100,
             },
         ];
-        assert!(Window::map(&short_middle).is_err());
+        assert_eq!(
+            Window::map(&short_middle).err().map(|e| e.kind()),
+            Some(io::ErrorKind::InvalidInput)
+        );
         assert!(can_map([(0u64, page), (0, 100)].into_iter()));
     }
 }

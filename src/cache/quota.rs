@@ -623,8 +623,14 @@ mod tests {
         assert_eq!(parse_size("100K").unwrap(), 100 << 10);
         assert_eq!(parse_size("1MiB").unwrap(), 1 << 20);
         assert_eq!(parse_size("1234").unwrap(), 1234);
-        assert!(parse_size("x").is_err());
-        assert!(parse_size("99999999999T").is_err());
+        assert_eq!(
+            parse_size("x").err().map(|e| e.kind),
+            Some(crate::error::ErrorKind::Invalid)
+        );
+        assert_eq!(
+            parse_size("99999999999T").err().map(|e| e.kind),
+            Some(crate::error::ErrorKind::Invalid)
+        );
     }
 
     #[test]

@@ -71,36 +71,37 @@ fn open(c: &Common) -> Result<Quota> {
 /// Run the subcommand and print its report; `fsck` returns [`ExitCode::REPAIRED`] when
 /// it removed a bad, empty or misplaced file.
 pub fn run(args: Args) -> Result<ExitCode> {
+    let mut out = super::out::Out::new();
     match args.action {
         Action::Stats(c) => {
             let q = open(&c)?;
             let s = q.scan()?;
-            println!("directory {}", c.cache.display());
-            println!("chunks {}", s.chunks.len());
-            println!("bytes {}", s.chunk_bytes);
-            println!("bound {}", q.max());
-            println!("in_progress {}", s.live_tmp);
-            println!("strays {}", s.strays.len());
-            println!("dirs {}", s.dirs);
-            println!("dir_bytes {}", s.dir_bytes);
-            println!("empty_dirs {}", s.empty_dirs.len());
-            println!("disk_bytes {}", s.total());
-            println!(
+            out.line(format_args!("directory {}", c.cache.display()))?;
+            out.line(format_args!("chunks {}", s.chunks.len()))?;
+            out.line(format_args!("bytes {}", s.chunk_bytes))?;
+            out.line(format_args!("bound {}", q.max()))?;
+            out.line(format_args!("in_progress {}", s.live_tmp))?;
+            out.line(format_args!("strays {}", s.strays.len()))?;
+            out.line(format_args!("dirs {}", s.dirs))?;
+            out.line(format_args!("dir_bytes {}", s.dir_bytes))?;
+            out.line(format_args!("empty_dirs {}", s.empty_dirs.len()))?;
+            out.line(format_args!("disk_bytes {}", s.total()))?;
+            out.line(format_args!(
                 "usage_pct {:.1}",
                 100.0 * s.total() as f64 / q.max().max(1) as f64
-            );
+            ))?;
         }
         Action::Gc(c) => {
             let r = open(&c)?.gc()?;
-            println!("bytes_before {}", r.bytes_before);
-            println!("bytes_after {}", r.bytes_after);
-            println!("removed {}", r.files_removed);
-            println!("stale_tmp_removed {}", r.stale_tmp_removed);
-            println!("empty_dirs_removed {}", r.empty_dirs_removed);
+            out.line(format_args!("bytes_before {}", r.bytes_before))?;
+            out.line(format_args!("bytes_after {}", r.bytes_after))?;
+            out.line(format_args!("removed {}", r.files_removed))?;
+            out.line(format_args!("stale_tmp_removed {}", r.stale_tmp_removed))?;
+            out.line(format_args!("empty_dirs_removed {}", r.empty_dirs_removed))?;
         }
         Action::Clear(c) => {
             let n = open(&c)?.clear()?;
-            println!("removed {n}");
+            out.line(format_args!("removed {n}"))?;
         }
         Action::Fsck(a) => {
             let q = open(&a.common)?;
@@ -118,16 +119,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 })?;
             }
             let r = q.fsck(&known)?;
-            println!("files {}", r.files);
-            println!("verified {}", r.verified);
-            println!("unverifiable {}", r.unknown);
-            println!("bad_removed {}", r.bad_removed);
-            println!("empty_removed {}", r.empty_removed);
-            println!("strays_removed {}", r.strays_removed);
-            println!("stale_tmp_removed {}", r.stale_tmp_removed);
-            println!("empty_dirs_removed {}", r.empty_dirs_removed);
+            out.line(format_args!("files {}", r.files))?;
+            out.line(format_args!("verified {}", r.verified))?;
+            out.line(format_args!("unverifiable {}", r.unknown))?;
+            out.line(format_args!("bad_removed {}", r.bad_removed))?;
+            out.line(format_args!("empty_removed {}", r.empty_removed))?;
+            out.line(format_args!("strays_removed {}", r.strays_removed))?;
+            out.line(format_args!("stale_tmp_removed {}", r.stale_tmp_removed))?;
+            out.line(format_args!("empty_dirs_removed {}", r.empty_dirs_removed))?;
             // 2: something had to be repaired (as fsck(8) says "errors corrected").
             let bad = r.bad_removed + r.empty_removed + r.strays_removed;
+            out.finish()?;
             return Ok(if bad > 0 {
                 ExitCode::REPAIRED
             } else {
@@ -135,5 +137,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
             });
         }
     }
+    out.finish()?;
     Ok(ExitCode::Ok)
 }

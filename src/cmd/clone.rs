@@ -9,20 +9,18 @@
 use std::path::PathBuf;
 
 use crate::clone::copy_chunks;
-use crate::content::chunkset::DEFAULT_JOBS;
 use crate::error::{Error, ExitCode, Result};
-use crate::flist;
 use crate::store::router::Router;
 
-#[derive(clap::Args, Debug)]
 /// Arguments of `zvfs clone`.
+#[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The flist whose chunks to copy.
-    #[arg(short = 'm', long = "meta")]
-    pub meta: PathBuf,
-    /// Destination store, `[xx-xx=]URL` (repeatable).
-    #[arg(short = 's', long = "store", required = true, value_parser = super::StoreSpec)]
-    pub stores: Vec<String>,
+    /// The flist.
+    #[command(flatten)]
+    pub flist: super::FlistArg,
+    /// Destination stores.
+    #[command(flatten)]
+    pub stores: super::DestStores,
     /// Cache of plaintext chunks (`<cache>/<hh>/<hh>/<hex id>`) to read before the stores.
     #[arg(short = 'c', long = "cache")]
     pub cache: Option<PathBuf>,
@@ -32,9 +30,9 @@ pub struct Args {
     /// Keep passwords in the routes written by `--update-routes`.
     #[arg(long)]
     pub no_strip_password: bool,
-    /// Chunks copied in parallel.
-    #[arg(short = 'j', long = "jobs", default_value_t = DEFAULT_JOBS)]
-    pub jobs: usize,
+    /// Parallelism.
+    #[command(flatten)]
+    pub jobs: super::Jobs,
     /// Store timeouts.
     #[command(flatten)]
     pub store_flags: super::StoreFlags,
@@ -43,14 +41,14 @@ pub struct Args {
 /// Copy the chunks, update the routes if asked, print the report; any chunk that could
 /// not be copied is an error.
 pub fn run(args: Args) -> Result<ExitCode> {
-    let fl = flist::open(&args.meta)?;
+    let fl = args.flist.open(None)?;
     let cfg = args.store_flags.config();
     let source = Router::for_flist(&fl.routes()?, &[], &cfg)?;
-    let dest = Router::for_flist(&[], &args.stores, &cfg)?;
+    let dest = Router::for_flist(&[], &args.stores.stores, &cfg)?;
     // fail early, before copying anything, if routes cannot be written
     let new_routes = if args.update_routes {
         Some(super::config::routes_to_write(
-            &args.stores,
+            &args.stores.stores,
             args.no_strip_password,
         )?)
     } else {
@@ -61,7 +59,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         &source,
         &dest,
         args.cache.as_deref(),
-        args.jobs,
+        args.jobs.io(),
     )?;
     for (chunk, e) in &report.failed {
         eprintln!("zvfs: clone: chunk {chunk}: {e}");
@@ -83,13 +81,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     if let Some(routes) = new_routes {
         drop(fl);
-        super::config::edit_flist(&args.meta, |ed| {
+        crate::flist::v2::edit_atomically(&args.flist.meta, |ed| {
             ed.delete_all_routes()?;
             routes.iter().try_for_each(|r| ed.add_route(r))
         })?;
         eprintln!(
             "clone: routes of {} now point to the new stores",
-            args.meta.display()
+            args.flist.meta.display()
         );
     }
     Ok(ExitCode::Ok)

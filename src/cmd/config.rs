@@ -8,13 +8,11 @@
 //! one can be removed). The reserved `version` tag (the schema marker) is never set or
 //! deleted here.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use crate::error::{Context, Error, ExitCode, Result};
-use crate::flist::v2::V2Editor;
+use crate::error::{Error, ExitCode, Result};
 use crate::flist::{self, Route};
 use crate::store;
-use crate::sys::atomic::AtomicFile;
 
 /// Arguments of `zvfs config`.
 #[derive(clap::Args, Debug)]
@@ -101,42 +99,6 @@ pub fn route_spec(r: &Route) -> String {
     format!("{:02x}-{:02x}={}", r.start, r.end, store::redact(&r.url))
 }
 
-/// Edit an flist atomically: copy it next to itself, run `edit` on the copy, sync it and
-/// rename it over the original. On any error the original is left untouched. Legacy
-/// flists are refused: they are read-only here (`zvfs convert` makes a v2 `.fl`).
-pub fn edit_flist(path: &Path, edit: impl FnOnce(&V2Editor) -> Result<()>) -> Result<()> {
-    refuse_legacy(path)?;
-    // The copy is locked while it is edited (see `sys::leftovers`); a copy (and its SQLite
-    // journal) left by an edit killed before it finished goes with the next edit.
-    let copy = AtomicFile::new(path)?;
-    let tmp = copy.path().to_path_buf();
-    std::fs::copy(path, &tmp)
-        .with_ctx(|| format!("copying {} to {}", path.display(), tmp.display()))?;
-    {
-        let ed = V2Editor::open(&tmp).with_ctx(|| format!("editing {}", path.display()))?;
-        edit(&ed)?;
-    }
-    copy.commit()
-}
-
-/// A clear error for a legacy flist, instead of what SQLite says about a gzip file.
-fn refuse_legacy(path: &Path) -> Result<()> {
-    use std::io::Read;
-    let mut magic = [0u8; 2];
-    let mut f =
-        std::fs::File::open(path).with_ctx(|| format!("opening flist {}", path.display()))?;
-    let n = f
-        .read(&mut magic)
-        .with_ctx(|| format!("reading {}", path.display()))?;
-    if flist::legacy::is_gzip(&magic[..n]) {
-        return Err(Error::invalid(format!(
-            "{}: legacy flists are read-only; use zvfs convert to make a v2 .fl first",
-            path.display()
-        )));
-    }
-    Ok(())
-}
-
 /// Parse `-s` arguments into routes as they should be written into an flist; each is
 /// checked (`check_store_spec`) first.
 pub fn routes_to_write(specs: &[String], keep_password: bool) -> Result<Vec<Route>> {
@@ -154,12 +116,13 @@ pub fn routes_to_write(specs: &[String], keep_password: bool) -> Result<Vec<Rout
 
 /// List, or edit atomically, the flist's tags or routes.
 pub fn run(args: Args) -> Result<ExitCode> {
+    let mut out = super::out::Out::new();
     let meta = &args.meta;
     match args.what {
         What::Tag { op: TagOp::List } => {
             let fl = flist::open(meta)?;
             for (k, v) in fl.tags()? {
-                println!("{k}={v}");
+                out.line(format_args!("{k}={v}"))?;
             }
         }
         What::Tag {
@@ -169,7 +132,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 .iter()
                 .map(|t| super::check_tag_spec(t))
                 .collect::<Result<Vec<_>>>()?;
-            edit_flist(meta, |ed| {
+            flist::v2::edit_atomically(meta, |ed| {
                 parsed.iter().try_for_each(|(k, v)| ed.set_tag(k, v))
             })?;
         }
@@ -177,7 +140,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             op: TagOp::Delete { keys, all },
         } => {
             keys.iter().try_for_each(|k| flist::v2::check_tag_key(k))?;
-            edit_flist(meta, |ed| {
+            flist::v2::edit_atomically(meta, |ed| {
                 if all {
                     ed.delete_all_tags()
                 } else {
@@ -188,7 +151,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         What::Store { op: StoreOp::List } => {
             let fl = flist::open(meta)?;
             for r in fl.routes()? {
-                println!("{}", route_spec(&r));
+                out.line(format_args!("{}", route_spec(&r)))?;
             }
         }
         What::Store {
@@ -199,11 +162,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 },
         } => {
             let routes = routes_to_write(&stores, no_strip_password)?;
-            edit_flist(meta, |ed| routes.iter().try_for_each(|r| ed.add_route(r)))?;
+            flist::v2::edit_atomically(meta, |ed| routes.iter().try_for_each(|r| ed.add_route(r)))?;
         }
         What::Store {
             op: StoreOp::Delete { stores, all },
-        } => edit_flist(meta, |ed| {
+        } => flist::v2::edit_atomically(meta, |ed| {
             if all {
                 return ed.delete_all_routes();
             }
@@ -225,5 +188,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Ok(())
         })?,
     }
+    out.finish()?;
     Ok(ExitCode::Ok)
 }

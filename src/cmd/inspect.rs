@@ -4,27 +4,26 @@
 //! raw bytes so non-UTF-8 names survive.
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use crate::content::{FileContent, Layout};
 use crate::error::{Context, ExitCode, Result};
 use crate::flist::{self, Entry, Flist, Kind};
 use crate::store::redact;
 
-#[derive(clap::Args, Debug)]
 /// Arguments of `zvfs inspect`.
+#[derive(clap::Args, Debug)]
 pub struct InspectArgs {
-    /// The flist: a path, or an http(s) URL to download.
-    #[arg(short = 'm', long = "meta")]
-    pub meta: PathBuf,
+    /// The flist.
+    #[command(flatten)]
+    pub flist: super::FlistArg,
 }
 
-#[derive(clap::Args, Debug)]
 /// Arguments of `zvfs ls`.
+#[derive(clap::Args, Debug)]
 pub struct LsArgs {
-    /// The flist: a path, or an http(s) URL to download.
-    #[arg(short = 'm', long = "meta")]
-    pub meta: PathBuf,
+    /// The flist.
+    #[command(flatten)]
+    pub flist: super::FlistArg,
     /// Long listing.
     #[arg(short = 'l')]
     pub long: bool,
@@ -32,12 +31,12 @@ pub struct LsArgs {
     pub path: Option<String>,
 }
 
-#[derive(clap::Args, Debug)]
 /// Arguments of `zvfs stat`.
+#[derive(clap::Args, Debug)]
 pub struct StatArgs {
-    /// The flist: a path, or an http(s) URL to download.
-    #[arg(short = 'm', long = "meta")]
-    pub meta: PathBuf,
+    /// The flist.
+    #[command(flatten)]
+    pub flist: super::FlistArg,
     /// Also list the chunks (id and key) of a file.
     #[arg(long)]
     pub blocks: bool,
@@ -45,18 +44,18 @@ pub struct StatArgs {
     pub path: String,
 }
 
-#[derive(clap::Args, Debug)]
 /// Arguments of `zvfs cat`.
+#[derive(clap::Args, Debug)]
 pub struct CatArgs {
-    /// The flist: a path, or an http(s) URL to download.
-    #[arg(short = 'm', long = "meta")]
-    pub meta: PathBuf,
+    /// The flist.
+    #[command(flatten)]
+    pub flist: super::FlistArg,
     /// Chunk cache to read through.
     #[command(flatten)]
     pub cache: super::CacheFlags,
-    /// Store overriding the flist's routes, `[xx-xx=]URL` (repeatable).
-    #[arg(short = 's', long = "store", value_parser = super::StoreSpec)]
-    pub stores: Vec<String>,
+    /// Stores overriding the flist's routes.
+    #[command(flatten)]
+    pub stores: super::RouteOverrides,
     /// Store timeouts.
     #[command(flatten)]
     pub store_flags: super::StoreFlags,
@@ -66,7 +65,7 @@ pub struct CatArgs {
 
 /// Print the flist's summary (format, entries per kind, bytes, chunks, tags, routes).
 pub fn inspect(a: InspectArgs) -> Result<ExitCode> {
-    let fl = crate::flist::download::open_flist(&a.meta, None)?;
+    let fl = a.flist.open(None)?;
     let t = fl.totals()?;
     let mut out = std::io::stdout().lock();
     let mut kinds = [0u64; 7];
@@ -82,7 +81,7 @@ pub fn inspect(a: InspectArgs) -> Result<ExitCode> {
     };
     let mut text = format!(
         "file: {}\nformat: {}\nentries: {}\n",
-        a.meta.display(),
+        a.flist.meta.display(),
         fl.format(),
         t.entries
     );
@@ -136,7 +135,7 @@ fn kind_index(k: Kind) -> usize {
 
 /// List a directory of the flist (one entry when the path is not a directory).
 pub fn ls(a: LsArgs) -> Result<ExitCode> {
-    let fl = crate::flist::download::open_flist(&a.meta, None)?;
+    let fl = a.flist.open(None)?;
     let path = a.path.unwrap_or_default();
     let e = flist::resolve(&*fl, path.as_bytes())?;
     let mut entries = if e.is_dir() {
@@ -244,7 +243,7 @@ pub fn utc(secs: i64) -> String {
 
 /// Print every field of one entry (and its chunks with `--blocks`).
 pub fn stat(a: StatArgs) -> Result<ExitCode> {
-    let fl = crate::flist::download::open_flist(&a.meta, None)?;
+    let fl = a.flist.open(None)?;
     let e = flist::resolve(&*fl, a.path.as_bytes())?;
     let mut out: Vec<u8> = Vec::new();
     out.extend_from_slice(b"name: ");
@@ -319,12 +318,12 @@ pub fn stat(a: StatArgs) -> Result<ExitCode> {
 
 /// Write a file's content to stdout, fetched chunk by chunk (bounded memory).
 pub fn cat(a: CatArgs) -> Result<ExitCode> {
-    let fl = crate::flist::download::open_flist(&a.meta, a.cache.cache.as_deref())?;
+    let fl = a.flist.open(a.cache.cache.as_deref())?;
     let e = flist::resolve(&*fl, a.path.as_bytes())?;
     let file = FileContent::open(&*fl, &e, a.path.as_str())?;
     let chunks = crate::content::Chunks::open(
         &*fl,
-        &a.stores,
+        &a.stores.stores,
         a.cache.spec()?.as_ref(),
         2,
         &a.store_flags.config(),

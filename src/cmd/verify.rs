@@ -3,29 +3,25 @@
 //! or corrupt chunk with the file paths that use it and exits non-zero if there is any.
 //! The checking is [`crate::content::verify`]; this is its arguments and report.
 
-use std::path::PathBuf;
-
-use crate::content::chunkset::DEFAULT_JOBS;
 use crate::content::verify::{verify, Problem};
 use crate::error::{ExitCode, Result};
-use crate::flist;
 use crate::store::router::Router;
 
 /// Arguments of `zvfs verify`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The flist to check.
-    #[arg(short = 'm', long = "meta")]
-    pub meta: PathBuf,
-    /// Store to check instead of the flist's routes, `[xx-xx=]URL` (repeatable).
-    #[arg(short = 's', long = "store", value_parser = super::StoreSpec)]
-    pub stores: Vec<String>,
+    /// The flist.
+    #[command(flatten)]
+    pub flist: super::FlistArg,
+    /// Stores overriding the flist's routes.
+    #[command(flatten)]
+    pub stores: super::RouteOverrides,
     /// Fetch every chunk and check it decrypts to the right content (both hashes).
     #[arg(long)]
     pub deep: bool,
-    /// Chunks checked in parallel.
-    #[arg(short = 'j', long = "jobs", default_value_t = DEFAULT_JOBS)]
-    pub jobs: usize,
+    /// Parallelism.
+    #[command(flatten)]
+    pub jobs: super::Jobs,
     /// Store timeouts.
     #[command(flatten)]
     pub store_flags: super::StoreFlags,
@@ -33,9 +29,13 @@ pub struct Args {
 
 /// Check the chunks and report every problem; [`ExitCode::PROBLEMS`] when there is any.
 pub fn run(args: Args) -> Result<ExitCode> {
-    let fl = flist::open(&args.meta)?;
-    let router = Router::for_flist(&fl.routes()?, &args.stores, &args.store_flags.config())?;
-    let report = verify(fl.as_ref(), &router, args.deep, args.jobs)?;
+    let fl = args.flist.open(None)?;
+    let router = Router::for_flist(
+        &fl.routes()?,
+        &args.stores.stores,
+        &args.store_flags.config(),
+    )?;
+    let report = verify(fl.as_ref(), &router, args.deep, args.jobs.io())?;
     let mut out = super::out::Out::new();
     let (mut missing, mut corrupt, mut unreachable) = (0, 0, 0);
     for bad in &report.bad {

@@ -4,33 +4,29 @@
 //! and the summary.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::cache::parse_size;
 use crate::codec::{ChunkRef, CHUNK_SIZE};
 use crate::content::warm::{collect, warm};
 use crate::content::Chunks;
-use crate::error::{ExitCode, Result};
+use crate::error::{Error, ExitCode, Result};
 
 /// Arguments of `zvfs warm`.
 #[derive(clap::Args, Debug)]
+#[command(mut_arg("cache", |a| a.required(true)))]
 pub struct Args {
-    /// Flist whose chunks to cache (a path, or an http(s) URL downloaded into the cache).
-    #[arg(short = 'm', long = "meta")]
-    pub meta: PathBuf,
-    /// Chunk cache directory to fill (rfs layout, shared with mounts).
-    #[arg(short = 'c', long = "cache", required = true)]
-    pub cache: PathBuf,
-    /// Bound of the cache directory (K, M, G suffixes), shared by every process using it.
-    #[arg(long = "cache-size", default_value = "4G")]
-    pub cache_size: String,
-    /// Store URL overriding the flist's routes (repeatable, `[xx-xx=]URL`).
-    #[arg(short = 's', long = "store", value_parser = super::StoreSpec)]
-    pub stores: Vec<String>,
-    /// Chunks fetched in parallel.
-    #[arg(short = 'j', long = "jobs", default_value_t = 4)]
-    pub jobs: usize,
+    /// The flist.
+    #[command(flatten)]
+    pub flist: super::FlistArg,
+    /// The cache to fill (required).
+    #[command(flatten)]
+    pub cache: super::CacheFlags,
+    /// Stores overriding the flist's routes.
+    #[command(flatten)]
+    pub stores: super::RouteOverrides,
+    /// Parallelism.
+    #[command(flatten)]
+    pub jobs: super::Jobs,
     /// Store timeouts.
     #[command(flatten)]
     pub store_flags: super::StoreFlags,
@@ -42,22 +38,22 @@ pub struct Args {
 /// fetched or already cached; a chunk that cannot be fetched is an error.
 pub fn run(args: Args) -> Result<ExitCode> {
     let started = Instant::now();
-    let fl = crate::flist::download::open_flist(&args.meta, Some(&args.cache))?;
-    let jobs = args.jobs.clamp(1, 64);
-    let cache = crate::content::CacheSpec {
-        dir: args.cache.clone(),
-        size: parse_size(&args.cache_size)?,
-    };
+    let cache = args
+        .cache
+        .spec()?
+        .ok_or_else(|| Error::invalid("warm needs a cache directory (-c)"))?;
+    let fl = args.flist.open(Some(&cache.dir))?;
+    let jobs = args.jobs.io();
     let chunks = Chunks::open(
         &*fl,
-        &args.stores,
+        &args.stores.stores,
         Some(&cache),
         jobs,
         &args.store_flags.config(),
     )?;
     let (files, list) = collect(&*fl, &args.paths)?;
     let bytes: u64 = list.len() as u64 * CHUNK_SIZE as u64;
-    let max = parse_size(&args.cache_size)?;
+    let max = cache.size;
     if bytes > max {
         log::warn!(
             "warm: {} chunks (up to {bytes} bytes) do not fit in a cache bounded to {max} bytes; the first ones will be evicted",

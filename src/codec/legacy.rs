@@ -172,6 +172,9 @@ mod tests {
     fn flipped_bit_is_refused() {
         let (chunk, mut stored) = encode(b"hello world\n").unwrap();
         stored[5] ^= 0x10;
-        assert!(chunk.decode(&stored).is_err());
+        assert_eq!(
+            chunk.decode(&stored).err().map(|e| e.kind),
+            Some(crate::error::ErrorKind::Corrupt)
+        );
     }
 }

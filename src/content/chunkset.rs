@@ -7,9 +7,6 @@ use crate::codec::ChunkRef;
 use crate::error::Result;
 use crate::flist::{self, Flist, Kind};
 
-/// Default number of workers for chunk-level commands.
-pub const DEFAULT_JOBS: usize = 8;
-
 /// Every distinct chunk used by a regular file of the flist, in a stable order.
 pub fn unique_chunks(fl: &dyn Flist) -> Result<Vec<ChunkRef>> {
     let mut set = HashSet::new();

@@ -15,15 +15,18 @@
 //! store and integrity failures, with a log line naming the chunk).
 //!
 //! This module owns no storage: metadata comes from `flist`, content from `cache`.
+//! The read path (open, read, read-ahead) lives in `read`, directory listings in `dir`;
+//! this file holds the shared state, lookups, attributes, xattrs, statfs and the refusals.
 
 pub mod buffers;
+mod dir;
 pub mod mount;
 pub mod pool;
+mod read;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::num::NonZeroUsize;
-use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -34,14 +37,16 @@ use fuser::{
     ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
     ReplyXattr, Request, TimeOrNow,
 };
-use libc::{c_int, EBADF, EIO, ENODATA, ENOENT, ENOSYS, ENOTDIR, ERANGE, EROFS};
+use libc::{c_int, ENODATA, ENOENT, ENOSYS, ENOTDIR, ERANGE, EROFS};
 use lru::LruCache;
 
-use crate::cache::{mapped, ChunkCache, Piece, MAX_PIECES};
+use crate::cache::ChunkCache;
 use crate::codec::{ChunkRef, CHUNK_SIZE};
 use crate::error::{Error, Result};
 use crate::flist::{Entry, Flist, Ino, Kind, Totals, ROOT_INO};
 use crate::store::router::Router;
+use dir::OpenDir;
+use read::{OpenFile, HINT_CHUNKS, READ_BUFFERS};
 
 /// How long the kernel may trust entries and attributes: the flist never changes.
 const TTL: Duration = Duration::from_secs(24 * 3600);
@@ -49,11 +54,6 @@ const TTL: Duration = Duration::from_secs(24 * 3600);
 const ENTRY_CACHE: usize = 4096;
 /// Largest read-ahead the kernel is asked for.
 pub(crate) const MAX_READAHEAD: u32 = 1 << 20;
-/// Reads assembling their reply at once (one that must copy holds a buffer of the
-/// largest request; one mapped from the cache holds its mapped window).
-const READ_BUFFERS: usize = 4;
-/// How far ahead of a sequential reader cached chunks are read into the page cache.
-const HINT_CHUNKS: u64 = 32;
 
 /// Tuning of a mounted filesystem.
 #[derive(Clone, Debug)]
@@ -70,63 +70,6 @@ impl Default for FsConfig {
             threads: 8,
             readahead_chunks: 6,
         }
-    }
-}
-
-/// An open regular file.
-struct OpenFile {
-    size: u64,
-    chunks: Arc<Vec<ChunkRef>>,
-    /// Where a sequential reader's next read starts.
-    next: AtomicU64,
-    /// Chunks below this index were already queued for read-ahead.
-    ahead: AtomicU64,
-    /// Chunks below this index were already queued for a page-cache hint.
-    hinted: AtomicU64,
-}
-
-/// An open directory, listed page by page ([`DIR_PAGE`] children at a time, in inode
-/// order) so the daemon's memory does not grow with the directory: a listing's offset
-/// names the last child it returned (its inode + 2; 1 and 2 follow `.` and `..`), and
-/// the next request resumes in the page kept here or reads the next one from the flist.
-/// Nothing is read at opendir: the kernel keeps listings in its cache (FOPEN_CACHE_DIR)
-/// and then opens directories without reading them again, so a warm tree walk costs no
-/// flist query per directory.
-struct OpenDir {
-    this: Arc<Entry>,
-    parent: Arc<Entry>,
-    page: Mutex<Option<Arc<DirPage>>>,
-}
-
-/// Children of a directory read in one go: those above inode `after`, at most
-/// [`DIR_PAGE`] (fewer only at the end of the directory).
-struct DirPage {
-    after: Ino,
-    entries: Vec<Entry>,
-}
-
-/// Children read from the flist per directory page.
-const DIR_PAGE: usize = 512;
-
-/// The offset that resumes a listing after the child with inode `ino`.
-fn dir_cookie(ino: Ino) -> i64 {
-    (ino.min(i64::MAX as u64 - 2) + 2) as i64
-}
-
-impl OpenDir {
-    /// The kept page and the position in it where a listing resumes after child inode
-    /// `after` (0: from the first child); `None` when the next page must be read.
-    fn resume(&self, after: Ino) -> Option<(Arc<DirPage>, usize)> {
-        let page = self.page.lock().ok()?.clone()?;
-        let pos = if after == page.after {
-            0
-        } else {
-            page.entries.binary_search_by_key(&after, |e| e.ino).ok()? + 1
-        };
-        if pos == page.entries.len() && page.entries.len() == DIR_PAGE {
-            return None;
-        }
-        Some((page, pos))
     }
 }
 
@@ -214,89 +157,7 @@ fn fail(what: &str, e: &Error) -> c_int {
     errno
 }
 
-/// Answer a readdir from `offset` with as many entries as fit.
-/// The two listing replies (plain and with attributes), filled by one [`fill_dir`].
-trait DirReply: Send + 'static {
-    /// Add one entry; `true` when the reply is full.
-    fn add_entry(&mut self, e: &Entry, ino: u64, next: i64, name: &OsStr) -> bool;
-    fn done(self);
-    fn fail(self, errno: c_int);
-}
-
-impl DirReply for ReplyDirectory {
-    fn add_entry(&mut self, e: &Entry, ino: u64, next: i64, name: &OsStr) -> bool {
-        self.add(ino, next, file_type(e.kind()), name)
-    }
-    fn done(self) {
-        self.ok()
-    }
-    fn fail(self, errno: c_int) {
-        self.error(errno)
-    }
-}
-
-impl DirReply for ReplyDirectoryPlus {
-    fn add_entry(&mut self, e: &Entry, ino: u64, next: i64, name: &OsStr) -> bool {
-        self.add(ino, next, name, &TTL, &attr_of(e), 0)
-    }
-    fn done(self) {
-        self.ok()
-    }
-    fn fail(self, errno: c_int) {
-        self.error(errno)
-    }
-}
-
-/// The child inode after which a listing at `offset` resumes (0: the first child).
-fn resume_after(offset: i64) -> Ino {
-    (offset.max(2) - 2) as Ino
-}
-
-/// Answer a listing from `offset` (0 is ".", 1 is "..", then the children after the one
-/// the offset names, see [`OpenDir`]), reading pages from the flist as needed when
-/// `may_read`, else stopping at the end of the kept page (a short reply: the kernel asks
-/// again from there).
-fn fill_dir<R: DirReply>(shared: &Shared, d: &OpenDir, offset: i64, mut reply: R, may_read: bool) {
-    if offset <= 0 && reply.add_entry(&d.this, d.this.ino, 1, OsStr::new(".")) {
-        return reply.done();
-    }
-    if offset <= 1 && reply.add_entry(&d.parent, d.parent.ino, 2, OsStr::new("..")) {
-        return reply.done();
-    }
-    let mut after = resume_after(offset);
-    loop {
-        let (page, pos) = match d.resume(after) {
-            Some(p) => p,
-            None => match shared.flist.children_after(d.this.ino, after, DIR_PAGE) {
-                Ok(entries) => {
-                    let page = Arc::new(DirPage { after, entries });
-                    if let Ok(mut kept) = d.page.lock() {
-                        *kept = Some(page.clone());
-                    }
-                    (page, 0)
-                }
-                Err(e) => return reply.fail(fail(&format!("readdir of inode {}", d.this.ino), &e)),
-            },
-        };
-        for c in page.entries.get(pos..).unwrap_or(&[]) {
-            let name = OsStr::from_bytes(&c.name);
-            if reply.add_entry(c, c.content_ino(), dir_cookie(c.ino), name) {
-                return reply.done();
-            }
-            after = c.ino;
-        }
-        if page.entries.len() < DIR_PAGE || !may_read {
-            break;
-        }
-    }
-    reply.done();
-}
-
 impl Shared {
-    fn open_dir_of(&self, fh: u64) -> Option<Arc<OpenDir>> {
-        self.dirs.lock().ok()?.get(&fh).cloned()
-    }
-
     fn entry(&self, ino: Ino) -> Result<Arc<Entry>> {
         if let Ok(mut c) = self.entries.lock() {
             if let Some(e) = c.get(&ino) {
@@ -314,178 +175,14 @@ impl Shared {
         }
     }
 
-    /// The chunk list of a content inode, shared by every open of it.
-    fn chunks(&self, ino: Ino) -> Result<Arc<Vec<ChunkRef>>> {
-        if let Ok(m) = self.contents.lock() {
-            if let Some(c) = m.get(&ino).and_then(Weak::upgrade) {
-                return Ok(c);
-            }
-        }
-        let chunks = Arc::new(self.flist.blocks(ino)?);
-        if let Ok(mut m) = self.contents.lock() {
-            m.retain(|_, w| w.strong_count() > 0);
-            m.insert(ino, Arc::downgrade(&chunks));
-        }
-        Ok(chunks)
-    }
-
     fn fh(&self) -> u64 {
         self.next_fh.fetch_add(1, Ordering::Relaxed)
-    }
-
-    fn open_file(&self, ino: Ino) -> Result<u64> {
-        let e = self.entry(ino)?;
-        if e.kind() != Kind::File {
-            return Err(Error::invalid(format!("inode {ino} is not a regular file")));
-        }
-        let chunks = self.chunks(e.content_ino())?;
-        let expected = e.size.div_ceil(CHUNK_SIZE as u64);
-        if (chunks.len() as u64) < expected {
-            return Err(Error::corrupt(format!(
-                "inode {ino}: {} bytes need {expected} chunks, the flist lists {}",
-                e.size,
-                chunks.len()
-            )));
-        }
-        let fh = self.fh();
-        let f = Arc::new(OpenFile {
-            size: e.size,
-            chunks,
-            next: AtomicU64::new(0),
-            ahead: AtomicU64::new(0),
-            hinted: AtomicU64::new(0),
-        });
-        if let Ok(mut m) = self.files.lock() {
-            m.insert(fh, f);
-        }
-        Ok(fh)
-    }
-
-    fn open_dir(&self, ino: Ino) -> Result<u64> {
-        let this = self.entry(ino)?;
-        if !this.is_dir() {
-            return Err(Error::invalid(format!("inode {ino} is not a directory")));
-        }
-        let parent = if this.ino == ROOT_INO || this.parent == 0 {
-            this.clone()
-        } else {
-            self.entry(this.parent)?
-        };
-        let fh = self.fh();
-        let d = Arc::new(OpenDir {
-            this,
-            parent,
-            page: Mutex::new(None),
-        });
-        if let Ok(mut m) = self.dirs.lock() {
-            m.insert(fh, d);
-        }
-        Ok(fh)
     }
 
     /// An entry from memory only (no flist query), for requests answered inline.
     fn cached_entry(&self, ino: Ino) -> Option<Arc<Entry>> {
         self.entries.lock().ok()?.get(&ino).cloned()
     }
-
-    /// Fill `buf` with the file's bytes from `offset` (the caller sized it with
-    /// [`read_len`]): chunk by chunk through the cache.
-    fn read_into(&self, f: &OpenFile, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let mut at = 0;
-        for piece in pieces(f, offset, buf.len()) {
-            let p = piece?;
-            self.cache
-                .read_exact_at(&p.chunk, &self.router, p.offset, &mut buf[at..at + p.len])?;
-            at += p.len;
-        }
-        Ok(())
-    }
-
-    /// Whether every chunk of the file's `len` bytes from `offset` is in the cache (so a
-    /// read of them needs no store). A cache error counts as cached: the read reports it.
-    fn all_cached(&self, f: &OpenFile, offset: u64, len: usize) -> bool {
-        pieces(f, offset, len).all(|p| match p {
-            Ok(p) => self.cache.is_cached(&p.chunk).unwrap_or(true),
-            Err(_) => true,
-        })
-    }
-
-    /// The file's `len` bytes from `offset` mapped straight from the cache files (fetched
-    /// first when missing); `None` when they cannot be mapped and must be copied.
-    fn map_range(&self, f: &OpenFile, offset: u64, len: usize) -> Result<Option<mapped::Window>> {
-        let mut list: heapless::Vec<Piece, MAX_PIECES> = heapless::Vec::new();
-        for piece in pieces(f, offset, len) {
-            if list.push(piece?).is_err() {
-                return Ok(None);
-            }
-        }
-        self.cache.map_pieces(&list, &self.router)
-    }
-}
-
-/// Answer a read of `len` bytes at `offset`, fetching missing chunks. One of a bounded
-/// number of reads assembling a reply at once: mapped straight from the cache when it can
-/// be, else copied into a buffer.
-fn serve_read(
-    shared: &Shared,
-    f: &OpenFile,
-    ino: u64,
-    offset: u64,
-    size: u32,
-    len: usize,
-    reply: ReplyData,
-) {
-    let mut slot = shared.buffers.lend(len);
-    let copied = match shared.map_range(f, offset, len) {
-        Ok(Some(window)) => return reply.data(window.bytes()),
-        Ok(None) => shared.read_into(f, offset, slot.slice(len)),
-        Err(e) => Err(e),
-    };
-    match copied {
-        Ok(()) => reply.data(slot.slice(len)),
-        Err(e) => {
-            log::error!("read of inode {ino} at {offset} (+{size}): {e}");
-            reply.error(EIO)
-        }
-    }
-}
-
-/// The chunk pieces that hold the file's `len` bytes from `offset`, in order.
-fn pieces(f: &OpenFile, offset: u64, len: usize) -> impl Iterator<Item = Result<Piece>> + '_ {
-    let cs = CHUNK_SIZE as u64;
-    let end = offset + len as u64;
-    let mut pos = offset;
-    std::iter::from_fn(move || {
-        if pos >= end {
-            return None;
-        }
-        let idx = (pos / cs) as usize;
-        let within = (pos % cs) as usize;
-        let n = (cs - within as u64).min(end - pos) as usize;
-        let here = pos;
-        pos += n as u64;
-        Some(match f.chunks.get(idx) {
-            Some(chunk) => Ok(Piece {
-                chunk: *chunk,
-                offset: within,
-                len: n,
-            }),
-            None => {
-                pos = end;
-                Err(Error::corrupt(format!(
-                    "file has no chunk {idx} for offset {here}"
-                )))
-            }
-        })
-    })
-}
-
-/// The bytes a read of `size` at `offset` returns: less at the end of the file.
-fn read_len(f: &OpenFile, offset: u64, size: u32) -> usize {
-    if offset >= f.size {
-        return 0;
-    }
-    (f.size.min(offset.saturating_add(size as u64)) - offset) as usize
 }
 
 impl ZvfsFs {
@@ -565,68 +262,6 @@ impl ZvfsFs {
             None => job(),
         }
     }
-
-    /// A listing: answered here when it resumes in the page in memory, else by a worker
-    /// (that reads the next page from the flist).
-    fn list<R: DirReply>(&self, fh: u64, offset: i64, reply: R) {
-        let Some(d) = self.shared.open_dir_of(fh) else {
-            return reply.fail(EBADF);
-        };
-        if d.resume(resume_after(offset)).is_some() {
-            return fill_dir(&self.shared, &d, offset, reply, false);
-        }
-        let shared = self.shared.clone();
-        self.work(move || fill_dir(&shared, &d, offset, reply, true));
-    }
-
-    /// Queue the chunks after a sequential read for background fetching (the next
-    /// `readahead_chunks`), and the cached ones further on for a page-cache hint: a
-    /// reader of cached content then finds the cache files' pages (and their inodes)
-    /// already read, the disk kept busy several requests ahead as for a native read.
-    fn read_ahead(&self, f: &Arc<OpenFile>, offset: u64, size: u32) {
-        let n = self.cfg.readahead_chunks as u64;
-        let end = offset.saturating_add(size as u64).min(f.size);
-        // The kernel's own read-ahead may issue a sequential stream slightly out of order.
-        let prev = f.next.swap(end, Ordering::Relaxed);
-        let sequential = offset == 0 || offset.abs_diff(prev) <= MAX_READAHEAD as u64;
-        if !sequential || n == 0 {
-            return;
-        }
-        let cs = CHUNK_SIZE as u64;
-        let next = end.div_ceil(cs);
-        let total = f.chunks.len() as u64;
-        let fetch_end = (end / cs + 1 + n).min(total);
-        self.queue_ahead(f, &f.ahead, next..fetch_end, true);
-        let hint_end = (end / cs + 1 + n.max(HINT_CHUNKS)).min(total);
-        self.queue_ahead(f, &f.hinted, next.max(fetch_end)..hint_end, false);
-    }
-
-    /// Queue `range` (less what `mark` says was queued already) on the read-ahead pool:
-    /// fetching missing chunks when `fetch`, else only hinting cached ones.
-    fn queue_ahead(&self, f: &OpenFile, mark: &AtomicU64, range: Range<u64>, fetch: bool) {
-        let Some(ra) = &self.readahead else { return };
-        for idx in range.start.max(mark.load(Ordering::Relaxed))..range.end {
-            let Some(chunk) = f.chunks.get(idx as usize).copied() else {
-                break;
-            };
-            let shared = self.shared.clone();
-            let queued = ra.try_spawn(move || {
-                let r = if fetch {
-                    shared.cache.prefetch(&chunk, &shared.router)
-                } else {
-                    shared.cache.hint(&chunk);
-                    Ok(())
-                };
-                if let Err(e) = r {
-                    log::warn!("read-ahead: {e}");
-                }
-            });
-            if !queued {
-                break;
-            }
-            mark.store(idx + 1, Ordering::Relaxed);
-        }
-    }
 }
 
 impl Filesystem for ZvfsFs {
@@ -686,14 +321,7 @@ impl Filesystem for ZvfsFs {
     }
 
     fn open(&mut self, _req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
-        if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
-            return reply.error(EROFS);
-        }
-        let shared = self.shared.clone();
-        self.work(move || match shared.open_file(ino) {
-            Ok(fh) => reply.opened(fh, consts::FOPEN_KEEP_CACHE),
-            Err(e) => reply.error(fail(&format!("open of inode {ino}"), &e)),
-        });
+        self.open_file_reply(ino, flags, reply)
     }
 
     fn read(
@@ -707,30 +335,7 @@ impl Filesystem for ZvfsFs {
         _lock_owner: Option<u64>,
         reply: ReplyData,
     ) {
-        let f = self
-            .shared
-            .files
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&fh).cloned());
-        let Some(f) = f else {
-            return reply.error(EBADF);
-        };
-        let offset = offset.max(0) as u64;
-        self.read_ahead(&f, offset, size);
-        let shared = self.shared.clone();
-        let fetch = self.fetchers.as_ref().and_then(|p| p.spawner());
-        self.work(move || {
-            let len = read_len(&f, offset, size);
-            // A worker answers what the cache holds; a read that needs a store waits on
-            // the fetch pool instead, never holding a worker.
-            match fetch {
-                Some(fetch) if !shared.all_cached(&f, offset, len) => {
-                    fetch.spawn(move || serve_read(&shared, &f, ino, offset, size, len, reply))
-                }
-                _ => serve_read(&shared, &f, ino, offset, size, len, reply),
-            }
-        });
+        self.read_reply(ino, fh, offset, size, reply)
     }
 
     fn flush(
@@ -754,10 +359,7 @@ impl Filesystem for ZvfsFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        if let Ok(mut m) = self.shared.files.lock() {
-            m.remove(&fh);
-        }
-        reply.ok();
+        self.release_file(fh, reply)
     }
 
     fn opendir(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {

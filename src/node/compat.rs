@@ -281,7 +281,10 @@ mod tests {
                 "t"
             ])
         );
-        assert!(translate(v(&["rfs", "ls"])).is_err());
+        assert_eq!(
+            translate(v(&["rfs", "ls"])).err().map(|e| e.kind),
+            Some(crate::error::ErrorKind::Invalid)
+        );
     }
 
     #[test]
@@ -329,8 +332,23 @@ mod tests {
                 "--upper", "/b", "--reset", "/t"
             ])
         );
-        assert!(translate(v(&["g8ufs", "-bogus", "/t"])).is_err());
-        assert!(translate(v(&["g8ufs", "-meta", "/m"])).is_err());
-        assert!(translate(v(&["g8ufs", "-ro=maybe", "-meta", "/m", "/t"])).is_err());
+        assert_eq!(
+            translate(v(&["g8ufs", "-bogus", "/t"]))
+                .err()
+                .map(|e| e.kind),
+            Some(crate::error::ErrorKind::Invalid)
+        );
+        assert_eq!(
+            translate(v(&["g8ufs", "-meta", "/m"]))
+                .err()
+                .map(|e| e.kind),
+            Some(crate::error::ErrorKind::Invalid)
+        );
+        assert_eq!(
+            translate(v(&["g8ufs", "-ro=maybe", "-meta", "/m", "/t"]))
+                .err()
+                .map(|e| e.kind),
+            Some(crate::error::ErrorKind::Invalid)
+        );
     }
 }

@@ -666,9 +666,18 @@ mod tests {
         let t = parse_url("zdb://:pw@/run/zdb.sock?ns=files").unwrap();
         assert_eq!(t.password.as_deref(), Some("pw"));
         assert_eq!(t.addr, Addr::Unix("/run/zdb.sock".into()));
-        assert!(parse_url("zdb://h:notaport/ns").is_err());
-        assert!(parse_url("zdb://h/ns?bogus=1").is_err());
-        assert!(parse_url("zdb:///").is_err());
+        assert_eq!(
+            parse_url("zdb://h:notaport/ns").err().map(|e| e.kind),
+            Some(crate::error::ErrorKind::Invalid)
+        );
+        assert_eq!(
+            parse_url("zdb://h/ns?bogus=1").err().map(|e| e.kind),
+            Some(crate::error::ErrorKind::Invalid)
+        );
+        assert_eq!(
+            parse_url("zdb:///").err().map(|e| e.kind),
+            Some(crate::error::ErrorKind::Invalid)
+        );
         let e = parse_url("zdb://u:secret@h:x/ns").unwrap_err();
         assert!(!e.msg.contains("secret"), "{e}");
     }

@@ -21,6 +21,10 @@ use super::leftovers;
 /// Marker of the temporary files: `.<name>` + this + `<pid>`.
 pub const TMP_MARK: &str = ".zvfs-tmp-";
 
+/// Markers earlier zvfs versions used (config edits, convert): their leftovers are
+/// recognised and cleaned too.
+const FORMER_MARKS: [&str; 2] = [".zvfs-edit.", ".zvfs-tmp."];
+
 /// How durable a replacement is when [`AtomicFile::commit`] returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
@@ -50,14 +54,18 @@ fn parent_dir(path: &Path) -> PathBuf {
 }
 
 /// The writer's pid in a temporary file name `.<name>.zvfs-tmp-<pid>` (and its SQLite
-/// `-journal`), `None` for any other name.
+/// `-journal`; also the names of earlier versions), `None` for any other name.
 pub fn temp_pid(name: &str) -> Option<u32> {
     let name = name.strip_suffix("-journal").unwrap_or(name);
-    let (head, pid) = name.rsplit_once(TMP_MARK)?;
-    if head.len() < 2 || !head.starts_with('.') {
-        return None;
-    }
-    leftovers::pid_between(pid, "", "")
+    std::iter::once(TMP_MARK)
+        .chain(FORMER_MARKS)
+        .find_map(|mark| {
+            let (head, pid) = name.rsplit_once(mark)?;
+            if head.len() < 2 || !head.starts_with('.') {
+                return None;
+            }
+            leftovers::pid_between(pid, "", "")
+        })
 }
 
 /// Remove the temporary files that dead writers left directly in `dir`; a journal goes
@@ -234,5 +242,8 @@ mod tests {
         assert_eq!(temp_pid("a.fl.zvfs-tmp-12"), None);
         assert_eq!(temp_pid(".a.fl.zvfs-tmp-12x"), None);
         assert_eq!(temp_pid(".zvfs-tmp-12"), None);
+        assert_eq!(temp_pid(".a.fl.zvfs-edit.7-journal"), Some(7));
+        assert_eq!(temp_pid(".a.fl.zvfs-tmp.7"), Some(7));
+        assert_eq!(temp_pid(".a.fl.zvfs-edit.7.bak"), None);
     }
 }

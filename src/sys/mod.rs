@@ -5,6 +5,7 @@
 
 pub mod atomic;
 pub mod leftovers;
+pub mod logger;
 pub mod mountinfo;
 pub mod mounts;
 pub mod notify;

@@ -2,10 +2,17 @@
 //! Tests use real parts (FUSE, servers, fixtures); nothing here mocks them.
 #![allow(dead_code)]
 
+pub mod tree;
+
+pub use tree::*;
+
+use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
 
 /// The zvfs binary built for this test run.
 pub fn zvfs_bin() -> PathBuf {
@@ -65,6 +72,7 @@ pub fn dir_url(p: &Path) -> String {
 
 /// FUSE tests must run; they fail (never skip silently) when FUSE is unusable, unless
 /// `ZVFS_SKIP_FUSE_TESTS=1` is set explicitly (CI never sets it). Returns false to skip.
+/// Whole FUSE tests use [`fuse_test!`]; this is for the FUSE part of a test that does more.
 pub fn fuse_available() -> bool {
     if std::env::var("ZVFS_SKIP_FUSE_TESTS").as_deref() == Ok("1") {
         eprintln!("FUSE test skipped because ZVFS_SKIP_FUSE_TESTS=1");
@@ -81,6 +89,160 @@ pub fn fuse_available() -> bool {
     true
 }
 
+/// A FUSE test: `fuse_test! { fn name() { body } }` (doc comments and attributes may come
+/// before `fn`) is a `#[test]` that runs `body` when FUSE is usable and fails when it is
+/// not (no /dev/fuse, not root); it skips, saying so on stderr, only when
+/// `ZVFS_SKIP_FUSE_TESTS=1` (see [`fuse_available`]).
+macro_rules! fuse_test {
+    ($(#[$attr:meta])* fn $name:ident() $body:block) => {
+        $(#[$attr])*
+        #[test]
+        fn $name() {
+            if !$crate::common::fuse_available() {
+                return;
+            }
+            $body
+        }
+    };
+}
+
+// ---------------------------------------------------------------- the rfs fixtures and CLI runs
+
+/// `shared/fixtures/rfs-v2/<name>`: the rfs fixtures (read-only).
+pub fn rfs(name: &str) -> PathBuf {
+    fixture("rfs-v2").join(name)
+}
+
+/// A temporary directory (removed on drop).
+pub fn tmp() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("zvfs-test-")
+        .tempdir()
+        .unwrap()
+}
+
+/// A path as `&str` (tests use UTF-8 paths).
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Extract tree.tar (the source of the rfs fixtures).
+pub fn fixture_tree(dir: &Path) -> PathBuf {
+    let t = dir.join("tree");
+    untar(&rfs("tree.tar"), &t);
+    t
+}
+
+/// A writable copy of the rfs fixture store in `dir/store`.
+pub fn store_copy(dir: &Path) -> PathBuf {
+    let store = dir.join("store");
+    copy_tree(&rfs("store"), &store);
+    store
+}
+
+/// `pack -m <fl> -s dir://<store> <extra..> <src>`, for `run_ok` or `run_err`.
+pub fn pack_args(fl: &Path, store: &Path, extra: &[&str], src: &Path) -> Vec<String> {
+    let mut args = vec!["pack".into(), "-m".into(), s(fl).into(), "-s".into()];
+    args.push(dir_url(store));
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args.push(s(src).into());
+    args
+}
+
+/// `unpack -m <rfs sample.fl> -s dir://<store> <args..>` must succeed; returns stderr.
+pub fn unpack_sample(store: &Path, args: &[&str]) -> String {
+    let fl = rfs("sample.fl");
+    let url = dir_url(store);
+    let mut all = vec!["unpack", "-m", s(&fl), "-s", &url];
+    all.extend_from_slice(args);
+    run_ok(&all).1
+}
+
+/// Run zvfs with `args`, which must succeed; returns (stdout, stderr).
+pub fn run_ok<A: AsRef<str>>(args: &[A]) -> (String, String) {
+    let args: Vec<&str> = args.iter().map(|a| a.as_ref()).collect();
+    let out = zvfs(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "zvfs {args:?} failed: {stderr}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+}
+
+/// Run zvfs with `args`, which must fail with exit code 1 (an operational failure);
+/// returns stderr, for the caller to check the message.
+pub fn run_err<A: AsRef<str>>(args: &[A]) -> String {
+    run_fails(1, args)
+}
+
+/// Run zvfs with `args`, which must fail with exit code `code` (2: a usage error);
+/// returns stderr, for the caller to check the message.
+pub fn run_fails<A: AsRef<str>>(code: i32, args: &[A]) -> String {
+    let args: Vec<&str> = args.iter().map(|a| a.as_ref()).collect();
+    let out = zvfs(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "zvfs {args:?} should have failed with exit code {code}:\n{stderr}"
+    );
+    stderr
+}
+
+/// Block rows (hex id, hex key) per path of an flist.
+pub fn blocks_by_path(fl: &Path) -> BTreeMap<String, Vec<(String, String)>> {
+    let c = Connection::open(fl).unwrap();
+    let mut rows: BTreeMap<i64, (i64, String)> = BTreeMap::new();
+    let mut st = c.prepare("SELECT ino, parent, name FROM inode").unwrap();
+    for r in st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+    {
+        let (i, p, n): (i64, i64, String) = r.unwrap();
+        rows.insert(i, (p, n));
+    }
+    let path = |mut i: i64| {
+        let mut parts = Vec::new();
+        while i != 1 {
+            let (p, n) = &rows[&i];
+            parts.push(n.clone());
+            i = *p;
+        }
+        parts.reverse();
+        parts.join("/")
+    };
+    let mut out = BTreeMap::new();
+    for &ino in rows.keys() {
+        let mut st = c
+            .prepare("SELECT id, key FROM block WHERE ino = ?1 ORDER BY rowid")
+            .unwrap();
+        let b: Vec<(String, String)> = st
+            .query_map([ino], |r| {
+                Ok((
+                    hex::encode(r.get::<_, Vec<u8>>(0)?),
+                    hex::encode(r.get::<_, Vec<u8>>(1)?),
+                ))
+            })
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        out.insert(path(ino), b);
+    }
+    out
+}
+
+/// Parse `fetched N chunks` from unpack's report.
+pub fn fetched_chunks(stderr: &str) -> u64 {
+    let i = stderr.find("fetched ").expect("no fetch report") + "fetched ".len();
+    stderr[i..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
 // ---------------------------------------------------------------- real servers on loopback
 
 pub fn free_port() -> u16 {
@@ -117,96 +279,127 @@ impl Drop for Server {
     }
 }
 
+/// A `redis-server` on a free loopback port (and a unix socket when `unix`), as a 0-db
+/// stand-in; killed on drop. Another port is tried when the one picked was taken meanwhile.
 pub fn redis_server(unix: bool) -> Server {
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("redis.sock");
-    let mut cmd = Command::new("redis-server");
-    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if unix {
-        cmd.arg("--unixsocket").arg(&sock);
+    for _ in 0..5 {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("redis.sock");
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if unix {
+            cmd.arg("--unixsocket").arg(&sock);
+        }
+        let child = cmd.spawn().expect("starting redis-server");
+        let mut server = Server {
+            child,
+            port,
+            socket: unix.then(|| sock.clone()),
+            _dir: Some(dir),
+        };
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = server.child.try_wait() {
+                break; // the port was taken meanwhile: try another
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() && (!unix || sock.exists()) {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
-    let child = cmd.spawn().expect("starting redis-server");
-    let server = Server {
-        child,
-        port,
-        socket: unix.then(|| sock.clone()),
-        _dir: Some(dir),
-    };
-    wait_for("redis-server", || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok() && (!unix || sock.exists())
-    });
-    server
+    panic!("redis-server did not start");
 }
 
-pub fn http_server(root: &Path) -> Server {
-    let port = free_port();
-    let child = Command::new("python3")
-        .args([
-            "-m",
-            "http.server",
-            "--bind",
-            "127.0.0.1",
-            &port.to_string(),
-        ])
-        .arg("--directory")
-        .arg(root)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+/// python's `http.server` serving `root` on a loopback port it picks itself (no race for
+/// a free port), its request log kept; killed on drop.
+pub struct HttpServer {
+    pub port: u16,
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+pub fn http_server(root: &Path) -> HttpServer {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("http.log");
+    let logf = std::fs::File::create(&log).unwrap();
+    let mut child = Command::new("python3")
+        .args(["-u", "-m", "http.server", "--bind", "127.0.0.1", "0"])
+        .current_dir(root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(logf))
         .spawn()
         .expect("starting python3 -m http.server");
-    let server = Server {
-        child,
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = Vec::new();
+    let mut b = [0u8; 1];
+    let start = Instant::now();
+    // "Serving HTTP on 127.0.0.1 port N (http://127.0.0.1:N/) ..."
+    while !buf.ends_with(b"\n") && start.elapsed() < Duration::from_secs(20) {
+        if out.read(&mut b).unwrap_or(0) == 0 {
+            break;
+        }
+        buf.push(b[0]);
+    }
+    let line = String::from_utf8_lossy(&buf).into_owned();
+    let port = line
+        .split("port ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("http.server said {line:?}"));
+    HttpServer {
         port,
-        socket: None,
-        _dir: None,
-    };
-    wait_for("http.server", || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    server
+        child,
+        log,
+        _dir: dir,
+    }
+}
+
+impl HttpServer {
+    /// `http://127.0.0.1:<port>/<name>`.
+    pub fn url(&self, name: &str) -> String {
+        format!("http://127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Requests logged for exactly `path` (`GET /x HTTP/1.1" 200`).
+    pub fn gets(&self, path: &str, status: u16) -> usize {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let want = format!("\"GET /{path} HTTP/1.1\" {status}");
+        text.lines().filter(|l| l.contains(&want)).count()
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 // ---------------------------------------------------------------- test data
 
-/// The xorshift64 sequence from `state` (must not be 0), one byte a step: bits
-/// `shift..shift + 8` of each state. Deterministic and incompressible enough to give
-/// distinct chunks.
-pub fn xorshift_bytes(state: u64, shift: u32, len: usize) -> Vec<u8> {
-    let mut x = state;
+/// `len` deterministic pseudo-random bytes (xorshift64, one byte a step), incompressible;
+/// the one generator of test data. Seeds 2k and 2k+1 give the same bytes (tests rely on
+/// it for identical files); other seeds give different ones.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            (x >> shift) as u8
+            (x >> 24) as u8
         })
         .collect()
-}
-
-/// The xorshift64 sequence from `state` (must not be 0), eight little-endian bytes a
-/// step, cut to `len`.
-pub fn xorshift_words(state: u64, len: usize) -> Vec<u8> {
-    let mut x = state;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-/// `len` deterministic pseudo-random bytes, different for each seed.
-pub fn noise(seed: u64, len: usize) -> Vec<u8> {
-    xorshift_bytes(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1, 24, len)
 }
 
 /// A forged v2 object: `plain` Snappy-compressed and AES-256-GCM-encrypted under `key`
@@ -249,57 +442,118 @@ pub fn wait_mounted(child: &mut Child, target: &Path) {
     }
 }
 
-/// A foreground `zvfs mount`: on drop its target is detached and the process killed.
-pub struct Foreground {
-    pub child: Child,
-    pub target: PathBuf,
+/// Source and type of the mount at `target` in /proc/self/mountinfo.
+pub fn mount_of(target: &Path) -> Option<(String, String)> {
+    let t = target.canonicalize().ok()?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        let sep = f.iter().position(|x| *x == "-")?;
+        if Path::new(f.get(4)?) == t {
+            Some((f.get(sep + 2)?.to_string(), f.get(sep + 1)?.to_string()))
+        } else {
+            None
+        }
+    })
 }
 
-impl Foreground {
-    /// Spawns `cmd` (a foreground `zvfs mount` of `target`) and waits until it is mounted.
-    pub fn spawn(cmd: &mut Command, target: &Path) -> Foreground {
-        let child = cmd.spawn().expect("starting zvfs mount");
-        let mut f = Foreground {
-            child,
-            target: target.to_path_buf(),
-        };
-        wait_mounted(&mut f.child, target);
-        f
+/// Whether process `pid` runs (a zombie, exited but not reaped, counts as gone).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        Ok(s) => !s
+            .lines()
+            .any(|l| l.starts_with("State:") && (l.contains('Z') || l.contains('X'))),
+        Err(_) => false,
     }
 }
 
-impl Drop for Foreground {
-    fn drop(&mut self) {
-        let _ = rustix::mount::unmount(&self.target, rustix::mount::UnmountFlags::DETACH);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Lazy unmount of `target`, errors ignored (teardown).
+pub fn detach(target: &Path) {
+    let _ = rustix::mount::unmount(target, rustix::mount::UnmountFlags::DETACH);
 }
 
-/// `zvfs mount -d <args..> <target>` (the target directory is created), which must
-/// succeed; on drop `zvfs umount` (the daemon exits), or a lazy unmount if that fails.
-pub struct DaemonMount {
+/// The one mount guard: a running zvfs mount of `target` served by process `pid`; on drop
+/// the target is detached and the daemon killed (and reaped when it is our child).
+pub struct Mount {
     pub target: PathBuf,
+    pub pid: u32,
+    pub child: Option<Child>,
 }
 
-impl DaemonMount {
-    pub fn new(args: &[&str], target: &Path) -> DaemonMount {
+impl Mount {
+    /// `zvfs mount -d <args..> <target>` (the target directory is created), which must
+    /// succeed; the target is then a `fuse.g8ufs` mount whose source is the daemon's pid.
+    pub fn daemon<A: AsRef<str>>(target: &Path, args: &[A]) -> Mount {
         std::fs::create_dir_all(target).unwrap();
         let mut all = vec!["mount", "-d"];
-        all.extend_from_slice(args);
-        all.push(target.to_str().unwrap());
-        zvfs_ok(&all);
-        DaemonMount {
+        all.extend(args.iter().map(|a| a.as_ref()));
+        let t = target.display().to_string();
+        all.push(&t);
+        let out = zvfs(&all);
+        assert!(
+            out.status.success(),
+            "zvfs {all:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (source, fstype) = mount_of(target).expect("target is a mountpoint once -d returns");
+        assert_eq!(fstype, "fuse.g8ufs");
+        let pid: u32 = source
+            .parse()
+            .expect("the mount source is the daemon's pid");
+        assert!(alive(pid));
+        Mount {
             target: target.to_path_buf(),
+            pid,
+            child: None,
         }
+    }
+
+    /// Foreground `zvfs mount <args..> <target>` as a child process (output discarded);
+    /// waits until mounted.
+    pub fn foreground<A: AsRef<std::ffi::OsStr>>(target: &Path, args: &[A]) -> Mount {
+        let mut cmd = Command::new(zvfs_bin());
+        cmd.arg("mount").args(args).arg(target);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        Mount::spawn(&mut cmd, target)
+    }
+
+    /// Spawns `cmd` (a foreground `zvfs mount` of `target`) and waits until it is mounted.
+    pub fn spawn(cmd: &mut Command, target: &Path) -> Mount {
+        let mut child = cmd.spawn().expect("starting zvfs mount");
+        wait_mounted(&mut child, target);
+        Mount {
+            target: target.to_path_buf(),
+            pid: child.id(),
+            child: Some(child),
+        }
+    }
+
+    /// SIGKILL the daemon (a crash), wait until it is gone, detach the target.
+    pub fn kill9(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-9", &self.pid.to_string()])
+            .status();
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.wait();
+        }
+        let start = Instant::now();
+        while alive(self.pid) && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        detach(&self.target);
     }
 }
 
-impl Drop for DaemonMount {
+impl Drop for Mount {
     fn drop(&mut self) {
-        let out = zvfs(&["umount", &self.target.to_string_lossy()]);
-        if !out.status.success() {
-            let _ = rustix::mount::unmount(&self.target, rustix::mount::UnmountFlags::DETACH);
+        detach(&self.target);
+        if alive(self.pid) {
+            let _ = Command::new("kill")
+                .args(["-9", &self.pid.to_string()])
+                .status();
+        }
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.wait();
         }
     }
 }

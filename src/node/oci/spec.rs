@@ -159,7 +159,10 @@ mod tests {
         assert!(e.contains("not valid JSON"), "{e}");
         std::fs::write(&cfg, r#"{"annotations":{"a":1}}"#).unwrap();
         let s = Spec::load(dir.path()).unwrap();
-        assert!(s.annotations().is_err());
+        assert_eq!(
+            s.annotations().err().map(|e| e.kind),
+            Some(crate::error::ErrorKind::Format)
+        );
         assert!(s.root_path().unwrap_err().to_string().contains("root.path"));
     }
 }

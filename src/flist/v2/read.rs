@@ -1,14 +1,6 @@
-//! The rfs v2 `.fl` SQLite format, read and written exactly as rfs 2.x does, plus zvfs's
-//! extension tables (ignored by rfs; see `docs/flist-extensions.md`):
-//!
-//! - `zvfs_name(ino PRIMARY KEY, name BLOB)`: the raw bytes of a name that is not UTF-8
-//!   (the `inode.name` column then holds a lossy UTF-8 rendering for rfs);
-//! - `zvfs_xattr(ino, name BLOB, value BLOB)`: extended attributes;
-//! - `zvfs_hardlink(ino PRIMARY KEY, target)`: this inode is another path of `target`
-//!   (its block rows are duplicated so rfs still reads its content);
-//! - `zvfs_identity(ino PRIMARY KEY, partial BLOB, checksum BLOB)`: content identity.
-//!
-//! A `version` tag `zvfs-1` marks files written by zvfs. This module does not fetch data.
+//! Reading a v2 `.fl`: [`V2Reader`] opens it read-only (immutable, refusing truncated files
+//! and unknown schema markers), keeps a small pool of SQLite connections and serves the
+//! [`Flist`] trait, zvfs's extension tables included. It must not write to the file.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -16,27 +8,10 @@ use std::sync::{Mutex, OnceLock};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
-use super::{Entry, Flist, Identity, Ino, Kind, Route, Totals, S_IFDIR, S_IFMT};
+use super::{SCHEMA_VERSION, VERSION_TAG};
 use crate::codec::ChunkRef;
 use crate::error::{Context, Error, Result};
-
-/// The schema version zvfs writes and the newest it reads.
-pub const SCHEMA_VERSION: u32 = 1;
-pub const VERSION_TAG: &str = "version";
-
-/// Refuse a tag key that zvfs writes itself and users must not set or delete: `version`,
-/// the schema marker (any other value makes readers refuse the flist or read it as
-/// another format). The one check behind `pack --tag` and `config tag add|delete`.
-pub fn check_tag_key(key: &str) -> Result<()> {
-    if key == VERSION_TAG {
-        return Err(Error::invalid(format!(
-            "the `{VERSION_TAG}` tag is reserved: zvfs writes it itself (schema marker \
-             zvfs-{SCHEMA_VERSION}) and cannot read an flist whose marker was changed; use \
-             another key such as `release`"
-        )));
-    }
-    Ok(())
-}
+use crate::flist::{Entry, Flist, Identity, Ino, Kind, Route, Totals, S_IFDIR, S_IFMT};
 
 /// How to put back a schema marker that was set by hand (only older zvfs let `config tag
 /// add` do it), for the errors that refuse such an flist.
@@ -47,50 +22,6 @@ fn restore_hint(path: &Path) -> String {
         path.display()
     )
 }
-
-const RFS_SCHEMA: &str = "CREATE TABLE inode (
-    ino INTEGER PRIMARY KEY AUTOINCREMENT,
-    parent INTEGER,
-    name VARCHAR(255),
-    size INTEGER,
-    uid INTEGER,
-    gid INTEGER,
-    mode INTEGER,
-    rdev INTEGER,
-    ctime INTEGER,
-    mtime INTEGER
-);
-CREATE INDEX parents ON inode (parent);
-CREATE INDEX names ON inode (name);
-CREATE TABLE extra (
-    ino INTEGER PRIMARY KEY,
-    data VARCHAR(4096)
-);
-CREATE TABLE block (
-    ino INTEGER,
-    id VARCHAR(32),
-    key VARCHAR(32)
-);
-CREATE INDEX block_ino ON block (ino);
-CREATE TABLE tag (
-    key VARCHAR(10) PRIMARY KEY,
-    value VARCHAR(255)
-);
-CREATE TABLE route (
-    start integer, -- one byte hash prefix
-    end integer, -- one byte hash prefix
-    url VARCHAR(2048)
-);
-";
-
-const ZVFS_SCHEMA: &str = "CREATE TABLE zvfs_name (ino INTEGER PRIMARY KEY, name BLOB);
-CREATE INDEX zvfs_name_name ON zvfs_name (name);
-CREATE TABLE zvfs_xattr (ino INTEGER, name BLOB, value BLOB);
-CREATE INDEX zvfs_xattr_ino ON zvfs_xattr (ino);
-CREATE TABLE zvfs_hardlink (ino INTEGER PRIMARY KEY, target INTEGER);
-CREATE INDEX zvfs_hardlink_target ON zvfs_hardlink (target);
-CREATE TABLE zvfs_identity (ino INTEGER PRIMARY KEY, partial BLOB, checksum BLOB);
-";
 
 /// Which optional tables a file has, decided once at open.
 #[derive(Clone, Copy, Default)]
@@ -257,7 +188,7 @@ impl V2Reader {
             )),
         };
         // Fail now, with the file name, if the root is missing or the file is damaged.
-        reader.get(super::ROOT_INO).with_ctx(what)?;
+        reader.get(crate::flist::ROOT_INO).with_ctx(what)?;
         Ok(reader)
     }
 
@@ -623,241 +554,5 @@ impl Flist for V2Reader {
             t.unique_blocks = unique as u64;
             Ok(t)
         })
-    }
-}
-
-/// Metadata of one entry to write.
-#[derive(Clone, Debug)]
-pub struct NewEntry<'a> {
-    pub parent: Ino,
-    pub name: &'a [u8],
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub size: u64,
-    pub rdev: u64,
-    pub mtime: i64,
-    pub ctime: i64,
-}
-
-/// Writes a new `.fl` file. Everything happens in one transaction; the caller writes
-/// to a temporary path and renames it into place only after [`V2Writer::finish`].
-pub struct V2Writer {
-    conn: Connection,
-    path: PathBuf,
-}
-
-impl V2Writer {
-    /// Create an empty flist at `path` with the rfs schema, the zvfs extension tables and
-    /// the `version` tag. A file already at `path` is emptied in place (not replaced: the
-    /// caller may hold a lock on it).
-    pub fn create(path: &Path) -> Result<V2Writer> {
-        if path.exists() {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .open(path)
-                .with_ctx(|| format!("emptying stale {}", path.display()))?;
-        }
-        let conn =
-            Connection::open(path).with_ctx(|| format!("creating flist {}", path.display()))?;
-        conn.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; BEGIN;")
-            .with_ctx(|| format!("creating flist {}", path.display()))?;
-        conn.execute_batch(RFS_SCHEMA)
-            .with_ctx(|| format!("creating flist {}", path.display()))?;
-        conn.execute_batch(ZVFS_SCHEMA)
-            .with_ctx(|| format!("creating flist {}", path.display()))?;
-        let w = V2Writer {
-            conn,
-            path: path.to_path_buf(),
-        };
-        w.set_tag(VERSION_TAG, &format!("zvfs-{SCHEMA_VERSION}"))?;
-        Ok(w)
-    }
-
-    fn err(&self) -> String {
-        format!("writing flist {}", self.path.display())
-    }
-
-    /// Insert an entry; the root is the entry with `parent == 0` and name `/`.
-    /// Returns its inode number (assigned in insertion order, root = 1).
-    pub fn add_entry(&self, e: &NewEntry<'_>) -> Result<Ino> {
-        let utf8 = std::str::from_utf8(e.name);
-        let text = match utf8 {
-            Ok(t) => t.to_string(),
-            Err(_) => String::from_utf8_lossy(e.name).into_owned(),
-        };
-        self.conn
-            .prepare_cached(
-                "INSERT INTO inode (parent, name, size, uid, gid, mode, rdev, ctime, mtime) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
-                    e.parent as i64,
-                    text,
-                    e.size as i64,
-                    e.uid as i64,
-                    e.gid as i64,
-                    e.mode as i64,
-                    e.rdev as i64,
-                    e.ctime,
-                    e.mtime
-                ])
-            })
-            .with_ctx(|| self.err())?;
-        let ino = self.conn.last_insert_rowid() as Ino;
-        if utf8.is_err() {
-            self.conn
-                .prepare_cached("INSERT INTO zvfs_name (ino, name) VALUES (?1, ?2)")
-                .and_then(|mut st| st.execute(params![ino as i64, e.name]))
-                .with_ctx(|| self.err())?;
-        }
-        Ok(ino)
-    }
-
-    pub fn set_link_target(&self, ino: Ino, target: &[u8]) -> Result<()> {
-        self.conn
-            .prepare_cached("INSERT INTO extra (ino, data) VALUES (?1, ?2)")
-            .and_then(|mut st| st.execute(params![ino as i64, target]))
-            .with_ctx(|| self.err())?;
-        Ok(())
-    }
-
-    /// Append block rows for `ino`, in file order.
-    pub fn add_blocks(&self, ino: Ino, blocks: &[ChunkRef]) -> Result<()> {
-        let mut st = self
-            .conn
-            .prepare_cached("INSERT INTO block (ino, id, key) VALUES (?1, ?2, ?3)")
-            .with_ctx(|| self.err())?;
-        for b in blocks {
-            st.execute(params![ino as i64, b.id(), b.key()])
-                .with_ctx(|| self.err())?;
-        }
-        Ok(())
-    }
-
-    pub fn add_xattr(&self, ino: Ino, name: &[u8], value: &[u8]) -> Result<()> {
-        self.conn
-            .prepare_cached("INSERT INTO zvfs_xattr (ino, name, value) VALUES (?1, ?2, ?3)")
-            .and_then(|mut st| st.execute(params![ino as i64, name, value]))
-            .with_ctx(|| self.err())?;
-        Ok(())
-    }
-
-    /// Record that `ino` is another path of `target` (its blocks must be added too).
-    pub fn add_hardlink(&self, ino: Ino, target: Ino) -> Result<()> {
-        self.conn
-            .prepare_cached("INSERT INTO zvfs_hardlink (ino, target) VALUES (?1, ?2)")
-            .and_then(|mut st| st.execute(params![ino as i64, target as i64]))
-            .with_ctx(|| self.err())?;
-        Ok(())
-    }
-
-    pub fn set_identity(&self, ino: Ino, id: &Identity) -> Result<()> {
-        self.conn
-            .prepare_cached(
-                "INSERT OR REPLACE INTO zvfs_identity (ino, partial, checksum) VALUES (?1, ?2, ?3)",
-            )
-            .and_then(|mut st| st.execute(params![ino as i64, &id.partial[..], &id.checksum[..]]))
-            .with_ctx(|| self.err())?;
-        Ok(())
-    }
-
-    pub fn set_tag(&self, key: &str, value: &str) -> Result<()> {
-        insert_tag(&self.conn, key, value).with_ctx(|| self.err())
-    }
-
-    pub fn add_route(&self, route: &Route) -> Result<()> {
-        insert_route(&self.conn, route).with_ctx(|| self.err())
-    }
-
-    /// Commit and close. The file is complete on disk when this returns.
-    pub fn finish(self) -> Result<()> {
-        let what = self.err();
-        self.conn.execute_batch("COMMIT;").ctx(&what)?;
-        self.conn
-            .close()
-            .map_err(|(_, e)| Error::from(e).context(&what))?;
-        let f = std::fs::File::open(&self.path).ctx(&what)?;
-        f.sync_all().ctx(&what)?;
-        Ok(())
-    }
-}
-
-fn insert_tag(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT OR REPLACE INTO tag (key, value) VALUES (?1, ?2)",
-        params![key, value],
-    )
-    .map(|_| ())
-}
-
-fn insert_route(conn: &Connection, route: &Route) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO route (start, end, url) VALUES (?1, ?2, ?3)",
-        params![route.start as i64, route.end as i64, route.url],
-    )
-    .map(|_| ())
-}
-
-/// Open an existing `.fl` for in-place edits of tags and routes (`zvfs config`).
-pub struct V2Editor {
-    conn: Connection,
-    path: PathBuf,
-}
-
-impl V2Editor {
-    pub fn open(path: &Path) -> Result<V2Editor> {
-        V2Reader::open(path)?;
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
-            .with_ctx(|| format!("opening flist {} for writing", path.display()))?;
-        Ok(V2Editor {
-            conn,
-            path: path.to_path_buf(),
-        })
-    }
-
-    fn err(&self) -> String {
-        format!("editing flist {}", self.path.display())
-    }
-
-    /// Set a tag; the reserved `version` marker is refused ([`check_tag_key`]).
-    pub fn set_tag(&self, key: &str, value: &str) -> Result<()> {
-        check_tag_key(key).with_ctx(|| self.err())?;
-        insert_tag(&self.conn, key, value).with_ctx(|| self.err())
-    }
-
-    /// Delete a tag; the reserved `version` marker is refused ([`check_tag_key`]).
-    pub fn delete_tag(&self, key: &str) -> Result<()> {
-        check_tag_key(key).with_ctx(|| self.err())?;
-        self.conn
-            .execute("DELETE FROM tag WHERE key = ?1", [key])
-            .with_ctx(|| self.err())?;
-        Ok(())
-    }
-
-    /// Delete every tag but the reserved `version` marker.
-    pub fn delete_all_tags(&self) -> Result<()> {
-        self.conn
-            .execute("DELETE FROM tag WHERE key IS NOT ?1", [VERSION_TAG])
-            .with_ctx(|| self.err())?;
-        Ok(())
-    }
-
-    pub fn add_route(&self, route: &Route) -> Result<()> {
-        insert_route(&self.conn, route).with_ctx(|| self.err())
-    }
-
-    pub fn delete_route(&self, url: &str) -> Result<usize> {
-        self.conn
-            .execute("DELETE FROM route WHERE url = ?1", [url])
-            .with_ctx(|| self.err())
-    }
-
-    pub fn delete_all_routes(&self) -> Result<()> {
-        self.conn
-            .execute("DELETE FROM route", [])
-            .with_ctx(|| self.err())?;
-        Ok(())
     }
 }

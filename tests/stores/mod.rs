@@ -1,8 +1,10 @@
 //! Chunk stores against real servers on loopback: redis-server (as a 0-db stand-in, over
 //! TCP and a unix socket), python's http.server, TCP listeners that refuse to answer, and
-//! the `verify`, `clone` and `config` commands.
+//! the `verify`, `clone` and `config` commands; the dir store layouts (`dir`) and the stores
+//! end to end through pack, unpack and mount (`e2e`).
 
-mod common;
+mod dir;
+mod e2e;
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -13,9 +15,9 @@ use std::sync::{Arc, Mutex};
 
 use std::time::{Duration, Instant};
 
-use common::{
-    dir_url, encrypt_under, free_port, http_server, noise, redis_server, wait_for, zvfs, zvfs_ok,
-    Server,
+use crate::common::{
+    self, dir_url, encrypt_under, free_port, http_server, noise, redis_server, wait_for, zvfs,
+    zvfs_ok, Server,
 };
 use zvfs::codec::{self, ChunkRef, CHUNK_SIZE};
 use zvfs::flist::v2::{NewEntry, V2Writer};
@@ -968,12 +970,16 @@ fn config_removes_the_copies_dead_edits_left() {
         dir.join(format!(".other.fl.zvfs-edit.{dead}")),
         // a journal whose copy is already gone
         dir.join(format!(".gone.fl.zvfs-edit.{dead}-journal")),
+        // the names edits use now (the ones above are earlier versions')
+        dir.join(format!(".{name}.zvfs-tmp-{dead}")),
+        dir.join(format!(".{name}.zvfs-tmp-{dead}-journal")),
     ];
     let kept = [
         dir.join(format!(".{name}.zvfs-edit.{lp}")),
         dir.join(format!(".{name}.zvfs-edit.{lp}-journal")),
         dir.join(format!("{name}.zvfs-edit.{dead}")),
         dir.join(format!(".{name}.zvfs-edit.{dead}.bak")),
+        dir.join(format!(".{name}.zvfs-tmp-{lp}")),
     ];
     for p in removed.iter().chain(&kept) {
         common::plant_leftover(p);

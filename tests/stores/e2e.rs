@@ -3,24 +3,17 @@
 //! from it; and `unpack`/`mount` through a real HTTP server serving a dir store in both
 //! the two-level and the flat layout. Every comparison is byte for byte.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{
-    dir_url, fuse_available, http_server, redis_server, xorshift_bytes, zvfs_ok, DaemonMount,
+use crate::common::{
+    self, dir_url, fuse_available, http_server, noise, redis_server, zvfs_ok, Mount,
 };
-
-/// Deterministic bytes (xorshift), incompressible enough to give distinct chunks.
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    xorshift_bytes(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1, 0, len)
-}
 
 /// A small tree: a multi-chunk file, a chunk-sized one, small files, a symlink, a subdir.
 fn make_tree(root: &Path) {
     std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
-    std::fs::write(root.join("big.bin"), bytes(1, 1_300_000)).unwrap();
-    std::fs::write(root.join("exact.bin"), bytes(2, 524_288)).unwrap();
+    std::fs::write(root.join("big.bin"), noise(1, 1_300_000)).unwrap();
+    std::fs::write(root.join("exact.bin"), noise(2, 524_288)).unwrap();
     std::fs::write(root.join("hello.txt"), b"hello world\n").unwrap();
     std::fs::write(root.join("sub/deeper/small.txt"), b"small").unwrap();
     std::fs::write(root.join("empty"), b"").unwrap();
@@ -73,7 +66,7 @@ fn unpack_and_mount_match(meta: &Path, store: &str, src: &Path, work: &Path) {
         let mnt = work.join("mnt");
         let (meta, cache) = (s(meta), s(&work.join("cache")));
         let args = ["-m", &meta, "-c", &cache, "-s", store, "--deadline", "10"];
-        let m = DaemonMount::new(&args, &mnt);
+        let m = Mount::daemon(&mnt, &args);
         assert_eq!(snapshot(&m.target), expected, "mount from {store}");
     }
 }

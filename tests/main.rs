@@ -1,0 +1,20 @@
+//! The integration tests of zvfs, one binary with a module per feature (`cargo test --test
+//! main MODULE::`). They run the real `zvfs` binary and library against real parts: FUSE
+//! mounts, redis-server, an HTTP server, Garage (S3), runc, the rfs and zflist fixtures.
+//! Shared helpers are in `common`; FUSE tests are written `fuse_test! { fn name() {..} }`.
+
+#[macro_use]
+mod common;
+
+mod cli;
+mod identity;
+mod inspect;
+mod legacy;
+mod mount;
+mod node;
+mod oci;
+mod pack;
+mod s3;
+mod stores;
+mod unpack;
+mod warm;
