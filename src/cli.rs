@@ -23,21 +23,25 @@ Exit codes:
   75  temporary: a store unreachable, failing or without a chunk, or a deadline
       passed; retrying later may succeed";
 
+/// The command line of `zvfs`: global flags and one subcommand.
 #[derive(Parser, Debug)]
 #[command(
     name = "zvfs",
     version,
     about = "Pack, mount and unpack Zero-OS flists",
-    after_help = EXIT_CODES
+    after_help = EXIT_CODES,
+    long_about = None
 )]
 pub struct Cli {
     /// Verbose logging.
     #[arg(long, global = true)]
     pub debug: bool,
+    /// The subcommand to run.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The subcommands; each variant's doc is its one-line help.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Pack a directory into an flist plus chunks in stores.
@@ -84,6 +88,7 @@ pub enum Command {
     Man(ManArgs),
 }
 
+/// Arguments of `zvfs completions`.
 #[derive(clap::Args, Debug)]
 pub struct CompletionsArgs {
     /// The shell to complete for.
@@ -91,6 +96,7 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
+/// Arguments of `zvfs man`.
 #[derive(clap::Args, Debug)]
 pub struct ManArgs {
     /// Write zvfs.1 and one zvfs-COMMAND.1 page per (sub)command here instead of printing

@@ -71,12 +71,17 @@ pub fn partial_checksum_bytes(data: &[u8]) -> [u8; 32] {
 pub struct FullChecksum(Sha256);
 
 impl FullChecksum {
+    /// A checksum of nothing yet.
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Feed the next bytes of the content.
     pub fn update(&mut self, data: &[u8]) {
         self.0.update(data);
     }
+
+    /// The SHA-256 of everything fed (the identity `checksum`).
     pub fn finish(self) -> [u8; 32] {
         self.0.finalize().into()
     }
@@ -115,6 +120,7 @@ pub struct WholeRead {
     pub checksum: [u8; 32],
     /// The v2 chunk keys (BLAKE2b-256 of each 512 KiB plaintext chunk), in file order.
     pub keys: Vec<ChunkKey>,
+    /// Bytes read (equal to the expected length).
     pub size: u64,
 }
 

@@ -15,8 +15,11 @@ use std::sync::OnceLock;
 
 /// One file range to map: `len` bytes of `file` from `offset`.
 pub struct Part<'a> {
+    /// The file, open for reading.
     pub file: &'a File,
+    /// Start of the range in the file, in bytes (a multiple of the page size).
     pub offset: u64,
+    /// Length of the range, in bytes.
     pub len: usize,
 }
 
@@ -27,8 +30,11 @@ pub struct Window {
     len: usize,
 }
 
-// The mapping is read-only and owned by the window alone.
+// SAFETY: the mapping is read-only and owned by the window alone (no other handle to the
+// pointer exists), so moving the window to another thread moves sole ownership.
 unsafe impl Send for Window {}
+// SAFETY: the mapping is read-only; sharing `&Window` only gives out `&[u8]` views of it,
+// which any number of threads may read at once.
 unsafe impl Sync for Window {}
 
 /// The system's page size, asked of libc once. (Not `rustix::param`: without the

@@ -48,11 +48,17 @@ const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 /// Counters for logs, `cache stats` and tests.
 #[derive(Default, Debug)]
 pub struct CacheStats {
+    /// Reads served from a verified cache file.
     pub hits: AtomicU64,
+    /// Reads that found no good cache file.
     pub misses: AtomicU64,
+    /// Chunks fetched from the stores.
     pub fetches: AtomicU64,
+    /// Misses that waited for a fetch already under way instead of starting one.
     pub merged: AtomicU64,
+    /// Cache files found truncated or corrupt (removed and fetched again).
     pub bad_files: AtomicU64,
+    /// Chunks that could not be written to the cache (served anyway).
     pub write_errors: AtomicU64,
 }
 
@@ -140,11 +146,16 @@ pub const MAX_PIECES: usize = 4;
 /// Part of a read: `len` bytes of a chunk's plaintext from `offset`.
 #[derive(Clone, Copy, Debug)]
 pub struct Piece {
+    /// The chunk.
     pub chunk: ChunkRef,
+    /// Start in the chunk's plaintext, in bytes.
     pub offset: usize,
+    /// Length, in bytes.
     pub len: usize,
 }
 
+/// The on-disk cache of verified chunk plaintexts (`<dir>/<hh>/<hh>/<hex id>`, the rfs
+/// layout), bounded by its [`quota::Quota`]; concurrent misses of one chunk share one fetch.
 pub struct ChunkCache {
     dir: PathBuf,
     quota: quota::Quota,
@@ -152,6 +163,7 @@ pub struct ChunkCache {
     verified: Mutex<LruCache<ChunkRef, Instant>>,
     flights: Mutex<HashMap<ChunkRef, Arc<Flight>>>,
     slots: Slots,
+    /// Hits, misses and fetches of this process.
     pub stats: CacheStats,
 }
 
@@ -175,10 +187,12 @@ impl ChunkCache {
         })
     }
 
+    /// The cache directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// The directory's size bound and its maintenance operations.
     pub fn quota(&self) -> &quota::Quota {
         &self.quota
     }

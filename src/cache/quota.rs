@@ -64,6 +64,9 @@ pub fn recorded_usage(dir: &Path) -> Option<u64> {
         .ok()
 }
 
+/// Bytes in a size such as `4G`, `512M`, `100k`, `1GiB` or `4096` (binary multiples of
+/// K, M, G or T, optionally followed by `B` or `iB`); an `Invalid` error for anything
+/// else or an overflow.
 pub fn parse_size(s: &str) -> Result<u64> {
     let t = s.trim();
     let t = t
@@ -100,29 +103,34 @@ fn is_hex2(name: &str) -> bool {
 /// A chunk file found by a scan.
 #[derive(Debug)]
 pub struct ChunkFile {
+    /// Its modification time: when it was last used (its LRU age).
     pub mtime: SystemTime,
     /// Its length.
     pub len: u64,
     /// What it takes on disk.
     pub cost: u64,
+    /// Where it is.
     pub path: PathBuf,
 }
 
 /// What a scan of the cache directory found.
 #[derive(Debug, Default)]
 pub struct Scan {
+    /// Every chunk file, in no particular order.
     pub chunks: Vec<ChunkFile>,
     /// The chunk files' lengths.
     pub chunk_bytes: u64,
     /// What the chunk files take on disk.
     pub chunk_cost: u64,
-    /// The `<hh>` and `<hh>/<hh>` directories, and what they take on disk.
+    /// The `<hh>` and `<hh>/<hh>` directories.
     pub dirs: u64,
+    /// What those directories take on disk, in bytes.
     pub dir_bytes: u64,
     /// Directories holding nothing, deepest first (removed by gc, clear and fsck).
     pub empty_dirs: Vec<PathBuf>,
     /// Temporary files of live writers (their bytes count against the bound).
     pub live_tmp: u64,
+    /// What those temporary files take on disk, in bytes.
     pub live_tmp_bytes: u64,
     /// Temporary files of dead writers, removed by the scan.
     pub stale_tmp_removed: u64,
@@ -142,26 +150,40 @@ impl Scan {
 /// Result of `fsck`.
 #[derive(Debug, Default)]
 pub struct FsckReport {
+    /// Chunk files checked.
     pub files: u64,
+    /// Empty directories removed.
     pub empty_dirs_removed: u64,
+    /// Files of known chunks that matched their key.
     pub verified: u64,
+    /// Files of chunks not in the given flists (not verifiable, kept).
     pub unknown: u64,
+    /// Files of known chunks that did not match, removed.
     pub bad_removed: u64,
+    /// Empty chunk files removed.
     pub empty_removed: u64,
+    /// Misplaced files and directories removed (see [`Scan::strays`]).
     pub strays_removed: u64,
+    /// Temporary files of dead writers removed.
     pub stale_tmp_removed: u64,
 }
 
 /// Result of `gc`.
 #[derive(Debug, Default)]
 pub struct GcReport {
+    /// Usage before, in bytes (as counted against the bound).
     pub bytes_before: u64,
+    /// Usage after, in bytes.
     pub bytes_after: u64,
+    /// Chunk files evicted.
     pub files_removed: u64,
+    /// Temporary files of dead writers removed.
     pub stale_tmp_removed: u64,
+    /// Empty directories removed.
     pub empty_dirs_removed: u64,
 }
 
+/// The size bound of one cache directory, kept in its usage file under an `flock`.
 pub struct Quota {
     dir: PathBuf,
     max: u64,
@@ -169,6 +191,7 @@ pub struct Quota {
 }
 
 impl Quota {
+    /// The quota of `dir` bounded to `max` bytes; the usage is recounted by a scan.
     pub fn open(dir: &Path, max: u64) -> Result<Quota> {
         let q = Quota {
             dir: dir.to_path_buf(),
@@ -180,6 +203,7 @@ impl Quota {
         Ok(q)
     }
 
+    /// The bound, in bytes.
     pub fn max(&self) -> u64 {
         self.max
     }

@@ -15,12 +15,15 @@ use crate::cache::{parse_size, quota::Quota};
 use crate::error::{ExitCode, Result};
 use crate::flist;
 
+/// Arguments of `zvfs cache`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// What to do with the cache.
     #[command(subcommand)]
     pub action: Action,
 }
 
+/// The `zvfs cache` subcommands.
 #[derive(clap::Subcommand, Debug)]
 pub enum Action {
     /// Files, bytes and the bound of a cache directory.
@@ -33,6 +36,7 @@ pub enum Action {
     Clear(Common),
 }
 
+/// The cache directory and its bound, taken by every `zvfs cache` subcommand.
 #[derive(clap::Args, Debug)]
 pub struct Common {
     /// Cache directory.
@@ -43,8 +47,10 @@ pub struct Common {
     pub cache_size: String,
 }
 
+/// Arguments of `zvfs cache fsck`.
 #[derive(clap::Args, Debug)]
 pub struct FsckArgs {
+    /// The cache.
     #[command(flatten)]
     pub common: Common,
     /// Flists whose chunks are verified against their keys (repeatable).
@@ -62,6 +68,8 @@ fn open(c: &Common) -> Result<Quota> {
     Quota::open(&c.cache, parse_size(&c.cache_size)?)
 }
 
+/// Run the subcommand and print its report; `fsck` returns [`ExitCode::REPAIRED`] when
+/// it removed a bad, empty or misplaced file.
 pub fn run(args: Args) -> Result<ExitCode> {
     let mut out = super::out::Out::new();
     match args.action {

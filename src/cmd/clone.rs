@@ -12,10 +12,13 @@ use crate::clone::copy_chunks;
 use crate::error::{Error, ExitCode, Result};
 use crate::store::router::Router;
 
+/// Arguments of `zvfs clone`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The flist.
     #[command(flatten)]
     pub flist: super::FlistArg,
+    /// Destination stores.
     #[command(flatten)]
     pub stores: super::DestStores,
     /// Cache of plaintext chunks (`<cache>/<hh>/<hh>/<hex id>`) to read before the stores.
@@ -27,12 +30,16 @@ pub struct Args {
     /// Keep passwords in the routes written by `--update-routes`.
     #[arg(long)]
     pub no_strip_password: bool,
+    /// Parallelism.
     #[command(flatten)]
     pub jobs: super::Jobs,
+    /// Store timeouts.
     #[command(flatten)]
     pub store_flags: super::StoreFlags,
 }
 
+/// Copy the chunks, update the routes if asked, print the report; any chunk that could
+/// not be copied is an error.
 pub fn run(args: Args) -> Result<ExitCode> {
     let fl = args.flist.open(None)?;
     let cfg = args.store_flags.config();

@@ -14,29 +14,35 @@ use crate::error::{Error, ExitCode, Result};
 use crate::flist::{self, Route};
 use crate::store;
 
+/// Arguments of `zvfs config`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The flist to read or edit (an rfs v2 / zvfs `.fl`).
     #[arg(short = 'm', long = "meta")]
     pub meta: PathBuf,
+    /// What to list or edit.
     #[command(subcommand)]
     pub what: What,
 }
 
+/// The two things `zvfs config` edits.
 #[derive(clap::Subcommand, Debug)]
 pub enum What {
     /// Free key/value metadata.
     Tag {
+        /// What to do with the tags.
         #[command(subcommand)]
         op: TagOp,
     },
     /// Store routes (where the chunks are).
     Store {
+        /// What to do with the routes.
         #[command(subcommand)]
         op: StoreOp,
     },
 }
 
+/// `zvfs config tag` operations.
 #[derive(clap::Subcommand, Debug)]
 pub enum TagOp {
     /// Print every tag as `key=value`.
@@ -63,12 +69,14 @@ pub enum TagOp {
     },
 }
 
+/// `zvfs config store` operations.
 #[derive(clap::Subcommand, Debug)]
 pub enum StoreOp {
     /// Print every route as `xx-xx=URL` (the form `-s` accepts).
     List,
     /// Add routes, `[xx-xx=]URL` (repeatable).
     Add {
+        /// Route to add, `[xx-xx=]URL` (repeatable).
         #[arg(short = 's', long = "store", required = true, value_parser = super::StoreSpec)]
         stores: Vec<String>,
         /// Keep passwords in the URLs written into the flist.
@@ -106,6 +114,7 @@ pub fn routes_to_write(specs: &[String], keep_password: bool) -> Result<Vec<Rout
         .collect()
 }
 
+/// List, or edit atomically, the flist's tags or routes.
 pub fn run(args: Args) -> Result<ExitCode> {
     let mut out = super::out::Out::new();
     let meta = &args.meta;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use crate::diff::dedup::{dedup, Options, Report};
 use crate::error::{ExitCode, Result};
 
+/// Arguments of `zvfs dedup`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Flists (`.fl`) and local directories to compare, together.
@@ -21,6 +22,7 @@ pub struct Args {
     pub chunks: bool,
 }
 
+/// Analyse the inputs and print the report (text, or JSON with `--json`).
 pub fn run(args: Args) -> Result<ExitCode> {
     let report = dedup(
         &args.inputs,

@@ -19,6 +19,7 @@ Only files of equal size whose contents no metadata can compare (a legacy .flist
 v2 .fl: other chunk keys, no checksums) are fetched from their flist's stores, chunk by \
 chunk, and compared by SHA-256; the number of files fetched is printed on stderr. \
 --store-a/--store-b override each flist's routes for that; a fetch that fails exits 2.")]
+/// Arguments of `zvfs diff`.
 pub struct Args {
     /// The old flist.
     pub a: PathBuf,
@@ -43,10 +44,13 @@ pub struct Args {
     /// Chunk cache for fetched content.
     #[command(flatten)]
     pub cache: super::CacheFlags,
+    /// Store timeouts.
     #[command(flatten)]
     pub store_flags: StoreFlags,
 }
 
+/// Compare and print the changes; returns [`ExitCode::Ok`] when identical,
+/// [`ExitCode::DIFFERENT`] when not and [`ExitCode::TROUBLE`] (diff(1)'s 2) on any error.
 pub fn run(args: Args) -> Result<ExitCode> {
     match run_inner(&args) {
         Ok(code) => Ok(code),

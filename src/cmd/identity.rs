@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Context, ExitCode, Result};
 use crate::identity::partial_checksum;
 
+/// Arguments of `zvfs identity`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Local files.
@@ -38,6 +39,8 @@ fn full_checksum(path: &std::path::Path) -> Result<[u8; 32]> {
     crate::identity::checksum_reader(&mut f).with_ctx(what)
 }
 
+/// Print each file's size and checksums (hex), or with `--time` the partial checksum's
+/// timings.
 pub fn run(args: Args) -> Result<ExitCode> {
     let mut out = super::out::Out::new();
     for path in &args.paths {

@@ -10,14 +10,18 @@ use crate::error::{Context, ExitCode, Result};
 use crate::flist::{self, Entry, Flist, Kind};
 use crate::store::redact;
 
+/// Arguments of `zvfs inspect`.
 #[derive(clap::Args, Debug)]
 pub struct InspectArgs {
+    /// The flist.
     #[command(flatten)]
     pub flist: super::FlistArg,
 }
 
+/// Arguments of `zvfs ls`.
 #[derive(clap::Args, Debug)]
 pub struct LsArgs {
+    /// The flist.
     #[command(flatten)]
     pub flist: super::FlistArg,
     /// Long listing.
@@ -27,29 +31,39 @@ pub struct LsArgs {
     pub path: Option<String>,
 }
 
+/// Arguments of `zvfs stat`.
 #[derive(clap::Args, Debug)]
 pub struct StatArgs {
+    /// The flist.
     #[command(flatten)]
     pub flist: super::FlistArg,
     /// Also list the chunks (id and key) of a file.
     #[arg(long)]
     pub blocks: bool,
+    /// Path of the entry in the flist.
     pub path: String,
 }
 
+/// Arguments of `zvfs cat`.
 #[derive(clap::Args, Debug)]
 pub struct CatArgs {
+    /// The flist.
     #[command(flatten)]
     pub flist: super::FlistArg,
+    /// Chunk cache to read through.
     #[command(flatten)]
     pub cache: super::CacheFlags,
+    /// Stores overriding the flist's routes.
     #[command(flatten)]
     pub stores: super::RouteOverrides,
+    /// Store timeouts.
     #[command(flatten)]
     pub store_flags: super::StoreFlags,
+    /// Path of the file in the flist.
     pub path: String,
 }
 
+/// Print the flist's summary (format, entries per kind, bytes, chunks, tags, routes).
 pub fn inspect(a: InspectArgs) -> Result<ExitCode> {
     let fl = a.flist.open(None)?;
     let t = fl.totals()?;
@@ -119,6 +133,7 @@ fn kind_index(k: Kind) -> usize {
     ALL_KINDS.iter().position(|x| *x == k).unwrap_or(0)
 }
 
+/// List a directory of the flist (one entry when the path is not a directory).
 pub fn ls(a: LsArgs) -> Result<ExitCode> {
     let fl = a.flist.open(None)?;
     let path = a.path.unwrap_or_default();
@@ -226,6 +241,7 @@ pub fn utc(secs: i64) -> String {
     )
 }
 
+/// Print every field of one entry (and its chunks with `--blocks`).
 pub fn stat(a: StatArgs) -> Result<ExitCode> {
     let fl = a.flist.open(None)?;
     let e = flist::resolve(&*fl, a.path.as_bytes())?;
@@ -300,6 +316,7 @@ pub fn stat(a: StatArgs) -> Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
+/// Write a file's content to stdout, fetched chunk by chunk (bounded memory).
 pub fn cat(a: CatArgs) -> Result<ExitCode> {
     let fl = a.flist.open(a.cache.cache.as_deref())?;
     let e = flist::resolve(&*fl, a.path.as_bytes())?;

@@ -18,6 +18,7 @@ impl Default for Out {
 }
 
 impl Out {
+    /// Output to this process's stdout, buffered.
     pub fn new() -> Out {
         Out {
             w: std::io::BufWriter::new(std::io::stdout()),

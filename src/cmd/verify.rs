@@ -7,21 +7,27 @@ use crate::content::verify::{verify, Problem};
 use crate::error::{ExitCode, Result};
 use crate::store::router::Router;
 
+/// Arguments of `zvfs verify`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The flist.
     #[command(flatten)]
     pub flist: super::FlistArg,
+    /// Stores overriding the flist's routes.
     #[command(flatten)]
     pub stores: super::RouteOverrides,
     /// Fetch every chunk and check it decrypts to the right content (both hashes).
     #[arg(long)]
     pub deep: bool,
+    /// Parallelism.
     #[command(flatten)]
     pub jobs: super::Jobs,
+    /// Store timeouts.
     #[command(flatten)]
     pub store_flags: super::StoreFlags,
 }
 
+/// Check the chunks and report every problem; [`ExitCode::PROBLEMS`] when there is any.
 pub fn run(args: Args) -> Result<ExitCode> {
     let fl = args.flist.open(None)?;
     let router = Router::for_flist(

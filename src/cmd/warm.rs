@@ -11,24 +11,31 @@ use crate::content::warm::{collect, warm};
 use crate::content::Chunks;
 use crate::error::{Error, ExitCode, Result};
 
+/// Arguments of `zvfs warm`.
 #[derive(clap::Args, Debug)]
 #[command(mut_arg("cache", |a| a.required(true)))]
 pub struct Args {
+    /// The flist.
     #[command(flatten)]
     pub flist: super::FlistArg,
     /// The cache to fill (required).
     #[command(flatten)]
     pub cache: super::CacheFlags,
+    /// Stores overriding the flist's routes.
     #[command(flatten)]
     pub stores: super::RouteOverrides,
+    /// Parallelism.
     #[command(flatten)]
     pub jobs: super::Jobs,
+    /// Store timeouts.
     #[command(flatten)]
     pub store_flags: super::StoreFlags,
     /// Files or directories of the flist to warm (default: everything).
     pub paths: Vec<String>,
 }
 
+/// Fetch the chunks of the chosen files into the cache and print on stderr how many were
+/// fetched or already cached; a chunk that cannot be fetched is an error.
 pub fn run(args: Args) -> Result<ExitCode> {
     let started = Instant::now();
     let cache = args

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 
 type Blake2b128 = Blake2b<U16>;
 
+/// BLAKE2b with a 16-byte output: the legacy pipeline's key and id hash.
 pub fn blake2b_128(data: &[u8]) -> [u8; 16] {
     Blake2b128::digest(data).into()
 }

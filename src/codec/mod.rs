@@ -30,6 +30,7 @@ pub enum Codec {
 }
 
 impl Codec {
+    /// Length in bytes of the codec's chunk ids and keys (32 for v2, 16 for legacy).
     pub fn id_len(self) -> usize {
         match self {
             Codec::V2 => 32,
@@ -42,12 +43,14 @@ impl Codec {
 /// it. Fixed capacity, so it is `Copy` and allocation-free on the read path.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChunkRef {
+    /// The pipeline the chunk was stored with.
     pub codec: Codec,
     id: [u8; 32],
     key: [u8; 32],
 }
 
 impl ChunkRef {
+    /// A v2 chunk: BLAKE2b-256 id of the stored object and key of the plaintext.
     pub fn v2(id: [u8; 32], key: [u8; 32]) -> Self {
         ChunkRef {
             codec: Codec::V2,
@@ -56,6 +59,7 @@ impl ChunkRef {
         }
     }
 
+    /// A legacy chunk: BLAKE2b-128 hash (its id) and key.
     pub fn legacy(hash: [u8; 16], key: [u8; 16]) -> Self {
         let mut id = [0u8; 32];
         let mut k = [0u8; 32];

@@ -2,7 +2,7 @@
 //! KEY = BLAKE2b-256(P); CT = AES-256-GCM(KEY, nonce KEY[0..12], Snappy-raw(P));
 //! ID = BLAKE2b-256(CT). Decoding never trusts the GCM tag alone, because anyone who
 //! knows P can re-encrypt different data under KEY: the plaintext is always checked
-//! against KEY, and the object against ID when the object itself is kept ([`decode`]).
+//! against KEY, and the object against ID when the object itself is kept (`decode`).
 //!
 //! Speed matters here (every byte packed or read cold goes through it twice):
 //! BLAKE2b comes from `blake2b_simd` (AVX2 when the CPU has it) and AES-256-GCM from
@@ -25,6 +25,7 @@ fn to_array(h: &blake2b_simd::Hash) -> [u8; 32] {
     out
 }
 
+/// BLAKE2b with a 32-byte output: the v2 pipeline's key and id hash.
 pub fn blake2b_256(data: &[u8]) -> [u8; 32] {
     to_array(&blake2b_256_params().hash(data))
 }
@@ -78,6 +79,7 @@ impl Default for Encoder {
 }
 
 impl Encoder {
+    /// An encoder with empty buffers (they grow to the largest chunk seen).
     pub fn new() -> Self {
         Encoder {
             snappy: snap::raw::Encoder::new(),

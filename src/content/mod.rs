@@ -84,6 +84,7 @@ impl Chunks {
         }
     }
 
+    /// The chunk cache, when a cache directory was given.
     pub fn cache(&self) -> Option<&ChunkCache> {
         self.cache.as_ref()
     }

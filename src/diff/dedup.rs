@@ -37,15 +37,20 @@ struct Item {
     keys: Option<Vec<ChunkKey>>,
 }
 
+/// What the inputs hold, counted while they are read.
 #[derive(Default, Serialize)]
 pub struct Counters {
+    /// Inputs given (flists and directories).
     pub inputs: usize,
+    /// Of those, flists (v2 and legacy).
     pub flists: usize,
+    /// Of those, local directories.
     pub directories: usize,
     /// Distinct contents (hardlinked paths count once).
     pub files: u64,
     /// Extra paths of hardlinked files (not duplicates).
     pub hardlinked_paths: u64,
+    /// Sum of the distinct contents' sizes, in bytes.
     pub bytes: u64,
     /// Local files whose partial checksum was computed (a few sampled reads each).
     pub files_sampled: u64,
@@ -55,40 +60,62 @@ pub struct Counters {
     pub legacy_flists: usize,
 }
 
+/// One copy of a duplicated content.
 #[derive(Serialize)]
 pub struct JsonPath {
+    /// The input (flist or directory) it is in, as given.
     pub input: String,
+    /// Its first path in that input.
     pub path: String,
+    /// Its other (hardlinked) paths in that input.
     pub hardlinks: Vec<String>,
 }
 
+/// One content found in more than one place.
 #[derive(Serialize)]
 pub struct JsonGroup {
+    /// Its size, in bytes.
     pub size: u64,
+    /// How many copies (at least 2).
     pub copies: usize,
+    /// Bytes that keeping one copy would save: `size * (copies - 1)`.
     pub saves: u64,
+    /// The copies.
     pub files: Vec<JsonPath>,
 }
 
+/// Chunk-level deduplication: chunk references against distinct chunk keys.
 #[derive(Serialize)]
 pub struct ChunkFigures {
     /// What the figures cover: "flists" or "flists and directories".
     pub scope: &'static str,
+    /// Contents counted (hardlinked paths once).
     pub files: u64,
+    /// Chunks those contents reference.
     pub references: u64,
+    /// Plaintext bytes of those references.
     pub reference_bytes: u64,
+    /// Distinct chunk keys among them.
     pub unique: u64,
+    /// Plaintext bytes of the distinct chunks.
     pub unique_bytes: u64,
+    /// `reference_bytes - unique_bytes`: what storing each chunk once saves.
     pub saves: u64,
 }
 
+/// The result of [`dedup`], printed as text or JSON by `zvfs dedup`.
 #[derive(Serialize)]
 pub struct Report {
+    /// What the inputs hold.
     #[serde(flatten)]
     pub counters: Counters,
+    /// Duplicated contents.
     pub groups: Vec<JsonGroup>,
+    /// Copies beyond the first, over all groups.
     pub duplicate_copies: u64,
+    /// Bytes file-level deduplication saves, over all groups.
     pub file_level_saves: u64,
+    /// Chunk-level figures.
     pub chunk_level: ChunkFigures,
     /// Limits of the figures above, if any.
     #[serde(skip_serializing_if = "Vec::is_empty")]

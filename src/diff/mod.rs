@@ -30,12 +30,14 @@ pub struct Change {
     /// For `M`: what differs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub what: Option<&'static str>,
+    /// The path, from the root, printed with non-UTF-8 bytes escaped.
     pub path: String,
 }
 
 /// What to compare beyond the defaults.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
+    /// Also report entries whose modification time differs.
     pub mtime: bool,
 }
 
@@ -262,12 +264,15 @@ pub struct Fetch<'a> {
     chunks: [Option<Chunks>; 2],
     /// Files whose content was fetched (one per side and file).
     pub files: u64,
+    /// Chunks fetched (from the cache or the stores).
     pub chunks_fetched: u64,
     /// Plaintext bytes fetched.
     pub bytes: u64,
 }
 
 impl<'a> Fetch<'a> {
+    /// Nothing opened yet: side A's stores are its flist's routes unless `overrides[0]`
+    /// (`-s` URLs) is given, and the same for side B; `cache` is shared by both.
     pub fn new(
         overrides: [&'a [String]; 2],
         cache: Option<CacheSpec>,

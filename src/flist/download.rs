@@ -32,6 +32,7 @@ pub fn open_flist(
 /// Largest flist accepted from a server.
 const MAX_FLIST: u64 = 1 << 30;
 
+/// Whether an `-m` argument is an `http(s)://` URL to download rather than a local path.
 pub fn is_url(meta: &str) -> bool {
     meta.starts_with("http://") || meta.starts_with("https://")
 }

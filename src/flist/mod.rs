@@ -12,30 +12,49 @@ use std::path::Path;
 use crate::codec::ChunkRef;
 use crate::error::{Context, Error, Result};
 
+/// An entry's inode number inside one flist (also the FUSE inode of a mount).
 pub type Ino = u64;
+/// The inode of the tree's root directory.
 pub const ROOT_INO: Ino = 1;
 
+/// Mask of the file-type bits of `st_mode` (as in `stat(2)`).
 pub const S_IFMT: u32 = 0o170000;
+/// File-type bits of a regular file.
 pub const S_IFREG: u32 = 0o100000;
+/// File-type bits of a directory.
 pub const S_IFDIR: u32 = 0o040000;
+/// File-type bits of a symbolic link.
 pub const S_IFLNK: u32 = 0o120000;
+/// File-type bits of a named pipe.
 pub const S_IFIFO: u32 = 0o010000;
+/// File-type bits of a character device.
 pub const S_IFCHR: u32 = 0o020000;
+/// File-type bits of a block device.
 pub const S_IFBLK: u32 = 0o060000;
+/// File-type bits of a Unix socket.
 pub const S_IFSOCK: u32 = 0o140000;
 
+/// The type of an entry, from the `S_IFMT` bits of its mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
+    /// Regular file (`S_IFREG`), the only kind with chunks.
     File,
+    /// Directory (`S_IFDIR`).
     Dir,
+    /// Symbolic link (`S_IFLNK`); its target is [`Flist::link_target`].
     Symlink,
+    /// Named pipe (`S_IFIFO`).
     Fifo,
+    /// Character device (`S_IFCHR`); its number is [`Entry::rdev`].
     CharDev,
+    /// Block device (`S_IFBLK`); its number is [`Entry::rdev`].
     BlockDev,
+    /// Unix socket (`S_IFSOCK`).
     Socket,
 }
 
 impl Kind {
+    /// The kind of a full `st_mode`; `None` for an unknown file type.
     pub fn from_mode(mode: u32) -> Option<Kind> {
         Some(match mode & S_IFMT {
             S_IFREG => Kind::File,
@@ -49,6 +68,7 @@ impl Kind {
         })
     }
 
+    /// The kind's name as printed by `ls` and `inspect` ("file", "dir", "chardev"...).
     pub fn name(self) -> &'static str {
         match self {
             Kind::File => "file",
@@ -65,17 +85,25 @@ impl Kind {
 /// One path of the tree.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
+    /// The entry's inode ([`ROOT_INO`] for the root).
     pub ino: Ino,
+    /// The inode of the directory holding it (0 for the root).
     pub parent: Ino,
     /// The name exactly as packed (not necessarily UTF-8).
     pub name: Vec<u8>,
     /// Full `st_mode`: type and permission bits.
     pub mode: u32,
+    /// Owner's user id.
     pub uid: u32,
+    /// Owner's group id.
     pub gid: u32,
+    /// Size in bytes (`st_size`): the content length of a regular file.
     pub size: u64,
+    /// Device number of a character or block device (0 otherwise).
     pub rdev: u64,
+    /// Modification time, seconds since the Unix epoch.
     pub mtime: i64,
+    /// Status-change time, seconds since the Unix epoch.
     pub ctime: i64,
     /// Link count: 2 + subdirectories for a directory, the hardlink count for a file.
     pub nlink: u32,
@@ -90,6 +118,8 @@ impl Entry {
     pub fn kind(&self) -> Kind {
         Kind::from_mode(self.mode).unwrap_or(Kind::File)
     }
+
+    /// Whether the entry is a directory.
     pub fn is_dir(&self) -> bool {
         self.mode & S_IFMT == S_IFDIR
     }
@@ -102,15 +132,21 @@ impl Entry {
 /// Content identity of a regular file (formats.md section 6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Identity {
+    /// SHA-256 of the size and five sampled 4 KiB windows (`identity::partial_checksum`):
+    /// cheap to compute, used to find candidate duplicates.
     pub partial: [u8; 32],
+    /// SHA-256 of the whole content, which settles any partial collision.
     pub checksum: [u8; 32],
 }
 
 /// An inclusive range of first id bytes mapped to a store URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
+    /// First id byte of the range (0 for an unranged store).
     pub start: u8,
+    /// Last id byte of the range, inclusive (255 for an unranged store).
     pub end: u8,
+    /// The store's URL (may hold credentials: print it through `store::redact`).
     pub url: String,
 }
 
@@ -163,13 +199,21 @@ impl Route {
 /// Totals for `statfs` and `inspect`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
+    /// All entries, of every kind (the root included).
     pub entries: u64,
+    /// Regular files.
     pub files: u64,
+    /// Directories.
     pub dirs: u64,
+    /// Symbolic links.
     pub symlinks: u64,
+    /// Devices, fifos and sockets.
     pub specials: u64,
+    /// Sum of the regular files' sizes, in bytes.
     pub bytes: u64,
+    /// Chunk references of all files (a chunk used twice counts twice).
     pub blocks: u64,
+    /// Distinct chunk ids among them.
     pub unique_blocks: u64,
 }
 
@@ -178,7 +222,9 @@ pub struct Totals {
 pub trait Flist: Send + Sync {
     /// A short name of the format ("rfs-v2", "zvfs-1", "legacy").
     fn format(&self) -> String;
+    /// The entry of an inode; a `NotFound` error when there is none.
     fn get(&self, ino: Ino) -> Result<Entry>;
+    /// The child of directory `parent` named `name` (raw bytes), if any.
     fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Option<Entry>>;
     /// All children of a directory, in inode order.
     fn children(&self, parent: Ino) -> Result<Vec<Entry>>;
@@ -188,14 +234,20 @@ pub trait Flist: Send + Sync {
     fn children_after(&self, parent: Ino, after: Ino, limit: usize) -> Result<Vec<Entry>>;
     /// The chunks of a regular file, in file order.
     fn blocks(&self, ino: Ino) -> Result<Vec<ChunkRef>>;
+    /// The target of a symlink, as raw bytes.
     fn link_target(&self, ino: Ino) -> Result<Vec<u8>>;
+    /// The extended attributes of an entry, as (name, value) pairs.
     fn xattrs(&self, ino: Ino) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
     /// Whether any entry has an extended attribute (when not, a mount tells the kernel
     /// once that it has none, and stops being asked).
     fn has_xattrs(&self) -> bool;
+    /// The content identity of a regular file, when the flist records one.
     fn identity(&self, ino: Ino) -> Result<Option<Identity>>;
+    /// The flist's tags, as (key, value) pairs.
     fn tags(&self) -> Result<Vec<(String, String)>>;
+    /// The stores the flist names for its chunks, with their id ranges.
     fn routes(&self) -> Result<Vec<Route>>;
+    /// Counts of entries, bytes and chunks over the whole tree.
     fn totals(&self) -> Result<Totals>;
 }
 

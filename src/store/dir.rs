@@ -43,6 +43,7 @@ pub enum Layout {
 }
 
 impl Layout {
+    /// The layout named `flat` or `sharded` (the `layout=` of a `dir://` URL).
     pub fn parse(s: &str) -> Option<Layout> {
         match s {
             "flat" => Some(Layout::Flat),
@@ -51,6 +52,7 @@ impl Layout {
         }
     }
 
+    /// The layout's name, as [`Layout::parse`] reads it.
     pub fn name(self) -> &'static str {
         match self {
             Layout::Flat => "flat",
@@ -77,6 +79,8 @@ impl Layout {
     }
 }
 
+/// A `dir:///path[?layout=flat|sharded]` store: one file per object under a local
+/// directory, named by the object's hex id.
 pub struct DirStore {
     root: PathBuf,
     url: String,
@@ -91,6 +95,8 @@ pub struct DirStore {
 }
 
 impl DirStore {
+    /// Parse a `dir://` URL; nothing is read or created yet (the directory may not exist).
+    /// An `Invalid` error for a malformed URL or an unknown query parameter.
     pub fn open(url: &str) -> Result<DirStore> {
         let bad = || Error::invalid(format!("bad dir store URL {url:?} (expected dir:///path)"));
         let rest = url.strip_prefix("dir://").ok_or_else(bad)?;

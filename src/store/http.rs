@@ -12,6 +12,8 @@ use super::{redact, Store, StoreConfig};
 use crate::codec::{hex_bytes, MAX_OBJECT};
 use crate::error::{Error, ErrorKind, Result};
 
+/// A read-only `http://` or `https://` store: objects fetched with GET from
+/// `<base URL>/<hex id>`.
 pub struct HttpStore {
     base: String,
     name: String,
@@ -20,6 +22,8 @@ pub struct HttpStore {
 }
 
 impl HttpStore {
+    /// A store for `url` with `cfg`'s timeouts; it connects on first use. An `Invalid`
+    /// error when the URL has no host.
     pub fn open(url: &str, cfg: &StoreConfig) -> Result<HttpStore> {
         let rest = url
             .strip_prefix("http://")

@@ -49,6 +49,7 @@ pub trait Store: Send + Sync {
         let _ = deadline;
         self.get(id)
     }
+    /// Whether the store has an object under `id` (without fetching it).
     fn exists(&self, id: &[u8]) -> Result<bool>;
     /// Like [`Store::exists`], bounded by `deadline` (see [`Store::get_before`]).
     fn exists_before(&self, id: &[u8], deadline: Instant) -> Result<bool> {

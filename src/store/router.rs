@@ -25,9 +25,13 @@ struct Routed {
 /// Counters of what crossed the wire, for reports and tests.
 #[derive(Default, Debug)]
 pub struct RouterStats {
+    /// Reads sent to a store (each attempt on each replica).
     pub gets: AtomicU64,
+    /// Bytes of stored objects received, as stored (compressed and encrypted).
     pub bytes_fetched: AtomicU64,
+    /// Objects written (once per replica).
     pub puts: AtomicU64,
+    /// Bytes of objects written, as stored, summed over replicas.
     pub bytes_stored: AtomicU64,
     /// Reads that gave up because the per-chunk deadline passed.
     pub deadlines: AtomicU64,
@@ -37,18 +41,26 @@ pub struct RouterStats {
 /// timeout; a missing or corrupt object is not a store failure).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreStat {
+    /// The store's URL, passwords redacted.
     pub name: String,
+    /// Reads sent to it.
     pub attempts: u64,
+    /// Of those, the ones that failed.
     pub failures: u64,
 }
 
+/// The stores of an flist, each with its range of first id bytes: what reads and writes
+/// of chunks go through.
 pub struct Router {
     routes: Vec<Routed>,
     cfg: StoreConfig,
+    /// What crossed the wire so far.
     pub stats: RouterStats,
 }
 
 impl Router {
+    /// Open the store of each route (see `store::open`); an `Invalid` error when
+    /// `routes` is empty or a URL is bad.
     pub fn new(routes: &[Route], cfg: &StoreConfig) -> Result<Router> {
         if routes.is_empty() {
             return Err(Error::invalid(
@@ -90,6 +102,7 @@ impl Router {
         }
     }
 
+    /// The timeouts and retry settings the stores were opened with.
     pub fn config(&self) -> &StoreConfig {
         &self.cfg
     }

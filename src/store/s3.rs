@@ -49,11 +49,15 @@ const MAX_ERROR_BODY: u64 = 16 * 1024;
 /// A parsed `s3://` URL. Holds the secret (zeroised on drop by `rusty-s3`), so it has no
 /// `Debug` that could print it.
 pub struct S3Target {
+    /// HTTPS (`s3s://`) rather than plain HTTP (`s3://`).
     pub tls: bool,
     /// `host[:port]` as given.
     pub host: String,
+    /// The bucket, the URL's path.
     pub bucket: String,
+    /// `?region=`, else [`DEFAULT_REGION`].
     pub region: String,
+    /// The access key of the URL, if any (possibly without a secret).
     pub access_key: Option<String>,
     secret: Option<Credentials>,
 }
@@ -139,10 +143,13 @@ fn decode(s: &str) -> Option<String> {
 /// Where the credentials of a store came from, for error messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CredSource {
+    /// Access key and secret from the URL.
     Url,
     /// Access key from the URL, secret from `AWS_SECRET_ACCESS_KEY`.
     UrlKeyEnvSecret,
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` from the environment.
     Env,
+    /// No secret anywhere: requests are sent unsigned.
     Anonymous,
 }
 
@@ -187,6 +194,8 @@ pub fn resolve_credentials(
     }
 }
 
+/// An `s3://` / `s3s://` store: objects in one bucket, keyed by hex id (see the module
+/// documentation).
 pub struct S3Store {
     bucket: Bucket,
     creds: Option<Credentials>,
@@ -199,6 +208,8 @@ pub struct S3Store {
 }
 
 impl S3Store {
+    /// A store for `url`, credentials resolved from the URL and the process environment;
+    /// it connects on first use. An `Invalid` error for a malformed URL.
     pub fn open(url: &str, cfg: &StoreConfig) -> Result<S3Store> {
         Self::open_with_env(url, cfg, |k| std::env::var(k).ok())
     }

@@ -36,15 +36,20 @@ pub const POOL_SIZE: usize = 8;
 /// Where a zdb store lives and how to select its namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ZdbTarget {
+    /// The server's address.
     pub addr: Addr,
     /// `None` for no namespace or `default`: no `SELECT` is sent.
     pub namespace: Option<String>,
+    /// The namespace password, sent with `SELECT`, if any.
     pub password: Option<String>,
 }
 
+/// How to reach a zdb (or redis) server.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Addr {
+    /// TCP to host and port.
     Tcp(String, u16),
+    /// A Unix socket at this path.
     Unix(PathBuf),
 }
 
@@ -267,6 +272,8 @@ struct Pool {
     busy: usize,
 }
 
+/// A `zdb://` / `redis://` store: objects as keys of a 0-db namespace (or redis), over
+/// a bounded pool of [`POOL_SIZE`] connections.
 pub struct ZdbStore {
     target: ZdbTarget,
     name: String,
@@ -276,6 +283,8 @@ pub struct ZdbStore {
 }
 
 impl ZdbStore {
+    /// A store for `url`; it connects on first use. An `Invalid` error for a malformed
+    /// URL.
     pub fn open(url: &str, cfg: &StoreConfig) -> Result<ZdbStore> {
         let target = parse_url(url)?;
         Ok(ZdbStore {
@@ -290,6 +299,7 @@ impl ZdbStore {
         })
     }
 
+    /// The parsed URL.
     pub fn target(&self) -> &ZdbTarget {
         &self.target
     }

@@ -15,14 +15,19 @@ pub const FSTYPE: &str = "fuse.g8ufs";
 /// One line of mountinfo.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountEntry {
+    /// The mount's id (field 1).
     pub id: u64,
+    /// The id of the mount it sits on (field 2).
     pub parent: u64,
     /// `major:minor` of the filesystem (a bind shares it with its origin).
     pub dev: String,
+    /// The mountpoint, octal escapes decoded.
     pub target: PathBuf,
     /// Per-mount options (`ro,nosuid,...`).
     pub opts: String,
+    /// Filesystem type (`overlay`, [`FSTYPE`], ...).
     pub fstype: String,
+    /// Mount source (for a zvfs FUSE mount: the daemon's pid).
     pub source: String,
     /// Superblock options (`lowerdir=...`, `allow_other`, ...).
     pub super_opts: String,
@@ -38,6 +43,7 @@ impl MountEntry {
         }
     }
 
+    /// Whether this is an overlayfs mount.
     pub fn is_overlay(&self) -> bool {
         self.fstype == "overlay"
     }

@@ -15,12 +15,16 @@ use crate::error::{Context, Error, Result};
 /// and overlayfs needs an empty work directory `DIR/wd` on the same filesystem.
 #[derive(Clone, Debug)]
 pub struct Layer {
+    /// `DIR/ro`: the read-only flist mount, the overlay's lower directory.
     pub ro: PathBuf,
+    /// `DIR/rw`: the overlay's upper directory, where writes land.
     pub rw: PathBuf,
+    /// `DIR/wd`: the overlay's work directory.
     pub wd: PathBuf,
 }
 
 impl Layer {
+    /// The layer under `backend` (nothing is created: see [`Layer::prepare`]).
     pub fn new(backend: &Path) -> Layer {
         Layer {
             ro: backend.join("ro"),

@@ -14,12 +14,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, Result};
 
+/// The environment variable that overrides the run directory.
 pub const RUN_DIR_ENV: &str = "ZVFS_RUN_DIR";
+/// The run directory when [`RUN_DIR_ENV`] is unset or empty.
 pub const DEFAULT_RUN_DIR: &str = "/run/zvfs";
 
 /// One running mount daemon.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct State {
+    /// The daemon's process id (also the state file's name).
     pub pid: u32,
     /// Start time of the process (clock ticks since boot), against pid reuse.
     pub start: u64,
@@ -31,19 +34,27 @@ pub struct State {
     pub flist: PathBuf,
     /// The URL it was downloaded from, if any.
     pub url: Option<String>,
+    /// MD5 of the flist file, hex: a later mount of the same content (with the same cache
+    /// and stores) shares this daemon.
     pub md5: String,
+    /// The cache directory the daemon uses.
     pub cache: PathBuf,
+    /// The cache's size limit, in bytes.
     pub cache_size: u64,
     /// Store overrides (`-s`), passwords redacted.
     pub stores: Vec<String>,
 }
 
+/// The writable overlay of a daemon's mount.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Overlay {
+    /// Where the overlay is mounted (the path the user asked for).
     pub target: PathBuf,
+    /// Its upper directory, where writes land (`UPPER/rw`).
     pub upper: PathBuf,
 }
 
+/// The directory of the state files: `$ZVFS_RUN_DIR`, else `/run/zvfs`.
 pub fn run_dir() -> PathBuf {
     std::env::var_os(RUN_DIR_ENV)
         .filter(|v| !v.is_empty())
@@ -65,11 +76,14 @@ pub fn start_time(pid: u32) -> Option<u64> {
     f.get(19)?.parse().ok()
 }
 
+/// Whether process `pid` is running (not a zombie).
 pub fn alive(pid: u32) -> bool {
     start_time(pid).is_some()
 }
 
 impl State {
+    /// Whether the daemon is still running: its pid is alive with the recorded start
+    /// time (so a reused pid does not count).
     pub fn is_live(&self) -> bool {
         start_time(self.pid) == Some(self.start)
     }
@@ -136,8 +150,11 @@ pub fn get(pid: u32) -> Option<State> {
 /// An overlay over a daemon's mount, made by another `zvfs mount`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct User {
+    /// The pid of the daemon whose mount is the overlay's lower directory.
     pub daemon: u32,
+    /// That daemon's start time (clock ticks since boot), against pid reuse.
     pub start: u64,
+    /// Where the overlay is mounted.
     pub target: PathBuf,
 }
 
@@ -162,6 +179,7 @@ pub fn add_user(daemon: &State, target: &Path) -> Result<()> {
     super::atomic::write_file(&path, &text, None)
 }
 
+/// Forget the overlay record of `target` (nothing happens when there is none).
 pub fn remove_user(target: &Path) {
     let _ = std::fs::remove_file(user_path(target));
 }
@@ -197,6 +215,8 @@ pub struct MountLock {
     _file: std::fs::File,
 }
 
+/// Take the mount lock, waiting while another `zvfs mount` holds it; errors name the
+/// lock file.
 pub fn lock() -> Result<MountLock> {
     let dir = run_dir();
     std::fs::create_dir_all(&dir).with_ctx(|| format!("creating {}", dir.display()))?;
