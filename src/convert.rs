@@ -13,9 +13,10 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::codec::{self, ChunkRef, CHUNK_SIZE};
+use crate::content::{FileContent, Layout};
 use crate::error::{Error, Result};
 use crate::flist::v2::{NewEntry, V2Writer, VERSION_TAG};
 use crate::flist::{self, Flist, Identity, Ino, Kind, Route};
@@ -62,8 +63,7 @@ pub fn convert_to(
 struct Job {
     new_ino: Ino,
     path: String,
-    size: u64,
-    blocks: Vec<ChunkRef>,
+    content: FileContent,
 }
 
 struct Done {
@@ -99,36 +99,30 @@ impl Pool<'_> {
         Ok(chunk)
     }
 
-    /// Convert one file; `None` when it stopped because another one failed.
+    /// Convert one file; `None` when it stopped because another one failed. The source
+    /// chunks may be cut in any sizes (legacy flists); they are re-cut into 512 KiB pieces.
     fn convert_file(&self, job: &Job) -> Result<Option<Done>> {
-        let mut id = StreamIdentity::new(job.size);
-        let mut chunks = Vec::with_capacity(job.blocks.len());
+        let mut id = StreamIdentity::new(job.content.size());
+        let mut chunks = Vec::with_capacity(job.content.chunks().len());
         let mut buf: Vec<u8> = Vec::new();
         let mut total = 0u64;
         let mut rechunked = false;
-        let n = job.blocks.len();
-        for (i, b) in job.blocks.iter().enumerate() {
+        let n = job.content.chunks().len();
+        let read = job.content.read(self.from, Layout::Any, |i, plain| {
             if self.failed.load(Ordering::Relaxed) {
-                return Ok(None);
+                return Err(Error::invalid("stopped after another failure"));
             }
-            let plain = self.from.fetch(b)?;
             self.chunks_read.fetch_add(1, Ordering::Relaxed);
             if plain.len() != CHUNK_SIZE && i + 1 < n {
                 rechunked = true;
             }
-            id.update(total, &plain);
+            id.update(total, plain);
             total += plain.len() as u64;
-            if total > job.size {
-                return Err(Error::corrupt(format!(
-                    "its chunks hold more than the {} bytes the flist records",
-                    job.size
-                )));
-            }
             if buf.is_empty() && plain.len() == CHUNK_SIZE {
-                chunks.push(self.put(&plain)?);
-                continue;
+                chunks.push(self.put(plain)?);
+                return Ok(());
             }
-            let mut rest = &plain[..];
+            let mut rest = plain;
             while !rest.is_empty() {
                 let take = (CHUNK_SIZE - buf.len()).min(rest.len());
                 buf.extend_from_slice(&rest[..take]);
@@ -138,15 +132,14 @@ impl Pool<'_> {
                     buf.clear();
                 }
             }
+            Ok(())
+        });
+        if self.failed.load(Ordering::Relaxed) {
+            return Ok(None);
         }
+        read?;
         if !buf.is_empty() {
             chunks.push(self.put(&buf)?);
-        }
-        if total != job.size {
-            return Err(Error::corrupt(format!(
-                "its chunks hold {total} bytes but the flist records {}",
-                job.size
-            )));
         }
         Ok(Some(Done {
             new_ino: job.new_ino,
@@ -231,8 +224,12 @@ pub fn convert(
                         let job = Job {
                             new_ino,
                             path: String::from_utf8_lossy(path).into_owned(),
-                            size: e.size,
-                            blocks: src.blocks(e.ino)?,
+                            // Named by the caller's context ("converting PATH").
+                            content: FileContent::new(
+                                e.size,
+                                Arc::new(src.blocks(e.ino)?),
+                                String::new(),
+                            ),
                         };
                         feed.push(job)?;
                     }

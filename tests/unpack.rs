@@ -76,14 +76,17 @@ fn sharded_fl_unpacks_from_two_overridden_stores() {
     assert_same_tree(&reference, &target);
     // each shard really served part of it: without shard-b it fails naming a chunk
     let target2 = d.path().join("out2");
-    let err = run_fails(75, &[
-        "unpack",
-        "-m",
-        s(&rfs("sharded.fl")),
-        "-s",
-        &format!("00-7f={}", dir_url(&a)),
-        s(&target2),
-    ]);
+    let err = run_fails(
+        75,
+        &[
+            "unpack",
+            "-m",
+            s(&rfs("sharded.fl")),
+            "-s",
+            &format!("00-7f={}", dir_url(&a)),
+            s(&target2),
+        ],
+    );
     assert!(err.contains("no store is routed"), "{err}");
 }
 
@@ -221,14 +224,17 @@ impl Arena {
     /// [`Arena::unpack_fails`] with exit code `code` (75: a store failure).
     fn unpack_fails_with(&self, code: i32) -> String {
         let target = self.base.join("target");
-        let err = run_fails(code, &[
-            "unpack",
-            "-m",
-            s(&self.fl),
-            "-s",
-            &dir_url(&self.store),
-            s(&target),
-        ]);
+        let err = run_fails(
+            code,
+            &[
+                "unpack",
+                "-m",
+                s(&self.fl),
+                "-s",
+                &dir_url(&self.store),
+                s(&target),
+            ],
+        );
         assert!(err.contains("error"), "{err}");
         assert_eq!(
             std::fs::read_dir(self.base.join("sentinel"))

@@ -39,7 +39,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .map(|s| Route::parse(s))
         .collect::<Result<Vec<_>>>()?;
     let dest = Router::new(&dest_routes, &cfg)?;
-    let s = convert_to(&*src, &from, &dest, &dest_routes, &args.output, args.jobs.cpu())?;
+    let s = convert_to(
+        &*src,
+        &from,
+        &dest,
+        &dest_routes,
+        &args.output,
+        args.jobs.cpu(),
+    )?;
     let mut out = super::out::Out::new();
     out.line(format_args!(
         "converted {} ({}) to {}: {} entries, {} files, {} bytes, {} chunks read, {} chunks written{}",

@@ -54,7 +54,9 @@ pub fn check_tag_spec(spec: &str) -> Result<(&str, &str)> {
 /// ([`TagSpec::Key`]); a malformed or reserved one is a usage error (exit code 2).
 #[derive(Clone, Copy, Debug)]
 pub enum TagSpec {
+    /// A `key=value` to set.
     Pair,
+    /// A key to delete.
     Key,
 }
 
@@ -118,6 +120,7 @@ pub struct StoreFlags {
 }
 
 impl StoreFlags {
+    /// The flags as a store configuration (values below 1 ms count as 1 ms).
     pub fn config(&self) -> StoreConfig {
         let d = |s: f64| std::time::Duration::from_secs_f64(s.max(0.001));
         StoreConfig {

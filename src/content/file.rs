@@ -79,14 +79,22 @@ impl FileContent {
     pub fn check_fixed(&self) -> Result<()> {
         let need = self.size.div_ceil(CHUNK_SIZE as u64);
         if (self.chunks.len() as u64) < need {
-            return Err(Error::corrupt(format!(
-                "{}: {} bytes need {need} chunks, the flist lists {}",
-                self.what,
+            return Err(Error::corrupt(self.named(format!(
+                "{} bytes need {need} chunks, the flist lists {}",
                 self.size,
                 self.chunks.len()
-            )));
+            ))));
         }
         Ok(())
+    }
+
+    /// `msg` prefixed with what the file is (nothing when the caller names it itself).
+    fn named(&self, msg: String) -> String {
+        if self.what.is_empty() {
+            msg
+        } else {
+            format!("{}: {msg}", self.what)
+        }
     }
 
     /// The file's size in bytes.
@@ -104,14 +112,13 @@ impl FileContent {
     pub fn check_chunk(&self, index: usize, plain: &[u8]) -> Result<()> {
         let want = chunk_len(self.size, index);
         if plain.len() as u64 != want {
-            return Err(Error::corrupt(format!(
-                "{}: chunk {index} of {} ({}) holds {} bytes, expected {want} for a file of {} bytes",
-                self.what,
+            return Err(Error::corrupt(self.named(format!(
+                "chunk {index} of {} ({}) holds {} bytes, expected {want} for a file of {} bytes",
                 self.chunks.len(),
                 self.chunks.get(index).map(|c| c.to_string()).unwrap_or_default(),
                 plain.len(),
                 self.size
-            )));
+            ))));
         }
         Ok(())
     }
@@ -133,24 +140,24 @@ impl FileContent {
         for (i, c) in self.chunks.iter().enumerate() {
             let plain = src
                 .plain(c)
-                .with_ctx(|| format!("{} (chunk {i} of {n})", self.what))?;
+                .with_ctx(|| self.named(format!("chunk {i} of {n}")))?;
             if layout == Layout::Fixed {
                 self.check_chunk(i, &plain)?;
             }
             total += plain.len() as u64;
             if total > self.size {
-                return Err(Error::corrupt(format!(
-                    "{}: its chunks hold more than the {} bytes the flist records",
-                    self.what, self.size
-                )));
+                return Err(Error::corrupt(self.named(format!(
+                    "its chunks hold more than the {} bytes the flist records",
+                    self.size
+                ))));
             }
             sink(i, &plain)?;
         }
         if total != self.size {
-            return Err(Error::corrupt(format!(
-                "{}: its chunks hold {total} bytes but the flist records {}",
-                self.what, self.size
-            )));
+            return Err(Error::corrupt(self.named(format!(
+                "its chunks hold {total} bytes but the flist records {}",
+                self.size
+            ))));
         }
         Ok(total)
     }
