@@ -8,25 +8,32 @@ use crate::error::{Context, ExitCode, Result};
 use crate::flist::Route;
 use crate::store::router::Router;
 
+/// Arguments of `zvfs convert`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The flist to convert (v2 or legacy).
     #[command(flatten)]
     pub flist: super::FlistArg,
     /// The new `.fl` to write (replaced atomically; nothing is written on failure).
     #[arg(short = 'o', long = "output")]
     pub output: PathBuf,
+    /// Destination stores (the new flist's routes).
     #[command(flatten)]
     pub stores: super::DestStores,
     /// Store to read the old chunks from, overriding the flist's own routes or legacy
     /// `backend` (repeatable, `[xx-xx=]URL`).
     #[arg(long = "from-store", value_name = "URL", value_parser = super::StoreSpec)]
     pub from_stores: Vec<String>,
+    /// Parallelism.
     #[command(flatten)]
     pub jobs: super::Jobs,
+    /// Store timeouts.
     #[command(flatten)]
     pub store_flags: super::StoreFlags,
 }
 
+/// Convert the flist and print the summary line (entries, files, bytes, chunks read and
+/// written).
 pub fn run(args: Args) -> Result<ExitCode> {
     let src = args.flist.open(None)?;
     let cfg = args.store_flags.config();

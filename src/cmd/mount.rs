@@ -9,6 +9,7 @@ use crate::cache::parse_size;
 use crate::daemon::MountOptions;
 use crate::error::{ExitCode, Result};
 
+/// Arguments of `zvfs mount`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Flist to mount: a file, or an http(s) URL (downloaded into CACHE/flist/<md5>,
@@ -57,6 +58,7 @@ pub struct Args {
     /// container root filesystems need (`su`, `ping`, `sudo`).
     #[arg(long)]
     pub nosuid: bool,
+    /// Store timeouts.
     #[command(flatten)]
     pub store_flags: super::StoreFlags,
     /// Mountpoint (a directory, created when missing).

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::daemon::{Health, Kind};
 use crate::error::{Error, ExitCode, Result};
 
+/// Arguments of `zvfs mounts`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Print JSON (one array of objects) instead of a table.
@@ -22,6 +23,7 @@ pub struct Args {
     pub check: Option<PathBuf>,
 }
 
+/// Arguments of `zvfs umount`.
 #[derive(clap::Args, Debug)]
 pub struct UmountArgs {
     /// Seconds to wait for the daemon to exit before killing it.

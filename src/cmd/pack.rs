@@ -9,22 +9,26 @@ use crate::flist::Route;
 use crate::pack;
 use crate::store::router::Router;
 
+/// Arguments of `zvfs pack`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Output flist path (pack's `-m` names the flist it writes, unlike every other
     /// command's, which names one to read).
     #[arg(short = 'm', long = "meta")]
     pub meta: PathBuf,
+    /// Stores receiving the chunks (recorded as the flist's routes).
     #[command(flatten)]
     pub stores: super::DestStores,
     /// Tag to record, `key=value` (repeatable; `version` is reserved).
     #[arg(long = "tag", value_parser = super::TagSpec::Pair)]
     pub tags: Vec<String>,
+    /// Parallelism.
     #[command(flatten)]
     pub jobs: super::Jobs,
     /// Keep passwords in the routes written into the flist.
     #[arg(long)]
     pub no_strip_password: bool,
+    /// Store timeouts.
     #[command(flatten)]
     pub store_flags: super::StoreFlags,
     /// Incremental pack: a file whose path, size, mtime and partial checksum match its
@@ -40,6 +44,8 @@ pub struct Args {
     pub source: PathBuf,
 }
 
+/// Pack the tree and print the summary line (and the `--base` reuse report); the time
+/// and rate it shows cover the whole command.
 pub fn run(args: Args) -> Result<ExitCode> {
     let started = Instant::now();
     let tags = parse_tags(&args.tags)?;

@@ -8,19 +8,25 @@ use crate::content::Chunks;
 use crate::error::{Context, ExitCode, Result};
 use crate::unpack::{self, Selection};
 
+/// Arguments of `zvfs unpack`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The flist.
     #[command(flatten)]
     pub flist: super::FlistArg,
+    /// Chunk cache to read through.
     #[command(flatten)]
     pub cache: super::CacheFlags,
+    /// Stores overriding the flist's routes.
     #[command(flatten)]
     pub stores: super::RouteOverrides,
     /// Restore owners (uid/gid).
     #[arg(short = 'p', long = "preserve-ownership")]
     pub preserve: bool,
+    /// Parallelism.
     #[command(flatten)]
     pub jobs: super::Jobs,
+    /// Store timeouts.
     #[command(flatten)]
     pub store_flags: super::StoreFlags,
     /// Target directory (created if missing).
@@ -29,6 +35,8 @@ pub struct Args {
     pub paths: Vec<String>,
 }
 
+/// Check the whole selection, then restore it and print the summary line on stderr (also
+/// on failure: what was fetched before it).
 pub fn run(args: Args) -> Result<ExitCode> {
     let started = Instant::now();
     let fl = args.flist.open(args.cache.cache.as_deref())?;

@@ -7,6 +7,8 @@
 
 use std::sync::{Condvar, Mutex};
 
+/// The read slots of one mount and the buffers they keep; shared by every reading thread
+/// ([`Buffers::new`] sets how many reads may assemble a reply at once).
 pub struct Buffers {
     free: Mutex<Free>,
     cv: Condvar,

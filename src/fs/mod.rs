@@ -91,6 +91,8 @@ struct Shared {
     buffers: buffers::Buffers,
 }
 
+/// The filesystem handed to `fuser`: the flist, the chunk cache, the router and the
+/// worker, fetch and read-ahead pools serving one mount.
 pub struct ZvfsFs {
     shared: Arc<Shared>,
     cfg: FsConfig,
@@ -186,6 +188,9 @@ impl Shared {
 }
 
 impl ZvfsFs {
+    /// A filesystem over `flist`, reading content through `cache` from `router`, and its
+    /// thread pools started (`cfg.threads` clamped to 1..=64). Fails if the flist's root
+    /// cannot be read or is not a directory, or if threads cannot be started.
     pub fn new(
         flist: Box<dyn Flist>,
         cache: ChunkCache,

@@ -27,7 +27,10 @@ pub struct MountOpts {
     pub fsname: String,
     /// `fuse.<subtype>` is the filesystem type; Zero-OS expects `g8ufs`.
     pub subtype: String,
+    /// Users other than the one mounting may use the mount (`allow_other`).
     pub allow_other: bool,
+    /// The kernel checks permissions from the entries' modes and owners
+    /// (`default_permissions`); the filesystem itself checks none.
     pub default_permissions: bool,
     /// Device nodes open the devices they name (off: the mount is `nodev`).
     pub dev: bool,
@@ -65,13 +68,18 @@ impl Default for MountOpts {
 
 /// A mounted filesystem: run its session, unmount it from any thread.
 pub struct Mounted {
+    /// The FUSE session: running it serves requests until the filesystem is unmounted.
     pub session: Session<ZvfsFs>,
+    /// Takes this mount off again.
     pub unmounter: Unmounter,
 }
 
 /// Takes the mount off (idempotent), from any thread.
 pub enum Unmounter {
+    /// Mounted as root with `mount(2)`: unmounted with `umount2(2)` on this (canonical)
+    /// mountpoint.
     Direct(PathBuf),
+    /// Mounted by fuser through `fusermount3`: unmounted through its session.
     Fuser(SessionUnmounter),
 }
 

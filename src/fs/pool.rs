@@ -16,6 +16,8 @@ const DRAIN_WAIT: Duration = Duration::from_millis(500);
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
+/// A running pool: named worker threads taking jobs from one bounded queue. Dropping it
+/// closes the queue and waits at most `DRAIN_WAIT` for the workers.
 pub struct Pool {
     tx: Option<SyncSender<Job>>,
     threads: Vec<JoinHandle<()>>,

@@ -10,11 +10,16 @@ use crate::error::{Error, Result};
 /// The personality selected by the program name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Personality {
+    /// Any other name: zvfs's own command line, left as it is.
     Zvfs,
+    /// Named `rfs`: the rfs 2.x command line.
     Rfs,
+    /// Named `g8ufs`: the 0-fs command line (Go `flag` syntax).
     G8ufs,
 }
 
+/// The personality for a program path `argv0`, from its file name only (`/usr/bin/rfs`
+/// is [`Personality::Rfs`]).
 pub fn personality(argv0: &OsStr) -> Personality {
     let name = std::path::Path::new(argv0)
         .file_name()

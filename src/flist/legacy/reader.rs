@@ -107,6 +107,7 @@ impl LegacyReader {
         Ok(reader)
     }
 
+    /// The `.flist` file this reader was opened from.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -19,6 +19,8 @@ pub struct V2Editor {
 }
 
 impl V2Editor {
+    /// Open `path` read-write, after checking that it opens as a v2 flist
+    /// ([`V2Reader::open`]); legacy or damaged files are refused.
     pub fn open(path: &Path) -> Result<V2Editor> {
         V2Reader::open(path)?;
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
@@ -56,16 +58,19 @@ impl V2Editor {
         Ok(())
     }
 
+    /// Add a store route (its hash-prefix range and URL).
     pub fn add_route(&self, route: &Route) -> Result<()> {
         insert_route(&self.conn, route).with_ctx(|| self.err())
     }
 
+    /// Delete every route whose URL is exactly `url`; returns how many were deleted.
     pub fn delete_route(&self, url: &str) -> Result<usize> {
         self.conn
             .execute("DELETE FROM route WHERE url = ?1", [url])
             .with_ctx(|| self.err())
     }
 
+    /// Delete every route.
     pub fn delete_all_routes(&self) -> Result<()> {
         self.conn
             .execute("DELETE FROM route", [])

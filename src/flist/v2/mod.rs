@@ -30,6 +30,7 @@ use crate::error::{Error, Result};
 
 /// The schema version zvfs writes and the newest it reads.
 pub const SCHEMA_VERSION: u32 = 1;
+/// Key of the tag holding the schema marker (`zvfs-<SCHEMA_VERSION>`).
 pub const VERSION_TAG: &str = "version";
 
 /// Refuse a tag key that zvfs writes itself and users must not set or delete: `version`,

@@ -32,6 +32,8 @@ struct Extensions {
     identity: bool,
 }
 
+/// An open v2 `.fl`, read-only; shareable between threads (each query borrows a pooled
+/// SQLite connection).
 pub struct V2Reader {
     path: PathBuf,
     ext: Extensions,
@@ -105,6 +107,9 @@ fn check_not_truncated(path: &Path) -> Result<()> {
 }
 
 impl V2Reader {
+    /// Open `path`, failing with its name when it is truncated, is not an rfs/zvfs flist
+    /// (a table or the root entry is missing) or has a schema marker this zvfs does not
+    /// read (unknown or newer than [`SCHEMA_VERSION`]).
     pub fn open(path: &Path) -> Result<V2Reader> {
         check_not_truncated(path)?;
         let conn = open_conn(path)?;
@@ -192,6 +197,7 @@ impl V2Reader {
         Ok(reader)
     }
 
+    /// The file this reader was opened from.
     pub fn path(&self) -> &Path {
         &self.path
     }

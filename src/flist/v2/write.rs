@@ -59,14 +59,25 @@ CREATE TABLE zvfs_identity (ino INTEGER PRIMARY KEY, partial BLOB, checksum BLOB
 /// Metadata of one entry to write.
 #[derive(Clone, Debug)]
 pub struct NewEntry<'a> {
+    /// The inode of the directory holding it, as returned by [`V2Writer::add_entry`]
+    /// (0 for the root).
     pub parent: Ino,
+    /// The name as raw bytes (`/` for the root); a name that is not UTF-8 is also kept in
+    /// `zvfs_name`.
     pub name: &'a [u8],
+    /// Full `st_mode`: type and permission bits.
     pub mode: u32,
+    /// Owner's user id.
     pub uid: u32,
+    /// Owner's group id.
     pub gid: u32,
+    /// Size in bytes (`st_size`): the content length of a regular file.
     pub size: u64,
+    /// Device number of a character or block device (0 otherwise).
     pub rdev: u64,
+    /// Modification time, seconds since the Unix epoch.
     pub mtime: i64,
+    /// Status-change time, seconds since the Unix epoch.
     pub ctime: i64,
 }
 
@@ -145,6 +156,7 @@ impl V2Writer {
         Ok(ino)
     }
 
+    /// Record the target of symlink `ino` (raw bytes, in the rfs `extra` table).
     pub fn set_link_target(&self, ino: Ino, target: &[u8]) -> Result<()> {
         self.conn
             .prepare_cached("INSERT INTO extra (ino, data) VALUES (?1, ?2)")
@@ -166,6 +178,7 @@ impl V2Writer {
         Ok(())
     }
 
+    /// Add one extended attribute of `ino` (raw name and value, in `zvfs_xattr`).
     pub fn add_xattr(&self, ino: Ino, name: &[u8], value: &[u8]) -> Result<()> {
         self.conn
             .prepare_cached("INSERT INTO zvfs_xattr (ino, name, value) VALUES (?1, ?2, ?3)")
@@ -183,6 +196,8 @@ impl V2Writer {
         Ok(())
     }
 
+    /// Record the content identity (partial and full checksums) of file `ino`, replacing
+    /// any identity it already has.
     pub fn set_identity(&self, ino: Ino, id: &Identity) -> Result<()> {
         self.conn
             .prepare_cached(
@@ -193,10 +208,14 @@ impl V2Writer {
         Ok(())
     }
 
+    /// Set a tag, replacing any value it has. Unlike
+    /// [`V2Editor::set_tag`](super::V2Editor::set_tag) the key is not checked: callers
+    /// check user keys with [`check_tag_key`](super::check_tag_key).
     pub fn set_tag(&self, key: &str, value: &str) -> Result<()> {
         insert_tag(&self.conn, key, value).with_ctx(|| self.err())
     }
 
+    /// Add a store route (its hash-prefix range and URL).
     pub fn add_route(&self, route: &Route) -> Result<()> {
         insert_route(&self.conn, route).with_ctx(|| self.err())
     }

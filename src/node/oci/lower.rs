@@ -22,7 +22,9 @@ use crate::sys::{mountinfo, registry};
 /// How the shared mount is made when there is none yet.
 #[derive(Clone, Debug)]
 pub struct MountConfig {
+    /// Chunk cache directory of the mount.
     pub cache: PathBuf,
+    /// Bound of the cache directory (K, M, G suffixes, as `zvfs mount --cache-size`).
     pub cache_size: String,
     /// Store URLs overriding the flist's routes.
     pub stores: Vec<String>,

@@ -18,7 +18,8 @@
 //!   directory's name). The hook finds the container by this annotation, else by the
 //!   bundle's name (runc passes both `annotations` and `bundle` in the state).
 //!
-//! This module orchestrates; the mounting itself is `zvfs mount` (FUSE) and overlayfs.
+//! This module orchestrates; the mounting itself is [`crate::daemon`] (the mount daemon
+//! behind `zvfs mount`: FUSE) and overlayfs.
 
 pub mod lower;
 pub mod spec;
@@ -38,12 +39,21 @@ use crate::error::{Context, Error, ExitCode, Result};
 use crate::sys::mountinfo;
 use crate::sys::mounts::Layer;
 
+/// Annotation naming the bundle's flist (required): a path relative to the bundle, or an
+/// http(s) URL.
 pub const ANN_FLIST: &str = "org.zero-os.flist";
+/// Annotation with store URLs overriding the flist's routes (comma or space separated,
+/// each `[xx-xx=]URL`).
 pub const ANN_STORE: &str = "org.zero-os.flist.store";
+/// Annotation naming the chunk cache directory (default: `prepare --cache`).
 pub const ANN_CACHE: &str = "org.zero-os.flist.cache";
+/// Annotation with the bound of the chunk cache (K, M, G suffixes; default 4G).
 pub const ANN_CACHE_SIZE: &str = "org.zero-os.flist.cache-size";
+/// Annotation naming the container's state (default: the bundle directory's name).
 pub const ANN_ID: &str = "org.zero-os.container-id";
 
+/// Chunk cache directory of bundles without the [`ANN_CACHE`] annotation, unless
+/// `prepare --cache` names another.
 pub const DEFAULT_CACHE: &str = "/var/cache/zvfs";
 const DEFAULT_CACHE_SIZE: &str = "4G";
 /// Time allowed to download an flist given by URL.
@@ -51,12 +61,15 @@ const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest container state accepted on the hook's stdin.
 const MAX_STATE: u64 = 1 << 20;
 
+/// Arguments of `zvfs oci`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// What to do: prepare a bundle, or run as its poststop hook.
     #[command(subcommand)]
     pub command: OciCommand,
 }
 
+/// The subcommands of `zvfs oci`.
 #[derive(clap::Subcommand, Debug)]
 pub enum OciCommand {
     /// Mount a bundle's flist (annotation org.zero-os.flist) with a writable overlay on
@@ -67,6 +80,7 @@ pub enum OciCommand {
     Hook(HookArgs),
 }
 
+/// Arguments of `zvfs oci prepare`.
 #[derive(clap::Args, Debug)]
 pub struct PrepareArgs {
     /// State directory (records, writable layers, shared mounts).
@@ -82,6 +96,7 @@ pub struct PrepareArgs {
     pub bundle: PathBuf,
 }
 
+/// Arguments of `zvfs oci hook`.
 #[derive(clap::Args, Debug)]
 pub struct HookArgs {
     /// State directory used by prepare.
@@ -89,6 +104,8 @@ pub struct HookArgs {
     pub state_dir: PathBuf,
 }
 
+/// Run `zvfs oci prepare` or `zvfs oci hook` (the hook reads the container state from
+/// stdin).
 pub fn run(args: Args) -> Result<ExitCode> {
     match args.command {
         OciCommand::Prepare(a) => prepare(a),

@@ -9,12 +9,14 @@ use serde_json::{json, Value};
 
 use crate::error::{Context, Error, Result};
 
+/// A bundle's `config.json`, loaded whole.
 pub struct Spec {
     path: PathBuf,
     value: Value,
 }
 
 impl Spec {
+    /// Read `BUNDLE/config.json`; a format error unless it is a JSON object.
     pub fn load(bundle: &Path) -> Result<Spec> {
         let path = bundle.join("config.json");
         let bytes = std::fs::read(&path).with_ctx(|| format!("reading {}", path.display()))?;
@@ -29,6 +31,7 @@ impl Spec {
         Ok(Spec { path, value })
     }
 
+    /// The `config.json` this was loaded from.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -21,11 +21,13 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::error::{Context, Error, Result};
 
+/// State directory used when `--state-dir` is not given.
 pub const DEFAULT_STATE_DIR: &str = "/run/zvfs/oci";
 
 /// What `prepare` set up for one container; `hook` undoes exactly this.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ContainerRecord {
+    /// The container's state name (`containers/<name>`).
     pub name: String,
     /// Canonical bundle directory.
     pub bundle: PathBuf,
@@ -37,6 +39,7 @@ pub struct ContainerRecord {
     pub lower: PathBuf,
 }
 
+/// An open state directory; its paths follow the layout above.
 pub struct State {
     root: PathBuf,
 }
@@ -47,6 +50,8 @@ pub struct Lock {
 }
 
 impl State {
+    /// Open the state directory `root`, creating it and its `containers`, `flists` and
+    /// `meta` subdirectories when missing.
     pub fn open(root: &Path) -> Result<State> {
         for sub in ["containers", "flists", "meta"] {
             let d = root.join(sub);
@@ -58,6 +63,7 @@ impl State {
         Ok(State { root })
     }
 
+    /// The state directory (canonical path).
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -77,22 +83,27 @@ impl State {
         Ok(Lock { _file: file })
     }
 
+    /// `meta/`: the flists downloaded from a URL, named by md5.
     pub fn meta_dir(&self) -> PathBuf {
         self.root.join("meta")
     }
 
+    /// `flists/<md5>/`: the shared read-only mount of that flist and its users.
     pub fn flist_dir(&self, md5: &str) -> PathBuf {
         self.root.join("flists").join(md5)
     }
 
+    /// `containers/<name>/`: that container's record and writable layer.
     pub fn container_dir(&self, name: &str) -> PathBuf {
         self.root.join("containers").join(name)
     }
 
+    /// The record of container `name`, or `None` when it has none.
     pub fn container(&self, name: &str) -> Result<Option<ContainerRecord>> {
         read_json(&self.container_dir(name).join("record.json"))
     }
 
+    /// Replace (atomically) the record of container `rec.name`, creating its directory.
     pub fn write_container(&self, rec: &ContainerRecord) -> Result<()> {
         write_json(&self.container_dir(&rec.name).join("record.json"), rec)
     }
