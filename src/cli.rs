@@ -281,13 +281,20 @@ mod tests {
             panic!("not a mount")
         };
         assert!(m.daemon && !m.rw);
-        assert_eq!(m.cache.to_str(), Some("/r/cache"));
+        assert_eq!(
+            m.cache.cache.as_deref().and_then(|p| p.to_str()),
+            Some("/r/cache")
+        );
         assert_eq!(m.log.unwrap().to_str(), Some("/r/log/x.log"));
         let short = parse(&["rfs", "mount", "-m", "a.fl", "-d", "-l", "/l", "/t"]);
         let Command::Mount(m) = short.command else {
             panic!("not a mount")
         };
-        assert_eq!(m.cache.to_str(), Some("/tmp/cache"), "rfs's default cache");
+        assert_eq!(
+            m.cache.cache.as_deref().and_then(|p| p.to_str()),
+            Some("/tmp/cache"),
+            "rfs's default cache"
+        );
     }
 
     #[test]
@@ -310,13 +317,16 @@ mod tests {
             panic!("not a mount")
         };
         assert!(m.daemon && !m.rw);
-        assert_eq!(m.stores, vec!["zdb://h:9900".to_string()]);
+        assert_eq!(m.stores.stores, vec!["zdb://h:9900".to_string()]);
         let rw = parse(&["g8ufs", "-meta", "/m", "-backend", "/b", "-reset", "/t"]);
         let Command::Mount(m) = rw.command else {
             panic!("not a mount")
         };
         assert!(m.rw && m.reset && !m.daemon);
         assert_eq!(m.upper.unwrap().to_str(), Some("/b"));
-        assert_eq!(m.cache.to_str(), Some("/b/cache"));
+        assert_eq!(
+            m.cache.cache.as_deref().and_then(|p| p.to_str()),
+            Some("/b/cache")
+        );
     }
 }

@@ -20,7 +20,7 @@ use crate::content::{FileContent, Layout};
 use crate::error::{Error, Result};
 use crate::flist::v2::{NewEntry, V2Writer, VERSION_TAG};
 use crate::flist::{self, Flist, Identity, Ino, Kind, Route};
-use crate::identity::{FullChecksum, SAMPLE, WHOLE_LIMIT};
+use crate::identity::StreamIdentity;
 use crate::pipeline::{self, Config};
 use crate::store::router::Router;
 use crate::store::{redact, strip_password};
@@ -289,75 +289,12 @@ pub fn convert(
     Ok(summary)
 }
 
-/// Content identity computed while a file streams past in order (formats.md section 6):
-/// the whole content for small files, else the five 10,000-byte samples.
-struct StreamIdentity {
-    size: u64,
-    full: FullChecksum,
-    small: Vec<u8>,
-    samples: Vec<(u64, Vec<u8>)>,
-}
-
-impl StreamIdentity {
-    fn new(size: u64) -> Self {
-        let samples = if size <= WHOLE_LIMIT {
-            Vec::new()
-        } else {
-            crate::identity::sample_offsets(size)
-                .iter()
-                .map(|&o| (o, Vec::with_capacity(SAMPLE as usize)))
-                .collect()
-        };
-        StreamIdentity {
-            size,
-            full: FullChecksum::new(),
-            small: Vec::new(),
-            samples,
-        }
-    }
-
-    /// Feed `data`, which starts at byte `offset` of the file.
-    fn update(&mut self, offset: u64, data: &[u8]) {
-        self.full.update(data);
-        if self.size <= WHOLE_LIMIT {
-            let room = (WHOLE_LIMIT as usize).saturating_sub(self.small.len());
-            self.small.extend_from_slice(&data[..data.len().min(room)]);
-            return;
-        }
-        let end = offset + data.len() as u64;
-        for (start, buf) in &mut self.samples {
-            let s_end = *start + SAMPLE;
-            let lo = offset.max(*start);
-            let hi = end.min(s_end);
-            if lo < hi {
-                buf.extend_from_slice(&data[(lo - offset) as usize..(hi - offset) as usize]);
-            }
-        }
-    }
-
-    fn finish(self) -> Identity {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        h.update(self.size.to_le_bytes());
-        if self.size <= WHOLE_LIMIT {
-            h.update(&self.small);
-        } else {
-            for (_, s) in &self.samples {
-                h.update(s);
-            }
-        }
-        Identity {
-            partial: h.finalize().into(),
-            checksum: self.full.finish(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::flist::legacy::tests::{aci_msg, dir_msg, write_flist, T};
     use crate::flist::legacy::ROOT_KEY;
+    use crate::identity::FullChecksum;
     use crate::store::StoreConfig;
 
     #[test]

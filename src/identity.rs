@@ -165,6 +165,71 @@ pub fn read_whole(path: &Path, expected: u64) -> Result<WholeRead> {
     })
 }
 
+/// Content identity computed while a file streams past in order (formats.md section 6):
+/// the whole content for small files, else the five 10,000-byte samples.
+pub struct StreamIdentity {
+    size: u64,
+    full: FullChecksum,
+    small: Vec<u8>,
+    samples: Vec<(u64, Vec<u8>)>,
+}
+
+impl StreamIdentity {
+    /// For a file of `size` bytes.
+    pub fn new(size: u64) -> Self {
+        let samples = if size <= WHOLE_LIMIT {
+            Vec::new()
+        } else {
+            sample_offsets(size)
+                .iter()
+                .map(|&o| (o, Vec::with_capacity(SAMPLE as usize)))
+                .collect()
+        };
+        StreamIdentity {
+            size,
+            full: FullChecksum::new(),
+            small: Vec::new(),
+            samples,
+        }
+    }
+
+    /// Feed `data`, which starts at byte `offset` of the file.
+    pub fn update(&mut self, offset: u64, data: &[u8]) {
+        self.full.update(data);
+        if self.size <= WHOLE_LIMIT {
+            let room = (WHOLE_LIMIT as usize).saturating_sub(self.small.len());
+            self.small.extend_from_slice(&data[..data.len().min(room)]);
+            return;
+        }
+        let end = offset + data.len() as u64;
+        for (start, buf) in &mut self.samples {
+            let s_end = *start + SAMPLE;
+            let lo = offset.max(*start);
+            let hi = end.min(s_end);
+            if lo < hi {
+                buf.extend_from_slice(&data[(lo - offset) as usize..(hi - offset) as usize]);
+            }
+        }
+    }
+
+    /// The partial and full checksums of what was fed.
+    pub fn finish(self) -> crate::flist::Identity {
+        let mut h = Sha256::new();
+        h.update(self.size.to_le_bytes());
+        if self.size <= WHOLE_LIMIT {
+            h.update(&self.small);
+        } else {
+            for (_, s) in &self.samples {
+                h.update(s);
+            }
+        }
+        crate::flist::Identity {
+            partial: h.finalize().into(),
+            checksum: self.full.finish(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Fixed vectors pinning the partial checksum definition. The expected digests were

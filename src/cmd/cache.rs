@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use crate::cache::{parse_size, quota::Quota};
+use crate::cache::quota::Quota;
 use crate::error::{ExitCode, Result};
 use crate::flist;
 
@@ -38,13 +38,11 @@ pub enum Action {
 
 /// The cache directory and its bound, taken by every `zvfs cache` subcommand.
 #[derive(clap::Args, Debug)]
+#[command(mut_arg("cache", |a| a.required(true)))]
 pub struct Common {
-    /// Cache directory.
-    #[arg(short = 'c', long = "cache")]
-    pub cache: PathBuf,
-    /// Bound of the cache (K, M, G suffixes).
-    #[arg(long = "cache-size", default_value = "4G")]
-    pub cache_size: String,
+    /// The cache directory (required) and its bound.
+    #[command(flatten)]
+    pub cache: super::CacheFlags,
 }
 
 /// Arguments of `zvfs cache fsck`.
@@ -59,13 +57,17 @@ pub struct FsckArgs {
 }
 
 fn open(c: &Common) -> Result<Quota> {
-    if !c.cache.is_dir() {
+    let spec = c
+        .cache
+        .spec()?
+        .ok_or_else(|| crate::error::Error::invalid("no cache directory given (-c)"))?;
+    if !spec.dir.is_dir() {
         return Err(crate::error::Error::not_found(format!(
             "cache directory {} does not exist",
-            c.cache.display()
+            spec.dir.display()
         )));
     }
-    Quota::open(&c.cache, parse_size(&c.cache_size)?)
+    Quota::open(&spec.dir, spec.size)
 }
 
 /// Run the subcommand and print its report; `fsck` returns [`ExitCode::REPAIRED`] when
@@ -76,7 +78,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Action::Stats(c) => {
             let q = open(&c)?;
             let s = q.scan()?;
-            out.line(format_args!("directory {}", c.cache.display()))?;
+            if let Some(dir) = &c.cache.cache {
+                out.line(format_args!("directory {}", dir.display()))?;
+            }
             out.line(format_args!("chunks {}", s.chunks.len()))?;
             out.line(format_args!("bytes {}", s.chunk_bytes))?;
             out.line(format_args!("bound {}", q.max()))?;

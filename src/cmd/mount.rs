@@ -5,26 +5,22 @@
 
 use std::path::PathBuf;
 
-use crate::cache::parse_size;
 use crate::daemon::MountOptions;
-use crate::error::{ExitCode, Result};
+use crate::error::{Error, ExitCode, Result};
 
 /// Arguments of `zvfs mount`.
 #[derive(clap::Args, Debug)]
+#[command(mut_arg("cache", |a| a.required(true)))]
 pub struct Args {
-    /// Flist to mount: a file, or an http(s) URL (downloaded into CACHE/flist/<md5>,
-    /// checked against <URL>.md5 when the server has one, reused while it is unchanged).
-    #[arg(short = 'm', long = "meta")]
-    pub meta: PathBuf,
-    /// Chunk cache directory (rfs layout, shareable between mounts).
-    #[arg(short = 'c', long = "cache")]
-    pub cache: PathBuf,
-    /// Bound of the cache directory (K, M, G suffixes), shared by every process using it.
-    #[arg(long = "cache-size", default_value = "4G")]
-    pub cache_size: String,
-    /// Store URL overriding the flist's routes (`[xx-xx=]URL`, repeatable).
-    #[arg(short = 's', long = "store", value_parser = super::StoreSpec)]
-    pub stores: Vec<String>,
+    /// The flist to mount.
+    #[command(flatten)]
+    pub flist: super::FlistArg,
+    /// The chunk cache (required; shareable between mounts).
+    #[command(flatten)]
+    pub cache: super::CacheFlags,
+    /// Stores overriding the flist's routes.
+    #[command(flatten)]
+    pub stores: super::RouteOverrides,
     /// Run as a daemon: return once the mount is ready.
     #[arg(short = 'd', long = "daemon")]
     pub daemon: bool,
@@ -68,12 +64,16 @@ pub struct Args {
 impl Args {
     /// The library's options for these arguments.
     pub fn options(&self) -> Result<MountOptions> {
+        let cache = self
+            .cache
+            .spec()?
+            .ok_or_else(|| Error::invalid("mount needs a cache directory (-c)"))?;
         Ok(MountOptions {
-            flist: self.meta.clone(),
+            flist: self.flist.meta.clone(),
             target: self.target.clone(),
-            cache: self.cache.clone(),
-            cache_size: parse_size(&self.cache_size)?,
-            stores: self.stores.clone(),
+            cache: cache.dir,
+            cache_size: cache.size,
+            stores: self.stores.stores.clone(),
             store_config: self.store_flags.config(),
             threads: self.threads,
             readahead: self.readahead,

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::codec::chunk_len;
 use crate::content::local::{display_path, walk_dir};
+use crate::content::FileContent;
 use crate::error::{Context, Result};
 use crate::flist::{self, Flist, Kind};
 use crate::identity::{chunk_key, read_whole, ChunkKey};
@@ -218,7 +219,8 @@ fn collect_flist(
             c.hardlinked_paths += 1;
             return Ok(());
         }
-        let keys: Vec<ChunkKey> = fl.blocks(owner)?.iter().map(chunk_key).collect();
+        let content = FileContent::open(fl, e, display_path(path))?;
+        let keys: Vec<ChunkKey> = content.chunks().iter().map(chunk_key).collect();
         let id = fl.identity(owner)?;
         by_ino.insert(owner, items.len());
         c.files += 1;
