@@ -451,29 +451,6 @@ fn uploaded(out: &str) -> u64 {
     head[head.rfind(' ').unwrap() + 1..].parse().unwrap()
 }
 
-/// Files of a tree, relative path -> content, for symlinks "-> target".
-fn snapshot(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let rel = p.strip_prefix(root).unwrap().display().to_string();
-            let m = std::fs::symlink_metadata(&p).unwrap();
-            if m.is_dir() {
-                out.insert(format!("{rel}/"), Vec::new());
-                stack.push(p);
-            } else if m.file_type().is_symlink() {
-                let t = std::fs::read_link(&p).unwrap();
-                out.insert(rel, format!("-> {}", t.display()).into_bytes());
-            } else {
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
-}
-
 /// Overwrite bytes of a file in place, keeping its size and restoring its mtime.
 fn poke(path: &Path, offset: u64, bytes: &[u8], keep_mtime: bool) {
     use std::os::unix::fs::FileExt;
@@ -550,7 +527,7 @@ fn incremental_pack_reuses_unchanged_files_without_reading_them() {
     // ...and unpacks to the new tree.
     let restored = t.join("restored");
     zvfs_ok(&["unpack", "-m", s(&new), s(&restored)]);
-    assert_eq!(snapshot(&restored), snapshot(&tree));
+    crate::common::assert_same_entries(&tree, &restored);
 
     // Nothing changed: everything is reused, nothing read whole, nothing uploaded.
     let again = t.join("again.fl");
@@ -583,7 +560,7 @@ fn incremental_pack_reuses_unchanged_files_without_reading_them() {
     assert_eq!((code, d.as_str()), (1, "M content /keep-big.bin\n"));
     let restored = t.join("restored-verified");
     zvfs_ok(&["unpack", "-m", s(&verified), s(&restored)]);
-    assert_eq!(snapshot(&restored), snapshot(&tree));
+    crate::common::assert_same_entries(&tree, &restored);
 }
 
 #[test]

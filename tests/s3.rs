@@ -7,16 +7,17 @@
 //! is set explicitly. `GARAGE_BIN` may name the binary.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use rusty_s3::actions::{GetObject, ListObjectsV2, PutObject};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
-use sha2::{Digest, Sha256};
 
-use crate::common::{dir_url, fixture, free_port, fuse_available, s, untar, zvfs_bin, Mount};
+use crate::common::{
+    assert_same_tree, dir_url, fixture, free_port, fuse_available, s, untar, zvfs_bin, Mount,
+};
 
 // ------------------------------------------------------------------ the Garage cluster
 
@@ -375,55 +376,6 @@ fn fixture_tree(dir: &Path) -> PathBuf {
     let t = dir.join("tree");
     untar(&fixture("rfs-v2").join("tree.tar"), &t);
     t
-}
-
-/// Path -> (mode, uid, gid, size, mtime, content sha256 or symlink target): what an
-/// unpack or a mount must reproduce.
-fn snapshot(root: &Path) -> BTreeMap<PathBuf, String> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let m = std::fs::symlink_metadata(&p).unwrap();
-        let ft = m.file_type();
-        let what = if ft.is_file() {
-            hex::encode(Sha256::digest(std::fs::read(&p).unwrap()))
-        } else if ft.is_symlink() {
-            std::fs::read_link(&p).unwrap().display().to_string()
-        } else if ft.is_fifo() {
-            "fifo".into()
-        } else {
-            String::new()
-        };
-        let size = if ft.is_dir() { 0 } else { m.size() };
-        out.insert(
-            p.strip_prefix(root).unwrap().to_path_buf(),
-            format!(
-                "{:o} {}:{} {size} {} {what}",
-                m.mode(),
-                m.uid(),
-                m.gid(),
-                m.mtime()
-            ),
-        );
-        if ft.is_dir() {
-            for e in std::fs::read_dir(&p).unwrap() {
-                stack.push(e.unwrap().path());
-            }
-        }
-    }
-    out
-}
-
-fn assert_same_tree(expected: &Path, actual: &Path) {
-    let (a, b) = (snapshot(expected), snapshot(actual));
-    assert_eq!(
-        a.keys().collect::<Vec<_>>(),
-        b.keys().collect::<Vec<_>>(),
-        "different paths"
-    );
-    for (k, v) in &a {
-        assert_eq!(Some(v), b.get(k), "{} differs", k.display());
-    }
 }
 
 /// Every object of a dir store, in either layout (flat `<hex>` or sharded `<hh>/<hex>`):

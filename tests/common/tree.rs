@@ -1,4 +1,5 @@
-//! Directory trees for the tests: the one tree comparison (`snapshot`, `assert_same_tree`:
+//! Directory trees for the tests: the one tree comparison (`snapshot`, `assert_same_tree`,
+//! `assert_same_entries`:
 //! every path with its type, mode, owners, size, device, mtime, link count, content hash,
 //! symlink target and xattrs), copies of read-only fixture trees, and a generated tree with
 //! every file type.
@@ -125,9 +126,23 @@ pub fn snapshot(root: &Path) -> BTreeMap<Vec<u8>, Node> {
     out
 }
 
+/// `expected` and `actual` hold the same tree, their roots included.
 pub fn assert_same_tree(expected: &Path, actual: &Path) {
-    let a = snapshot(expected);
-    let b = snapshot(actual);
+    assert_same_nodes(snapshot(expected), snapshot(actual));
+}
+
+/// The same below the roots (for a root directory made elsewhere: a fixture flist packed
+/// from another copy, an unpack or mount target the test created).
+pub fn assert_same_entries(expected: &Path, actual: &Path) {
+    let below = |root: &Path| {
+        let mut s = snapshot(root);
+        s.remove(&Vec::new());
+        s
+    };
+    assert_same_nodes(below(expected), below(actual));
+}
+
+fn assert_same_nodes(a: BTreeMap<Vec<u8>, Node>, b: BTreeMap<Vec<u8>, Node>) {
     let ka: Vec<_> = a.keys().map(|k| String::from_utf8_lossy(k)).collect();
     let kb: Vec<_> = b.keys().map(|k| String::from_utf8_lossy(k)).collect();
     assert_eq!(ka, kb, "different paths");

@@ -3,7 +3,7 @@
 //! from it; and `unpack`/`mount` through a real HTTP server serving a dir store in both
 //! the two-level and the flat layout. Every comparison is byte for byte.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::common::{
     self, dir_url, fuse_available, http_server, noise, redis_server, zvfs_ok, Mount,
@@ -20,54 +20,23 @@ fn make_tree(root: &Path) {
     std::os::unix::fs::symlink("hello.txt", root.join("link")).unwrap();
 }
 
-/// Every path under `root` with its content (or symlink target) and permission bits.
-fn snapshot(root: &Path) -> Vec<(PathBuf, u32, Vec<u8>)> {
-    use std::os::unix::fs::MetadataExt;
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let mut names: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        names.sort();
-        for p in names {
-            let md = std::fs::symlink_metadata(&p).unwrap();
-            let rel = p.strip_prefix(root).unwrap().to_path_buf();
-            let data = if md.file_type().is_symlink() {
-                std::fs::read_link(&p)
-                    .unwrap()
-                    .into_os_string()
-                    .into_encoded_bytes()
-            } else if md.is_dir() {
-                stack.push(p.clone());
-                Vec::new()
-            } else {
-                std::fs::read(&p).unwrap()
-            };
-            out.push((rel, md.mode(), data));
-        }
-    }
-    out.sort();
-    out
-}
-
 fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
 /// Unpack and mount `meta` from `store`, both byte-exact against `src`.
 fn unpack_and_mount_match(meta: &Path, store: &str, src: &Path, work: &Path) {
-    let expected = snapshot(src);
     let out = work.join("unpacked");
     zvfs_ok(&["unpack", "-m", &s(meta), "-s", store, &s(&out)]);
-    assert_eq!(snapshot(&out), expected, "unpack from {store}");
+    // unpack from `store`
+    crate::common::assert_same_entries(src, &out);
     if fuse_available() {
         let mnt = work.join("mnt");
         let (meta, cache) = (s(meta), s(&work.join("cache")));
         let args = ["-m", &meta, "-c", &cache, "-s", store, "--deadline", "10"];
         let m = Mount::daemon(&mnt, &args);
-        assert_eq!(snapshot(&m.target), expected, "mount from {store}");
+        // mount from `store`
+        crate::common::assert_same_entries(src, &m.target);
     }
 }
 
