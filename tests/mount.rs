@@ -2,7 +2,6 @@
 //! under concurrency, the bounded shared cache, crash recovery, integrity, big
 //! directories, daemon mode, signals and the `cache` subcommands.
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -134,41 +133,6 @@ fn mount_in(dir: &Path, fl: &Path, extra: &[String]) -> (PathBuf, Mount) {
     (mnt, m)
 }
 
-/// Everything under `root`: relative path -> (lstat fields, symlink target or content).
-fn snapshot(root: &Path) -> BTreeMap<String, (Vec<i64>, Vec<u8>)> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for ent in std::fs::read_dir(&dir).unwrap() {
-            let p = ent.unwrap().path();
-            let md = std::fs::symlink_metadata(&p).unwrap();
-            let rel = s(p.strip_prefix(root).unwrap());
-            let ft = md.file_type();
-            let data = if ft.is_symlink() {
-                s(std::fs::read_link(&p).unwrap()).into_bytes()
-            } else if ft.is_file() {
-                std::fs::read(&p).unwrap()
-            } else {
-                Vec::new()
-            };
-            let size = if ft.is_dir() { 0 } else { md.size() as i64 };
-            let fields = vec![
-                md.mode() as i64,
-                md.uid() as i64,
-                md.gid() as i64,
-                size,
-                md.mtime(),
-                md.nlink() as i64,
-            ];
-            if ft.is_dir() {
-                stack.push(p.clone());
-            }
-            out.insert(rel, (fields, data));
-        }
-    }
-    out
-}
-
 fn errno_of<T: std::fmt::Debug>(r: std::io::Result<T>) -> i32 {
     r.expect_err("expected a failure")
         .raw_os_error()
@@ -220,20 +184,9 @@ fuse_test! {
                 args.push(st.clone());
             }
             let m = Mount::daemon(&mnt, &args);
-            let got = snapshot(&mnt);
-            assert_eq!(
-                got.keys().collect::<Vec<_>>(),
-                expected.keys().collect::<Vec<_>>(),
-                "{fl}: paths"
-            );
-            for (path, (fields, data)) in &expected {
-                let (gf, gd) = &got[path];
-                assert_eq!(
-                    gf, fields,
-                    "{fl}: lstat of {path} (mode uid gid size mtime nlink)"
-                );
-                assert!(gd == data, "{fl}: content or link target of {path}");
-            }
+            // Every entry below the root: type, mode, owners, size, device, mtime, links,
+            // content or target, xattrs.
+            assert_same_entries(&reference, &mnt);
             let fifo = std::fs::symlink_metadata(mnt.join("fifo1")).unwrap();
             assert!(std::os::unix::fs::FileTypeExt::is_fifo(&fifo.file_type()));
             assert_eq!(
@@ -247,8 +200,8 @@ fuse_test! {
             assert_eq!(vfs.f_files, 67, "{fl}: inode count");
             let bytes: u64 = expected
                 .values()
-                .filter(|(f, _)| f[0] as u32 & 0o170000 == 0o100000)
-                .map(|(f, _)| f[3] as u64)
+                .filter(|n| n.mode & 0o170000 == 0o100000)
+                .filter_map(|n| n.size)
                 .sum();
             assert!(
                 vfs.f_blocks * vfs.f_frsize >= bytes && vfs.f_blocks * vfs.f_frsize < bytes + 67 * 4096

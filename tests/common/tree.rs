@@ -63,7 +63,7 @@ pub struct Node {
     uid: u32,
     gid: u32,
     /// Not for directories (file system dependent).
-    size: Option<u64>,
+    pub size: Option<u64>,
     rdev: u64,
     mtime: i64,
     nlink: u64,
