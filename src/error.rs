@@ -171,6 +171,14 @@ impl From<std::io::Error> for Error {
     }
 }
 
+/// A failed system call made through rustix: as the `io::Error` it is (kind, errno and
+/// source kept).
+impl From<rustix::io::Errno> for Error {
+    fn from(e: rustix::io::Errno) -> Self {
+        Error::from(std::io::Error::from(e))
+    }
+}
+
 impl From<rusqlite::Error> for Error {
     /// SQLite failing to read or write its file (I/O error, full disk, read-only or
     /// unopenable file, permissions, locks, memory) is an [`ErrorKind::Io`] error; anything

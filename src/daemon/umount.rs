@@ -26,7 +26,7 @@ pub fn detach_stale(m: &Mounted) -> Result<()> {
 fn detach(target: &Path) -> Result<()> {
     match rustix::mount::unmount(target, rustix::mount::UnmountFlags::DETACH) {
         Ok(()) | Err(rustix::io::Errno::INVAL) => Ok(()),
-        Err(e) => Err(Error::io(format!("detaching {}: {e}", target.display()))),
+        Err(e) => Err(Error::from(e).context(format!("detaching {}", target.display()))),
     }
 }
 

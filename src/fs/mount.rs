@@ -90,7 +90,7 @@ impl Unmounter {
             Unmounter::Direct(target) => unmount_path(target),
             Unmounter::Fuser(u) => u
                 .unmount()
-                .map_err(|e| Error::io(format!("unmounting: {e}"))),
+                .map_err(|e| Error::from(e).context("unmounting")),
         }
     }
 }
@@ -103,7 +103,7 @@ pub fn unmount_path(target: &Path) -> Result<()> {
         Err(rustix::io::Errno::BUSY) => io(unmount(target, UnmountFlags::DETACH))
             .with_ctx(|| format!("detaching {}", target.display())),
         Err(rustix::io::Errno::INVAL) => Ok(()), // not a mountpoint (any more)
-        Err(e) => Err(Error::io(format!("unmounting {}: {e}", target.display()))),
+        Err(e) => Err(Error::from(e).context(format!("unmounting {}", target.display()))),
     }
 }
 

@@ -88,7 +88,7 @@ pub fn unpack(checked: &Checked<'_>, chunks: &Chunks, opts: &Options) -> Result<
         OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| Error::io(format!("opening target {}: {e}", opts.target.display())))?;
+    .with_ctx(|| format!("opening target {}", opts.target.display()))?;
     // One unpack at a time per target: the leftovers a run removes are never another's.
     match rustix::fs::flock(&target, FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => {}
@@ -100,9 +100,7 @@ pub fn unpack(checked: &Checked<'_>, chunks: &Chunks, opts: &Options) -> Result<
         }
         Err(e) => log::warn!("{}: cannot lock the target: {e}", opts.target.display()),
     }
-    let dup = target
-        .try_clone()
-        .map_err(|e| Error::io(format!("dup target fd: {e}")))?;
+    let dup = target.try_clone().ctx("dup target fd")?;
     let result = restore_into(checked, chunks, dup, opts);
     drop(target); // releases the lock
     result
@@ -171,7 +169,7 @@ pub(super) fn show(path: &[u8]) -> String {
 }
 
 pub(super) fn errno(e: Errno, what: impl std::fmt::Display) -> Error {
-    Error::io(format!("{what}: {e}"))
+    Error::from(e).context(what)
 }
 
 pub(super) fn mode_of(e: &Entry) -> Mode {
