@@ -368,10 +368,13 @@ fn a_closed_stdout_pipe_ends_every_command_quietly() {
     std::fs::create_dir_all(&cache).unwrap();
     let sample = sample_fl();
     let big = tree.join("big.bin");
+    let (fl3, store_url) = (t.path().join("c.fl"), common::dir_url(&store));
     let cases: Vec<(Vec<&str>, i32)> = vec![
         (vec!["--help"], 0),
         (vec!["--version"], 0),
         (vec!["pack", "--help"], 0),
+        (vec!["pack", "-m", s(&fl3), "-s", &store_url, s(&tree)], 0),
+        (vec!["verify", "-m", s(&fl2)], 0),
         (vec!["inspect", "-m", s(&fl2)], 0),
         (vec!["ls", "-l", "-m", s(&fl2), "/"], 0),
         (vec!["stat", "-m", s(&fl2), "/big.bin"], 0),
@@ -395,4 +398,6 @@ fn a_closed_stdout_pipe_ends_every_command_quietly() {
             "{args:?} complained: {err}"
         );
     }
+    // The pack whose summary went nowhere still wrote its flist.
+    assert!(fl3.is_file());
 }
