@@ -29,6 +29,21 @@ pub enum ErrorKind {
     Credentials,
 }
 
+impl ErrorKind {
+    /// Every kind, for decoding one by name (as `{:?}` prints it), e.g. from a daemon's
+    /// report.
+    pub const ALL: [ErrorKind; 8] = [
+        ErrorKind::Io,
+        ErrorKind::NotFound,
+        ErrorKind::Corrupt,
+        ErrorKind::Format,
+        ErrorKind::Store,
+        ErrorKind::Timeout,
+        ErrorKind::Invalid,
+        ErrorKind::Credentials,
+    ];
+}
+
 /// The underlying error an [`Error`] was made from.
 type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 

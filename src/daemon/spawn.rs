@@ -174,19 +174,9 @@ pub(super) fn error_report(e: &Error) -> String {
 
 /// The kind named in a report (as `{:?}` prints it).
 fn kind_named(name: &str) -> Option<ErrorKind> {
-    use ErrorKind::*;
-    [
-        Io,
-        NotFound,
-        Corrupt,
-        Format,
-        Store,
-        Timeout,
-        Invalid,
-        Credentials,
-    ]
-    .into_iter()
-    .find(|k| format!("{k:?}") == name)
+    ErrorKind::ALL
+        .into_iter()
+        .find(|k| format!("{k:?}") == name)
 }
 
 /// What the daemon child reported.
