@@ -168,12 +168,7 @@ impl Route {
             });
         };
         let (range, url) = (&spec[..eq], &spec[eq + 1..]);
-        let bad = |why: &str| {
-            Error::invalid(format!(
-                "bad store {range}={}: {why}",
-                crate::store::redact(url)
-            ))
-        };
+        let bad = |why: &str| Error::invalid(format!("bad store {range}={}: {why}", redact(url)));
         let hex = |h: &str| {
             (h.len() == 2 && h.bytes().all(|b| b.is_ascii_hexdigit()))
                 .then(|| u8::from_str_radix(h, 16).ok())
@@ -359,4 +354,42 @@ pub fn check_name(name: &[u8]) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The URL with any password (the part after `user:` before `@`) replaced by `***`.
+pub fn redact(url: &str) -> String {
+    strip_password_with(url, "***")
+}
+
+/// The URL with its password removed, as written into flists (rfs strips it too).
+pub fn strip_password(url: &str) -> String {
+    strip_password_with(url, "")
+}
+
+fn strip_password_with(url: &str, replacement: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    // Credentials end before the path; in S3 URLs (whose bucket names never hold '/' or
+    // '@') they end at the last '@' before the query, so an AWS secret with an unencoded
+    // '/' is still found.
+    let auth_end = if matches!(scheme, "s3" | "s3s") {
+        rest.find('?').unwrap_or(rest.len())
+    } else {
+        rest.find('/').unwrap_or(rest.len())
+    };
+    let Some(at) = rest[..auth_end].rfind('@') else {
+        return url.to_string();
+    };
+    let userinfo = &rest[..at];
+    let user = match userinfo.split_once(':') {
+        Some((u, _)) if replacement.is_empty() => u.to_string(),
+        Some((u, _)) => format!("{u}:{replacement}"),
+        None => return url.to_string(),
+    };
+    if user.is_empty() {
+        format!("{scheme}://{}", &rest[at + 1..])
+    } else {
+        format!("{scheme}://{user}@{}", &rest[at + 1..])
+    }
 }

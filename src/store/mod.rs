@@ -159,43 +159,9 @@ fn check_http_url(url: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// The URL with any password (the part after `user:` before `@`) replaced by `***`.
-pub fn redact(url: &str) -> String {
-    strip_password_with(url, "***")
-}
-
-/// The URL with its password removed, as written into flists (rfs strips it too).
-pub fn strip_password(url: &str) -> String {
-    strip_password_with(url, "")
-}
-
-fn strip_password_with(url: &str, replacement: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    // Credentials end before the path; in S3 URLs (whose bucket names never hold '/' or
-    // '@') they end at the last '@' before the query, so an AWS secret with an unencoded
-    // '/' is still found.
-    let auth_end = if matches!(scheme, "s3" | "s3s") {
-        rest.find('?').unwrap_or(rest.len())
-    } else {
-        rest.find('/').unwrap_or(rest.len())
-    };
-    let Some(at) = rest[..auth_end].rfind('@') else {
-        return url.to_string();
-    };
-    let userinfo = &rest[..at];
-    let user = match userinfo.split_once(':') {
-        Some((u, _)) if replacement.is_empty() => u.to_string(),
-        Some((u, _)) => format!("{u}:{replacement}"),
-        None => return url.to_string(),
-    };
-    if user.is_empty() {
-        format!("{scheme}://{}", &rest[at + 1..])
-    } else {
-        format!("{scheme}://{user}@{}", &rest[at + 1..])
-    }
-}
+// Password redaction belongs to routes (flist), which hold the URLs; re-exported here
+// for the stores' messages.
+pub use crate::flist::{redact, strip_password};
 
 #[cfg(test)]
 mod tests {

@@ -279,7 +279,7 @@ fn backend_urls() {
     assert!(backend_url(r#"{"port":1}"#).is_err());
     assert!(backend_url("nope").is_err());
     let url = backend_url(r#"{"host":"h","port":1,"password":"secret"}"#).unwrap();
-    assert!(!crate::store::redact(&url).contains("secret"));
+    assert!(!crate::flist::redact(&url).contains("secret"));
 }
 
 #[test]
