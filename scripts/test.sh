@@ -20,6 +20,7 @@ need capnp capnproto
 need getfattr attr
 need python3 python3
 need fuser psmisc
+need groff groff-base
 need file file
 case "$(file -bL /bin/busybox 2>/dev/null || true)" in
     *"statically linked"*|*"static-pie linked"*) ;;
