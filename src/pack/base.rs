@@ -221,7 +221,7 @@ fn full_checksum_at(file: &File, size: u64) -> Result<[u8; 32]> {
     Ok(h.finish())
 }
 
-impl super::walk::Packer<'_, '_, '_> {
+impl super::walk::Packer<'_, '_, '_, '_, '_> {
     /// Pack's hook: when the base has a matching entry for this regular file, write its
     /// blocks and identity (for later hardlinked paths too) and return true; pack then
     /// skips reading and uploading it.

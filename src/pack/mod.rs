@@ -25,6 +25,7 @@ use crate::store::{redact, strip_password};
 use crate::sys::atomic::AtomicFile;
 
 pub mod base;
+pub mod chunker;
 mod encode;
 mod walk;
 pub mod xattrs;

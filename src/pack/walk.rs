@@ -4,25 +4,23 @@
 //! the encoder workers; a file's block rows and identity are written once all its
 //! chunks came back. It never encodes nor uploads (see `encode`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::{File, Metadata};
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::encode::{self, Counters, Done, Job};
+use super::chunker::{self, Chunker, Fed};
 use super::{base, read_xattrs, Summary};
-use crate::codec::{v2, ChunkRef, CHUNK_SIZE};
+use crate::codec::ChunkRef;
 use crate::error::{Context, Error, Result};
 use crate::flist::v2::{NewEntry, V2Writer};
 use crate::flist::{Identity, Ino, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use crate::identity;
-use crate::pipeline::{self, Feed};
 use crate::store::router::Router;
 
 /// Walk `src` into `w`, with `jobs` encoder workers uploading through `router`.
@@ -34,65 +32,40 @@ pub(super) fn pack_tree(
     jobs: usize,
     base: Option<&mut base::BaseIndex>,
 ) -> Result<Summary> {
-    let counters = Counters::default();
-    let nbufs = encode::buffers(jobs);
-    let (pool_tx, pool_rx) = mpsc::sync_channel::<Vec<u8>>(nbufs);
-    for _ in 0..nbufs {
-        // Capacity only: pages are touched when first filled.
-        let _ = pool_tx.send(Vec::with_capacity(CHUNK_SIZE));
-    }
     let mut progress = Progress::new();
-    let r = pipeline::run_batched(
-        encode::config(jobs),
-        v2::Encoder::new,
-        |enc, batch| encode::encode_batch(enc, batch, &pool_tx, &counters, router),
-        |feed| {
-            let mut p = Packer {
-                w,
-                feed,
-                pool_rx: &pool_rx,
-                pool_tx: &pool_tx,
-                pending: HashMap::new(),
-                seen: HashMap::new(),
-                finished_links: HashMap::new(),
-                summary: Summary::default(),
-                progress: &mut progress,
-                base,
-                root: src,
-            };
-            p.walk(src, src_meta)?;
-            p.wait_all()?;
-            Ok(p.summary.clone())
-        },
-    );
+    let r = chunker::run(jobs, router, |chunker| {
+        let mut p = Packer {
+            w,
+            chunker,
+            waiting_links: HashMap::new(),
+            hardlinked: HashSet::new(),
+            seen: HashMap::new(),
+            finished_links: HashMap::new(),
+            summary: Summary::default(),
+            progress: &mut progress,
+            base,
+            root: src,
+        };
+        p.walk(src, src_meta)?;
+        p.chunker.wait_all()?;
+        p.write_completed()?;
+        Ok(p.summary.clone())
+    });
     progress.clear();
-    let mut summary = r?;
-    summary.uploaded = counters.uploaded.load(Ordering::Relaxed);
-    summary.uploaded_bytes = counters.uploaded_bytes.load(Ordering::Relaxed);
+    let (mut summary, up) = r?;
+    summary.uploaded = up.chunks;
+    summary.uploaded_bytes = up.bytes;
     Ok(summary)
 }
 
-/// A regular file whose chunks are still being encoded or uploaded.
-struct PendingFile {
-    path: PathBuf,
-    chunks: Vec<Option<ChunkRef>>,
-    received: usize,
-    /// Number of chunks, known once the file was read to its end.
-    total: Option<usize>,
-    identity: Option<Identity>,
-    /// Later paths of the same (hardlinked) file, waiting for these blocks.
-    links: Vec<Ino>,
-    /// Keep the blocks after completion: more paths of this file may come.
-    hardlinked: bool,
-}
-
-pub(super) struct Packer<'a, 'f, 'p> {
+pub(super) struct Packer<'a, 'c, 'x, 'f, 'p> {
     pub(super) w: &'a V2Writer,
-    /// The encoder workers' end of the pipeline.
-    feed: &'f mut Feed<'p, Job, Done>,
-    pool_rx: &'a mpsc::Receiver<Vec<u8>>,
-    pool_tx: &'a mpsc::SyncSender<Vec<u8>>,
-    pending: HashMap<Ino, PendingFile>,
+    /// Content goes to the encoder workers through it.
+    chunker: &'c mut Chunker<'x, 'f, 'p>,
+    /// Later paths of a hardlinked file still being encoded, waiting for its blocks.
+    waiting_links: HashMap<Ino, Vec<Ino>>,
+    /// Files with several links whose blocks must be kept once complete.
+    hardlinked: HashSet<Ino>,
     /// (st_dev, st_ino) of files with several links -> inode of the first path seen.
     seen: HashMap<(u64, u64), Ino>,
     /// Completed hardlinked files: their blocks and identity, for later paths.
@@ -105,7 +78,7 @@ pub(super) struct Packer<'a, 'f, 'p> {
     pub(super) root: &'a Path,
 }
 
-impl Packer<'_, '_, '_> {
+impl Packer<'_, '_, '_, '_, '_> {
     fn walk(&mut self, src: &Path, src_meta: &Metadata) -> Result<()> {
         let root = self.add(src, src_meta, 0, b"/")?;
         if root != crate::flist::ROOT_INO {
@@ -174,8 +147,8 @@ impl Packer<'_, '_, '_> {
                         self.w.add_blocks(ino, blocks)?;
                         self.w.set_identity(ino, ident)?;
                         self.summary.chunks += blocks.len() as u64;
-                    } else if let Some(p) = self.pending.get_mut(&first) {
-                        p.links.push(ino);
+                    } else if self.chunker.is_pending(first) {
+                        self.waiting_links.entry(first).or_default().push(ino);
                     }
                 }
                 return Ok(ino);
@@ -190,9 +163,8 @@ impl Packer<'_, '_, '_> {
 
     fn add_content(&mut self, file_path: &Path, meta: &Metadata, ino: Ino) -> Result<()> {
         let path: Arc<Path> = Arc::from(file_path);
-        let path = &path;
         let what = || format!("reading {}", path.display());
-        let mut f = open_nofollow(path).with_ctx(what)?;
+        let mut f = open_nofollow(&path).with_ctx(what)?;
         let fmeta = f.metadata().with_ctx(what)?;
         if fmeta.dev() != meta.dev() || fmeta.ino() != meta.ino() {
             return Err(Error::io(format!(
@@ -201,169 +173,50 @@ impl Packer<'_, '_, '_> {
             )));
         }
         let size = meta.size();
-        let partial = identity::partial_checksum(&f, size).with_ctx(what)?;
-        if self.base.is_some() && self.reuse_from_base(path, meta, &f, &partial, ino)? {
-            return Ok(());
+        if self.base.is_some() {
+            let partial = identity::partial_checksum(&f, size).with_ctx(what)?;
+            if self.reuse_from_base(&path, meta, &f, &partial, ino)? {
+                return Ok(());
+            }
         }
-        let mut full = identity::FullChecksum::new();
         self.summary.files += 1;
-        self.pending.insert(
-            ino,
-            PendingFile {
-                path: path.to_path_buf(),
-                chunks: Vec::new(),
-                received: 0,
-                total: None,
-                identity: None,
-                links: Vec::new(),
-                hardlinked: meta.nlink() > 1,
-            },
-        );
-        let mut index = 0;
-        let mut read_total: u64 = 0;
-        loop {
-            self.drain()?;
-            let mut buf = self.buffer()?;
-            if buf.len() < CHUNK_SIZE {
-                buf.resize(CHUNK_SIZE, 0);
-            }
-            let len = match fill(&mut f, &mut buf) {
-                Ok(n) => n,
-                Err(e) => {
-                    let _ = self.pool_tx.send(buf);
-                    return Err(Error::from(e).context(what()));
-                }
-            };
-            if len == 0 {
-                let _ = self.pool_tx.send(buf);
-                break;
-            }
-            full.update(&buf[..len]);
-            read_total += len as u64;
-            self.summary.bytes += len as u64;
-            self.summary.chunks += 1;
-            self.progress.tick(&self.summary);
-            self.feed.push(Job {
-                ino,
-                index,
-                buf,
-                len,
-                path: path.clone(),
-            })?;
-            index += 1;
-            if len < CHUNK_SIZE {
-                break;
-            }
+        if meta.nlink() > 1 {
+            self.hardlinked.insert(ino);
         }
+        let (progress, files) = (&mut *self.progress, self.summary.files);
+        let chunks_before = self.chunker.fed.chunks;
+        let read_total = self.chunker.add(ino, &mut f, size, &path, &mut |fed| {
+            progress.tick(files, fed)
+        })?;
+        self.summary.bytes += read_total;
+        self.summary.chunks += self.chunker.fed.chunks - chunks_before;
         if read_total != size {
             return Err(Error::io(format!(
                 "{} changed while being packed (size {size} at lstat, {read_total} bytes read)",
                 path.display()
             )));
         }
-        if let Some(p) = self.pending.get_mut(&ino) {
-            p.total = Some(index);
-            p.identity = Some(Identity {
-                partial,
-                checksum: full.finish(),
-            });
-        }
-        self.maybe_complete(ino)
+        self.write_completed()
     }
 
-    /// A free plaintext buffer, waiting for a worker to return one if needed.
-    fn buffer(&mut self) -> Result<Vec<u8>> {
-        loop {
-            match self.pool_rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(b) => return Ok(b),
-                Err(mpsc::RecvTimeoutError::Timeout) => self.drain()?,
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(Error::io("pack buffer pool closed"))
-                }
+    /// Write the block rows (and identity) of every file whose chunks are all stored, and
+    /// of the later paths of the hardlinked ones.
+    fn write_completed(&mut self) -> Result<()> {
+        for c in self.chunker.take_completed() {
+            let ino = c.key;
+            self.w.add_blocks(ino, &c.blocks)?;
+            self.w.set_identity(ino, &c.identity)?;
+            for link in self.waiting_links.remove(&ino).unwrap_or_default() {
+                self.w.add_blocks(link, &c.blocks)?;
+                self.w.set_identity(link, &c.identity)?;
+                self.summary.chunks += c.blocks.len() as u64;
             }
-        }
-    }
-
-    /// Handle every result already available, without waiting.
-    fn drain(&mut self) -> Result<()> {
-        while let Some(d) = self.feed.try_next()? {
-            self.on_done(d)?;
-        }
-        Ok(())
-    }
-
-    fn on_done(&mut self, d: Done) -> Result<()> {
-        let Done { ino, index, chunk } = d;
-        let Some(p) = self.pending.get_mut(&ino) else {
-            return Ok(());
-        };
-        if p.chunks.len() <= index {
-            p.chunks.resize(index + 1, None);
-        }
-        p.chunks[index] = Some(chunk);
-        p.received += 1;
-        self.maybe_complete(ino)
-    }
-
-    /// Write a file's block rows once all its chunks are stored.
-    fn maybe_complete(&mut self, ino: Ino) -> Result<()> {
-        let ready = matches!(self.pending.get(&ino), Some(p) if p.total == Some(p.received));
-        if !ready {
-            return Ok(());
-        }
-        let Some(p) = self.pending.remove(&ino) else {
-            return Ok(());
-        };
-        let blocks = p
-            .chunks
-            .into_iter()
-            .collect::<Option<Vec<ChunkRef>>>()
-            .ok_or_else(|| Error::io(format!("{}: a chunk result is missing", p.path.display())))?;
-        let ident = p
-            .identity
-            .ok_or_else(|| Error::io(format!("{}: identity missing", p.path.display())))?;
-        self.w.add_blocks(ino, &blocks)?;
-        self.w.set_identity(ino, &ident)?;
-        for link in &p.links {
-            self.w.add_blocks(*link, &blocks)?;
-            self.w.set_identity(*link, &ident)?;
-            self.summary.chunks += blocks.len() as u64;
-        }
-        if p.hardlinked {
-            self.finished_links.insert(ino, (blocks, ident));
-        }
-        Ok(())
-    }
-
-    /// Wait for every outstanding chunk.
-    fn wait_all(&mut self) -> Result<()> {
-        while !self.pending.is_empty() {
-            match self.feed.next()? {
-                Some(d) => self.on_done(d)?,
-                None => {
-                    return Err(Error::io(format!(
-                        "pack workers ended with {} files unfinished",
-                        self.pending.len()
-                    )))
-                }
+            if self.hardlinked.remove(&ino) {
+                self.finished_links.insert(ino, (c.blocks, c.identity));
             }
         }
         Ok(())
     }
-}
-
-/// Read until `buf` is full or the file ends; returns the bytes read.
-fn fill(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(r) => n += r,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// Open a regular file for reading without following a symlink, without updating atime
@@ -399,7 +252,7 @@ impl Progress {
         }
     }
 
-    fn tick(&mut self, s: &Summary) {
+    fn tick(&mut self, files: u64, fed: &Fed) {
         if !self.on || self.last.elapsed() < Duration::from_millis(500) {
             return;
         }
@@ -408,10 +261,10 @@ impl Progress {
         let _ = write!(
             std::io::stderr(),
             "\r{} files, {:.1} MB, {} chunks, {:.1} MB/s   ",
-            s.files,
-            s.bytes as f64 / 1e6,
-            s.chunks,
-            s.bytes as f64 / 1e6 / secs
+            files,
+            fed.bytes as f64 / 1e6,
+            fed.chunks,
+            fed.bytes as f64 / 1e6 / secs
         );
         self.shown = true;
     }
