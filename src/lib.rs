@@ -27,6 +27,7 @@ pub mod error;
 pub mod flist;
 pub mod fs;
 pub mod identity;
+pub mod import;
 pub mod node;
 pub mod pack;
 pub mod pipeline;

@@ -1,0 +1,362 @@
+//! The local layer index (`CACHE/layers.db`, SQLite): per layer digest and set of stores,
+//! the layer's entries (metadata only) and, for the regular files an import encoded, their
+//! chunks and identity. An import finds a layer there and neither reads nor uploads it
+//! again. Rows are added only after the flist that needs their chunks was published (the
+//! chunks are then flushed in the stores). Like pack's `--base`, it trusts the stores to
+//! still hold what it records. A damaged or unreadable index is ignored with a warning,
+//! never an import failure. It knows nothing of registries or trees.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::tree::{EntryKind, LayerEntry, Meta};
+use crate::codec::ChunkRef;
+use crate::error::{Context, Result};
+use crate::flist::Identity;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS layer (
+    id INTEGER PRIMARY KEY, digest TEXT NOT NULL, stores TEXT NOT NULL,
+    entries INTEGER NOT NULL, UNIQUE (digest, stores));
+CREATE TABLE IF NOT EXISTS entry (
+    layer INTEGER NOT NULL, ord INTEGER NOT NULL, path BLOB NOT NULL, kind INTEGER NOT NULL,
+    perm INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL, mtime INTEGER NOT NULL,
+    rdev INTEGER NOT NULL, link BLOB NOT NULL, size INTEGER NOT NULL, xattrs BLOB NOT NULL,
+    PRIMARY KEY (layer, ord));
+CREATE TABLE IF NOT EXISTS content (
+    layer INTEGER NOT NULL, ord INTEGER NOT NULL, blocks BLOB NOT NULL,
+    partial BLOB NOT NULL, checksum BLOB NOT NULL, PRIMARY KEY (layer, ord));
+";
+
+/// What the index knows of one layer.
+#[derive(Default)]
+pub struct Known {
+    /// Its entries, when the whole layer was recorded.
+    pub entries: Option<Vec<LayerEntry>>,
+    /// Encoded regular files, by entry number.
+    pub content: HashMap<u32, (Vec<ChunkRef>, Identity)>,
+}
+
+/// The open index.
+pub struct LayerIndex {
+    conn: Option<Connection>,
+    path: PathBuf,
+    /// The stores' identity (their routes) the rows are for.
+    stores: String,
+}
+
+impl LayerIndex {
+    /// Open (creating) the index in `dir` for chunks kept in `stores`. Never fails: an
+    /// index that cannot be used is logged and behaves as empty.
+    pub fn open(dir: &Path, stores: String) -> LayerIndex {
+        let path = dir.join("layers.db");
+        let conn = match open_db(dir, &path) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                log::warn!("layer index {} not used: {e}", path.display());
+                None
+            }
+        };
+        LayerIndex { conn, path, stores }
+    }
+
+    /// An index that records nothing (no cache directory).
+    pub fn none() -> LayerIndex {
+        LayerIndex {
+            conn: None,
+            path: PathBuf::new(),
+            stores: String::new(),
+        }
+    }
+
+    /// What is known of the layer `digest`.
+    pub fn get(&self, digest: &str) -> Known {
+        let Some(conn) = &self.conn else {
+            return Known::default();
+        };
+        match load(conn, digest, &self.stores) {
+            Ok(k) => k,
+            Err(e) => {
+                log::warn!(
+                    "layer index {}: ignoring its record of {digest}: {e}",
+                    self.path.display()
+                );
+                Known::default()
+            }
+        }
+    }
+
+    /// Record layers: `(digest, entries if read now, contents encoded now)`.
+    pub fn record(&mut self, layers: &[Record<'_>]) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        if let Err(e) = store(conn, &self.stores, layers) {
+            log::warn!("layer index {} not updated: {e}", self.path.display());
+        }
+    }
+}
+
+/// One layer to record.
+pub struct Record<'a> {
+    /// The layer's digest.
+    pub digest: &'a str,
+    /// All its entries, when this import read the layer.
+    pub entries: Option<&'a [LayerEntry]>,
+    /// Regular files encoded now: entry number, blocks, identity.
+    pub content: Vec<(u32, &'a [ChunkRef], &'a Identity)>,
+}
+
+fn open_db(dir: &Path, path: &Path) -> Result<Connection> {
+    std::fs::create_dir_all(dir).with_ctx(|| format!("creating {}", dir.display()))?;
+    let conn = Connection::open(path).with_ctx(|| format!("opening {}", path.display()))?;
+    conn.busy_timeout(Duration::from_secs(30))
+        .with_ctx(|| path.display().to_string())?;
+    conn.execute_batch(SCHEMA)
+        .with_ctx(|| path.display().to_string())?;
+    Ok(conn)
+}
+
+fn kind_code(k: EntryKind) -> i64 {
+    match k {
+        EntryKind::File => 0,
+        EntryKind::Dir => 1,
+        EntryKind::Symlink => 2,
+        EntryKind::Hardlink => 3,
+        EntryKind::Char => 4,
+        EntryKind::Block => 5,
+        EntryKind::Fifo => 6,
+    }
+}
+
+fn code_kind(c: i64) -> Option<EntryKind> {
+    Some(match c {
+        0 => EntryKind::File,
+        1 => EntryKind::Dir,
+        2 => EntryKind::Symlink,
+        3 => EntryKind::Hardlink,
+        4 => EntryKind::Char,
+        5 => EntryKind::Block,
+        6 => EntryKind::Fifo,
+        _ => return None,
+    })
+}
+
+/// xattrs as (u32 LE name length, name, u32 LE value length, value)*.
+fn pack_xattrs(x: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (k, v) in x {
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(k);
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        out.extend_from_slice(v);
+    }
+    out
+}
+
+fn unpack_xattrs(mut b: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let mut take = |b: &mut &[u8]| -> Option<Vec<u8>> {
+        let (len, rest) = b.split_first_chunk::<4>()?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if rest.len() < len {
+            return None;
+        }
+        let (v, rest) = rest.split_at(len);
+        *b = rest;
+        Some(v.to_vec())
+    };
+    while !b.is_empty() {
+        let k = take(&mut b)?;
+        let v = take(&mut b)?;
+        out.push((k, v));
+    }
+    Some(out)
+}
+
+fn bad(what: &str) -> crate::error::Error {
+    crate::error::Error::format(format!("damaged row: {what}"))
+}
+
+fn load(conn: &Connection, digest: &str, stores: &str) -> Result<Known> {
+    let row: Option<(i64, i64)> = conn
+        .query_row(
+            "SELECT id, entries FROM layer WHERE digest = ?1 AND stores = ?2",
+            params![digest, stores],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((id, count)) = row else {
+        return Ok(Known::default());
+    };
+    let mut known = Known::default();
+    if count >= 0 {
+        let mut st = conn.prepare(
+            "SELECT ord, path, kind, perm, uid, gid, mtime, rdev, link, size, xattrs
+             FROM entry WHERE layer = ?1 ORDER BY ord",
+        )?;
+        let mut rows = st.query(params![id])?;
+        let mut entries = Vec::new();
+        while let Some(r) = rows.next()? {
+            let ord: i64 = r.get(0)?;
+            if ord != entries.len() as i64 {
+                return Err(bad("entry numbers"));
+            }
+            let xattrs: Vec<u8> = r.get(10)?;
+            entries.push(LayerEntry {
+                path: r.get(1)?,
+                kind: code_kind(r.get(2)?).ok_or_else(|| bad("kind"))?,
+                meta: Meta {
+                    perm: r.get(3)?,
+                    uid: r.get(4)?,
+                    gid: r.get(5)?,
+                    mtime: r.get(6)?,
+                    rdev: r.get::<_, i64>(7)? as u64,
+                    xattrs: unpack_xattrs(&xattrs).ok_or_else(|| bad("xattrs"))?,
+                },
+                link: r.get(8)?,
+                size: r.get::<_, i64>(9)? as u64,
+            });
+        }
+        if entries.len() as i64 != count {
+            return Err(bad("entry count"));
+        }
+        known.entries = Some(entries);
+    }
+    let mut st =
+        conn.prepare("SELECT ord, blocks, partial, checksum FROM content WHERE layer = ?1")?;
+    let mut rows = st.query(params![id])?;
+    while let Some(r) = rows.next()? {
+        let ord: u32 = r.get(0)?;
+        let blocks: Vec<u8> = r.get(1)?;
+        let partial: Vec<u8> = r.get(2)?;
+        let checksum: Vec<u8> = r.get(3)?;
+        if blocks.len() % 64 != 0 {
+            return Err(bad("blocks"));
+        }
+        let refs = blocks
+            .chunks_exact(64)
+            .map(|c| ChunkRef::from_slices(&c[..32], &c[32..]))
+            .collect::<Result<Vec<_>>>()?;
+        let identity = Identity {
+            partial: partial.try_into().map_err(|_| bad("partial checksum"))?,
+            checksum: checksum.try_into().map_err(|_| bad("checksum"))?,
+        };
+        known.content.insert(ord, (refs, identity));
+    }
+    Ok(known)
+}
+
+fn store(conn: &mut Connection, stores: &str, layers: &[Record<'_>]) -> Result<()> {
+    let tx = conn.transaction()?;
+    for l in layers {
+        if l.entries.is_none() && l.content.is_empty() {
+            continue;
+        }
+        tx.execute(
+            "INSERT OR IGNORE INTO layer (digest, stores, entries) VALUES (?1, ?2, -1)",
+            params![l.digest, stores],
+        )?;
+        let id: i64 = tx.query_row(
+            "SELECT id FROM layer WHERE digest = ?1 AND stores = ?2",
+            params![l.digest, stores],
+            |r| r.get(0),
+        )?;
+        if let Some(entries) = l.entries {
+            tx.execute("DELETE FROM entry WHERE layer = ?1", params![id])?;
+            let mut st = tx.prepare_cached(
+                "INSERT INTO entry (layer, ord, path, kind, perm, uid, gid, mtime, rdev, link,
+                 size, xattrs) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?;
+            for (i, e) in entries.iter().enumerate() {
+                st.execute(params![
+                    id,
+                    i as i64,
+                    e.path,
+                    kind_code(e.kind),
+                    e.meta.perm,
+                    e.meta.uid,
+                    e.meta.gid,
+                    e.meta.mtime,
+                    e.meta.rdev as i64,
+                    e.link,
+                    e.size as i64,
+                    pack_xattrs(&e.meta.xattrs)
+                ])?;
+            }
+            tx.execute(
+                "UPDATE layer SET entries = ?1 WHERE id = ?2",
+                params![entries.len() as i64, id],
+            )?;
+        }
+        let mut st = tx.prepare_cached(
+            "INSERT OR REPLACE INTO content (layer, ord, blocks, partial, checksum)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for (ord, blocks, ident) in &l.content {
+            let mut b = Vec::with_capacity(blocks.len() * 64);
+            for c in blocks.iter() {
+                b.extend_from_slice(c.id());
+                b.extend_from_slice(c.key());
+            }
+            st.execute(params![
+                id,
+                ord,
+                b,
+                &ident.partial[..],
+                &ident.checksum[..]
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_round_trip_and_a_damaged_index_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = LayerEntry {
+            path: b"a/\xff".to_vec(),
+            kind: EntryKind::File,
+            meta: Meta {
+                perm: 0o4755,
+                uid: 1,
+                gid: 2,
+                mtime: -3,
+                rdev: 0,
+                xattrs: vec![(b"user.a".to_vec(), b"\x00b".to_vec())],
+            },
+            link: Vec::new(),
+            size: 9,
+        };
+        let c = ChunkRef::v2([1; 32], [2; 32]);
+        let ident = Identity {
+            partial: [3; 32],
+            checksum: [4; 32],
+        };
+        let mut idx = LayerIndex::open(dir.path(), "dir:///s".into());
+        idx.record(&[Record {
+            digest: "sha256:aa",
+            entries: Some(std::slice::from_ref(&e)),
+            content: vec![(0, std::slice::from_ref(&c), &ident)],
+        }]);
+        let k = LayerIndex::open(dir.path(), "dir:///s".into()).get("sha256:aa");
+        let got = k.entries.unwrap();
+        assert_eq!(got[0].path, e.path);
+        assert_eq!(got[0].meta, e.meta);
+        assert_eq!(k.content[&0].0, vec![c]);
+        // Other stores: nothing known.
+        let k = LayerIndex::open(dir.path(), "dir:///t".into()).get("sha256:aa");
+        assert!(k.entries.is_none() && k.content.is_empty());
+        std::fs::write(dir.path().join("layers.db"), b"not a database at all").unwrap();
+        let k = LayerIndex::open(dir.path(), "dir:///s".into()).get("sha256:aa");
+        assert!(k.entries.is_none());
+    }
+}

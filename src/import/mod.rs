@@ -1,0 +1,583 @@
+//! The import engine: a container image (registry, OCI layout, docker-archive; found and
+//! verified by [`crate::image`]) becomes an flist whose chunks are in the given stores,
+//! with no Docker daemon and nothing extracted to disk.
+//!
+//! Two passes over the layers, bottom first:
+//! 1. **Metadata.** Each layer's tar is streamed and its entries applied to an in-memory
+//!    tree ([`tree`]): names, modes, owners, links, whiteouts, with a regular file's
+//!    content only a reference (layer, entry number). Contents are skipped (but the blob
+//!    is still read to its end and checked against its digest).
+//! 2. **Content.** Only the regular files the final tree still uses are encoded and
+//!    uploaded: a layer is read a second time only if it holds such files, and only
+//!    those entries go through pack's chunker ([`crate::pack::chunker`]), so chunk ids
+//!    and keys are the ones `zvfs pack` gives the same content, and a file an upper layer
+//!    deleted or replaced uploads nothing.
+//!
+//! So each layer blob is read at most twice (once when every file it holds was deleted
+//! above it) and memory is the tree's metadata plus pack's bounded buffer pool. The local
+//! layer index ([`index`], `CACHE/layers.db`) remembers each layer's entries and encoded
+//! files by digest and stores: an import finds them there and neither reads nor uploads
+//! those layers again. The flist is written to a temporary file and renamed into place
+//! only when everything succeeded; the index is updated after that.
+//!
+//! This module parses no command line and prints nothing but a progress line on a
+//! terminal's stderr.
+
+pub mod index;
+pub mod layer;
+pub mod startup;
+pub mod tree;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsStr;
+use std::io::{IsTerminal, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::codec::ChunkRef;
+use crate::error::{Error, Result};
+use crate::flist::v2::{NewEntry, V2Writer};
+use crate::flist::{Identity, Ino, Route, S_IFDIR, S_IFLNK, S_IFREG};
+use crate::image::{FetchOptions, Image};
+use crate::pack::chunker::{self, Completed};
+use crate::pack::route_rows;
+use crate::store::router::Router;
+use crate::sys::atomic::AtomicFile;
+use index::{LayerIndex, Record};
+use startup::{json_list, Startup};
+use tree::{ContentRef, Meta, Tree};
+
+/// The name of the start file written into the root.
+pub const STARTUP_FILE: &str = ".startup.toml";
+
+/// The content reference of the start file (no layer has that many entries).
+const STARTUP_REF: ContentRef = ContentRef {
+    layer: u16::MAX,
+    entry: u32::MAX,
+};
+
+/// What to import, and how.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The image reference (`docker://...`, `NAME[:TAG]`, `oci:DIR[:TAG]`,
+    /// `docker-archive:FILE`).
+    pub image: String,
+    /// How to find and fetch it.
+    pub fetch: FetchOptions,
+    /// The flist to write (replaced atomically; nothing is written on failure).
+    pub output: PathBuf,
+    /// The stores, recorded as the flist's routes.
+    pub routes: Vec<Route>,
+    /// Tags to record besides the `image.*` ones.
+    pub tags: Vec<(String, String)>,
+    /// Encoding and upload workers.
+    pub jobs: usize,
+    /// Keep passwords in the routes written into the flist.
+    pub keep_passwords: bool,
+    /// Write `/.startup.toml` from the image config.
+    pub startup_file: bool,
+    /// Where the layer index lives (`None`: no reuse, nothing recorded).
+    pub index_dir: Option<PathBuf>,
+}
+
+/// What an import did.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    /// The image as named.
+    pub image: String,
+    /// Its manifest digest.
+    pub manifest_digest: String,
+    /// Layers in the image.
+    pub layers: usize,
+    /// Layers neither read nor uploaded: everything came from the layer index.
+    pub reused_layers: usize,
+    /// Layer blob reads (metadata and content passes together).
+    pub layer_reads: usize,
+    /// Uncompressed layer bytes read.
+    pub read_bytes: u64,
+    /// Entries written (every path, the root included).
+    pub entries: u64,
+    /// Regular files (every path of a hardlinked file counts).
+    pub files: u64,
+    /// Content bytes of the result (each hardlinked file once).
+    pub bytes: u64,
+    /// Block rows written.
+    pub chunks: u64,
+    /// Unique chunks uploaded.
+    pub uploaded: u64,
+    /// Their encoded bytes.
+    pub uploaded_bytes: u64,
+    /// Content bytes taken from the layer index (not read, not uploaded).
+    pub reused_bytes: u64,
+    /// Chunks taken from the layer index.
+    pub reused_chunks: u64,
+    /// Files whose content came from the layer index.
+    pub reused_files: u64,
+    /// Wall-clock time.
+    pub seconds: f64,
+}
+
+impl Summary {
+    /// The reuse line, like pack's `--base` report: `None` when nothing was reused.
+    pub fn reuse_report(&self) -> Option<String> {
+        if self.reused_layers == 0 && self.reused_chunks == 0 {
+            return None;
+        }
+        Some(format!(
+            "reused {} of {} layers from the layer index: {} files ({} bytes, {} chunks) not read, nothing uploaded for them",
+            self.reused_layers, self.layers, self.reused_files, self.reused_bytes, self.reused_chunks
+        ))
+    }
+}
+
+/// Import `opts.image` into `opts.output`, uploading chunks through `router` (which must
+/// write to `opts.routes`).
+pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
+    let started = Instant::now();
+    let image = Image::open(&opts.image, &opts.fetch)?;
+    let name = image.reference.clone();
+    let nlayers = image.layers.len();
+    if nlayers >= u16::MAX as usize {
+        return Err(Error::invalid(format!(
+            "{name}: {nlayers} layers is more than an import handles"
+        )));
+    }
+    let mut summary = Summary {
+        image: name.clone(),
+        manifest_digest: image.manifest_digest.clone(),
+        layers: nlayers,
+        ..Summary::default()
+    };
+    let mut idx = match &opts.index_dir {
+        Some(d) => LayerIndex::open(d, stores_key(&opts.routes)),
+        None => LayerIndex::none(),
+    };
+    let created = image
+        .config
+        .created
+        .as_deref()
+        .and_then(parse_rfc3339)
+        .unwrap_or(0);
+    let implicit = Meta {
+        perm: 0o755,
+        uid: 0,
+        gid: 0,
+        mtime: created,
+        rdev: 0,
+        xattrs: Vec::new(),
+    };
+    let mut tree = Tree::new(implicit.clone());
+    let mut progress = Progress::new(nlayers);
+    let what = |i: usize| format!("layer {} of {} ({}) of {name}", i + 1, nlayers, image.layers[i].digest);
+
+    // Pass 1: metadata.
+    let mut known = Vec::with_capacity(nlayers);
+    let mut read_entries: Vec<Option<Vec<tree::LayerEntry>>> = vec![None; nlayers];
+    for i in 0..nlayers {
+        let k = idx.get(&image.layers[i].digest);
+        tree.begin_layer(i as u16);
+        let cref = |n: u32| ContentRef {
+            layer: i as u16,
+            entry: n,
+        };
+        if let Some(entries) = &k.entries {
+            for (n, e) in entries.iter().enumerate() {
+                tree.apply(e, cref(n as u32)).map_err(|err| {
+                    err.context(format!("{}: entry {}", what(i), tree::show(&e.path)))
+                })?;
+            }
+        } else {
+            progress.layer(1, i);
+            let mut r = Counted::new(image.layer_reader(i)?);
+            let mut list = Vec::new();
+            layer::each_entry(&mut r, &what(i), &mut |n, e, _| {
+                tree.apply(e, cref(n))?;
+                list.push(e.clone());
+                Ok(())
+            })?;
+            summary.layer_reads += 1;
+            summary.read_bytes += r.n;
+            read_entries[i] = Some(list);
+        }
+        known.push(k);
+    }
+
+    // What the result uses, and what of it the index already has.
+    let mut results: HashMap<ContentRef, (Vec<ChunkRef>, Identity)> = HashMap::new();
+    let mut wanted: BTreeMap<u16, HashSet<u32>> = BTreeMap::new();
+    for (c, size) in tree.contents() {
+        match known[c.layer as usize].content.get(&c.entry) {
+            Some(found) => {
+                summary.reused_files += 1;
+                summary.reused_chunks += found.0.len() as u64;
+                summary.reused_bytes += size;
+                results.insert(c, found.clone());
+            }
+            None => {
+                wanted.entry(c.layer).or_default().insert(c.entry);
+            }
+        }
+    }
+    summary.reused_layers = (0..nlayers)
+        .filter(|&i| read_entries[i].is_none() && !wanted.contains_key(&(i as u16)))
+        .count();
+
+    // Pass 2: content.
+    let startup = opts.startup_file.then(|| {
+        let c = &image.config;
+        Startup::new(&c.entrypoint, &c.cmd, &c.env, &c.working_dir).toml()
+    });
+    let mut encoded: Vec<ContentRef> = Vec::new();
+    let (completed, up) = chunker::run(opts.jobs, router, |ch| {
+        let mut done: Vec<Completed> = Vec::new();
+        for (&layer, entries) in &wanted {
+            let i = layer as usize;
+            progress.layer(2, i);
+            let mut r = Counted::new(image.layer_reader(i)?);
+            let mut seen = 0usize;
+            layer::each_entry(&mut r, &what(i), &mut |n, e, content| {
+                if !entries.contains(&n) {
+                    return Ok(());
+                }
+                seen += 1;
+                let path: Arc<Path> = Arc::from(Path::new(OsStr::from_bytes(&e.path)));
+                let got = ch.add(key(ContentRef { layer, entry: n }), content, e.size, &path, &mut |fed| {
+                    progress.tick(fed.bytes, fed.chunks)
+                })?;
+                if got != e.size {
+                    return Err(Error::corrupt(format!(
+                        "entry {} holds {got} bytes, its header says {}",
+                        tree::show(&e.path),
+                        e.size
+                    )));
+                }
+                done.extend(ch.take_completed());
+                Ok(())
+            })?;
+            if seen != entries.len() {
+                return Err(Error::corrupt(format!(
+                    "{}: the second read found {seen} of the {} files the first read listed",
+                    what(i),
+                    entries.len()
+                )));
+            }
+            summary.layer_reads += 1;
+            summary.read_bytes += r.n;
+        }
+        if let Some(doc) = &startup {
+            let path: Arc<Path> = Arc::from(Path::new("/.startup.toml"));
+            ch.add(key(STARTUP_REF), &mut doc.as_bytes(), doc.len() as u64, &path, &mut |_| {})?;
+        }
+        ch.wait_all()?;
+        done.extend(ch.take_completed());
+        Ok(done)
+    })?;
+    progress.clear();
+    for c in completed {
+        let r = unkey(c.key);
+        if r != STARTUP_REF {
+            encoded.push(r);
+        }
+        results.insert(r, (c.blocks, c.identity));
+    }
+    summary.uploaded = up.chunks;
+    summary.uploaded_bytes = up.bytes;
+    if let Some(doc) = &startup {
+        let meta = Meta {
+            perm: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: created,
+            rdev: 0,
+            xattrs: Vec::new(),
+        };
+        tree.put_root_file(STARTUP_FILE.as_bytes(), meta, doc.len() as u64, STARTUP_REF);
+    }
+
+    // The flist.
+    let tmp = AtomicFile::new(&opts.output)?;
+    let w = V2Writer::create(tmp.path())?;
+    for (k, v) in image_tags(&image, opts.startup_file).iter().chain(&opts.tags) {
+        w.set_tag(k, v)?;
+    }
+    for r in route_rows(&opts.routes, opts.keep_passwords) {
+        w.add_route(&r)?;
+    }
+    write_tree(&w, &tree, &results, &mut summary)?;
+    // Objects are synced once, here, before the flist that refers to them is published.
+    router.flush()?;
+    w.finish()?;
+    tmp.commit()?;
+
+    // The layer index, now that the chunks it names are in the stores.
+    let mut by_layer: BTreeMap<u16, Vec<(u32, &[ChunkRef], &Identity)>> = BTreeMap::new();
+    for r in &encoded {
+        if let Some((b, id)) = results.get(r) {
+            by_layer.entry(r.layer).or_default().push((r.entry, b, id));
+        }
+    }
+    let records: Vec<Record<'_>> = (0..nlayers)
+        .map(|i| Record {
+            digest: &image.layers[i].digest,
+            entries: read_entries[i].as_deref(),
+            content: by_layer.remove(&(i as u16)).unwrap_or_default(),
+        })
+        .collect();
+    idx.record(&records);
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// The rows of the tree, each directory listed before its subdirectories (as pack
+/// does), hardlinked paths as hardlinks of the first one.
+fn write_tree(
+    w: &V2Writer,
+    tree: &Tree,
+    results: &HashMap<ContentRef, (Vec<ChunkRef>, Identity)>,
+    summary: &mut Summary,
+) -> Result<()> {
+    let mut first: HashMap<tree::InodeId, Ino> = HashMap::new();
+    let mut counted: HashSet<tree::InodeId> = HashSet::new();
+    tree.walk(&mut |parent, name, inode, id| {
+        let size = match inode.kind {
+            S_IFDIR => 4096,
+            S_IFREG | S_IFLNK => inode.size,
+            _ => 0,
+        };
+        let ino = w.add_entry(&NewEntry {
+            parent,
+            name,
+            mode: inode.kind | inode.meta.perm,
+            uid: inode.meta.uid,
+            gid: inode.meta.gid,
+            size,
+            rdev: inode.meta.rdev,
+            mtime: inode.meta.mtime,
+            ctime: inode.meta.mtime,
+        })?;
+        summary.entries += 1;
+        for (k, v) in &inode.meta.xattrs {
+            w.add_xattr(ino, k, v)?;
+        }
+        if inode.kind == S_IFLNK {
+            w.set_link_target(ino, &inode.target)?;
+        }
+        if inode.kind != S_IFDIR {
+            match first.get(&id) {
+                Some(&f) => w.add_hardlink(ino, f)?,
+                None => {
+                    first.insert(id, ino);
+                }
+            }
+        }
+        if let Some(c) = inode.content {
+            let (blocks, ident) = results.get(&c).ok_or_else(|| {
+                Error::io(format!(
+                    "{}: the content of layer {} entry {} was not encoded",
+                    tree::show(name),
+                    c.layer,
+                    c.entry
+                ))
+            })?;
+            w.add_blocks(ino, blocks)?;
+            w.set_identity(ino, ident)?;
+            summary.files += 1;
+            summary.chunks += blocks.len() as u64;
+            if counted.insert(id) {
+                summary.bytes += inode.size;
+            }
+        }
+        Ok(ino)
+    })
+}
+
+/// The `image.*` tags (documented in the README).
+fn image_tags(image: &Image, startup_file: bool) -> Vec<(String, String)> {
+    let c = &image.config;
+    let mut t = vec![
+        ("image".to_string(), image.reference.clone()),
+        ("image.digest".to_string(), image.manifest_digest.clone()),
+    ];
+    let mut put = |k: &str, v: String| t.push((k.to_string(), v));
+    if !c.entrypoint.is_empty() {
+        put("image.entrypoint", json_list(&c.entrypoint));
+    }
+    if !c.cmd.is_empty() {
+        put("image.cmd", json_list(&c.cmd));
+    }
+    if !c.env.is_empty() {
+        put("image.env", json_list(&c.env));
+    }
+    if !c.working_dir.is_empty() {
+        put("image.workdir", c.working_dir.clone());
+    }
+    if !c.user.is_empty() {
+        put("image.user", c.user.clone());
+    }
+    if !c.exposed_ports.is_empty() {
+        put("image.ports", json_list(&c.exposed_ports));
+    }
+    if startup_file {
+        put("image.startup", format!("/{STARTUP_FILE}"));
+    }
+    t
+}
+
+/// The identity of a set of stores for the layer index: their routes, passwords removed.
+fn stores_key(routes: &[Route]) -> String {
+    let mut v: Vec<String> = route_rows(routes, false)
+        .iter()
+        .map(|r| format!("{:02x}-{:02x}={}", r.start, r.end, r.url))
+        .collect();
+    v.sort();
+    v.join(" ")
+}
+
+fn key(c: ContentRef) -> u64 {
+    ((c.layer as u64) << 32) | c.entry as u64
+}
+
+fn unkey(k: u64) -> ContentRef {
+    ContentRef {
+        layer: (k >> 32) as u16,
+        entry: k as u32,
+    }
+}
+
+/// Seconds since the epoch of an RFC 3339 time (`2024-01-02T03:04:05.678Z`, offsets
+/// allowed); `None` when it is not one.
+fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || (b[10] != b'T' && b[10] != b't' && b[10] != b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut rest = &s[19..];
+    if let Some(r) = rest.strip_prefix('.') {
+        rest = r.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    let offset = match rest {
+        "Z" | "z" | "" => 0,
+        r if r.len() == 6 && (r.starts_with('+') || r.starts_with('-')) => {
+            let oh: i64 = r.get(1..3)?.parse().ok()?;
+            let om: i64 = r.get(4..6)?.parse().ok()?;
+            let o = oh * 3600 + om * 60;
+            if r.starts_with('-') {
+                -o
+            } else {
+                o
+            }
+        }
+        _ => return None,
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    Some(days * 86400 + h * 3600 + mi * 60 + se - offset)
+}
+
+/// A reader that counts what passed through.
+struct Counted<R> {
+    r: R,
+    n: u64,
+}
+
+impl<R: Read> Counted<R> {
+    fn new(r: R) -> Self {
+        Counted { r, n: 0 }
+    }
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.r.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
+/// The progress line on a terminal's stderr: pass, layer, bytes and chunks encoded.
+struct Progress {
+    on: bool,
+    layers: usize,
+    pass: u8,
+    layer: usize,
+    last: Instant,
+    started: Instant,
+    shown: bool,
+}
+
+impl Progress {
+    fn new(layers: usize) -> Progress {
+        Progress {
+            on: std::io::stderr().is_terminal(),
+            layers,
+            pass: 1,
+            layer: 0,
+            last: Instant::now() - Duration::from_secs(1),
+            started: Instant::now(),
+            shown: false,
+        }
+    }
+
+    fn layer(&mut self, pass: u8, layer: usize) {
+        self.pass = pass;
+        self.layer = layer;
+        self.tick(0, 0);
+    }
+
+    fn tick(&mut self, bytes: u64, chunks: u64) {
+        if !self.on || self.last.elapsed() < Duration::from_millis(500) {
+            return;
+        }
+        self.last = Instant::now();
+        let secs = self.started.elapsed().as_secs_f64().max(1e-6);
+        let what = if self.pass == 1 { "listing" } else { "encoding" };
+        let _ = write!(
+            std::io::stderr(),
+            "\r{what} layer {}/{}: {:.1} MB, {} chunks encoded, {:.1} MB/s   ",
+            self.layer + 1,
+            self.layers,
+            bytes as f64 / 1e6,
+            chunks,
+            bytes as f64 / 1e6 / secs
+        );
+        self.shown = true;
+    }
+
+    fn clear(&mut self) {
+        if self.shown {
+            let _ = write!(std::io::stderr(), "\r{:79}\r", "");
+            self.shown = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_times() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2024-02-29T12:00:00.123456789Z"), Some(1709208000));
+        assert_eq!(parse_rfc3339("2024-02-29T14:00:00+02:00"), Some(1709208000));
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn content_keys_round_trip() {
+        for c in [STARTUP_REF, ContentRef { layer: 3, entry: 77 }] {
+            assert_eq!(unkey(key(c)), c);
+        }
+    }
+}
