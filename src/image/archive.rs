@@ -104,7 +104,10 @@ fn index(file: &Path, image: &str) -> Result<HashMap<String, Member>> {
     let f = open_file(file, image)?;
     let mut ar = tar::Archive::new(f);
     let bad = |e: std::io::Error| {
-        Error::format(format!("{image}: {} is not a readable tar: {e}", file.display()))
+        Error::format(format!(
+            "{image}: {} is not a readable tar: {e}",
+            file.display()
+        ))
     };
     let mut members = HashMap::new();
     for entry in ar.entries_with_seek().map_err(bad)? {
@@ -153,7 +156,9 @@ fn lookup(members: &HashMap<String, Member>, name: &str, image: &str) -> Result<
             }
         }
     }
-    Err(Error::format(format!("{image}: member {name:?}: too many links")))
+    Err(Error::format(format!(
+        "{image}: member {name:?}: too many links"
+    )))
 }
 
 #[derive(Deserialize)]
@@ -179,7 +184,12 @@ fn path_digest(path: &str) -> Option<String> {
     check_digest(&d).ok().map(|_| d)
 }
 
-fn read_member(file: &Path, image: &str, (offset, size): (u64, u64), what: &str) -> Result<Vec<u8>> {
+fn read_member(
+    file: &Path,
+    image: &str,
+    (offset, size): (u64, u64),
+    what: &str,
+) -> Result<Vec<u8>> {
     let mut f = open_file(file, image)?;
     f.seek(SeekFrom::Start(offset))
         .map_err(|e| io_error(image, file, e))?;
@@ -241,7 +251,11 @@ pub fn open(shown: &str, file: &Path, name: Option<&str>) -> Result<Image> {
         .to_string();
     let named = format!("sha256:{config_hex}");
     if check_digest(&named).is_ok() {
-        verify_digest(&config_bytes, &named, &format!("{shown}: config {}", entry.config))?;
+        verify_digest(
+            &config_bytes,
+            &named,
+            &format!("{shown}: config {}", entry.config),
+        )?;
     }
     let config = manifest::parse_config(&config_bytes, shown)?;
     if config.diff_ids.len() != entry.layers.len() {
@@ -320,7 +334,10 @@ mod unit {
         assert_eq!(clean("./blobs/sha256/x"), "blobs/sha256/x");
         assert_eq!(short_tag("docker.io/library/alpine:3"), "alpine:3");
         let hex = "b".repeat(64);
-        assert_eq!(path_digest(&format!("blobs/sha256/{hex}")), Some(format!("sha256:{hex}")));
+        assert_eq!(
+            path_digest(&format!("blobs/sha256/{hex}")),
+            Some(format!("sha256:{hex}"))
+        );
         assert_eq!(path_digest(&format!("{hex}.tar")), None);
     }
 }

@@ -38,7 +38,11 @@ impl Layout {
             };
             Error::with_source(
                 kind,
-                format!("{}: blob {digest}: opening {}: {e}", self.image, p.display()),
+                format!(
+                    "{}: blob {digest}: opening {}: {e}",
+                    self.image,
+                    p.display()
+                ),
                 e,
             )
         })
@@ -76,7 +80,10 @@ fn read_file(path: &Path, image: &str) -> Result<Vec<u8>> {
         };
         Error::with_source(
             kind,
-            format!("{image}: opening {}: {e} (not an OCI image layout?)", path.display()),
+            format!(
+                "{image}: opening {}: {e} (not an OCI image layout?)",
+                path.display()
+            ),
             e,
         )
     })?;
@@ -92,7 +99,10 @@ pub fn open(shown: &str, dir: &Path, tag: Option<&str>, opts: &FetchOptions) -> 
     let marker = read_file(&dir.join("oci-layout"), shown)?;
     let v: serde_json::Value = serde_json::from_slice(&marker)
         .map_err(|e| Error::format(format!("{shown}: bad oci-layout file: {e}")))?;
-    if v.get("imageLayoutVersion").and_then(|v| v.as_str()).is_none() {
+    if v.get("imageLayoutVersion")
+        .and_then(|v| v.as_str())
+        .is_none()
+    {
         return Err(Error::format(format!(
             "{shown}: oci-layout has no imageLayoutVersion"
         )));
@@ -101,7 +111,9 @@ pub fn open(shown: &str, dir: &Path, tag: Option<&str>, opts: &FetchOptions) -> 
     let entries = match manifest::parse(&index_bytes, Some(OCI_INDEX), shown)? {
         manifest::Parsed::Index(e) => e,
         manifest::Parsed::Manifest { .. } => {
-            return Err(Error::format(format!("{shown}: index.json is not an index")))
+            return Err(Error::format(format!(
+                "{shown}: index.json is not an index"
+            )))
         }
     };
     let entry: &Descriptor = match tag {
@@ -116,7 +128,11 @@ pub fn open(shown: &str, dir: &Path, tag: Option<&str>, opts: &FetchOptions) -> 
             })?,
         None => match entries.as_slice() {
             [one] => one,
-            [] => return Err(Error::not_found(format!("{shown}: the layout holds no image"))),
+            [] => {
+                return Err(Error::not_found(format!(
+                    "{shown}: the layout holds no image"
+                )))
+            }
             _ => {
                 return Err(Error::invalid(format!(
                     "{shown}: the layout holds {} images: name one with oci:DIR:TAG (tags: {})",

@@ -149,7 +149,8 @@ pub fn parse(data: &[u8], media_type: Option<&str>, what: &str) -> Result<Parsed
                     )))
                 }
             }
-            check_digest(&config.digest).map_err(|w| Error::format(format!("{what}: config: {w}")))?;
+            check_digest(&config.digest)
+                .map_err(|w| Error::format(format!("{what}: config: {w}")))?;
             let layers = doc
                 .layers
                 .unwrap_or_default()
@@ -175,16 +176,17 @@ pub fn layer_compression(mt: &str) -> Option<Compression> {
         | "application/vnd.docker.image.rootfs.diff.tar.gzip"
         | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => Some(Compression::Gzip),
         "application/vnd.oci.image.layer.v1.tar+zstd"
-        | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => {
-            Some(Compression::Zstd)
-        }
+        | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => Some(Compression::Zstd),
         _ => None,
     }
 }
 
 fn layer(d: Descriptor, what: &str) -> Result<Layer> {
     let compression = layer_compression(&d.media_type).ok_or_else(|| {
-        Error::format(format!("unknown layer media type {} in {what}", d.media_type))
+        Error::format(format!(
+            "unknown layer media type {} in {what}",
+            d.media_type
+        ))
     })?;
     check_digest(&d.digest).map_err(|w| Error::format(format!("{what}: layer: {w}")))?;
     Ok(Layer {
@@ -198,14 +200,19 @@ fn layer(d: Descriptor, what: &str) -> Result<Layer> {
 
 /// The entry of `index` for `platform`; a `NotFound` error naming the image, the
 /// platform asked for and the platforms the index has.
-pub fn select<'a>(index: &'a [Descriptor], platform: &Platform, what: &str) -> Result<&'a Descriptor> {
+pub fn select<'a>(
+    index: &'a [Descriptor],
+    platform: &Platform,
+    what: &str,
+) -> Result<&'a Descriptor> {
     let found = index.iter().find(|d| {
-        d.platform.as_ref().is_some_and(|p| {
-            platform.matches(&p.os, &p.architecture, p.variant.as_deref())
-        }) && matches!(
-            d.media_type.as_str(),
-            OCI_MANIFEST | DOCKER_MANIFEST | OCI_INDEX | DOCKER_LIST | ""
-        )
+        d.platform
+            .as_ref()
+            .is_some_and(|p| platform.matches(&p.os, &p.architecture, p.variant.as_deref()))
+            && matches!(
+                d.media_type.as_str(),
+                OCI_MANIFEST | DOCKER_MANIFEST | OCI_INDEX | DOCKER_LIST | ""
+            )
     });
     found.ok_or_else(|| {
         let have: Vec<String> = index
@@ -214,10 +221,17 @@ pub fn select<'a>(index: &'a [Descriptor], platform: &Platform, what: &str) -> R
             .collect();
         Error::not_found(format!(
             "{what}: no manifest for platform {platform} (the index has: {})",
-            if have.is_empty() { "no platforms".to_string() } else { have.join(", ") }
+            if have.is_empty() {
+                "no platforms".to_string()
+            } else {
+                have.join(", ")
+            }
         ))
     })
 }
+
+/// A fetched document and the media type its source gave, if any.
+pub type Document = (Vec<u8>, Option<String>);
 
 /// Resolves a manifest or index to a manifest: `first` is the document with the media
 /// type its source gave and its digest when known (verified); an index's entry for
@@ -228,7 +242,7 @@ pub fn resolve(
     first: (Vec<u8>, Option<String>, Option<String>),
     platform: &Platform,
     what: &str,
-    fetch: &mut dyn FnMut(&Descriptor) -> Result<(Vec<u8>, Option<String>)>,
+    fetch: &mut dyn FnMut(&Descriptor) -> Result<Document>,
 ) -> Result<(String, Descriptor, Vec<Layer>)> {
     let (mut data, mut mt, mut digest) = first;
     // An index may point at an index (nested), but not forever.
@@ -361,8 +375,16 @@ mod unit {
         assert_eq!(pick("linux/arm64/v8").unwrap(), d('3'));
         let e = pick("linux/arm/v6").unwrap_err();
         assert_eq!(e.kind, ErrorKind::NotFound);
-        assert!(e.msg.contains("img") && e.msg.contains("linux/arm/v6"), "{}", e.msg);
-        assert!(e.msg.contains("linux/amd64, linux/arm/v7, linux/arm64"), "{}", e.msg);
+        assert!(
+            e.msg.contains("img") && e.msg.contains("linux/arm/v6"),
+            "{}",
+            e.msg
+        );
+        assert!(
+            e.msg.contains("linux/amd64, linux/arm/v7, linux/arm64"),
+            "{}",
+            e.msg
+        );
         assert!(pick("windows/amd64").is_err());
     }
 
@@ -408,19 +430,28 @@ mod unit {
 
     #[test]
     fn bad_documents() {
-        let e = parse(br#"{"schemaVersion":1,"fsLayers":[]}"#, None, "img").err().unwrap();
+        let e = parse(br#"{"schemaVersion":1,"fsLayers":[]}"#, None, "img")
+            .err()
+            .unwrap();
         assert_eq!(e.kind, ErrorKind::Format);
         assert!(e.msg.contains("schema 1"));
-        let e = parse(br#"{"mediaType":"application/x-foo"}"#, None, "img").err().unwrap();
+        let e = parse(br#"{"mediaType":"application/x-foo"}"#, None, "img")
+            .err()
+            .unwrap();
         assert!(e.msg.contains("application/x-foo"), "{}", e.msg);
         let m = format!(
             r#"{{"config":{{"mediaType":"{OCI_CONFIG}","digest":"{}"}},"layers":[{{"mediaType":"application/x-tar","digest":"{}"}}]}}"#,
             d('1'),
             d('2')
         );
-        let e = parse(m.as_bytes(), Some(OCI_MANIFEST), "img").err().unwrap();
+        let e = parse(m.as_bytes(), Some(OCI_MANIFEST), "img")
+            .err()
+            .unwrap();
         assert_eq!(e.msg, "unknown layer media type application/x-tar in img");
-        let m = format!(r#"{{"config":{{"mediaType":"application/x-helm","digest":"{}"}},"layers":[]}}"#, d('1'));
+        let m = format!(
+            r#"{{"config":{{"mediaType":"application/x-helm","digest":"{}"}},"layers":[]}}"#,
+            d('1')
+        );
         assert!(parse(m.as_bytes(), None, "img").is_err());
     }
 

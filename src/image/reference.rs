@@ -69,7 +69,8 @@ impl Reference {
     /// Parses a reference; an `Invalid` error naming it and listing the forms accepted.
     pub fn parse(s: &str) -> Result<Reference> {
         let shown = crate::flist::redact(s);
-        let bad = |why: &str| Error::invalid(format!("bad image reference {shown:?}: {why}; {FORMS}"));
+        let bad =
+            |why: &str| Error::invalid(format!("bad image reference {shown:?}: {why}; {FORMS}"));
         if let Some(rest) = s.strip_prefix("oci:") {
             let (dir, tag) = split_last_colon(rest);
             if dir.is_empty() {
@@ -105,7 +106,9 @@ impl Reference {
             });
         }
         if let Some(rest) = s.strip_prefix("docker://") {
-            return parse_docker(rest).map(Reference::Docker).map_err(|w| bad(&w));
+            return parse_docker(rest)
+                .map(Reference::Docker)
+                .map_err(|w| bad(&w));
         }
         if s.contains("://") || OTHER_TRANSPORTS.iter().any(|t| s.starts_with(t)) {
             return Err(bad("unsupported transport"));
@@ -138,9 +141,17 @@ fn check_tag(t: &str) -> std::result::Result<(), String> {
 /// Checks `sha256:<64 lowercase hex>`.
 pub fn check_digest(d: &str) -> std::result::Result<(), String> {
     match d.split_once(':') {
-        Some(("sha256", hex)) if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => Ok(()),
-        Some(("sha256", _)) => Err(format!("bad digest {d:?}: expected sha256:<64 lowercase hex>")),
-        Some((alg, _)) => Err(format!("unsupported digest algorithm {alg:?} in {d:?} (only sha256)")),
+        Some(("sha256", hex))
+            if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+        {
+            Ok(())
+        }
+        Some(("sha256", _)) => Err(format!(
+            "bad digest {d:?}: expected sha256:<64 lowercase hex>"
+        )),
+        Some((alg, _)) => Err(format!(
+            "unsupported digest algorithm {alg:?} in {d:?} (only sha256)"
+        )),
         None => Err(format!("bad digest {d:?}")),
     }
 }
@@ -148,7 +159,8 @@ pub fn check_digest(d: &str) -> std::result::Result<(), String> {
 fn check_name(name: &str) -> std::result::Result<(), String> {
     let component_ok = |c: &str| {
         !c.is_empty()
-            && c.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'))
+            && c.bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'))
             && c.as_bytes()[0].is_ascii_alphanumeric()
             && c.as_bytes()[c.len() - 1].is_ascii_alphanumeric()
     };
@@ -158,6 +170,44 @@ fn check_name(name: &str) -> std::result::Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// `HOST[:PORT]`: a DNS name or IPv4 address, or `[IPv6]`, and a numeric port.
+fn check_host(host: &str) -> std::result::Result<(), String> {
+    let bad = || Err(format!("bad registry host {host:?}"));
+    let (name, port) = if let Some(r) = host.strip_prefix('[') {
+        let Some((ip, rest)) = r.split_once(']') else {
+            return bad();
+        };
+        if ip.parse::<std::net::Ipv6Addr>().is_err() {
+            return bad();
+        }
+        match rest {
+            "" => ("x", None),
+            r => match r.strip_prefix(':') {
+                Some(p) => ("x", Some(p)),
+                None => return bad(),
+            },
+        }
+    } else {
+        match host.split_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (host, None),
+        }
+    };
+    let name_ok = !name.is_empty()
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        });
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.parse::<u16>().is_ok());
+    if name_ok && port_ok {
+        Ok(())
+    } else {
+        bad()
+    }
 }
 
 /// `[HOST[:PORT]/]NAME[:TAG][@DIGEST]` with Docker Hub normalisation.
@@ -184,16 +234,14 @@ fn parse_docker(s: &str) -> std::result::Result<DockerRef, String> {
         }
         _ => (DOCKER_HUB.to_string(), path.to_string()),
     };
-    if host.is_empty() || host.contains(['@', '?', '#']) {
-        return Err(format!("bad registry host {host:?}"));
-    }
-    let name = match host.as_str() {
-        DOCKER_HUB if !name.contains('/') => format!("library/{name}"),
-        _ => name,
-    };
+    check_host(&host)?;
     let host = match host.as_str() {
         "docker.io" | "index.docker.io" => DOCKER_HUB.to_string(),
         _ => host,
+    };
+    let name = match host.as_str() {
+        DOCKER_HUB if !name.contains('/') => format!("library/{name}"),
+        _ => name,
     };
     check_name(&name)?;
     let (reference, by_digest) = match (digest, tag) {
@@ -224,15 +272,26 @@ mod unit {
     fn docker_hub_normalisation() {
         let d = docker("alpine");
         assert_eq!(
-            (d.host.as_str(), d.name.as_str(), d.reference.as_str(), d.by_digest),
+            (
+                d.host.as_str(),
+                d.name.as_str(),
+                d.reference.as_str(),
+                d.by_digest
+            ),
             (DOCKER_HUB, "library/alpine", "latest", false)
         );
         let d = docker("docker://alpine:3.20");
-        assert_eq!((d.name.as_str(), d.reference.as_str()), ("library/alpine", "3.20"));
+        assert_eq!(
+            (d.name.as_str(), d.reference.as_str()),
+            ("library/alpine", "3.20")
+        );
         let d = docker("user/app:v1");
         assert_eq!((d.host.as_str(), d.name.as_str()), (DOCKER_HUB, "user/app"));
         let d = docker("docker.io/library/busybox");
-        assert_eq!((d.host.as_str(), d.name.as_str()), (DOCKER_HUB, "library/busybox"));
+        assert_eq!(
+            (d.host.as_str(), d.name.as_str()),
+            (DOCKER_HUB, "library/busybox")
+        );
         let d = docker("docker.io/busybox");
         assert_eq!(d.name, "library/busybox");
     }
@@ -245,7 +304,10 @@ mod unit {
             ("127.0.0.1:5000", "n", "t")
         );
         let d = docker("localhost/a/b");
-        assert_eq!((d.host.as_str(), d.name.as_str(), d.reference.as_str()), ("localhost", "a/b", "latest"));
+        assert_eq!(
+            (d.host.as_str(), d.name.as_str(), d.reference.as_str()),
+            ("localhost", "a/b", "latest")
+        );
         let d = docker("localhost:5000/a");
         assert_eq!((d.host.as_str(), d.name.as_str()), ("localhost:5000", "a"));
         let hex = "a".repeat(64);
@@ -255,34 +317,54 @@ mod unit {
         assert_eq!(d.reference, format!("sha256:{hex}"));
         // A one-word name on another host gets no library/ prefix.
         assert_eq!(docker("quay.io/x").name, "x");
+        let d = docker("[::1]:5000/x");
+        assert_eq!((d.host.as_str(), d.name.as_str()), ("[::1]:5000", "x"));
     }
 
     #[test]
     fn layouts_and_archives() {
         assert_eq!(
             Reference::parse("oci:/tmp/d:t").unwrap(),
-            Reference::Oci { dir: "/tmp/d".into(), tag: Some("t".into()) }
+            Reference::Oci {
+                dir: "/tmp/d".into(),
+                tag: Some("t".into())
+            }
         );
         assert_eq!(
             Reference::parse("oci:/tmp/d").unwrap(),
-            Reference::Oci { dir: "/tmp/d".into(), tag: None }
+            Reference::Oci {
+                dir: "/tmp/d".into(),
+                tag: None
+            }
         );
         // What follows the last ':' holds a '/': part of the directory.
         assert_eq!(
             Reference::parse("oci:/tmp/a:b/c").unwrap(),
-            Reference::Oci { dir: "/tmp/a:b/c".into(), tag: None }
+            Reference::Oci {
+                dir: "/tmp/a:b/c".into(),
+                tag: None
+            }
         );
         assert_eq!(
             Reference::parse("docker-archive:/x/f.tar:n:t").unwrap(),
-            Reference::Archive { file: "/x/f.tar".into(), name: Some("n:t".into()) }
+            Reference::Archive {
+                file: "/x/f.tar".into(),
+                name: Some("n:t".into())
+            }
         );
         assert_eq!(
             Reference::parse("docker-archive:f.tar").unwrap(),
-            Reference::Archive { file: "f.tar".into(), name: None }
+            Reference::Archive {
+                file: "f.tar".into(),
+                name: None
+            }
         );
         assert_eq!(
             Reference::parse("docker-archive:/f.tar:localhost:5000/a/b:v2").unwrap(),
-            Reference::Archive { file: "/f.tar".into(), name: Some("localhost:5000/a/b:v2".into()) }
+            Reference::Archive {
+                file: "/f.tar".into(),
+                name: Some("localhost:5000/a/b:v2".into())
+            }
         );
     }
 
@@ -303,6 +385,9 @@ mod unit {
             "oci:/d:b@d",
             "docker-archive:",
             "docker://host.io/a//b",
+            "host:port/x",
+            "-bad.io/x",
+            "[::1/x",
         ] {
             let e = Reference::parse(s).unwrap_err();
             assert_eq!(e.kind, crate::error::ErrorKind::Invalid, "{s}");

@@ -167,15 +167,12 @@ pub fn lookup_auth_file(path: &Path, host: &str) -> Result<Option<Credentials>> 
         .as_object()
         .ok_or_else(|| Error::invalid(format!("auth file {shown}: \"auths\" is not an object")))?;
     let keys = auth_keys(host);
-    let entry = keys
-        .iter()
-        .find_map(|k| auths.get(k))
-        .or_else(|| {
-            auths
-                .iter()
-                .find(|(k, _)| keys.iter().any(|want| bare_key(k) == bare_key(want)))
-                .map(|(_, v)| v)
-        });
+    let entry = keys.iter().find_map(|k| auths.get(k)).or_else(|| {
+        auths
+            .iter()
+            .find(|(k, _)| keys.iter().any(|want| bare_key(k) == bare_key(want)))
+            .map(|(_, v)| v)
+    });
     let Some(entry) = entry else {
         return Ok(None);
     };
@@ -183,7 +180,9 @@ pub fn lookup_auth_file(path: &Path, host: &str) -> Result<Option<Credentials>> 
         return Ok(None);
     };
     let bad = |why: &str| Error::invalid(format!("auth file {shown}: entry for {host}: {why}"));
-    let auth = auth.as_str().ok_or_else(|| bad("\"auth\" is not a string"))?;
+    let auth = auth
+        .as_str()
+        .ok_or_else(|| bad("\"auth\" is not a string"))?;
     if auth.is_empty() {
         return Ok(None);
     }
@@ -211,7 +210,8 @@ fn is_loopback(host: &str) -> bool {
     if h.eq_ignore_ascii_case("localhost") {
         return true;
     }
-    h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    h.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A registry client for one repository.
@@ -276,7 +276,10 @@ impl Client {
     fn basic(&self) -> Option<String> {
         self.creds.as_ref().map(|c| {
             let raw = format!("{}:{}", c.user, c.password);
-            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(raw)
+            )
         })
     }
 
@@ -305,7 +308,10 @@ impl Client {
         };
         Error::new(
             kind,
-            format!("{}: registry {}: GET {url_path}: {detail}", self.image, self.host),
+            format!(
+                "{}: registry {}: GET {url_path}: {detail}",
+                self.image, self.host
+            ),
         )
     }
 
@@ -326,9 +332,7 @@ impl Client {
                 Ok(r) => return Ok(r),
                 Err(ureq::Error::Status(401, r)) if !tried_auth => {
                     tried_auth = true;
-                    let challenge = r
-                        .header("www-authenticate")
-                        .and_then(parse_challenge);
+                    let challenge = r.header("www-authenticate").and_then(parse_challenge);
                     let value = match challenge {
                         Some(Challenge::Bearer {
                             realm,
@@ -375,7 +379,12 @@ impl Client {
             req = req.query("service", s);
         }
         let own_scope = format!("repository:{}:pull", self.name);
-        req = req.query("scope", scope.filter(|s| s.contains(&self.name)).unwrap_or(&own_scope));
+        req = req.query(
+            "scope",
+            scope
+                .filter(|s| s.contains(&self.name))
+                .unwrap_or(&own_scope),
+        );
         if let Some(b) = self.basic() {
             req = req.set("Authorization", &b);
         }
@@ -409,9 +418,15 @@ impl Client {
                 ));
             }
         };
-        let body = read_small(resp.into_reader(), &format!("{}: token from {realm_host}", self.image))?;
+        let body = read_small(
+            resp.into_reader(),
+            &format!("{}: token from {realm_host}", self.image),
+        )?;
         let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-            Error::store(format!("{}: token service {realm_host}: bad JSON: {e}", self.image))
+            Error::store(format!(
+                "{}: token service {realm_host}: bad JSON: {e}",
+                self.image
+            ))
         })?;
         let token = v
             .get("token")
@@ -457,8 +472,12 @@ impl Client {
     }
 
     /// The manifest `reference` (tag or digest) and the media type the registry says.
-    fn manifest(&self, reference: &str) -> Result<(Vec<u8>, Option<String>)> {
-        let resp = self.get(&format!("manifests/{reference}"), Some(ACCEPT), What::Manifest)?;
+    fn manifest(&self, reference: &str) -> Result<manifest::Document> {
+        let resp = self.get(
+            &format!("manifests/{reference}"),
+            Some(ACCEPT),
+            What::Manifest,
+        )?;
         let mt = resp.header("content-type").map(str::to_string);
         let data = self.read_body(resp, &format!("{}: manifest {reference}", self.image))?;
         Ok((data, mt))
@@ -484,12 +503,10 @@ pub fn open(shown: &str, r: &DockerRef, opts: &FetchOptions) -> Result<Image> {
     let client = Client::new(shown, r, opts)?;
     let (data, mt) = client.manifest(&r.reference)?;
     let known = r.by_digest.then(|| r.reference.clone());
-    let (manifest_digest, config, layers) = manifest::resolve(
-        (data, mt, known),
-        &opts.platform,
-        shown,
-        &mut |d| client.manifest(&d.digest),
-    )?;
+    let (manifest_digest, config, layers) =
+        manifest::resolve((data, mt, known), &opts.platform, shown, &mut |d| {
+            client.manifest(&d.digest)
+        })?;
     let config_bytes = client.small_blob(&config.digest)?;
     let cfg = manifest::parse_config(&config_bytes, shown)?;
     Ok(Image {
@@ -527,7 +544,10 @@ mod unit {
                 scope: Some("repository:a:pull,push".into()),
             })
         );
-        assert_eq!(parse_challenge(r#"Basic realm="r""#), Some(Challenge::Basic));
+        assert_eq!(
+            parse_challenge(r#"Basic realm="r""#),
+            Some(Challenge::Basic)
+        );
         assert_eq!(parse_challenge("Bearer service=x"), None);
         assert_eq!(parse_challenge("Negotiate"), None);
     }
@@ -555,13 +575,25 @@ mod unit {
         );
         let c = lookup_auth_file(&p, "127.0.0.1:5000").unwrap().unwrap();
         assert_eq!((c.user.as_str(), c.password.as_str()), ("u", "p:q"));
-        let c = lookup_auth_file(&p, super::super::reference::DOCKER_HUB).unwrap().unwrap();
+        let c = lookup_auth_file(&p, super::super::reference::DOCKER_HUB)
+            .unwrap()
+            .unwrap();
         assert_eq!(c.user, "hub");
         assert_eq!(lookup_auth_file(&p, "ghcr.io").unwrap().unwrap().user, "gh");
         assert!(lookup_auth_file(&p, "127.0.0.1:5001").unwrap().is_none());
         // docker.io as the key.
-        let p2 = write(d.path(), "b.json", &format!(r#"{{"auths":{{"docker.io":{{"auth":"{}"}}}}}}"#, b64("h:p")));
-        assert_eq!(lookup_auth_file(&p2, "registry-1.docker.io").unwrap().unwrap().user, "h");
+        let p2 = write(
+            d.path(),
+            "b.json",
+            &format!(r#"{{"auths":{{"docker.io":{{"auth":"{}"}}}}}}"#, b64("h:p")),
+        );
+        assert_eq!(
+            lookup_auth_file(&p2, "registry-1.docker.io")
+                .unwrap()
+                .unwrap()
+                .user,
+            "h"
+        );
         // Malformed files name themselves and never print the auth value.
         for (i, text) in [
             "not json".to_string(),
@@ -582,7 +614,14 @@ mod unit {
 
     #[test]
     fn loopback_hosts() {
-        for h in ["localhost", "localhost:5000", "127.0.0.1", "127.1.2.3:80", "[::1]:5000", "[::1]"] {
+        for h in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1",
+            "127.1.2.3:80",
+            "[::1]:5000",
+            "[::1]",
+        ] {
             assert!(is_loopback(h), "{h}");
         }
         for h in ["example.com", "10.0.0.1:5000", "registry-1.docker.io"] {

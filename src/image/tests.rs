@@ -45,7 +45,15 @@ fn make_layout(root: &Path) -> PathBuf {
     run("umoci", &["repack", "--image", &img, bs]);
     run(
         "umoci",
-        &["config", "--image", &img, "--config.entrypoint", "/bin/true", "--config.env", "A=1"],
+        &[
+            "config",
+            "--image",
+            &img,
+            "--config.entrypoint",
+            "/bin/true",
+            "--config.env",
+            "A=1",
+        ],
     );
     d
 }
@@ -59,7 +67,13 @@ fn layer_names(img: &Image) -> Vec<Vec<String>> {
             let mut names = Vec::new();
             for e in ar.entries().unwrap() {
                 let mut e = e.unwrap();
-                names.push(e.path().unwrap().to_string_lossy().trim_start_matches("./").to_string());
+                names.push(
+                    e.path()
+                        .unwrap()
+                        .to_string_lossy()
+                        .trim_start_matches("./")
+                        .to_string(),
+                );
                 std::io::copy(&mut e, &mut std::io::sink()).unwrap();
             }
             // The rest (end blocks), to EOF: this is where the digest is checked.
@@ -77,7 +91,11 @@ fn check_two_layers(img: &Image) {
     assert!(names[1].iter().any(|n| n == "g"), "{names:?}");
     assert!(names[1].iter().any(|n| n == "big"), "{names:?}");
     assert_eq!(img.config.entrypoint, ["/bin/true"]);
-    assert!(img.config.env.iter().any(|e| e == "A=1"), "{:?}", img.config.env);
+    assert!(
+        img.config.env.iter().any(|e| e == "A=1"),
+        "{:?}",
+        img.config.env
+    );
     assert_eq!(img.config.diff_ids.len(), 2);
     assert!(img.config_digest.starts_with("sha256:"));
     assert!(img.manifest_digest.starts_with("sha256:"));
@@ -95,14 +113,21 @@ fn oci_layout_gzip_and_zstd() {
     let t = tempfile::tempdir().unwrap();
     let d = make_layout(t.path());
     let img = Image::open(&format!("oci:{}:t", d.display()), &opts()).unwrap();
-    assert!(img.layers.iter().all(|l| l.compression == Compression::Gzip));
+    assert!(img
+        .layers
+        .iter()
+        .all(|l| l.compression == Compression::Gzip));
     check_two_layers(&img);
     // One image: no tag needed.
     let img = Image::open(&format!("oci:{}", d.display()), &opts()).unwrap();
     check_two_layers(&img);
     let e = Image::open(&format!("oci:{}:nope", d.display()), &opts()).unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotFound);
-    assert!(e.msg.contains("nope") && e.msg.contains("tags: t"), "{}", e.msg);
+    assert!(
+        e.msg.contains("nope") && e.msg.contains("tags: t"),
+        "{}",
+        e.msg
+    );
 
     // zstd layers, as skopeo writes them.
     let z = t.path().join("zstd");
@@ -117,14 +142,27 @@ fn oci_layout_gzip_and_zstd() {
         ],
     );
     let img = Image::open(&format!("oci:{}:t", z.display()), &opts()).unwrap();
-    assert!(img.layers.iter().all(|l| l.compression == Compression::Zstd), "{:?}", img.layers);
+    assert!(
+        img.layers
+            .iter()
+            .all(|l| l.compression == Compression::Zstd),
+        "{:?}",
+        img.layers
+    );
     check_two_layers(&img);
 
     // Two tags: the tag must be given.
-    run("umoci", &["tag", "--image", &format!("{}:t", d.display()), "t2"]);
+    run(
+        "umoci",
+        &["tag", "--image", &format!("{}:t", d.display()), "t2"],
+    );
     let e = Image::open(&format!("oci:{}", d.display()), &opts()).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Invalid);
-    assert!(e.msg.contains("t, t2") || e.msg.contains("t2, t"), "{}", e.msg);
+    assert!(
+        e.msg.contains("t, t2") || e.msg.contains("t2, t"),
+        "{}",
+        e.msg
+    );
 }
 
 #[test]
@@ -194,7 +232,10 @@ impl Registry {
         if let Some(line) = htpasswd {
             let p = dir.path().join("htpasswd");
             std::fs::write(&p, line).unwrap();
-            cfg.push_str(&format!("auth:\n  htpasswd:\n    realm: r\n    path: {}\n", p.display()));
+            cfg.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: r\n    path: {}\n",
+                p.display()
+            ));
         }
         let cp = dir.path().join("config.yml");
         std::fs::write(&cp, cfg).unwrap();
@@ -204,11 +245,20 @@ impl Registry {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("docker-registry is needed (scripts/test.sh installs it): {e}"));
-        let reg = Registry { child, port, _dir: dir };
+            .unwrap_or_else(|e| {
+                panic!("docker-registry is needed (scripts/test.sh installs it): {e}")
+            });
+        let reg = Registry {
+            child,
+            port,
+            _dir: dir,
+        };
         let t0 = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(20), "docker-registry did not start");
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "docker-registry did not start"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         reg
@@ -226,7 +276,9 @@ fn htpasswd_line(user: &str, pass: &str) -> String {
     let out = Command::new("htpasswd")
         .args(["-Bbn", user, pass])
         .output()
-        .unwrap_or_else(|e| panic!("htpasswd is needed (apache2-utils; scripts/test.sh installs it): {e}"));
+        .unwrap_or_else(|e| {
+            panic!("htpasswd is needed (apache2-utils; scripts/test.sh installs it): {e}")
+        });
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap()
 }
@@ -239,7 +291,12 @@ fn registry_anonymous() {
     let r = format!("docker://127.0.0.1:{}/n:t", reg.port);
     run(
         "skopeo",
-        &["copy", "--dest-tls-verify=false", &format!("oci:{}:t", d.display()), &r],
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:t", d.display()),
+            &r,
+        ],
     );
     let img = Image::open(&r, &opts()).unwrap();
     check_two_layers(&img);
@@ -248,9 +305,17 @@ fn registry_anonymous() {
     let img2 = Image::open(&by_digest, &opts()).unwrap();
     assert_eq!(img2.manifest_digest, img.manifest_digest);
     check_two_layers(&img2);
-    let e = Image::open(&format!("docker://127.0.0.1:{}/n:missing", reg.port), &opts()).unwrap_err();
+    let e = Image::open(
+        &format!("docker://127.0.0.1:{}/n:missing", reg.port),
+        &opts(),
+    )
+    .unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotFound);
-    assert!(e.msg.contains("no such image or tag at 127.0.0.1"), "{}", e.msg);
+    assert!(
+        e.msg.contains("no such image or tag at 127.0.0.1"),
+        "{}",
+        e.msg
+    );
     // Nothing listening: a store error naming the host.
     drop(reg);
     let e = Image::open(&r, &opts()).unwrap_err();
@@ -281,7 +346,11 @@ fn registry_htpasswd() {
     o.authfile = Some(empty);
     let e = Image::open(&r, &o).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Credentials, "{}", e.msg);
-    assert!(e.msg.contains("authentication refused by 127.0.0.1"), "{}", e.msg);
+    assert!(
+        e.msg.contains("authentication refused by 127.0.0.1"),
+        "{}",
+        e.msg
+    );
     o.creds = Some(Credentials::parse("user:wrong").unwrap());
     let e = Image::open(&r, &o).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Credentials, "{}", e.msg);
@@ -292,7 +361,10 @@ fn registry_htpasswd() {
     let af = t.path().join("config.json");
     std::fs::write(
         &af,
-        format!(r#"{{"auths":{{"127.0.0.1:{}":{{"auth":"dXNlcjpwYXNz"}}}}}}"#, reg.port),
+        format!(
+            r#"{{"auths":{{"127.0.0.1:{}":{{"auth":"dXNlcjpwYXNz"}}}}}}"#,
+            reg.port
+        ),
     )
     .unwrap();
     let o = FetchOptions {

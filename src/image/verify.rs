@@ -114,9 +114,7 @@ impl<R: Read> Read for Hashing<R> {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_named(&e) => return Err(e),
-                Err(e) => {
-                    return Err(named(e.kind(), format!("{}: reading: {e}", self.label)))
-                }
+                Err(e) => return Err(named(e.kind(), format!("{}: reading: {e}", self.label))),
             }
         };
         if n == 0 {
@@ -355,8 +353,12 @@ mod unit {
 
     fn read_all(stored: Vec<u8>, l: &Layer) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
-        layer_stream(Box::new(io::Cursor::new(stored)), l, format!("img: layer {}", l.digest))
-            .read_to_end(&mut out)?;
+        layer_stream(
+            Box::new(io::Cursor::new(stored)),
+            l,
+            format!("img: layer {}", l.digest),
+        )
+        .read_to_end(&mut out)?;
         Ok(out)
     }
 
@@ -366,9 +368,15 @@ mod unit {
         for (stored, c) in [
             (t.clone(), Compression::None),
             (gzip(&t), Compression::Gzip),
-            ([gzip(&t[..1000]), gzip(&t[1000..])].concat(), Compression::Gzip),
+            (
+                [gzip(&t[..1000]), gzip(&t[1000..])].concat(),
+                Compression::Gzip,
+            ),
             (zstd_raw(&t), Compression::Zstd),
-            ([zstd_raw(&t[..5000]), zstd_raw(&t[5000..])].concat(), Compression::Zstd),
+            (
+                [zstd_raw(&t[..5000]), zstd_raw(&t[5000..])].concat(),
+                Compression::Zstd,
+            ),
         ] {
             let l = layer(sha256_digest(&stored), c, Some(stored.len() as u64));
             assert_eq!(read_all(stored, &l).unwrap(), t, "{c:?}");
@@ -396,9 +404,17 @@ mod unit {
         let t = tar_bytes();
         let l = layer(sha256_digest(b"x"), Compression::None, None);
         expect_err(t.clone(), &l, "digest mismatch");
-        let l = layer(sha256_digest(&t), Compression::None, Some(t.len() as u64 + 1));
+        let l = layer(
+            sha256_digest(&t),
+            Compression::None,
+            Some(t.len() as u64 + 1),
+        );
         expect_err(t.clone(), &l, "size mismatch");
-        let l = layer(sha256_digest(&t), Compression::None, Some(t.len() as u64 - 1));
+        let l = layer(
+            sha256_digest(&t),
+            Compression::None,
+            Some(t.len() as u64 - 1),
+        );
         expect_err(t.clone(), &l, "size mismatch");
         // Trailing garbage after a gzip stream whose digest covers it.
         let g = [gzip(&t), b"garbage".to_vec()].concat();
