@@ -326,6 +326,101 @@ fn sniff(file: &Path, image: &str, (offset, size): (u64, u64)) -> Result<Compres
 #[cfg(test)]
 mod unit {
     use super::*;
+    use std::io::Write;
+
+    fn one_file_tar(name: &str) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(3);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, &b"abc"[..]).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    fn add(b: &mut tar::Builder<File>, name: &str, data: &[u8]) {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, data).unwrap();
+    }
+
+    /// An archive in the old `docker save` shape (`HEX/layer.tar`, a symlinked duplicate
+    /// layer) mixed with the new one (`blobs/sha256/HEX`, here a gzip'd layer).
+    fn archive(dir: &Path, diff0: Option<&str>) -> PathBuf {
+        let t0 = one_file_tar("a");
+        let t1 = one_file_tar("b");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&t1).unwrap();
+        let g1 = gz.finish().unwrap();
+        let g1_path = format!("blobs/sha256/{}", &sha256_digest(&g1)[7..]);
+        let d0 = diff0.map_or_else(|| sha256_digest(&t0), str::to_string);
+        let config = format!(
+            r#"{{"os":"linux","architecture":"amd64","config":{{"Cmd":["/b"]}},
+               "rootfs":{{"type":"layers","diff_ids":["{d0}","{}","{d0}"]}}}}"#,
+            sha256_digest(&t1)
+        );
+        let cfg_path = format!("{}.json", &sha256_digest(config.as_bytes())[7..]);
+        let manifest = format!(
+            r#"[{{"Config":"{cfg_path}","RepoTags":["docker.io/library/x:1"],
+                "Layers":["abc/layer.tar","{g1_path}","def/layer.tar"]}}]"#
+        );
+        let p = dir.join(format!("a{}.tar", diff0.is_some()));
+        let mut b = tar::Builder::new(File::create(&p).unwrap());
+        add(&mut b, "./abc/layer.tar", &t0);
+        add(&mut b, &g1_path, &g1);
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_cksum();
+        b.append_link(&mut h, "def/layer.tar", "../abc/layer.tar")
+            .unwrap();
+        add(&mut b, &cfg_path, config.as_bytes());
+        add(&mut b, "manifest.json", manifest.as_bytes());
+        b.into_inner().unwrap().flush().unwrap();
+        p
+    }
+
+    fn names(img: &Image, i: usize) -> std::io::Result<Vec<String>> {
+        let mut ar = tar::Archive::new(img.layer_reader(i).unwrap());
+        let mut out = Vec::new();
+        for e in ar.entries()? {
+            out.push(e?.path()?.to_string_lossy().into_owned());
+        }
+        std::io::copy(&mut ar.into_inner(), &mut std::io::sink())?;
+        Ok(out)
+    }
+
+    #[test]
+    fn old_and_new_member_names() {
+        let d = tempfile::tempdir().unwrap();
+        let p = archive(d.path(), None);
+        let r = format!("docker-archive:{}:x:1", p.display());
+        let img = open(&r, &p, Some("x:1")).unwrap();
+        assert_eq!(img.config.cmd, ["/b"]);
+        let c: Vec<Compression> = img.layers.iter().map(|l| l.compression).collect();
+        assert_eq!(c, [Compression::None, Compression::Gzip, Compression::None]);
+        let u: Vec<bool> = img.layers.iter().map(|l| l.uncompressed_digest).collect();
+        assert_eq!(u, [true, false, true]);
+        assert_eq!(names(&img, 0).unwrap(), ["a"]);
+        assert_eq!(names(&img, 1).unwrap(), ["b"]);
+        assert_eq!(names(&img, 2).unwrap(), ["a"]);
+        let e = open(&r, &p, Some("y:1")).err().unwrap();
+        assert!(e.msg.contains("docker.io/library/x:1"), "{}", e.msg);
+
+        // A diff_id the layer does not match: the error names the image and the digest.
+        let bad = format!("sha256:{}", "e".repeat(64));
+        let p = archive(d.path(), Some(&bad));
+        let img = open("img", &p, None).unwrap();
+        let e = names(&img, 0).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(&format!("img: layer {bad}: digest mismatch")),
+            "{e}"
+        );
+        assert_eq!(names(&img, 1).unwrap(), ["b"]);
+    }
 
     #[test]
     fn links_and_names() {

@@ -386,3 +386,97 @@ fn layer_reader_reads_to_eof_only_once_verified() {
     assert_eq!(r.read(&mut [0u8; 16]).unwrap(), 0);
     assert!(img.layer_reader(2).is_err());
 }
+
+/// Adds to layout `d` an index tagged `multi` naming the image `t` for linux/amd64 and a
+/// variant of its manifest (an annotation more) for linux/arm64/v8. Returns both
+/// manifests' digests (amd64, arm64).
+fn add_multi(d: &Path) -> (String, String) {
+    use super::manifest::{sha256_digest, OCI_INDEX, OCI_MANIFEST};
+    let index_path = d.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let m1 = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blob = |digest: &str| {
+        d.join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let put = |data: &[u8]| {
+        let digest = sha256_digest(data);
+        std::fs::write(blob(&digest), data).unwrap();
+        digest
+    };
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(&m1)).unwrap()).unwrap();
+    m["annotations"] = serde_json::json!({"which": "arm64"});
+    let m2_bytes = serde_json::to_vec(&m).unwrap();
+    let m2 = put(&m2_bytes);
+    let m1_size = std::fs::metadata(blob(&m1)).unwrap().len();
+    let idx = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            {"mediaType": OCI_MANIFEST, "digest": m2, "size": m2_bytes.len(),
+             "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+            {"mediaType": OCI_MANIFEST, "digest": m1, "size": m1_size,
+             "platform": {"os": "linux", "architecture": "amd64"}},
+        ]
+    });
+    let idx_bytes = serde_json::to_vec(&idx).unwrap();
+    let idx_digest = put(&idx_bytes);
+    index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": OCI_INDEX, "digest": idx_digest, "size": idx_bytes.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "multi"}
+        }));
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    (m1, m2)
+}
+
+fn on(platform: &str) -> FetchOptions {
+    FetchOptions {
+        platform: Platform::parse(platform).unwrap(),
+        ..opts()
+    }
+}
+
+#[test]
+fn multi_platform_index() {
+    let t = tempfile::tempdir().unwrap();
+    let d = make_layout(t.path());
+    let (m1, m2) = add_multi(&d);
+    let r = format!("oci:{}:multi", d.display());
+    let img = Image::open(&r, &on("linux/amd64")).unwrap();
+    assert_eq!(img.manifest_digest, m1);
+    check_two_layers(&img);
+    assert_eq!(
+        Image::open(&r, &on("linux/arm64")).unwrap().manifest_digest,
+        m2
+    );
+    let e = Image::open(&r, &on("linux/s390x")).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound);
+    assert!(
+        e.msg.contains("linux/s390x") && e.msg.contains("linux/arm64/v8, linux/amd64"),
+        "{}",
+        e.msg
+    );
+
+    // The same index in a registry.
+    let reg = Registry::start(None);
+    let rr = format!("docker://127.0.0.1:{}/m:multi", reg.port);
+    run(
+        "skopeo",
+        &["copy", "--all", "--dest-tls-verify=false", &r, &rr],
+    );
+    let img = Image::open(&rr, &on("linux/arm64/v8")).unwrap();
+    assert_eq!(img.manifest_digest, m2);
+    check_two_layers(&img);
+    let img = Image::open(&rr, &on("linux/amd64")).unwrap();
+    assert_eq!(img.manifest_digest, m1);
+    let e = Image::open(&rr, &on("linux/riscv64")).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound);
+}
