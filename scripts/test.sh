@@ -22,6 +22,11 @@ need python3 python3
 need fuser psmisc
 need groff groff-base
 need file file
+# The image sources' tests (src/image/tests.rs): a real registry, OCI layout and archive tools.
+need docker-registry docker-registry
+need umoci umoci
+need skopeo skopeo
+need htpasswd apache2-utils
 case "$(file -bL /bin/busybox 2>/dev/null || true)" in
     *"statically linked"*|*"static-pie linked"*) ;;
     *) apt_install busybox-static ;;

@@ -6,7 +6,8 @@
 //! (host facilities: atomic file replacement, crash leftovers, logging, mountinfo,
 //! overlay and bind mounts, mount registry, readiness; it knows nothing of flists or
 //! chunks); `codec` (chunk pipelines); `flist` (formats) and `store` (chunk locations and
-//! routing); `cache` (bounded chunk cache) and `identity` (content checksums); `content`
+//! routing); `image` (container images: registry, OCI layout, docker-archive; verified
+//! layer streams); `cache` (bounded chunk cache) and `identity` (content checksums); `content`
 //! (reading the content of flist files: chunk source, file reader, verify, warm); `fs`
 //! (FUSE); `diff`, `clone`, `pack`, `unpack` and `convert` (the engines that compare,
 //! copy, write, restore and re-encode flists); `daemon` (the mount daemon's life cycle:
@@ -27,6 +28,7 @@ pub mod error;
 pub mod flist;
 pub mod fs;
 pub mod identity;
+pub mod image;
 pub mod import;
 pub mod node;
 pub mod pack;

@@ -122,7 +122,7 @@ impl HttpStore {
 }
 
 /// The error kind of a failed socket operation: a timeout, else a store failure.
-pub(super) fn io_kind(e: &std::io::Error) -> ErrorKind {
+pub(crate) fn io_kind(e: &std::io::Error) -> ErrorKind {
     match e.kind() {
         std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => ErrorKind::Timeout,
         _ => ErrorKind::Store,
@@ -131,7 +131,7 @@ pub(super) fn io_kind(e: &std::io::Error) -> ErrorKind {
 
 /// A transport failure's kind and description, without ureq's own rendering (which
 /// would print the URL as given: credentials, or an S3 request's signature).
-pub(super) fn describe_transport(t: &ureq::Transport) -> (ErrorKind, String) {
+pub(crate) fn describe_transport(t: &ureq::Transport) -> (ErrorKind, String) {
     let mut kind = ErrorKind::Store;
     let kind_text = t.kind().to_string();
     let mut detail = match t.message() {
