@@ -46,6 +46,9 @@ pub struct Cli {
 pub enum Command {
     /// Pack a directory into an flist plus chunks in stores.
     Pack(cmd::pack::Args),
+    /// Import a container image (registry, OCI layout, docker-archive) as an flist, with
+    /// no Docker daemon.
+    Import(cmd::import::Args),
     /// Restore a tree (or some paths of it) from an flist.
     Unpack(cmd::unpack::Args),
     /// Summary of an flist: entries per type, bytes, chunks, dedup, tags, routes.
@@ -133,6 +136,7 @@ fn man(a: ManArgs) -> Result<ExitCode> {
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Pack(a) => cmd::pack::run(a),
+        Command::Import(a) => cmd::import::run(a),
         Command::Unpack(a) => cmd::unpack::run(a),
         Command::Inspect(a) => cmd::inspect::inspect(a),
         Command::Ls(a) => cmd::inspect::ls(a),

@@ -27,9 +27,9 @@ pub struct Args {
     /// Rewrite the flist's routes to the destination stores once every chunk is copied.
     #[arg(long)]
     pub update_routes: bool,
-    /// Keep passwords in the routes written by `--update-routes`.
-    #[arg(long)]
-    pub no_strip_password: bool,
+    /// Passwords in the routes written by `--update-routes`.
+    #[command(flatten)]
+    pub passwords: super::KeepPasswords,
     /// Parallelism.
     #[command(flatten)]
     pub jobs: super::Jobs,
@@ -49,7 +49,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let new_routes = if args.update_routes {
         Some(super::config::routes_to_write(
             &args.stores.stores,
-            args.no_strip_password,
+            args.passwords.no_strip_password,
         )?)
     } else {
         None

@@ -224,3 +224,73 @@ impl Jobs {
         self.jobs.unwrap_or(8).clamp(1, 64)
     }
 }
+
+/// `--tag key=value` (repeatable): tags a new flist records (`pack`, `import`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct Tags {
+    /// Tag to record, `key=value` (repeatable; `version` is reserved).
+    #[arg(long = "tag", value_parser = TagSpec::Pair)]
+    pub tags: Vec<String>,
+}
+
+impl Tags {
+    /// The tags as `(key, value)` pairs.
+    pub fn pairs(&self) -> Result<Vec<(String, String)>> {
+        self.tags
+            .iter()
+            .map(|t| {
+                let (k, v) = check_tag_spec(t).map_err(|e| e.context("--tag"))?;
+                Ok((k.to_string(), v.to_string()))
+            })
+            .collect()
+    }
+}
+
+/// `--no-strip-password`: keep passwords in the routes written into an flist.
+#[derive(clap::Args, Debug, Clone, Copy, Default)]
+pub struct KeepPasswords {
+    /// Keep passwords in the routes written into the flist.
+    #[arg(long = "no-strip-password")]
+    pub no_strip_password: bool,
+}
+
+/// How to find and fetch a container image (`import`, `oci prepare`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ImageFlags {
+    /// Platform to pick from a multi-platform image, `OS/ARCH[/VARIANT]` (default: this
+    /// machine's, e.g. linux/amd64).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Registry credentials, `USER:PASSWORD` (else the auth file's).
+    #[arg(long, value_name = "USER:PASSWORD", conflicts_with = "authfile")]
+    pub creds: Option<String>,
+    /// Auth file in Docker's `config.json` format (default: ~/.docker/config.json).
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<std::path::PathBuf>,
+    /// Plain HTTP to the registry (loopback registries always get it).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Connect and read deadline of each registry request, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub registry_timeout: f64,
+}
+
+impl ImageFlags {
+    /// The flags as fetch options.
+    pub fn options(&self) -> Result<crate::image::FetchOptions> {
+        use crate::image::{Credentials, FetchOptions, Platform};
+        Ok(FetchOptions {
+            platform: match &self.platform {
+                Some(p) => Platform::parse(p).map_err(|e| e.context("--platform"))?,
+                None => Platform::host(),
+            },
+            creds: match &self.creds {
+                Some(c) => Some(Credentials::parse(c).map_err(|e| e.context("--creds"))?),
+                None => None,
+            },
+            authfile: self.authfile.clone(),
+            insecure: self.insecure,
+            timeout: std::time::Duration::from_secs_f64(self.registry_timeout.max(0.001)),
+        })
+    }
+}

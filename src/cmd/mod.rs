@@ -10,6 +10,7 @@ pub mod dedup;
 pub mod diff;
 pub mod flags;
 pub mod identity;
+pub mod import;
 pub mod inspect;
 pub mod mount;
 pub mod mounts;

@@ -19,15 +19,15 @@ pub struct Args {
     /// Stores receiving the chunks (recorded as the flist's routes).
     #[command(flatten)]
     pub stores: super::DestStores,
-    /// Tag to record, `key=value` (repeatable; `version` is reserved).
-    #[arg(long = "tag", value_parser = super::TagSpec::Pair)]
-    pub tags: Vec<String>,
+    /// Tags to record.
+    #[command(flatten)]
+    pub tags: super::Tags,
     /// Parallelism.
     #[command(flatten)]
     pub jobs: super::Jobs,
-    /// Keep passwords in the routes written into the flist.
-    #[arg(long)]
-    pub no_strip_password: bool,
+    /// Passwords in routes.
+    #[command(flatten)]
+    pub passwords: super::KeepPasswords,
     /// Store timeouts.
     #[command(flatten)]
     pub store_flags: super::StoreFlags,
@@ -48,7 +48,7 @@ pub struct Args {
 /// and rate it shows cover the whole command.
 pub fn run(args: Args) -> Result<ExitCode> {
     let started = Instant::now();
-    let tags = parse_tags(&args.tags)?;
+    let tags = args.tags.pairs()?;
     let routes = args
         .stores
         .stores
@@ -62,7 +62,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         routes,
         tags,
         jobs: args.jobs.cpu(),
-        keep_passwords: args.no_strip_password,
+        keep_passwords: args.passwords.no_strip_password,
         base: args.base.clone(),
         base_verify: args.base_verify,
     };
@@ -90,27 +90,23 @@ pub fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
-/// `--tag k=v` arguments; `version` is reserved for the schema marker.
-fn parse_tags(tags: &[String]) -> Result<Vec<(String, String)>> {
-    tags.iter()
-        .map(|t| {
-            let (k, v) = super::check_tag_spec(t).map_err(|e| e.context("--tag"))?;
-            Ok((k.to_string(), v.to_string()))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn version_tag_is_refused() {
-        let err = parse_tags(&["version=3".into()]).unwrap_err();
+        let tags = |v: &[&str]| {
+            super::super::Tags {
+                tags: v.iter().map(|s| s.to_string()).collect(),
+            }
+            .pairs()
+        };
+        let err = tags(&["version=3"]).unwrap_err();
         assert!(err.msg.contains("reserved"), "{err}");
-        assert!(parse_tags(&["novalue".into()]).is_err());
+        assert!(tags(&["novalue"]).is_err());
         assert_eq!(
-            parse_tags(&["author=me=you".into()]).unwrap(),
+            tags(&["author=me=you"]).unwrap(),
             vec![("author".to_string(), "me=you".to_string())]
         );
     }

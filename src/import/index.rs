@@ -159,7 +159,7 @@ fn pack_xattrs(x: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
 
 fn unpack_xattrs(mut b: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut out = Vec::new();
-    let mut take = |b: &mut &[u8]| -> Option<Vec<u8>> {
+    let take = |b: &mut &[u8]| -> Option<Vec<u8>> {
         let (len, rest) = b.split_first_chunk::<4>()?;
         let len = u32::from_le_bytes(*len) as usize;
         if rest.len() < len {
@@ -302,13 +302,7 @@ fn store(conn: &mut Connection, stores: &str, layers: &[Record<'_>]) -> Result<(
                 b.extend_from_slice(c.id());
                 b.extend_from_slice(c.key());
             }
-            st.execute(params![
-                id,
-                ord,
-                b,
-                &ident.partial[..],
-                &ident.checksum[..]
-            ])?;
+            st.execute(params![id, ord, b, &ident.partial[..], &ident.checksum[..]])?;
         }
     }
     tx.commit()?;

@@ -100,7 +100,11 @@ fn describe<R: Read>(ent: &mut tar::Entry<'_, R>) -> Result<Option<LayerEntry>> 
     if matches!(kind, EntryKind::Symlink | EntryKind::Hardlink) && link.is_empty() {
         return Err(bad("link without a target"));
     }
-    let size = if kind == EntryKind::File { ent.size() } else { 0 };
+    let size = if kind == EntryKind::File {
+        ent.size()
+    } else {
+        0
+    };
     let mut xattrs = Vec::new();
     if let Some(pax) = ent.pax_extensions().map_err(|_| bad("bad PAX header"))? {
         for ext in pax {

@@ -170,7 +170,14 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
     };
     let mut tree = Tree::new(implicit.clone());
     let mut progress = Progress::new(nlayers);
-    let what = |i: usize| format!("layer {} of {} ({}) of {name}", i + 1, nlayers, image.layers[i].digest);
+    let what = |i: usize| {
+        format!(
+            "layer {} of {} ({}) of {name}",
+            i + 1,
+            nlayers,
+            image.layers[i].digest
+        )
+    };
 
     // Pass 1: metadata.
     let mut known = Vec::with_capacity(nlayers);
@@ -243,9 +250,13 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
                 }
                 seen += 1;
                 let path: Arc<Path> = Arc::from(Path::new(OsStr::from_bytes(&e.path)));
-                let got = ch.add(key(ContentRef { layer, entry: n }), content, e.size, &path, &mut |fed| {
-                    progress.tick(fed.bytes, fed.chunks)
-                })?;
+                let got = ch.add(
+                    key(ContentRef { layer, entry: n }),
+                    content,
+                    e.size,
+                    &path,
+                    &mut |fed| progress.tick(fed.bytes, fed.chunks),
+                )?;
                 if got != e.size {
                     return Err(Error::corrupt(format!(
                         "entry {} holds {got} bytes, its header says {}",
@@ -268,7 +279,13 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
         }
         if let Some(doc) = &startup {
             let path: Arc<Path> = Arc::from(Path::new("/.startup.toml"));
-            ch.add(key(STARTUP_REF), &mut doc.as_bytes(), doc.len() as u64, &path, &mut |_| {})?;
+            ch.add(
+                key(STARTUP_REF),
+                &mut doc.as_bytes(),
+                doc.len() as u64,
+                &path,
+                &mut |_| {},
+            )?;
         }
         ch.wait_all()?;
         done.extend(ch.take_completed());
@@ -299,7 +316,10 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
     // The flist.
     let tmp = AtomicFile::new(&opts.output)?;
     let w = V2Writer::create(tmp.path())?;
-    for (k, v) in image_tags(&image, opts.startup_file).iter().chain(&opts.tags) {
+    for (k, v) in image_tags(&image, opts.startup_file)
+        .iter()
+        .chain(&opts.tags)
+    {
         w.set_tag(k, v)?;
     }
     for r in route_rows(&opts.routes, opts.keep_passwords) {
@@ -450,7 +470,11 @@ fn unkey(k: u64) -> ContentRef {
 /// allowed); `None` when it is not one.
 fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || (b[10] != b'T' && b[10] != b't' && b[10] != b' ') {
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || (b[10] != b'T' && b[10] != b't' && b[10] != b' ')
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
@@ -541,7 +565,11 @@ impl Progress {
         }
         self.last = Instant::now();
         let secs = self.started.elapsed().as_secs_f64().max(1e-6);
-        let what = if self.pass == 1 { "listing" } else { "encoding" };
+        let what = if self.pass == 1 {
+            "listing"
+        } else {
+            "encoding"
+        };
         let _ = write!(
             std::io::stderr(),
             "\r{what} layer {}/{}: {:.1} MB, {} chunks encoded, {:.1} MB/s   ",
@@ -569,14 +597,23 @@ mod tests {
     #[test]
     fn rfc3339_times() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339("2024-02-29T12:00:00.123456789Z"), Some(1709208000));
+        assert_eq!(
+            parse_rfc3339("2024-02-29T12:00:00.123456789Z"),
+            Some(1709208000)
+        );
         assert_eq!(parse_rfc3339("2024-02-29T14:00:00+02:00"), Some(1709208000));
         assert_eq!(parse_rfc3339("yesterday"), None);
     }
 
     #[test]
     fn content_keys_round_trip() {
-        for c in [STARTUP_REF, ContentRef { layer: 3, entry: 77 }] {
+        for c in [
+            STARTUP_REF,
+            ContentRef {
+                layer: 3,
+                entry: 77,
+            },
+        ] {
             assert_eq!(unkey(key(c)), c);
         }
     }

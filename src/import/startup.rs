@@ -74,8 +74,7 @@ impl Startup {
 /// A TOML key: bare when it may be, else a basic string.
 fn key(k: &str) -> String {
     let bare = !k.is_empty()
-        && k
-            .bytes()
+        && k.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if bare {
         k.to_string()
@@ -137,7 +136,10 @@ mod tests {
              [startup.entry.args.env]\nA = \"\\\"q\\\"\"\nB = \"x=y\"\nPATH = \"/bin\"\n"
         );
         let s = Startup::new(&[], &v(&["/bin/app", "a"]), &[], "");
-        assert_eq!((s.name.as_str(), s.args.clone(), s.dir.as_str()), ("/bin/app", v(&["a"]), "/"));
+        assert_eq!(
+            (s.name.as_str(), s.args.clone(), s.dir.as_str()),
+            ("/bin/app", v(&["a"]), "/")
+        );
         let s = Startup::new(&[], &[], &[], "");
         assert_eq!(s.name, "/bin/sh");
         assert!(s.toml().contains("args = []\n") && !s.toml().contains(".env]"));

@@ -669,8 +669,17 @@ mod tests {
         assert_eq!(
             paths(&t),
             [
-                "/", "/b", "/escape", "/etc", "/etc/x", "/lib", "/top", "/up", "/usr",
-                "/usr/lib", "/usr/lib/libc"
+                "/",
+                "/b",
+                "/escape",
+                "/etc",
+                "/etc/x",
+                "/lib",
+                "/top",
+                "/up",
+                "/usr",
+                "/usr/lib",
+                "/usr/lib/libc"
             ]
         );
     }
@@ -695,8 +704,11 @@ mod tests {
         assert!(!inodes.contains_key("f"));
         let err = {
             t.begin_layer(2);
-            t.apply(&ent("k", Hardlink, "missing"), ContentRef { layer: 2, entry: 0 })
-                .unwrap_err()
+            t.apply(
+                &ent("k", Hardlink, "missing"),
+                ContentRef { layer: 2, entry: 0 },
+            )
+            .unwrap_err()
         };
         assert!(err.msg.contains("k points to missing"), "{err}");
     }
@@ -707,11 +719,17 @@ mod tests {
         t.begin_layer(0);
         let long = "n".repeat(256);
         let err = t
-            .apply(&ent(&long, EntryKind::File, ""), ContentRef { layer: 0, entry: 0 })
+            .apply(
+                &ent(&long, EntryKind::File, ""),
+                ContentRef { layer: 0, entry: 0 },
+            )
             .unwrap_err();
         assert!(err.msg.contains("longer than 255"), "{err}");
         let err = t
-            .apply(&ent("./", EntryKind::File, ""), ContentRef { layer: 0, entry: 1 })
+            .apply(
+                &ent("./", EntryKind::File, ""),
+                ContentRef { layer: 0, entry: 1 },
+            )
             .unwrap_err();
         assert!(err.msg.contains("root"), "{err}");
     }
