@@ -115,7 +115,11 @@ fn import_fails_env(
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert!(left.is_empty(), "a failed import left {left:?} in {}", dir.display());
+    assert!(
+        left.is_empty(),
+        "a failed import left {left:?} in {}",
+        dir.display()
+    );
     stderr
 }
 
@@ -123,10 +127,7 @@ fn import_fails_env(
 /// lstat fields, content, target and xattrs, the root's included, and the hardlink
 /// groups; `/.startup.toml` must be there exactly when `startup` (and is not compared).
 fn assert_flist_is_tree(dir: &Path, fl: &Path, rootfs: &Path, startup: bool) {
-    let mnt = dir.join(format!(
-        "mnt-{}",
-        fl.file_stem().unwrap().to_string_lossy()
-    ));
+    let mnt = dir.join(format!("mnt-{}", fl.file_stem().unwrap().to_string_lossy()));
     let cache = dir.join("mount-cache");
     let _m = Mount::daemon(&mnt, &["-m", s(fl), "-c", s(&cache)]);
     let mut got = snapshot(&mnt);
@@ -172,7 +173,15 @@ fn set_xattr(p: &Path, k: &str, v: &[u8]) {
 fn base_tree(r: &Path) {
     use rustix::fs::FileType;
     for d in [
-        "etc", "bin", "tmp", "big", "home/user", "usr/lib", "opaq/sub", "d2f", "data",
+        "etc",
+        "bin",
+        "tmp",
+        "big",
+        "home/user",
+        "usr/lib",
+        "opaq/sub",
+        "d2f",
+        "data",
     ] {
         std::fs::create_dir_all(r.join(d)).unwrap();
     }
@@ -219,7 +228,10 @@ fn base_tree(r: &Path) {
     all.sort_by_key(|k| std::cmp::Reverse(k.len()));
     for (i, rel) in all.iter().enumerate() {
         if !rel.is_empty() {
-            set_mtime(&r.join(OsStr::from_bytes(rel)), 1_400_000_000 + i as i64 * 100);
+            set_mtime(
+                &r.join(OsStr::from_bytes(rel)),
+                1_400_000_000 + i as i64 * 100,
+            );
         }
     }
 }
@@ -327,6 +339,72 @@ fn image_config(layout: &Path, tag: &str) -> Value {
     read_json_blob(layout, m["config"]["digest"].as_str().unwrap())
 }
 
+// ---------------------------------------------------------------- the fixture itself
+
+fuse_test! {
+    /// What the other tests rely on, checked on umoci's own unpack of the rich image (so
+    /// a change of umoci shows here, not as a zvfs failure), and the comparison itself
+    /// checked on `zvfs pack` of that tree, mounted.
+    fn the_rich_image_unpacks_as_the_tests_expect() {
+        let d = tmp();
+        let layout = rich_image(d.path(), "img");
+        let r = reference(d.path(), &layout, "rich");
+        let tree = snapshot(&r);
+        let has = |p: &str| tree.contains_key(p.as_bytes());
+        for gone in ["big/blob", "etc/gone", "etc/passwd", "opaq/old1", "opaq/sub", "d2f/child"] {
+            assert!(!has(gone), "{gone} should be deleted");
+        }
+        for kept in [
+            "big/keep", "big/replace", "etc/added", "opaq/new", "f2d/inside", "s2d/inside",
+            "data/xa", "data/zero", "data/loop", "data/pipe", "new-in-mid", "empty",
+        ] {
+            assert!(has(kept), "{kept} should be there");
+        }
+        assert!(tree.keys().any(|k| k.len() == 5 + 255), "the 255-byte name");
+        assert!(tree.contains_key(b"data/caf\xe9".as_slice()), "the latin-1 name");
+        let md = |p: &str| std::fs::symlink_metadata(r.join(p)).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert!(md("f2d").is_dir() && md("s2d").is_dir() && md("d2f").is_file());
+        assert_eq!(md("big/replace").len(), 900_000);
+        assert_eq!(md("data/big").len(), BIG as u64);
+        assert_eq!(md("data/suid").mode(), 0o104755);
+        assert_eq!(md("data/sticky").mode(), 0o41777);
+        assert_eq!(md("bin/suid").mode(), 0o104755);
+        assert_eq!((md("data/owned").uid(), md("data/owned").gid()), (1234, 5678));
+        assert_eq!((md("home/user/secret").uid(), md("home/user").gid()), (1000, 1000));
+        assert_eq!(md("data/zero").rdev(), rustix::fs::makedev(1, 5));
+        assert_eq!(md("data/old").mtime(), 1_000_000_000);
+        assert_eq!(md("opaq").mtime(), 1_450_000_000);
+        // layer 3 adds to and whites out in etc without listing it: etc keeps the mtime
+        // layer 2 (a repack, which lists etc with the time of the deletion) gave it
+        let etc_mid = {
+            let b = reference(d.path(), &layout, "mid");
+            std::fs::symlink_metadata(b.join("etc")).unwrap().mtime()
+        };
+        assert_eq!(md("etc").mtime(), etc_mid);
+        let x = |p: &str, k: &str| {
+            let mut v = vec![0u8; 256];
+            let n = rustix::fs::lgetxattr(r.join(p), k, &mut v)
+                .unwrap_or_else(|e| panic!("{p} {k}: {e}"));
+            v.truncate(n);
+            v
+        };
+        assert_eq!(x("data/xa", "user.k"), b"v");
+        assert_eq!(x("data/xa", "user.bin"), b"\x00\xff\xfe");
+        assert_eq!(x("data/xa", "security.capability").len(), 20);
+        assert_eq!(x("etc/hostname", "user.color"), b"blue");
+        assert_eq!(x("etc", "user.dir"), b"\x00\x01binary");
+        let groups = hardlink_groups(&r);
+        let g = |v: &[&str]| v.iter().map(|p| p.as_bytes().to_vec()).collect::<Vec<_>>();
+        assert!(groups.contains(&g(&["bin/tool", "bin/tool-link", "data/lower-link"])), "{groups:?}");
+        assert!(groups.contains(&g(&["data/f1", "data/f1-link"])), "{groups:?}");
+        // the comparison, on a tree that certainly equals the reference
+        let fl = d.path().join("packed.fl");
+        pack(&fl, &dir_url(&d.path().join("pstore")), &[], &r);
+        assert_flist_is_tree(d.path(), &fl, &r, false);
+    }
+}
+
 // ---------------------------------------------------------------- equality with umoci
 
 fuse_test! {
@@ -373,8 +451,6 @@ fuse_test! {
 fn import_of_zstd_and_uncompressed_layers_equals_the_gzip_one() {
     let d = tmp();
     let layout = rich_image(d.path(), "img");
-    let gz = Target::new(d.path(), "gzip");
-    import_ok(&oci_ref(&layout, "rich"), &gz, &["--no-startup-file"]);
     let zstd = d.path().join("zstd");
     skopeo_copy(
         &oci_ref(&layout, "rich"),
@@ -385,7 +461,11 @@ fn import_of_zstd_and_uncompressed_layers_equals_the_gzip_one() {
     // accepts uncompressed layers
     let plain = d.path().join("plain");
     let plain_dir = format!("dir:{}", d.path().join("plain-dir").display());
-    skopeo_copy(&oci_ref(&layout, "rich"), &plain_dir, &["--dest-decompress"]);
+    skopeo_copy(
+        &oci_ref(&layout, "rich"),
+        &plain_dir,
+        &["--dest-decompress"],
+    );
     skopeo_copy(
         &plain_dir,
         &oci_ref(&plain, "rich"),
@@ -398,6 +478,10 @@ fn import_of_zstd_and_uncompressed_layers_equals_the_gzip_one() {
                 "the {want} copy has a layer {l}"
             );
         }
+    }
+    let gz = Target::new(d.path(), "gzip");
+    import_ok(&oci_ref(&layout, "rich"), &gz, &["--no-startup-file"]);
+    for (variant, want) in [(&zstd, "tar+zstd"), (&plain, "tar")] {
         let t = Target::new(d.path(), want.replace('+', "-").as_str());
         import_ok(&oci_ref(variant, "rich"), &t, &["--no-startup-file"]);
         assert_same_flists(&gz.fl, &t.fl);
@@ -409,14 +493,16 @@ fn import_of_zstd_and_uncompressed_layers_equals_the_gzip_one() {
 fn import_of_a_docker_archive_equals_the_oci_layout() {
     let d = tmp();
     let layout = rich_image(d.path(), "img");
-    let oci = Target::new(d.path(), "oci");
-    import_ok(&oci_ref(&layout, "rich"), &oci, &["--no-startup-file"]);
     let archive = d.path().join("rich.tar");
     skopeo_copy(
         &oci_ref(&layout, "rich"),
         &format!("docker-archive:{}:zvfs/rich:latest", archive.display()),
         &[],
     );
+    let listing = tool("tar", &["-tf", s(&archive)]);
+    assert!(listing.lines().any(|l| l == "manifest.json"), "{listing}");
+    let oci = Target::new(d.path(), "oci");
+    import_ok(&oci_ref(&layout, "rich"), &oci, &["--no-startup-file"]);
     let t = Target::new(d.path(), "archive");
     import_ok(
         &format!("docker-archive:{}", archive.display()),
@@ -432,10 +518,10 @@ fn import_of_a_docker_archive_equals_the_oci_layout() {
 fn import_from_a_registry_equals_the_oci_layout() {
     let d = tmp();
     let layout = rich_image(d.path(), "img");
-    let oci = Target::new(d.path(), "oci");
-    import_ok(&oci_ref(&layout, "rich"), &oci, &["--no-startup-file"]);
     let reg = Registry::start();
     push(&layout, "rich", &reg, "zvfs/rich");
+    let oci = Target::new(d.path(), "oci");
+    import_ok(&oci_ref(&layout, "rich"), &oci, &["--no-startup-file"]);
     let by_tag = Target::new(d.path(), "by-tag");
     let image = reg.image("zvfs/rich", "rich");
     import_ok(&image, &by_tag, &["--no-startup-file"]);
@@ -443,7 +529,10 @@ fn import_from_a_registry_equals_the_oci_layout() {
     let tg = tags(&by_tag.fl);
     assert_eq!(tg.get("image"), Some(&image));
     let digest = tg.get("image.digest").expect("image.digest tag").clone();
-    assert!(digest.starts_with("sha256:") && digest.len() == 71, "{digest}");
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
     let by_digest = Target::new(d.path(), "by-digest");
     import_ok(
         &reg.image("zvfs/rich", &format!("@{digest}")),
@@ -497,11 +586,6 @@ fn a_second_image_reuses_the_base_layers() {
     // A = mid (2 layers); B = rich (3 layers), copied alone into its own layout
     let b_layout = d.path().join("b");
     skopeo_copy(&oci_ref(&layout, "rich"), &oci_ref(&b_layout, "rich"), &[]);
-    let a = Target::new(d.path(), "a");
-    let out_a = import_ok(&oci_ref(&layout, "mid"), &a, &[]);
-    let sum_a = parse_imported(&out_a, &oci_ref(&layout, "mid"), &a.fl);
-    assert_eq!((sum_a.layers, sum_a.reused), (2, 0), "{out_a}");
-    let after_a = store_objects(&a.store);
     // the base layers' blobs are gone from B's layout: nothing may read them
     let b_layers = layers(&b_layout, "rich");
     let a_layers = layers(&layout, "mid");
@@ -509,6 +593,11 @@ fn a_second_image_reuses_the_base_layers() {
         assert_eq!(la["digest"], lb["digest"], "B's base layers are A's");
         std::fs::remove_file(blob_path(&b_layout, lb["digest"].as_str().unwrap())).unwrap();
     }
+    let a = Target::new(d.path(), "a");
+    let out_a = import_ok(&oci_ref(&layout, "mid"), &a, &[]);
+    let sum_a = parse_imported(&out_a, &oci_ref(&layout, "mid"), &a.fl);
+    assert_eq!((sum_a.layers, sum_a.reused), (2, 0), "{out_a}");
+    let after_a = store_objects(&a.store);
     let b = Target::new(d.path(), "b");
     let image_b = oci_ref(&b_layout, "rich");
     let out_b = import_ok(&image_b, &b, &[]);
@@ -522,7 +611,10 @@ fn a_second_image_reuses_the_base_layers() {
     let after_b = store_objects(&b.store);
     let mut want: std::collections::BTreeSet<String> = after_a.clone();
     want.extend(block_ids(&b.fl));
-    assert_eq!(after_b, want, "the store holds A's chunks and B's, nothing else");
+    assert_eq!(
+        after_b, want,
+        "the store holds A's chunks and B's, nothing else"
+    );
     let new: Vec<_> = after_b.difference(&after_a).collect();
     assert_eq!(sum_b.uploaded, new.len() as u64, "{out_b}");
     // the same flist as a fresh import of B (from the full layout, new store and cache)
@@ -646,7 +738,11 @@ fn startup_toml_defaults() {
     let layout = d.path().join("img");
     new_layout(&layout, "t");
     add_tar_layer(&layout, "t", "cmd", &[file("hello", b"hi\n")]);
-    config(&layout, "cmd", &["--config.cmd", "/bin/echo", "--config.cmd", "hi"]);
+    config(
+        &layout,
+        "cmd",
+        &["--config.cmd", "/bin/echo", "--config.cmd", "hi"],
+    );
     add_tar_layer(&layout, "t", "none", &[file("hello", b"hi\n")]);
     for (tag, name, args) in [
         ("cmd", "/bin/echo", serde_json::json!(["hi"])),
@@ -724,11 +820,23 @@ fn registry_auth_refused_with_wrong_credentials() {
     let (reg, image) = auth_registry(d.path());
     let home = empty_home(d.path());
     let t = Target::new(d.path(), "wrong");
-    let out = import_cmd(&image, &t, &["--creds", "zvfs:Wr0ngPa55"], &[("HOME", &home)]);
+    let out = import_cmd(
+        &image,
+        &t,
+        &["--creds", "zvfs:Wr0ngPa55"],
+        &[("HOME", &home)],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "refused credentials: exit 1\n{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "refused credentials: exit 1\n{stderr}"
+    );
     assert!(stderr.contains("private/img"), "{stderr}");
-    assert!(!stderr.contains("Wr0ngPa55"), "the password is shown: {stderr}");
+    assert!(
+        !stderr.contains("Wr0ngPa55"),
+        "the password is shown: {stderr}"
+    );
     assert!(!t.fl.exists());
     // a wrong authfile too
     let f = d.path().join("bad-auth.json");
@@ -790,7 +898,12 @@ fn errors_unknown_tag() {
     let reg = Registry::start();
     push(&layout, "t", &reg, "zvfs/img");
     let t = Target::new(d.path(), "x");
-    import_fails(&reg.image("zvfs/img", "nope"), &t, &[], &["zvfs/img", "nope"]);
+    import_fails(
+        &reg.image("zvfs/img", "nope"),
+        &t,
+        &[],
+        &["zvfs/img", "nope"],
+    );
     import_fails(&reg.image("zvfs/absent", "t"), &t, &[], &["zvfs/absent"]);
     import_fails(&oci_ref(&layout, "nope"), &t, &[], &[s(&layout), "nope"]);
 }
@@ -808,11 +921,33 @@ fn errors_platform_missing_from_the_index() {
         &[("linux", "amd64", ""), ("linux", "arm64", "v8")],
     );
     let image = oci_ref(&layout, "multi");
+    // the index is a real one: skopeo picks the arm64/v8 manifest from it
+    skopeo_copy(
+        &image,
+        &oci_ref(&d.path().join("picked"), "t"),
+        &["--override-arch", "arm64", "--override-variant", "v8"],
+    );
     let t = Target::new(d.path(), "x");
-    import_fails(&image, &t, &["--platform", "linux/s390x"], &[s(&layout), "linux/s390x"]);
+    import_fails(
+        &image,
+        &t,
+        &["--platform", "linux/s390x"],
+        &[s(&layout), "linux/s390x"],
+    );
     import_ok(&image, &t, &["--platform", "linux/arm64/v8"]);
     std::fs::remove_file(&t.fl).unwrap();
     import_ok(&image, &t, &["--platform", "linux/amd64"]);
+}
+
+/// `umoci unpack` of `layout:tag` must fail too (the fixture is really broken).
+fn assert_umoci_refuses(layout: &Path, tag: &str) {
+    let scratch = tmp();
+    let out = Command::new("umoci")
+        .args(["unpack", "--image", &format!("{}:{tag}", layout.display())])
+        .arg(scratch.path().join("bundle"))
+        .output()
+        .expect("umoci cannot run: scripts/test.sh installs it");
+    assert!(!out.status.success(), "umoci unpacks the broken {tag}");
 }
 
 /// A copy of a one-layer image (two files, one of 1.3 MiB) to break; returns the layout
@@ -841,6 +976,7 @@ fn errors_layer_digest_mismatch() {
     let mid = b.len() / 2;
     b[mid] ^= 0x55;
     std::fs::write(&p, b).unwrap();
+    assert_umoci_refuses(&layout, "t");
     let t = Target::new(d.path(), "x");
     import_fails(&oci_ref(&layout, "t"), &t, &[], &[s(&layout), digest]);
 }
@@ -854,6 +990,7 @@ fn errors_truncated_layer_blob() {
     let p = blob_path(&layout, digest);
     let b = std::fs::read(&p).unwrap();
     std::fs::write(&p, &b[..b.len() / 2]).unwrap();
+    assert_umoci_refuses(&layout, "t");
     let t = Target::new(d.path(), "x");
     import_fails(&oci_ref(&layout, "t"), &t, &[], &[s(&layout), digest]);
 }
@@ -866,7 +1003,14 @@ fn errors_truncated_gzip_with_a_matching_digest() {
     let (layout, l) = breakable(d.path());
     let b = std::fs::read(blob_path(&layout, l["digest"].as_str().unwrap())).unwrap();
     let bad = &b[..b.len() / 2];
-    let digest = replace_layer(&layout, "t", 0, bad, "application/vnd.oci.image.layer.v1.tar+gzip");
+    let digest = replace_layer(
+        &layout,
+        "t",
+        0,
+        bad,
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+    );
+    assert_umoci_refuses(&layout, "t");
     let t = Target::new(d.path(), "x");
     import_fails(&oci_ref(&layout, "t"), &t, &[], &[s(&layout), &digest]);
 }
@@ -877,13 +1021,23 @@ fn errors_corrupt_gzip_with_a_matching_digest() {
     let d = tmp();
     let (layout, _) = breakable(d.path());
     let scratch = d.path().join("layer.tar");
-    write_tar(&scratch, &[file("small", b"hi\n"), file("big", &noise(21, BIG))]);
+    write_tar(
+        &scratch,
+        &[file("small", b"hi\n"), file("big", &noise(21, BIG))],
+    );
     let mut gz = gzip(&std::fs::read(&scratch).unwrap());
     let n = gz.len();
     for b in &mut gz[n / 3..n / 3 + 64] {
         *b ^= 0xa5;
     }
-    let digest = replace_layer(&layout, "t", 0, &gz, "application/vnd.oci.image.layer.v1.tar+gzip");
+    let digest = replace_layer(
+        &layout,
+        "t",
+        0,
+        &gz,
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+    );
+    assert_umoci_refuses(&layout, "t");
     let t = Target::new(d.path(), "x");
     import_fails(&oci_ref(&layout, "t"), &t, &[], &[s(&layout), &digest]);
 }
@@ -913,6 +1067,7 @@ fn errors_hardlink_to_a_missing_target() {
         "t",
         &[file("ok", b"ok\n"), hardlink("the-link", "missing/target")],
     );
+    assert_umoci_refuses(&layout, "t");
     let t = Target::new(d.path(), "x");
     import_fails(
         &oci_ref(&layout, "t"),
@@ -935,8 +1090,14 @@ fn errors_name_longer_than_255_bytes() {
         "t",
         &[dir("dir"), file(long.as_str(), b"too long\n")],
     );
+    assert_umoci_refuses(&layout, "t");
     let t = Target::new(d.path(), "x");
-    import_fails(&oci_ref(&layout, "t"), &t, &[], &[s(&layout), &"x".repeat(256)]);
+    import_fails(
+        &oci_ref(&layout, "t"),
+        &t,
+        &[],
+        &[s(&layout), &"x".repeat(256)],
+    );
 }
 
 // ---------------------------------------------------------------- hostile tar entries

@@ -492,13 +492,7 @@ pub fn edit_manifest(layout: &Path, tag: &str, edit: impl FnOnce(&mut Value)) ->
 /// Replaces layer `n` of `tag` with `bytes` (as a new blob of media type `media_type`),
 /// manifest and index digests rewritten so every digest matches. Returns the new layer's
 /// digest.
-pub fn replace_layer(
-    layout: &Path,
-    tag: &str,
-    n: usize,
-    bytes: &[u8],
-    media_type: &str,
-) -> String {
+pub fn replace_layer(layout: &Path, tag: &str, n: usize, bytes: &[u8], media_type: &str) -> String {
     let digest = put_blob(layout, bytes);
     let d = digest.clone();
     edit_manifest(layout, tag, |m| {
