@@ -132,7 +132,7 @@ fn assert_flist_is_tree(dir: &Path, fl: &Path, rootfs: &Path, startup: bool) {
     let _m = Mount::daemon(&mnt, &["-m", s(fl), "-c", s(&cache)]);
     let mut got = snapshot(&mnt);
     assert_eq!(
-        got.remove(&b".startup.toml".to_vec()).is_some(),
+        got.remove(b".startup.toml".as_slice()).is_some(),
         startup,
         "/.startup.toml present in the mount of {}",
         fl.display()
@@ -520,6 +520,7 @@ fn import_from_a_registry_equals_the_oci_layout() {
     let layout = rich_image(d.path(), "img");
     let reg = Registry::start();
     push(&layout, "rich", &reg, "zvfs/rich");
+    push_with(&layout, "rich", &reg, "zvfs/docker", &["--format", "v2s2"]);
     let oci = Target::new(d.path(), "oci");
     import_ok(&oci_ref(&layout, "rich"), &oci, &["--no-startup-file"]);
     let by_tag = Target::new(d.path(), "by-tag");
@@ -540,6 +541,14 @@ fn import_from_a_registry_equals_the_oci_layout() {
         &["--no-startup-file"],
     );
     assert_same_flists(&oci.fl, &by_digest.fl);
+    // Docker media types (schema 2 manifest, rootfs.diff.tar.gzip layers)
+    let docker = Target::new(d.path(), "docker");
+    import_ok(
+        &reg.image("zvfs/docker", "rich"),
+        &docker,
+        &["--no-startup-file"],
+    );
+    assert_same_flists(&oci.fl, &docker.fl);
 }
 
 // ---------------------------------------------------------------- chunks and the store
@@ -566,7 +575,11 @@ fn imported_chunks_are_the_ones_pack_gives() {
     let layout = rich_image(d.path(), "img");
     let rootfs = reference(d.path(), &layout, "rich");
     let t = Target::new(d.path(), "rich");
-    import_ok(&oci_ref(&layout, "rich"), &t, &["--no-startup-file"]);
+    import_ok(
+        &oci_ref(&layout, "rich"),
+        &t,
+        &["--no-startup-file", "-j", "1"],
+    );
     let packed = d.path().join("packed.fl");
     let pstore = d.path().join("pack-store");
     pack(&packed, &dir_url(&pstore), &[], &rootfs);
@@ -598,6 +611,11 @@ fn a_second_image_reuses_the_base_layers() {
     let sum_a = parse_imported(&out_a, &oci_ref(&layout, "mid"), &a.fl);
     assert_eq!((sum_a.layers, sum_a.reused), (2, 0), "{out_a}");
     let after_a = store_objects(&a.store);
+    let index = a.cache.join("layers");
+    assert!(
+        index.is_dir() && std::fs::read_dir(&index).unwrap().next().is_some(),
+        "the layer index is under CACHE/layers"
+    );
     let b = Target::new(d.path(), "b");
     let image_b = oci_ref(&b_layout, "rich");
     let out_b = import_ok(&image_b, &b, &[]);
@@ -617,10 +635,13 @@ fn a_second_image_reuses_the_base_layers() {
     );
     let new: Vec<_> = after_b.difference(&after_a).collect();
     assert_eq!(sum_b.uploaded, new.len() as u64, "{out_b}");
-    // the same flist as a fresh import of B (from the full layout, new store and cache)
+    // the same flist as a fresh import of B (from the full layout, new store and cache:
+    // nothing reused)
     let fresh_dir = d.path().join("fresh");
     let fresh = Target::new(&fresh_dir, "b");
-    import_ok(&oci_ref(&layout, "rich"), &fresh, &[]);
+    let out = import_ok(&oci_ref(&layout, "rich"), &fresh, &[]);
+    let sum = parse_imported(&out, &oci_ref(&layout, "rich"), &fresh.fl);
+    assert_eq!((sum.layers, sum.reused), (3, 0), "{out}");
     assert_same_flists(&fresh.fl, &b.fl);
 }
 
@@ -927,6 +948,9 @@ fn errors_platform_missing_from_the_index() {
         &oci_ref(&d.path().join("picked"), "t"),
         &["--override-arch", "arm64", "--override-variant", "v8"],
     );
+    let reg = Registry::start();
+    push_with(&layout, "multi", &reg, "zvfs/multi", &["--all"]);
+    let remote = reg.image("zvfs/multi", "multi");
     let t = Target::new(d.path(), "x");
     import_fails(
         &image,
@@ -937,6 +961,15 @@ fn errors_platform_missing_from_the_index() {
     import_ok(&image, &t, &["--platform", "linux/arm64/v8"]);
     std::fs::remove_file(&t.fl).unwrap();
     import_ok(&image, &t, &["--platform", "linux/amd64"]);
+    // the same index served by a registry
+    let r = Target::new(&d.path().join("remote"), "x");
+    import_fails(
+        &remote,
+        &r,
+        &["--platform", "linux/s390x"],
+        &["zvfs/multi", "linux/s390x"],
+    );
+    import_ok(&remote, &r, &["--platform", "linux/arm64/v8"]);
 }
 
 /// `umoci unpack` of `layout:tag` must fail too (the fixture is really broken).

@@ -171,6 +171,12 @@ impl Drop for Registry {
 /// `skopeo copy oci:LAYOUT:TAG docker://127.0.0.1:PORT/NAME:TAG` (with the registry's
 /// credentials when it has some).
 pub fn push(layout: &Path, tag: &str, registry: &Registry, name: &str) {
+    push_with(layout, tag, registry, name, &[]);
+}
+
+/// [`push`] with more `skopeo copy` flags (`--format v2s2`: Docker media types; `--all`:
+/// an image index with every platform).
+pub fn push_with(layout: &Path, tag: &str, registry: &Registry, name: &str, more: &[&str]) {
     let dst = registry.image(name, tag);
     let creds = registry.creds.as_ref().map(|(u, p)| format!("{u}:{p}"));
     let mut extra = vec!["--dest-tls-verify=false"];
@@ -178,6 +184,7 @@ pub fn push(layout: &Path, tag: &str, registry: &Registry, name: &str) {
         extra.push("--dest-creds");
         extra.push(c);
     }
+    extra.extend_from_slice(more);
     skopeo_copy(&oci_ref(layout, tag), &dst, &extra);
 }
 
