@@ -365,6 +365,8 @@ fuse_test! {
         let md = |p: &str| std::fs::symlink_metadata(r.join(p)).unwrap();
         use std::os::unix::fs::MetadataExt;
         assert!(md("f2d").is_dir() && md("s2d").is_dir() && md("d2f").is_file());
+        // the directory that replaced the symlink s2d -> etc was not made through it
+        assert!(!has("etc/inside"));
         assert_eq!(md("big/replace").len(), 900_000);
         assert_eq!(md("data/big").len(), BIG as u64);
         assert_eq!(md("data/suid").mode(), 0o104755);
