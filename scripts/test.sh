@@ -22,11 +22,13 @@ need python3 python3
 need fuser psmisc
 need groff groff-base
 need file file
-# The image sources' tests (src/image/tests.rs): a real registry, OCI layout and archive tools.
+# The image sources' tests (src/image/tests.rs) and tests/import.rs: a registry, image
+# copies, OCI layouts and their reference unpack, htpasswd files for registry auth.
 need docker-registry docker-registry
 need umoci umoci
 need skopeo skopeo
 need htpasswd apache2-utils
+need gzip gzip
 case "$(file -bL /bin/busybox 2>/dev/null || true)" in
     *"statically linked"*|*"static-pie linked"*) ;;
     *) apt_install busybox-static ;;

@@ -8,6 +8,7 @@ mod common;
 
 mod cli;
 mod identity;
+mod import;
 mod inspect;
 mod legacy;
 mod mount;

@@ -2,6 +2,7 @@
 //! Tests use real parts (FUSE, servers, fixtures); nothing here mocks them.
 #![allow(dead_code)]
 
+pub mod image;
 pub mod tree;
 
 pub use tree::*;

@@ -1,7 +1,7 @@
 //! Directory trees for the tests: the one tree comparison (`snapshot`, `assert_same_tree`,
 //! `assert_same_entries`:
 //! every path with its type, mode, owners, size, device, mtime, link count, content hash,
-//! symlink target and xattrs), copies of read-only fixture trees, and a generated tree with
+//! symlink target and xattrs; `hardlink_groups` for which paths share an inode), copies of read-only fixture trees, and a generated tree with
 //! every file type.
 
 use std::collections::BTreeMap;
@@ -140,6 +140,51 @@ pub fn assert_same_entries(expected: &Path, actual: &Path) {
         s
     };
     assert_same_nodes(below(expected), below(actual));
+}
+
+/// Two snapshots hold the same paths with the same fields (for trees a test adjusted
+/// first, e.g. a mount snapshot without a file the flist adds).
+pub fn assert_same_snapshots(expected: BTreeMap<Vec<u8>, Node>, actual: BTreeMap<Vec<u8>, Node>) {
+    assert_same_nodes(expected, actual)
+}
+
+impl Node {
+    /// Forgets the mtime (for entries whose reference time is not reproducible, such as
+    /// the directories `umoci unpack` creates implicitly at the time of the unpack).
+    pub fn clear_mtime(&mut self) {
+        self.mtime = 0;
+    }
+}
+
+/// The hardlink groups below `root`: every set of two or more non-directory paths that
+/// share one inode (device and inode number), each group sorted.
+pub fn hardlink_groups(root: &Path) -> std::collections::BTreeSet<Vec<Vec<u8>>> {
+    let mut by_inode: BTreeMap<(u64, u64), Vec<Vec<u8>>> = BTreeMap::new();
+    let mut stack = vec![(root.to_path_buf(), Vec::new())];
+    while let Some((p, rel)) = stack.pop() {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        if m.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                let e = e.unwrap();
+                let mut r = rel.clone();
+                if !r.is_empty() {
+                    r.push(b'/');
+                }
+                r.extend_from_slice(e.file_name().as_bytes());
+                stack.push((e.path(), r));
+            }
+        } else {
+            by_inode.entry((m.dev(), m.ino())).or_default().push(rel);
+        }
+    }
+    by_inode
+        .into_values()
+        .filter(|g| g.len() > 1)
+        .map(|mut g| {
+            g.sort();
+            g
+        })
+        .collect()
 }
 
 fn assert_same_nodes(a: BTreeMap<Vec<u8>, Node>, b: BTreeMap<Vec<u8>, Node>) {
