@@ -1187,7 +1187,15 @@ fuse_test! {
                 assert!(!p.join(name).exists(), "{} was written", p.join(name).display());
             }
         }
-        assert_flist_is_tree(d.path(), &t.fl, &rootfs, false);
+        // umoci gives the root the time of its unpack here (an entry it rewrote in place:
+        // nothing an import can reproduce), so the root's mtime is not compared.
+        let mnt = d.path().join("mnt");
+        let _m = Mount::daemon(&mnt, &["-m", s(&t.fl), "-c", s(&d.path().join("mc"))]);
+        let (mut want, mut got) = (snapshot(&rootfs), snapshot(&mnt));
+        want.get_mut(&b""[..]).expect("root").clear_mtime();
+        got.get_mut(&b""[..]).expect("root").clear_mtime();
+        assert_same_snapshots(want, got);
+        assert_eq!(hardlink_groups(&rootfs), hardlink_groups(&mnt), "hardlink groups");
     }
 }
 

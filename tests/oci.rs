@@ -706,3 +706,58 @@ fuse_test! {
         );
     }
 }
+
+fuse_test! {
+    /// `org.zero-os.image` instead of `org.zero-os.flist`: prepare imports the image (an
+    /// OCI layout made by umoci: the busybox tree, then a layer deleting one file and
+    /// adding another) into the cache, and runc runs it; a second container of the same
+    /// image uses that import (nothing imported or uploaded again) and the same mount.
+    fn runc_runs_a_container_from_an_image_reference() {
+        use crate::common::image::{config, new_layout, oci_ref, repack};
+        let w = World::new();
+        let layout = w.root().join("layout");
+        new_layout(&layout, "empty");
+        let tree = w.root().join("tree");
+        repack(&layout, "empty", "base", |rootfs| {
+            let out = Command::new("cp")
+                .arg("-a")
+                .arg(format!("{}/.", tree.display()))
+                .arg(rootfs)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "cp: {}", text(&out));
+            std::fs::write(rootfs.join("etc/gone.txt"), b"deleted above\n").unwrap();
+        });
+        repack(&layout, "base", "app", |rootfs| {
+            std::fs::remove_file(rootfs.join("etc/gone.txt")).unwrap();
+            std::fs::write(rootfs.join("etc/app.txt"), b"from the upper layer\n").unwrap();
+        });
+        config(&layout, "app", &["--config.entrypoint", "/bin/sh"]);
+        let image = oci_ref(&layout, "app");
+        let ann = [("org.zero-os.flist", ""), ("org.zero-os.image", image.as_str())];
+        let script = "cat /etc/hello.txt /etc/app.txt; ls /etc/gone.txt 2>&1; grep -c core.system /.startup.toml";
+        let b = w.bundle("img1", &["sh", "-c", script], &ann);
+        w.prepare_ok(&b);
+        let images = w.root().join("cache/images");
+        let fls: Vec<_> = std::fs::read_dir(&images)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".fl"))
+            .collect();
+        assert_eq!(fls.len(), 1, "{fls:?}");
+        let store = images.join("store");
+        let stored = store_listing(&store);
+        assert!(!stored.is_empty());
+        let out = w.run_foreground(&b, "img1");
+        assert!(out.starts_with(&format!("{HELLO}from the upper layer\n")), "{out}");
+        assert!(out.contains("No such file"), "{out}");
+        assert!(out.ends_with("1\n"), "{out}");
+
+        let b2 = w.bundle("img2", &["cat", "/etc/app.txt"], &ann);
+        let said = w.prepare_ok(&b2);
+        assert!(said.contains(&fls[0]), "{said}");
+        assert_eq!(store_listing(&store), stored, "nothing uploaded again");
+        assert_eq!(w.run_foreground(&b2, "img2"), "from the upper layer\n");
+        w.assert_no_mounts();
+    }
+}

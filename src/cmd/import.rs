@@ -35,7 +35,7 @@ pub struct Args {
     /// Do not write `/.startup.toml` (the image config's start command, as rfs writes it).
     #[arg(long)]
     pub no_startup_file: bool,
-    /// Cache directory holding the layer index (`layers.db`), shared with mounts.
+    /// Cache directory holding the layer index (`layers/index.db`), shared with mounts.
     #[arg(short = 'c', long = "cache", default_value = crate::node::oci::DEFAULT_CACHE)]
     pub cache: PathBuf,
     /// Do not use or update the layer index.

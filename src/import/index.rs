@@ -1,4 +1,4 @@
-//! The local layer index (`CACHE/layers.db`, SQLite): per layer digest and set of stores,
+//! The local layer index (`CACHE/layers/index.db`, SQLite): per layer digest and set of stores,
 //! the layer's entries (metadata only) and, for the regular files an import encoded, their
 //! chunks and identity. An import finds a layer there and neither reads nor uploads it
 //! again. Rows are added only after the flist that needs their chunks was published (the
@@ -49,11 +49,12 @@ pub struct LayerIndex {
 }
 
 impl LayerIndex {
-    /// Open (creating) the index in `dir` for chunks kept in `stores`. Never fails: an
-    /// index that cannot be used is logged and behaves as empty.
-    pub fn open(dir: &Path, stores: String) -> LayerIndex {
-        let path = dir.join("layers.db");
-        let conn = match open_db(dir, &path) {
+    /// Open (creating) the index in `CACHE/layers` for chunks kept in `stores`. Never
+    /// fails: an index that cannot be used is logged and behaves as empty.
+    pub fn open(cache: &Path, stores: String) -> LayerIndex {
+        let dir = cache.join("layers");
+        let path = dir.join("index.db");
+        let conn = match open_db(&dir, &path) {
             Ok(c) => Some(c),
             Err(e) => {
                 log::warn!("layer index {} not used: {e}", path.display());
@@ -349,7 +350,7 @@ mod tests {
         // Other stores: nothing known.
         let k = LayerIndex::open(dir.path(), "dir:///t".into()).get("sha256:aa");
         assert!(k.entries.is_none() && k.content.is_empty());
-        std::fs::write(dir.path().join("layers.db"), b"not a database at all").unwrap();
+        std::fs::write(dir.path().join("layers/index.db"), b"not a database at all").unwrap();
         let k = LayerIndex::open(dir.path(), "dir:///s".into()).get("sha256:aa");
         assert!(k.entries.is_none());
     }

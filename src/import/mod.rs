@@ -15,7 +15,7 @@
 //!
 //! So each layer blob is read at most twice (once when every file it holds was deleted
 //! above it) and memory is the tree's metadata plus pack's bounded buffer pool. The local
-//! layer index ([`index`], `CACHE/layers.db`) remembers each layer's entries and encoded
+//! layer index ([`index`], `CACHE/layers/index.db`) remembers each layer's entries and encoded
 //! files by digest and stores: an import finds them there and neither reads nor uploads
 //! those layers again. The flist is written to a temporary file and renamed into place
 //! only when everything succeeded; the index is updated after that.
@@ -126,8 +126,8 @@ impl Summary {
             return None;
         }
         Some(format!(
-            "reused {} of {} layers from the layer index: {} files ({} bytes, {} chunks) not read, nothing uploaded for them",
-            self.reused_layers, self.layers, self.reused_files, self.reused_bytes, self.reused_chunks
+            "reused {} layers ({} bytes, {} chunks, {} files) from the layer index, nothing read or uploaded for them",
+            self.reused_layers, self.reused_bytes, self.reused_chunks, self.reused_files
         ))
     }
 }

@@ -9,7 +9,12 @@
 //! hook undoes exactly what prepare did, and nothing else.
 //!
 //! Annotations (in `config.json`):
-//! - `org.zero-os.flist` (required): flist path (relative to the bundle) or http(s) URL;
+//! - `org.zero-os.flist`: flist path (relative to the bundle) or http(s) URL;
+//! - `org.zero-os.image` (instead of `org.zero-os.flist`): a container image reference
+//!   (what `zvfs import` takes). Imported once per reference into the cache directory
+//!   (`CACHE/images/<sha256 of the reference>.fl`, chunks in the dir store
+//!   `CACHE/images/store`, layers remembered by the layer index), then used as the flist;
+//!   registry credentials come from `$HOME/.docker/config.json`;
 //! - `org.zero-os.flist.store`: store URLs overriding the flist's routes (comma or space
 //!   separated, each `[xx-xx=]URL`);
 //! - `org.zero-os.flist.cache`: chunk cache directory (default `--cache`,
@@ -42,6 +47,9 @@ use crate::sys::mounts::Layer;
 /// Annotation naming the bundle's flist (required): a path relative to the bundle, or an
 /// http(s) URL.
 pub const ANN_FLIST: &str = "org.zero-os.flist";
+/// Annotation naming a container image to import and use as the root filesystem, when
+/// [`ANN_FLIST`] is absent.
+pub const ANN_IMAGE: &str = "org.zero-os.image";
 /// Annotation with store URLs overriding the flist's routes (comma or space separated,
 /// each `[xx-xx=]URL`).
 pub const ANN_STORE: &str = "org.zero-os.flist.store";
@@ -183,6 +191,50 @@ fn local_flist(reference: &str, bundle: &Path, state: &State) -> Result<(PathBuf
     Ok((path, md5))
 }
 
+/// The flist of the container image `image`: `CACHE/images/<sha256 of the reference>.fl`,
+/// imported (chunks into the dir store `CACHE/images/store`) unless it already exists.
+fn imported_flist(image: &str, cache: &Path) -> Result<PathBuf> {
+    use sha2::Digest;
+    let dir = cache.join("images");
+    let name = hex::encode(sha2::Sha256::digest(image.as_bytes()));
+    let flist = dir.join(format!("{name}.fl"));
+    if flist.is_file() {
+        log::info!("image {image}: using {} imported before", flist.display());
+        return Ok(flist);
+    }
+    let store = dir.join("store");
+    std::fs::create_dir_all(&store).with_ctx(|| format!("creating {}", store.display()))?;
+    let routes = vec![crate::flist::Route::parse(&format!(
+        "dir://{}",
+        store.display()
+    ))?];
+    let router = crate::store::router::Router::new(&routes, &Default::default())?;
+    let opts = crate::import::Options {
+        image: image.to_string(),
+        fetch: crate::image::FetchOptions::default(),
+        output: flist.clone(),
+        routes,
+        tags: Vec::new(),
+        jobs: crate::pack::default_jobs(),
+        keep_passwords: false,
+        startup_file: true,
+        index_dir: Some(cache.to_path_buf()),
+    };
+    let s = crate::import::import(&opts, &router)
+        .map_err(|e| e.context(format!("importing image {image} (annotation {ANN_IMAGE})")))?;
+    log::info!(
+        "image {image}: imported into {} ({} layers, {} reused, {} entries, {} bytes, {} chunks uploaded, {:.2} s)",
+        flist.display(),
+        s.layers,
+        s.reused_layers,
+        s.entries,
+        s.bytes,
+        s.uploaded,
+        s.seconds
+    );
+    Ok(flist)
+}
+
 /// Create `rootfs` if missing; it must be an empty directory. Returns its canonical path.
 fn empty_rootfs(rootfs: &Path) -> Result<PathBuf> {
     if !rootfs.exists() {
@@ -265,17 +317,22 @@ fn prepare(args: PrepareArgs) -> Result<ExitCode> {
         .with_ctx(|| format!("bundle {}", args.bundle.display()))?;
     let mut spec = Spec::load(&bundle)?;
     let ann = spec.annotations()?;
-    let reference = ann
-        .get(ANN_FLIST)
-        .map(|s| s.trim())
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| {
-            Error::invalid(format!(
-                "{}: annotation {ANN_FLIST} is missing (the flist of the root filesystem: a path or an http(s) URL)",
+    let annotation = |k: &str| {
+        ann.get(k)
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let image = annotation(ANN_IMAGE);
+    let reference = match (annotation(ANN_FLIST), &image) {
+        (Some(f), _) => f,
+        (None, Some(_)) => String::new(),
+        (None, None) => {
+            return Err(Error::invalid(format!(
+                "{}: annotation {ANN_FLIST} is missing (the flist of the root filesystem: a path or an http(s) URL; or {ANN_IMAGE}: a container image)",
                 spec.path().display()
-            ))
-        })?
-        .to_string();
+            )))
+        }
+    };
     let name = container_name(&ann, &bundle)?;
     let root = spec.root_path()?;
     let rootfs = if root.is_absolute() {
@@ -309,15 +366,22 @@ fn prepare(args: PrepareArgs) -> Result<ExitCode> {
     }
 
     let rootfs = empty_rootfs(&rootfs)?;
+    let cache_dir = ann
+        .get(ANN_CACHE)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| args.cache.clone());
+    let reference = match (&image, reference.is_empty()) {
+        (Some(img), true) => imported_flist(img, &cache_dir)?
+            .to_string_lossy()
+            .into_owned(),
+        _ => reference,
+    };
     let (flist, md5) = local_flist(&reference, &bundle, &state)?;
     crate::flist::open(&flist).with_ctx(|| format!("flist {}", flist.display()))?;
     add_hook(&mut spec, &args, state.root())?;
 
     let cfg = MountConfig {
-        cache: ann
-            .get(ANN_CACHE)
-            .map(PathBuf::from)
-            .unwrap_or_else(|| args.cache.clone()),
+        cache: cache_dir,
         cache_size: ann
             .get(ANN_CACHE_SIZE)
             .cloned()
