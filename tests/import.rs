@@ -1231,3 +1231,38 @@ fuse_test! {
         assert_same_snapshots(want, got);
     }
 }
+
+/// On a terminal (a pty from `script`), stderr shows the progress line (pass and layer);
+/// with stderr a pipe it stays quiet, and stdout has only the summary either way.
+#[test]
+fn progress_shows_on_a_terminal_only() {
+    let d = tmp();
+    let layout = rich_image(d.path(), "img");
+    let image = oci_ref(&layout, "rich");
+    let t = Target::new(d.path(), "tty");
+    let cmd = format!(
+        "{} import {image} -m {} -s {} -c {} 2>&1",
+        zvfs_bin().display(),
+        t.fl.display(),
+        dir_url(&t.store),
+        t.cache.display()
+    );
+    let out = Command::new("script")
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .output()
+        .expect("script (util-linux) runs a command on a pty");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("listing layer 1/3"), "{text}");
+    assert!(text.contains("encoding layer"), "{text}");
+    assert!(text.contains("imported "), "{text}");
+    let t2 = Target::new(&d.path().join("other"), "pipe");
+    let out = import_cmd(&image, &t2, &[], &[]);
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+}

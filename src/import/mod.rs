@@ -535,6 +535,8 @@ struct Progress {
     layers: usize,
     pass: u8,
     layer: usize,
+    bytes: u64,
+    chunks: u64,
     last: Instant,
     started: Instant,
     shown: bool,
@@ -547,20 +549,32 @@ impl Progress {
             layers,
             pass: 1,
             layer: 0,
-            last: Instant::now() - Duration::from_secs(1),
+            bytes: 0,
+            chunks: 0,
+            last: Instant::now()
+                .checked_sub(Duration::from_secs(1))
+                .unwrap_or_else(Instant::now),
             started: Instant::now(),
             shown: false,
         }
     }
 
+    /// A new layer is shown at once; progress within one at most twice a second.
     fn layer(&mut self, pass: u8, layer: usize) {
         self.pass = pass;
         self.layer = layer;
-        self.tick(0, 0);
+        self.show(self.bytes, self.chunks);
     }
 
     fn tick(&mut self, bytes: u64, chunks: u64) {
-        if !self.on || self.last.elapsed() < Duration::from_millis(500) {
+        (self.bytes, self.chunks) = (bytes, chunks);
+        if self.last.elapsed() >= Duration::from_millis(500) {
+            self.show(bytes, chunks);
+        }
+    }
+
+    fn show(&mut self, bytes: u64, chunks: u64) {
+        if !self.on {
             return;
         }
         self.last = Instant::now();
