@@ -480,3 +480,21 @@ fn multi_platform_index() {
     let e = Image::open(&rr, &on("linux/riscv64")).unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotFound);
 }
+
+#[test]
+fn registry_that_never_answers_times_out() {
+    // A listening socket nobody reads from: the kernel accepts the connection, no reply
+    // ever comes.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let o = FetchOptions {
+        timeout: Duration::from_millis(300),
+        ..opts()
+    };
+    let t0 = Instant::now();
+    let e = Image::open(&format!("127.0.0.1:{port}/n:t"), &o).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Timeout, "{}", e.msg);
+    assert!(e.msg.contains(&format!("127.0.0.1:{port}")), "{}", e.msg);
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    drop(l);
+}
