@@ -7,7 +7,8 @@
 //! (`manifest`), the three sources (`registry`, `layout`, `archive`) and the verifying,
 //! decompressing layer reader (`verify`). It knows nothing of flists nor of what the
 //! layer tars hold (whiteouts, entries): that is the import engine's. It never buffers a
-//! layer (memory stays at a few 64 KiB buffers plus a zstd window), reads manifests and
+//! layer (memory stays at a few 64 KiB buffers plus the decoder's window: 32 KiB for
+//! gzip, the frame's for zstd, which ruzstd bounds at 128 MiB), reads manifests and
 //! configs whole only up to [`MAX_JSON`], and never prints a password or token.
 
 mod archive;

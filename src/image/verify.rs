@@ -400,6 +400,22 @@ mod unit {
     }
 
     #[test]
+    fn zstd_skippable_frames_and_checksums() {
+        let t = tar_bytes();
+        // A skippable frame before the data frame is skipped.
+        let mut z = vec![0x50, 0x2a, 0x4d, 0x18, 5, 0, 0, 0, 1, 2, 3, 4, 5];
+        z.extend(zstd_raw(&t));
+        let l = layer(sha256_digest(&z), Compression::Zstd, None);
+        assert_eq!(read_all(z, &l).unwrap(), t);
+        // A frame whose content checksum (flag in the header, 4 bytes at the end) is wrong.
+        let mut z = zstd_raw(&t);
+        z[4] |= 0b100;
+        z.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+        let l = layer(sha256_digest(&z), Compression::Zstd, None);
+        expect_err(z, &l, "checksum");
+    }
+
+    #[test]
     fn mismatches() {
         let t = tar_bytes();
         let l = layer(sha256_digest(b"x"), Compression::None, None);
