@@ -29,6 +29,7 @@ need umoci umoci
 need skopeo skopeo
 need htpasswd apache2-utils
 need gzip gzip
+need openssl openssl
 case "$(file -bL /bin/busybox 2>/dev/null || true)" in
     *"statically linked"*|*"static-pie linked"*) ;;
     *) apt_install busybox-static ;;
