@@ -661,14 +661,17 @@ fn registry_bearer_tokens() {
     o.authfile = Some(empty);
     let e = Image::open(&r, &o).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Credentials, "{}", e.msg);
-    assert!(
-        e.msg.contains("authentication refused by 127.0.0.1 (401)"),
-        "{}",
-        e.msg
-    );
+    // The token issuer refused: named with its port.
+    let refused = format!("authentication refused by 127.0.0.1:{} (401)", issuer.port);
+    assert!(e.msg.contains(&refused), "{}", e.msg);
     o.creds = Some(Credentials::parse("user:wrong").unwrap());
     let e = Image::open(&r, &o).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Credentials, "{}", e.msg);
+    assert!(
+        e.msg.contains(&refused) && !e.msg.contains("wrong"),
+        "{}",
+        e.msg
+    );
     o.creds = Some(Credentials::parse("user:pass").unwrap());
     let before = issuer.issued.load(std::sync::atomic::Ordering::SeqCst);
     let img = Image::open(&r, &o).unwrap();
