@@ -184,6 +184,19 @@ fn corrupt_layer_blob_is_named() {
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
     let m = e.to_string();
     assert!(m.contains(&l.digest) && m.contains(&img.reference), "{m}");
+    // Through a tar parser, as the import engine reads it: still Corrupt, still named.
+    let mut ar = tar::Archive::new(img.layer_reader(1).unwrap());
+    let failed = (|| -> std::io::Result<()> {
+        for e in ar.entries()? {
+            std::io::copy(&mut e?, &mut std::io::sink())?;
+        }
+        std::io::copy(&mut ar.into_inner(), &mut std::io::sink())?;
+        Ok(())
+    })()
+    .unwrap_err();
+    let err = layer_error(failed);
+    assert_eq!(err.kind, ErrorKind::Corrupt, "{}", err.msg);
+    assert!(err.msg.contains(&l.digest), "{}", err.msg);
 }
 
 #[test]
