@@ -23,12 +23,14 @@ need fuser psmisc
 need groff groff-base
 need file file
 # The image sources' tests (src/image/tests.rs) and tests/import.rs: a registry, image
-# copies, OCI layouts and their reference unpack, htpasswd files for registry auth.
+# copies, OCI layouts and their reference unpack, htpasswd files for registry auth, openssl
+# to sign the JWTs of the token-auth test.
 need docker-registry docker-registry
 need umoci umoci
 need skopeo skopeo
 need htpasswd apache2-utils
 need gzip gzip
+need openssl openssl
 case "$(file -bL /bin/busybox 2>/dev/null || true)" in
     *"statically linked"*|*"static-pie linked"*) ;;
     *) apt_install busybox-static ;;

@@ -184,8 +184,8 @@ pub fn layer_compression(mt: &str) -> Option<Compression> {
 fn layer(d: Descriptor, what: &str) -> Result<Layer> {
     let compression = layer_compression(&d.media_type).ok_or_else(|| {
         Error::format(format!(
-            "unknown layer media type {} in {what}",
-            d.media_type
+            "unknown layer media type {} in {what} (layer {})",
+            d.media_type, d.digest
         ))
     })?;
     check_digest(&d.digest).map_err(|w| Error::format(format!("{what}: layer: {w}")))?;
@@ -447,7 +447,13 @@ mod unit {
         let e = parse(m.as_bytes(), Some(OCI_MANIFEST), "img")
             .err()
             .unwrap();
-        assert_eq!(e.msg, "unknown layer media type application/x-tar in img");
+        assert_eq!(
+            e.msg,
+            format!(
+                "unknown layer media type application/x-tar in img (layer {})",
+                d('2')
+            )
+        );
         let m = format!(
             r#"{{"config":{{"mediaType":"application/x-helm","digest":"{}"}},"layers":[]}}"#,
             d('1')

@@ -7,7 +7,8 @@
 //! (`manifest`), the three sources (`registry`, `layout`, `archive`) and the verifying,
 //! decompressing layer reader (`verify`). It knows nothing of flists nor of what the
 //! layer tars hold (whiteouts, entries): that is the import engine's. It never buffers a
-//! layer (memory stays at a few 64 KiB buffers plus a zstd window), reads manifests and
+//! layer (memory stays at a few 64 KiB buffers plus the decoder's window: 32 KiB for
+//! gzip, the frame's for zstd, which ruzstd bounds at 128 MiB), reads manifests and
 //! configs whole only up to [`MAX_JSON`], and never prints a password or token.
 
 mod archive;
@@ -26,9 +27,10 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 pub use reference::{DockerRef, Reference};
+pub use verify::layer_error;
 
 /// The largest manifest, index or config blob read (they are read whole).
 pub const MAX_JSON: usize = 4 << 20;
@@ -290,6 +292,8 @@ impl Image {
     /// garbage, is an io::Error (InvalidData) whose message names the image and the blob
     /// digest. A truncated or corrupt gzip/zstd stream is likewise an error naming both.
     /// The caller always reads to EOF (a Read returning 0) to get the verification.
+    /// [`layer_error`] turns such an `io::Error` (also when a tar parser wrapped it) into
+    /// the [`Error`] it means (`Corrupt`, `Store`, `Timeout` or `Io`).
     pub fn layer_reader(&self, i: usize) -> Result<Box<dyn Read + Send + '_>> {
         let layer = self.layers.get(i).ok_or_else(|| {
             Error::invalid(format!(
@@ -298,12 +302,12 @@ impl Image {
                 self.layers.len()
             ))
         })?;
-        let raw: Box<dyn Read + Send + '_> = match &self.source {
-            Source::Registry(c) => c.blob(&layer.digest)?,
-            Source::Layout(l) => Box::new(l.blob_file(&layer.digest)?),
-            Source::Archive(a) => a.layer(i)?,
+        let (raw, kind): (Box<dyn Read + Send + '_>, _) = match &self.source {
+            Source::Registry(c) => (c.blob(&layer.digest)?, ErrorKind::Store),
+            Source::Layout(l) => (Box::new(l.blob_file(&layer.digest)?), ErrorKind::Io),
+            Source::Archive(a) => (a.layer(i)?, ErrorKind::Io),
         };
         let label = format!("{}: layer {}", self.reference, layer.digest);
-        Ok(verify::layer_stream(raw, layer, label))
+        Ok(verify::layer_stream(raw, layer, label, kind))
     }
 }

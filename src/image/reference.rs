@@ -34,7 +34,7 @@ pub enum Reference {
 /// A registry image: host, repository, and a tag or a digest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DockerRef {
-    /// `HOST[:PORT]` as written (Docker Hub: [`DOCKER_HUB`]).
+    /// `HOST[:PORT]` as written (Docker Hub: `registry-1.docker.io`).
     pub host: String,
     /// Repository name (`library/alpine`).
     pub name: String,

@@ -222,6 +222,8 @@ pub struct Client {
     name: String,
     image: String,
     creds: Option<Credentials>,
+    /// Plain HTTP allowed to any host (`--insecure`).
+    insecure: bool,
     /// The `Authorization` value that worked (a bearer token or basic credentials).
     auth: Mutex<Option<String>>,
 }
@@ -259,6 +261,7 @@ impl Client {
             name: r.name.clone(),
             image: image.to_string(),
             creds,
+            insecure: opts.insecure,
             auth: Mutex::new(None),
         })
     }
@@ -385,13 +388,30 @@ impl Client {
                 .filter(|s| s.contains(&self.name))
                 .unwrap_or(&own_scope),
         );
+        let realm_url = url::Url::parse(realm).map_err(|e| {
+            Error::store(format!(
+                "{}: registry {} names a bad token realm {realm:?}: {e}",
+                self.image, self.host
+            ))
+        })?;
+        let realm_host = match (realm_url.host_str(), realm_url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            (None, _) => self.host.clone(),
+        };
         if let Some(b) = self.basic() {
+            // Credentials go over plain HTTP only where the registry itself is reached so.
+            if realm_url.scheme() != "https" && !self.insecure && !is_loopback(&realm_host) {
+                return Err(Error::new(
+                    ErrorKind::Credentials,
+                    format!(
+                        "{}: refusing to send credentials to the plain-HTTP token realm {realm_host} (--insecure allows it)",
+                        self.image
+                    ),
+                ));
+            }
             req = req.set("Authorization", &b);
         }
-        let realm_host = url::Url::parse(realm)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_string))
-            .unwrap_or_else(|| self.host.clone());
         let resp = match req.call() {
             Ok(r) => r,
             Err(ureq::Error::Status(code @ (401 | 403), _)) => {
@@ -610,6 +630,33 @@ mod unit {
             assert!(e.msg.contains(&p.display().to_string()), "{}", e.msg);
             assert!(!e.msg.contains("nocolon"), "{}", e.msg);
         }
+    }
+
+    #[test]
+    fn no_credentials_to_a_plain_http_realm() {
+        let r = DockerRef {
+            host: "registry.example".into(),
+            name: "a/b".into(),
+            reference: "t".into(),
+            by_digest: false,
+        };
+        let opts = FetchOptions {
+            creds: Some(Credentials::parse("u:secret").unwrap()),
+            ..FetchOptions::default()
+        };
+        let c = Client::new("img", &r, &opts).unwrap();
+        // Refused before any connection is made.
+        let e = c
+            .token("http://auth.example/token", None, None)
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Credentials);
+        assert!(
+            e.msg.contains("plain-HTTP token realm auth.example"),
+            "{}",
+            e.msg
+        );
+        assert!(!e.msg.contains("secret"));
+        assert!(c.base.starts_with("https://registry.example/v2/a/b"));
     }
 
     #[test]

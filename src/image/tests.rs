@@ -1,8 +1,9 @@
 //! Real-tool tests of the image sources: `umoci` builds an OCI layout, `skopeo` copies it
 //! into a `docker-archive:` file, a zstd layout and a real `docker-registry` on 127.0.0.1
-//! (with and without htpasswd auth); each image is opened with [`Image::open`] and every
-//! layer read to EOF and parsed as a tar. The tools come from scripts/test.sh's `need`
-//! lines; a missing tool fails the test.
+//! (anonymous, htpasswd basic auth, and token auth with a small token issuer whose JWTs
+//! `openssl` signs and the registry verifies); each image is opened with [`Image::open`]
+//! and every layer read to EOF and parsed as a tar. The tools come from scripts/test.sh's
+//! `need` lines; a missing tool fails the test.
 
 use std::io::Read;
 use std::net::TcpStream;
@@ -183,6 +184,19 @@ fn corrupt_layer_blob_is_named() {
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
     let m = e.to_string();
     assert!(m.contains(&l.digest) && m.contains(&img.reference), "{m}");
+    // Through a tar parser, as the import engine reads it: still Corrupt, still named.
+    let mut ar = tar::Archive::new(img.layer_reader(1).unwrap());
+    let failed = (|| -> std::io::Result<()> {
+        for e in ar.entries()? {
+            std::io::copy(&mut e?, &mut std::io::sink())?;
+        }
+        std::io::copy(&mut ar.into_inner(), &mut std::io::sink())?;
+        Ok(())
+    })()
+    .unwrap_err();
+    let err = layer_error(failed);
+    assert_eq!(err.kind, ErrorKind::Corrupt, "{}", err.msg);
+    assert!(err.msg.contains(&l.digest), "{}", err.msg);
 }
 
 #[test]
@@ -220,6 +234,23 @@ struct Registry {
 impl Registry {
     fn start(htpasswd: Option<&str>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
+        let auth = htpasswd.map(|line| {
+            let p = dir.path().join("htpasswd");
+            std::fs::write(&p, line).unwrap();
+            format!(
+                "auth:\n  htpasswd:\n    realm: r\n    path: {}\n",
+                p.display()
+            )
+        });
+        Self::start_in(dir, auth.as_deref().unwrap_or(""))
+    }
+
+    /// A registry whose config ends with `auth` (YAML).
+    fn start_with(auth: &str) -> Registry {
+        Self::start_in(tempfile::tempdir().unwrap(), auth)
+    }
+
+    fn start_in(dir: tempfile::TempDir, auth: &str) -> Registry {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -229,14 +260,7 @@ impl Registry {
             "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
             dir.path().join("data").display()
         );
-        if let Some(line) = htpasswd {
-            let p = dir.path().join("htpasswd");
-            std::fs::write(&p, line).unwrap();
-            cfg.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: r\n    path: {}\n",
-                p.display()
-            ));
-        }
+        cfg.push_str(auth);
         let cp = dir.path().join("config.yml");
         std::fs::write(&cp, cfg).unwrap();
         let child = Command::new("docker-registry")
@@ -479,4 +503,201 @@ fn multi_platform_index() {
     assert_eq!(img.manifest_digest, m1);
     let e = Image::open(&rr, &on("linux/riscv64")).unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotFound);
+}
+
+#[test]
+fn registry_that_never_answers_times_out() {
+    // A listening socket nobody reads from: the kernel accepts the connection, no reply
+    // ever comes.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let o = FetchOptions {
+        timeout: Duration::from_millis(300),
+        ..opts()
+    };
+    let t0 = Instant::now();
+    let e = Image::open(&format!("127.0.0.1:{port}/n:t"), &o).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Timeout, "{}", e.msg);
+    assert!(e.msg.contains(&format!("127.0.0.1:{port}")), "{}", e.msg);
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    drop(l);
+}
+
+/// A token issuer for `docker-registry`'s token auth, as Docker Hub's auth service
+/// works: `GET /token?service=..&scope=..` with basic credentials `user:pass` answers
+/// `{"token": JWT}`, a JWT (RS256, signed with `openssl`) whose `x5c` certificate is the
+/// registry's root bundle; other credentials get 401. It counts the tokens it issued.
+struct TokenIssuer {
+    port: u16,
+    issued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    scopes: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    cert: PathBuf,
+}
+
+fn b64url(data: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+}
+
+use base64::Engine as _;
+
+impl TokenIssuer {
+    fn start(dir: &Path) -> TokenIssuer {
+        let key = dir.join("key.pem");
+        let cert = dir.join("cert.pem");
+        run(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=zvfs-test",
+                "-keyout",
+                key.to_str().unwrap(),
+                "-out",
+                cert.to_str().unwrap(),
+            ],
+        );
+        let pem = std::fs::read_to_string(&cert).unwrap();
+        let der_b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [der_b64]});
+        let claims = serde_json::json!({
+            "iss": "zvfs-test", "sub": "user", "aud": "svc",
+            "exp": now + 3600, "nbf": now - 10, "iat": now, "jti": "1",
+            "access": [{"type": "repository", "name": "a/n", "actions": ["pull", "push"]}],
+        });
+        let input = format!(
+            "{}.{}",
+            b64url(&serde_json::to_vec(&header).unwrap()),
+            b64url(&serde_json::to_vec(&claims).unwrap())
+        );
+        let input_file = dir.join("jwt-input");
+        std::fs::write(&input_file, &input).unwrap();
+        let sig = Command::new("openssl")
+            .args([
+                "dgst",
+                "-sha256",
+                "-sign",
+                key.to_str().unwrap(),
+                input_file.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(sig.status.success());
+        let jwt = format!("{input}.{}", b64url(&sig.stdout));
+        let good = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("user:pass")
+        );
+
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let scopes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (i2, s2) = (issued.clone(), scopes.clone());
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut c) = conn else { return };
+                let mut req = Vec::new();
+                let mut b = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match std::io::Read::read(&mut c, &mut b) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&b[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&req).into_owned();
+                let line = text.lines().next().unwrap_or("").to_string();
+                s2.lock().unwrap().push(line);
+                let authorized = text.lines().any(|l| {
+                    l.split_once(':').is_some_and(|(k, v)| {
+                        k.eq_ignore_ascii_case("authorization") && v.trim() == good
+                    })
+                });
+                let reply = if authorized {
+                    i2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let body = serde_json::json!({"token": jwt, "expires_in": 3600}).to_string();
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                } else {
+                    "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_string()
+                };
+                let _ = std::io::Write::write_all(&mut c, reply.as_bytes());
+            }
+        });
+        TokenIssuer {
+            port,
+            issued,
+            scopes,
+            cert,
+        }
+    }
+}
+
+#[test]
+fn registry_bearer_tokens() {
+    let t = tempfile::tempdir().unwrap();
+    let d = make_layout(t.path());
+    let issuer = TokenIssuer::start(t.path());
+    let auth = format!(
+        "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: svc\n    issuer: zvfs-test\n    rootcertbundle: {}\n",
+        issuer.port,
+        issuer.cert.display()
+    );
+    let reg = Registry::start_with(&auth);
+    let r = format!("docker://127.0.0.1:{}/a/n:t", reg.port);
+    run(
+        "skopeo",
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "user:pass",
+            &format!("oci:{}:t", d.display()),
+            &r,
+        ],
+    );
+    let empty = t.path().join("auth.json");
+    std::fs::write(&empty, "{}").unwrap();
+    let mut o = opts();
+    o.authfile = Some(empty);
+    let e = Image::open(&r, &o).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Credentials, "{}", e.msg);
+    // The token issuer refused: named with its port.
+    let refused = format!("authentication refused by 127.0.0.1:{} (401)", issuer.port);
+    assert!(e.msg.contains(&refused), "{}", e.msg);
+    o.creds = Some(Credentials::parse("user:wrong").unwrap());
+    let e = Image::open(&r, &o).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Credentials, "{}", e.msg);
+    assert!(
+        e.msg.contains(&refused) && !e.msg.contains("wrong"),
+        "{}",
+        e.msg
+    );
+    o.creds = Some(Credentials::parse("user:pass").unwrap());
+    let before = issuer.issued.load(std::sync::atomic::Ordering::SeqCst);
+    let img = Image::open(&r, &o).unwrap();
+    check_two_layers(&img);
+    // One token for the manifest, the config and every layer.
+    assert_eq!(
+        issuer.issued.load(std::sync::atomic::Ordering::SeqCst) - before,
+        1
+    );
+    let scopes = issuer.scopes.lock().unwrap();
+    let last = scopes.last().unwrap();
+    assert!(
+        last.contains("scope=repository%3Aa%2Fn%3Apull") && last.contains("service=svc"),
+        "{last}"
+    );
 }

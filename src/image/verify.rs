@@ -12,12 +12,14 @@ use ruzstd::decoding::{BlockDecodingStrategy, FrameDecoder};
 use sha2::{Digest, Sha256};
 
 use super::{Compression, Layer};
+use crate::error::{Error, ErrorKind};
 
 const BUF: usize = 64 << 10;
 
-/// An error already named (image, blob): passed through the decoders unchanged.
+/// An error already named (image, blob), with the [`ErrorKind`] it means: passed
+/// through the decoders unchanged, and found again by [`layer_error`].
 #[derive(Debug)]
-struct Named(String);
+struct Named(String, ErrorKind);
 
 impl std::fmt::Display for Named {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -27,8 +29,31 @@ impl std::fmt::Display for Named {
 
 impl std::error::Error for Named {}
 
+/// A verification failure: corrupt data.
 fn named(kind: io::ErrorKind, msg: String) -> io::Error {
-    io::Error::new(kind, Named(msg))
+    io::Error::new(kind, Named(msg, ErrorKind::Corrupt))
+}
+
+/// The [`Error`] a failed read of a layer stream (or of a reader wrapping it, such as a
+/// tar parser) means: `Corrupt` for a digest, size, trailing-data or decompression
+/// failure; `Store` or `Timeout` for a registry connection that failed mid-layer; `Io`
+/// for a local file. The message names the image and the layer's digest.
+pub fn layer_error(e: io::Error) -> Error {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> =
+        e.get_ref().map(|r| r as &(dyn std::error::Error + 'static));
+    while let Some(c) = cur {
+        if let Some(n) = c.downcast_ref::<Named>() {
+            let outer = e.to_string();
+            let msg = if outer == n.0 {
+                outer
+            } else {
+                format!("{}: {outer}", n.0)
+            };
+            return Error::with_source(n.1, msg, e);
+        }
+        cur = c.source();
+    }
+    Error::from(e)
 }
 
 fn is_named(e: &io::Error) -> bool {
@@ -55,6 +80,8 @@ struct Hashing<R> {
     digest: Option<String>,
     size: Option<u64>,
     label: String,
+    /// What a failed read of `inner` means (`Store` for a registry, `Io` for a file).
+    source_kind: ErrorKind,
     finished: Option<Result<(), String>>,
 }
 
@@ -67,6 +94,7 @@ impl<R> Hashing<R> {
             digest,
             size,
             label,
+            source_kind: ErrorKind::Io,
             finished: None,
         }
     }
@@ -114,7 +142,14 @@ impl<R: Read> Read for Hashing<R> {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_named(&e) => return Err(e),
-                Err(e) => return Err(named(e.kind(), format!("{}: reading: {e}", self.label))),
+                Err(e) => {
+                    let kind = match e.kind() {
+                        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ErrorKind::Timeout,
+                        _ => self.source_kind,
+                    };
+                    let msg = format!("{}: reading: {e}", self.label);
+                    return Err(io::Error::new(e.kind(), Named(msg, kind)));
+                }
             }
         };
         if n == 0 {
@@ -271,14 +306,17 @@ fn zstd_read(
 }
 
 /// The uncompressed, verified stream of `layer` whose stored bytes `raw` gives; `label`
-/// ("IMAGE: layer DIGEST") starts every error message.
+/// ("IMAGE: layer DIGEST") starts every error message; a failed read of `raw` is an
+/// error of `source_kind` (a timeout is `Timeout`).
 pub fn layer_stream<'a>(
     raw: Box<dyn Read + Send + 'a>,
     layer: &Layer,
     label: String,
+    source_kind: ErrorKind,
 ) -> Box<dyn Read + Send + 'a> {
     let stored_digest = (!layer.uncompressed_digest).then(|| layer.digest.clone());
-    let hashing = Hashing::new(raw, stored_digest, layer.size, label.clone());
+    let mut hashing = Hashing::new(raw, stored_digest, layer.size, label.clone());
+    hashing.source_kind = source_kind;
     let dec = match layer.compression {
         Compression::None => Dec::Plain(hashing),
         Compression::Gzip => Dec::Gzip(Box::new(MultiGzDecoder::new(BufReader::with_capacity(
@@ -357,6 +395,7 @@ mod unit {
             Box::new(io::Cursor::new(stored)),
             l,
             format!("img: layer {}", l.digest),
+            ErrorKind::Io,
         )
         .read_to_end(&mut out)?;
         Ok(out)
@@ -392,11 +431,30 @@ mod unit {
     }
 
     fn expect_err(stored: Vec<u8>, l: &Layer, what: &str) {
-        let e = read_all(stored, l).unwrap_err();
+        let e = read_all(stored.clone(), l).unwrap_err();
+        let err = layer_error(read_all(stored, l).unwrap_err());
+        assert_eq!(err.kind, ErrorKind::Corrupt, "{}", err.msg);
+        assert_eq!(err.msg, e.to_string());
         assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
         let m = e.to_string();
         assert!(m.starts_with(&format!("img: layer {}", l.digest)), "{m}");
         assert!(m.contains(what), "{m}");
+    }
+
+    #[test]
+    fn zstd_skippable_frames_and_checksums() {
+        let t = tar_bytes();
+        // A skippable frame before the data frame is skipped.
+        let mut z = vec![0x50, 0x2a, 0x4d, 0x18, 5, 0, 0, 0, 1, 2, 3, 4, 5];
+        z.extend(zstd_raw(&t));
+        let l = layer(sha256_digest(&z), Compression::Zstd, None);
+        assert_eq!(read_all(z, &l).unwrap(), t);
+        // A frame whose content checksum (flag in the header, 4 bytes at the end) is wrong.
+        let mut z = zstd_raw(&t);
+        z[4] |= 0b100;
+        z.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+        let l = layer(sha256_digest(&z), Compression::Zstd, None);
+        expect_err(z, &l, "checksum");
     }
 
     #[test]
