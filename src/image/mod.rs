@@ -30,7 +30,7 @@ use std::time::Duration;
 use crate::error::{Error, ErrorKind, Result};
 
 pub use reference::{DockerRef, Reference};
-pub use verify::layer_error;
+pub use verify::{is_layer_error, layer_error};
 
 /// The largest manifest, index or config blob read (they are read whole).
 pub const MAX_JSON: usize = 4 << 20;

@@ -56,6 +56,21 @@ pub fn layer_error(e: io::Error) -> Error {
     Error::from(e)
 }
 
+/// Whether `e` (or an error it wraps) is a failure of a layer stream itself, which
+/// [`layer_error`] names and classifies; else it is the reader above it that failed (e.g.
+/// a tar parser finding a bad header).
+pub fn is_layer_error(e: &io::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> =
+        e.get_ref().map(|r| r as &(dyn std::error::Error + 'static));
+    while let Some(c) = cur {
+        if c.is::<Named>() {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
+}
+
 fn is_named(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|r| r.is::<Named>())
 }

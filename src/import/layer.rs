@@ -46,16 +46,13 @@ pub fn each_entry(
     Ok(())
 }
 
+/// A failed read: the layer stream's own failure keeps the kind the image source gave it
+/// (corrupt blob, registry gone, local I/O); a bad tar is the layer's corruption.
 fn tar_error(e: std::io::Error, what: &str) -> Error {
-    let corrupt = e.kind() == std::io::ErrorKind::InvalidData
-        || e.kind() == std::io::ErrorKind::UnexpectedEof
-        || e.kind() == std::io::ErrorKind::Other;
-    let err = Error::from(e).context(format!("reading {what}"));
-    if corrupt {
-        Error::corrupt(err.msg)
-    } else {
-        err
+    if crate::image::is_layer_error(&e) {
+        return crate::image::layer_error(e).context(format!("reading {what}"));
     }
+    Error::corrupt(format!("reading {what}: not a valid tar stream: {e}"))
 }
 
 /// The entry's description, or `None` for entries that describe nothing (PAX global
@@ -81,10 +78,18 @@ fn describe<R: Read>(ent: &mut tar::Entry<'_, R>) -> Result<Option<LayerEntry>> 
             )))
         }
     };
-    let perm = h.mode().map_err(|_| bad("bad mode field"))? & 0o7777;
-    let uid = h.uid().map_err(|_| bad("bad uid field"))?;
-    let gid = h.gid().map_err(|_| bad("bad gid field"))?;
-    let mut mtime = h.mtime().map_err(|_| bad("bad mtime field"))? as i64;
+    // An empty numeric field (all NULs or spaces) is 0, as Go's archive/tar (umoci, Docker)
+    // reads it.
+    let old = h.as_old();
+    let field = |parsed: std::io::Result<u64>, raw: &[u8], name: &str| match parsed {
+        Ok(v) => Ok(v),
+        Err(_) if raw.iter().all(|&b| b == 0 || b == b' ') => Ok(0),
+        Err(_) => Err(bad(&format!("bad {name} field"))),
+    };
+    let perm = field(h.mode().map(u64::from), &old.mode, "mode")? as u32 & 0o7777;
+    let uid = field(h.uid(), &old.uid, "uid")?;
+    let gid = field(h.gid(), &old.gid, "gid")?;
+    let mut mtime = field(h.mtime(), &old.mtime, "mtime")? as i64;
     let rdev = match kind {
         EntryKind::Char | EntryKind::Block => {
             let major = h.device_major().ok().flatten().unwrap_or(0);
