@@ -92,8 +92,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn version_tag_is_refused() {
         let tags = |v: &[&str]| {

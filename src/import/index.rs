@@ -101,6 +101,9 @@ impl LayerIndex {
     }
 }
 
+/// One encoded file: its entry number, blocks and identity.
+pub type Encoded<'a> = (u32, &'a [ChunkRef], &'a Identity);
+
 /// One layer to record.
 pub struct Record<'a> {
     /// The layer's digest.
@@ -108,7 +111,7 @@ pub struct Record<'a> {
     /// All its entries, when this import read the layer.
     pub entries: Option<&'a [LayerEntry]>,
     /// Regular files encoded now: entry number, blocks, identity.
-    pub content: Vec<(u32, &'a [ChunkRef], &'a Identity)>,
+    pub content: Vec<Encoded<'a>>,
 }
 
 fn open_db(dir: &Path, path: &Path) -> Result<Connection> {
@@ -235,7 +238,7 @@ fn load(conn: &Connection, digest: &str, stores: &str) -> Result<Known> {
         let blocks: Vec<u8> = r.get(1)?;
         let partial: Vec<u8> = r.get(2)?;
         let checksum: Vec<u8> = r.get(3)?;
-        if blocks.len() % 64 != 0 {
+        if !blocks.len().is_multiple_of(64) {
             return Err(bad("blocks"));
         }
         let refs = blocks

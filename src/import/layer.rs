@@ -18,6 +18,7 @@ pub fn each_entry(
     what: &str,
     f: &mut dyn FnMut(u32, &LayerEntry, &mut dyn Read) -> Result<()>,
 ) -> Result<()> {
+    // The archive borrows the stream only for the entries, so the end can be drained.
     let mut ar = tar::Archive::new(&mut *r);
     let entries = ar
         .entries()
@@ -39,7 +40,6 @@ pub fn each_entry(
             .checked_add(1)
             .ok_or_else(|| Error::invalid(format!("{what}: too many entries")))?;
     }
-    drop(ar);
     // The end-of-archive blocks and anything after them: reading to the end is what
     // verifies the blob.
     std::io::copy(r, &mut std::io::sink()).map_err(|e| tar_error(e, what))?;

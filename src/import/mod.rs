@@ -182,6 +182,7 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
     // Pass 1: metadata.
     let mut known = Vec::with_capacity(nlayers);
     let mut read_entries: Vec<Option<Vec<tree::LayerEntry>>> = vec![None; nlayers];
+    #[allow(clippy::needless_range_loop)] // i is also the layer's number in messages
     for i in 0..nlayers {
         let k = idx.get(&image.layers[i].digest);
         tree.begin_layer(i as u16);
@@ -332,7 +333,7 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
     tmp.commit()?;
 
     // The layer index, now that the chunks it names are in the stores.
-    let mut by_layer: BTreeMap<u16, Vec<(u32, &[ChunkRef], &Identity)>> = BTreeMap::new();
+    let mut by_layer: BTreeMap<u16, Vec<index::Encoded<'_>>> = BTreeMap::new();
     for r in &encoded {
         if let Some((b, id)) = results.get(r) {
             by_layer.entry(r.layer).or_default().push((r.entry, b, id));

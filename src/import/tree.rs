@@ -95,6 +95,10 @@ pub struct Inode {
     pub content: Option<ContentRef>,
 }
 
+/// What [`Tree::walk`] calls for each entry: `(parent id, name, inode, inode id)` -> the
+/// entry's id.
+pub type Visit<'a> = dyn FnMut(u64, &[u8], &Inode, InodeId) -> Result<u64> + 'a;
+
 /// Index of a node in the tree.
 pub type NodeId = u32;
 /// Index of an inode in the tree.
@@ -469,10 +473,7 @@ impl Tree {
     /// listed whole before its subdirectories (as pack walks): `f(parent, name, inode,
     /// inode id)` returns an id for the visited entry, handed back as `parent` for its
     /// children.
-    pub fn walk(
-        &self,
-        f: &mut dyn FnMut(u64, &[u8], &Inode, InodeId) -> Result<u64>,
-    ) -> Result<()> {
+    pub fn walk(&self, f: &mut Visit<'_>) -> Result<()> {
         let root_id = f(0, b"/", &self.inodes[0], 0)?;
         let mut stack: Vec<(NodeId, u64)> = vec![(ROOT, root_id)];
         while let Some((d, did)) = stack.pop() {
