@@ -2,23 +2,25 @@
 //! verified by [`crate::image`]) becomes an flist whose chunks are in the given stores,
 //! with no Docker daemon and nothing extracted to disk.
 //!
-//! Two passes over the layers, bottom first:
-//! 1. **Metadata.** Each layer's tar is streamed and its entries applied to an in-memory
-//!    tree ([`tree`]): names, modes, owners, links, whiteouts, with a regular file's
-//!    content only a reference (layer, entry number). Contents are skipped (but the blob
-//!    is still read to its end and checked against its digest).
-//! 2. **Content.** Only the regular files the final tree still uses are encoded and
-//!    uploaded: a layer is read a second time only if it holds such files, and only
-//!    those entries go through pack's chunker ([`crate::pack::chunker`]), so chunk ids
+//! Two passes over the layers:
+//! 1. **Metadata.** Every layer's tar is streamed (the lower ones by a few threads at
+//!    once) and its entries are then applied in order to an in-memory tree ([`tree`]):
+//!    names, modes, owners, links, whiteouts, with a regular file's content only a
+//!    reference (layer, entry number). A lower layer's contents are skipped (the blob is
+//!    still read to its end and checked against its digest). The top layer's files are
+//!    encoded as they stream past, since no layer above can hide them: it is read once.
+//! 2. **Content.** Only the regular files of lower layers that the final tree still uses
+//!    are encoded: a lower layer is read a second time only if it holds such files, and
+//!    only those entries go through pack's chunker ([`crate::pack::chunker`]). Chunk ids
 //!    and keys are the ones `zvfs pack` gives the same content, and a file an upper layer
 //!    deleted or replaced uploads nothing.
 //!
-//! So each layer blob is read at most twice (once when every file it holds was deleted
-//! above it) and memory is the tree's metadata plus pack's bounded buffer pool. The local
-//! layer index ([`index`], `CACHE/layers/index.db`) remembers each layer's entries and encoded
-//! files by digest and stores: an import finds them there and neither reads nor uploads
-//! those layers again. The flist is written to a temporary file and renamed into place
-//! only when everything succeeded; the index is updated after that.
+//! So the top layer is read once and the others at most twice (once when every file they
+//! hold was deleted above them); memory is the tree's metadata plus pack's bounded buffer
+//! pool. The local layer index ([`index`], `CACHE/layers/index.db`) remembers each
+//! layer's entries and encoded files by digest and stores: an import finds them there and
+//! neither reads nor uploads those layers again. The flist is written to a temporary file
+//! and renamed into place only when everything succeeded; the index is updated after that.
 //!
 //! This module parses no command line and prints nothing but a progress line on a
 //! terminal's stderr.
@@ -33,6 +35,7 @@ use std::ffi::OsStr;
 use std::io::{IsTerminal, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,7 +50,7 @@ use crate::store::router::Router;
 use crate::sys::atomic::AtomicFile;
 use index::{LayerIndex, Record};
 use startup::{json_list, Startup};
-use tree::{ContentRef, Meta, Tree};
+use tree::{ContentRef, EntryKind, LayerEntry, Meta, Tree};
 
 /// The name of the start file written into the root.
 pub const STARTUP_FILE: &str = ".startup.toml";
@@ -179,92 +182,137 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
         )
     };
 
-    // Pass 1: metadata.
-    let mut known = Vec::with_capacity(nlayers);
-    let mut read_entries: Vec<Option<Vec<tree::LayerEntry>>> = vec![None; nlayers];
-    #[allow(clippy::needless_range_loop)] // i is also the layer's number in messages
-    for i in 0..nlayers {
-        let k = idx.get(&image.layers[i].digest);
-        tree.begin_layer(i as u16);
-        let cref = |n: u32| ContentRef {
-            layer: i as u16,
-            entry: n,
-        };
-        if let Some(entries) = &k.entries {
-            for (n, e) in entries.iter().enumerate() {
-                tree.apply(e, cref(n as u32)).map_err(|err| {
-                    err.context(format!("{}: entry {}", what(i), tree::show(&e.path)))
-                })?;
-            }
-        } else {
-            progress.layer(1, i);
-            let mut r = Counted::new(image.layer_reader(i)?);
-            let mut list = Vec::new();
-            layer::each_entry(&mut r, &what(i), &mut |n, e, _| {
-                tree.apply(e, cref(n))?;
-                list.push(e.clone());
-                Ok(())
-            })?;
-            summary.layer_reads += 1;
-            summary.read_bytes += r.n;
-            read_entries[i] = Some(list);
-        }
-        known.push(k);
-    }
-
-    // What the result uses, and what of it the index already has.
-    let mut results: HashMap<ContentRef, (Vec<ChunkRef>, Identity)> = HashMap::new();
-    let mut wanted: BTreeMap<u16, HashSet<u32>> = BTreeMap::new();
-    for (c, size) in tree.contents() {
-        match known[c.layer as usize].content.get(&c.entry) {
-            Some(found) => {
-                summary.reused_files += 1;
-                summary.reused_chunks += found.0.len() as u64;
-                summary.reused_bytes += size;
-                results.insert(c, found.clone());
-            }
-            None => {
-                wanted.entry(c.layer).or_default().insert(c.entry);
-            }
-        }
-    }
-    summary.reused_layers = (0..nlayers)
-        .filter(|&i| read_entries[i].is_none() && !wanted.contains_key(&(i as u16)))
-        .count();
-
-    // Pass 2: content.
+    let known: Vec<index::Known> = image.layers.iter().map(|l| idx.get(&l.digest)).collect();
+    let top = nlayers.checked_sub(1);
     let startup = opts.startup_file.then(|| {
         let c = &image.config;
         Startup::new(&c.entrypoint, &c.cmd, &c.env, &c.working_dir).toml()
     });
-    let mut encoded: Vec<ContentRef> = Vec::new();
+    let mut read_entries: Vec<Option<Vec<LayerEntry>>> = vec![None; nlayers];
+    // Regular files fed to the chunker, whose blocks the run returns.
+    let mut fed: HashSet<ContentRef> = HashSet::new();
+    let mut results: HashMap<ContentRef, (Vec<ChunkRef>, Identity)> = HashMap::new();
     let (completed, up) = chunker::run(opts.jobs, router, |ch| {
         let mut done: Vec<Completed> = Vec::new();
+        // Pass 1: the entries of every layer the index does not list. The lower layers are
+        // listed by threads while this one reads the top layer and encodes its files as
+        // they stream past: nothing above it can hide them, so it is read only once.
+        let lower: Vec<usize> = (0..nlayers)
+            .filter(|&i| Some(i) != top && known[i].entries.is_none())
+            .collect();
+        let read_top = top.filter(|&t| known[t].entries.is_none());
+        progress.layer(1, read_top.unwrap_or(0));
+        let next = AtomicUsize::new(0);
+        let threads = opts.jobs.clamp(1, 4).min(lower.len());
+        let mut listed: Vec<(usize, Result<(Vec<LayerEntry>, u64)>)> = Vec::new();
+        std::thread::scope(|sc| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    sc.spawn(|| {
+                        let mut out = Vec::new();
+                        while let Some(&i) = lower.get(next.fetch_add(1, Ordering::Relaxed)) {
+                            let r = list_layer(&image, i, &what(i));
+                            let failed = r.is_err();
+                            out.push((i, r));
+                            if failed {
+                                next.store(lower.len(), Ordering::Relaxed);
+                            }
+                        }
+                        out
+                    })
+                })
+                .collect();
+            if let Some(t) = read_top {
+                let r = read_layer(&image, t, &what(t), &mut |n, e, content| {
+                    if e.kind == EntryKind::File && !tree::is_whiteout(&e.path) {
+                        let c = ContentRef {
+                            layer: t as u16,
+                            entry: n,
+                        };
+                        encode(ch, c, e, content, &mut progress)?;
+                        fed.insert(c);
+                        done.extend(ch.take_completed());
+                    }
+                    Ok(())
+                });
+                if r.is_err() {
+                    next.store(lower.len(), Ordering::Relaxed);
+                }
+                listed.push((t, r));
+            }
+            for h in handles {
+                match h.join() {
+                    Ok(v) => listed.extend(v),
+                    Err(_) => listed.push((0, Err(Error::io("a layer reader panicked")))),
+                }
+            }
+        });
+        listed.sort_by_key(|(i, _)| *i);
+        for (i, r) in listed {
+            let (entries, n) = r?;
+            summary.layer_reads += 1;
+            summary.read_bytes += n;
+            read_entries[i] = Some(entries);
+        }
+        for i in 0..nlayers {
+            tree.begin_layer(i as u16);
+            let Some(entries) = known[i].entries.as_ref().or(read_entries[i].as_ref()) else {
+                continue;
+            };
+            for (n, e) in entries.iter().enumerate() {
+                let c = ContentRef {
+                    layer: i as u16,
+                    entry: n as u32,
+                };
+                tree.apply(e, c).map_err(|err| {
+                    err.context(format!("{}: entry {}", what(i), tree::show(&e.path)))
+                })?;
+            }
+        }
+
+        // What the result uses, and what of it the index or pass 1 already has.
+        let mut wanted: BTreeMap<u16, HashSet<u32>> = BTreeMap::new();
+        let used = tree.contents();
+        for &(c, size) in &used {
+            if fed.contains(&c) {
+                continue;
+            }
+            match known[c.layer as usize].content.get(&c.entry) {
+                Some(found) => {
+                    summary.reused_files += 1;
+                    summary.reused_chunks += found.0.len() as u64;
+                    summary.reused_bytes += size;
+                    results.insert(c, found.clone());
+                }
+                None => {
+                    wanted.entry(c.layer).or_default().insert(c.entry);
+                }
+            }
+        }
+        let unused = fed.len() - used.iter().filter(|(c, _)| fed.contains(c)).count();
+        if unused > 0 {
+            log::warn!(
+                "{}: {unused} files are listed again later in the same layer; the chunks of their first copies were uploaded but are not used",
+                what(nlayers - 1)
+            );
+        }
+        summary.reused_layers = (0..nlayers)
+            .filter(|&i| read_entries[i].is_none() && !wanted.contains_key(&(i as u16)))
+            .count();
+
+        // Pass 2: the files of lower layers that the result uses.
         for (&layer, entries) in &wanted {
             let i = layer as usize;
             progress.layer(2, i);
-            let mut r = Counted::new(image.layer_reader(i)?);
             let mut seen = 0usize;
-            layer::each_entry(&mut r, &what(i), &mut |n, e, content| {
+            let (_, n) = read_layer(&image, i, &what(i), &mut |n, e, content| {
                 if !entries.contains(&n) {
                     return Ok(());
                 }
                 seen += 1;
-                let path: Arc<Path> = Arc::from(Path::new(OsStr::from_bytes(&e.path)));
-                let got = ch.add(
-                    key(ContentRef { layer, entry: n }),
-                    content,
-                    e.size,
-                    &path,
-                    &mut |fed| progress.tick(fed.bytes, fed.chunks),
-                )?;
-                if got != e.size {
-                    return Err(Error::corrupt(format!(
-                        "entry {} holds {got} bytes, its header says {}",
-                        tree::show(&e.path),
-                        e.size
-                    )));
-                }
+                let c = ContentRef { layer, entry: n };
+                encode(ch, c, e, content, &mut progress)?;
+                fed.insert(c);
                 done.extend(ch.take_completed());
                 Ok(())
             })?;
@@ -276,7 +324,7 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
                 )));
             }
             summary.layer_reads += 1;
-            summary.read_bytes += r.n;
+            summary.read_bytes += n;
         }
         if let Some(doc) = &startup {
             let path: Arc<Path> = Arc::from(Path::new("/.startup.toml"));
@@ -293,6 +341,7 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
         Ok(done)
     })?;
     progress.clear();
+    let mut encoded: Vec<ContentRef> = Vec::new();
     for c in completed {
         let r = unkey(c.key);
         if r != STARTUP_REF {
@@ -349,6 +398,51 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
     idx.record(&records);
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Read layer `i` to its end: its entries (and the uncompressed bytes read), each also
+/// handed with its content to `f`.
+fn read_layer(
+    image: &Image,
+    i: usize,
+    what: &str,
+    f: &mut dyn FnMut(u32, &LayerEntry, &mut dyn Read) -> Result<()>,
+) -> Result<(Vec<LayerEntry>, u64)> {
+    let mut r = Counted::new(image.layer_reader(i)?);
+    let mut list = Vec::new();
+    layer::each_entry(&mut r, what, &mut |n, e, content| {
+        f(n, e, content)?;
+        list.push(e.clone());
+        Ok(())
+    })?;
+    Ok((list, r.n))
+}
+
+/// The entries of layer `i` (its contents skipped, the blob still read to its end).
+fn list_layer(image: &Image, i: usize, what: &str) -> Result<(Vec<LayerEntry>, u64)> {
+    read_layer(image, i, what, &mut |_, _, _| Ok(()))
+}
+
+/// Feed one regular file's content to the chunker.
+fn encode(
+    ch: &mut chunker::Chunker<'_, '_, '_>,
+    c: ContentRef,
+    e: &LayerEntry,
+    content: &mut dyn Read,
+    progress: &mut Progress,
+) -> Result<()> {
+    let path: Arc<Path> = Arc::from(Path::new(OsStr::from_bytes(&e.path)));
+    let got = ch.add(key(c), content, e.size, &path, &mut |fed| {
+        progress.tick(fed.bytes, fed.chunks)
+    })?;
+    if got != e.size {
+        return Err(Error::corrupt(format!(
+            "entry {} holds {got} bytes, its header says {}",
+            tree::show(&e.path),
+            e.size
+        )));
+    }
+    Ok(())
 }
 
 /// The rows of the tree, each directory listed before its subdirectories (as pack
@@ -581,15 +675,13 @@ impl Progress {
         self.last = Instant::now();
         let secs = self.started.elapsed().as_secs_f64().max(1e-6);
         let what = if self.pass == 1 {
-            "listing"
+            format!("listing {} layers, encoding the top one", self.layers)
         } else {
-            "encoding"
+            format!("encoding layer {}/{}", self.layer + 1, self.layers)
         };
         let _ = write!(
             std::io::stderr(),
-            "\r{what} layer {}/{}: {:.1} MB, {} chunks encoded, {:.1} MB/s   ",
-            self.layer + 1,
-            self.layers,
+            "\r{what}: {:.1} MB, {} chunks encoded, {:.1} MB/s   ",
             bytes as f64 / 1e6,
             chunks,
             bytes as f64 / 1e6 / secs

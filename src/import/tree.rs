@@ -509,6 +509,13 @@ fn clean(path: &[u8]) -> Vec<&[u8]> {
     out
 }
 
+/// Whether a tar name is a whiteout or an opaque marker (never part of the result).
+pub fn is_whiteout(path: &[u8]) -> bool {
+    clean(path)
+        .last()
+        .is_some_and(|name| name.starts_with(WHITEOUT))
+}
+
 /// A tar name for messages (lossy UTF-8).
 pub fn show(p: &[u8]) -> String {
     String::from_utf8_lossy(p).into_owned()
