@@ -204,7 +204,7 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
         progress.layer(1, read_top.unwrap_or(0));
         let next = AtomicUsize::new(0);
         let threads = opts.jobs.clamp(1, 4).min(lower.len());
-        let mut listed: Vec<(usize, Result<(Vec<LayerEntry>, u64)>)> = Vec::new();
+        let mut listed: Vec<(usize, Result<Listed>)> = Vec::new();
         std::thread::scope(|sc| {
             let handles: Vec<_> = (0..threads)
                 .map(|_| {
@@ -400,6 +400,9 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
     Ok(summary)
 }
 
+/// A layer's entries and the uncompressed bytes read.
+type Listed = (Vec<LayerEntry>, u64);
+
 /// Read layer `i` to its end: its entries (and the uncompressed bytes read), each also
 /// handed with its content to `f`.
 fn read_layer(
@@ -407,7 +410,7 @@ fn read_layer(
     i: usize,
     what: &str,
     f: &mut dyn FnMut(u32, &LayerEntry, &mut dyn Read) -> Result<()>,
-) -> Result<(Vec<LayerEntry>, u64)> {
+) -> Result<Listed> {
     let mut r = Counted::new(image.layer_reader(i)?);
     let mut list = Vec::new();
     layer::each_entry(&mut r, what, &mut |n, e, content| {
@@ -419,7 +422,7 @@ fn read_layer(
 }
 
 /// The entries of layer `i` (its contents skipped, the blob still read to its end).
-fn list_layer(image: &Image, i: usize, what: &str) -> Result<(Vec<LayerEntry>, u64)> {
+fn list_layer(image: &Image, i: usize, what: &str) -> Result<Listed> {
     read_layer(image, i, what, &mut |_, _, _| Ok(()))
 }
 
