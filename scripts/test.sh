@@ -30,6 +30,7 @@ need umoci umoci
 need skopeo skopeo
 need htpasswd apache2-utils
 need gzip gzip
+need ip iproute2
 need openssl openssl
 case "$(file -bL /bin/busybox 2>/dev/null || true)" in
     *"statically linked"*|*"static-pie linked"*) ;;

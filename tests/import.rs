@@ -1275,3 +1275,64 @@ fn progress_shows_on_a_terminal_only() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
 }
+
+/// A network namespace of the test joined to this one by a veth pair (host side
+/// `10.213.77.1`, namespace side `10.213.77.2`); removed on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new() -> Netns {
+        let ns = format!("zvfs-imp-{}", std::process::id());
+        let host_if = format!("vzh{}", std::process::id() % 100_000);
+        let ns_if = format!("vzn{}", std::process::id() % 100_000);
+        let n = Netns(ns.clone());
+        for args in [
+            vec!["netns", "add", &ns],
+            vec![
+                "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
+            ],
+            vec!["link", "set", &ns_if, "netns", &ns],
+            vec!["addr", "add", "10.213.77.1/30", "dev", &host_if],
+            vec!["link", "set", &host_if, "up"],
+            vec!["-n", &ns, "addr", "add", "10.213.77.2/30", "dev", &ns_if],
+            vec!["-n", &ns, "link", "set", &ns_if, "up"],
+            vec!["-n", &ns, "link", "set", "lo", "up"],
+        ] {
+            let out = Command::new("ip")
+                .args(&args)
+                .output()
+                .expect("ip (iproute2)");
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        n
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes the veth pair with it.
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+/// A registry at a non-loopback address (in a network namespace of the test) is spoken to
+/// over HTTPS, so a plain-HTTP registry is refused naming it; `--insecure` makes it plain
+/// HTTP and the import succeeds.
+#[test]
+fn insecure_speaks_plain_http_to_a_non_loopback_registry() {
+    let d = tmp();
+    let layout = rich_image(d.path(), "img");
+    let ns = Netns::new();
+    let reg = Registry::start_in_netns(&ns.0, "10.213.77.2");
+    push(&layout, "rich", &reg, "far/img");
+    let image = reg.image("far/img", "rich");
+    let t = Target::new(d.path(), "far");
+    let err = import_fails(&image, &t, &[], &["10.213.77.2"]);
+    assert!(!err.contains("panicked"), "{err}");
+    let out = import_ok(&image, &t, &["--insecure"]);
+    assert!(out.starts_with(&format!("imported {image} ")), "{out}");
+}

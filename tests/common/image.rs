@@ -63,6 +63,8 @@ pub fn oci_ref(layout: &Path, tag: &str) -> String {
 /// directory; killed (and reaped) on drop.
 pub struct Registry {
     pub port: u16,
+    /// The address it listens on (127.0.0.1 unless started in a network namespace).
+    pub ip: String,
     /// `(user, password)` when it was started with htpasswd auth.
     pub creds: Option<(String, String)>,
     child: std::process::Child,
@@ -72,20 +74,30 @@ pub struct Registry {
 impl Registry {
     /// An open registry (no auth).
     pub fn start() -> Registry {
-        Registry::spawn(None)
+        Registry::spawn(None, "127.0.0.1", None)
+    }
+
+    /// An open registry listening on `ip` inside the network namespace `netns` (run with
+    /// `ip netns exec`).
+    pub fn start_in_netns(netns: &str, ip: &str) -> Registry {
+        Registry::spawn(None, ip, Some(netns))
     }
 
     /// A registry that wants HTTP basic auth (htpasswd, bcrypt) for `user:pass`.
     pub fn start_htpasswd(user: &str, pass: &str) -> Registry {
-        Registry::spawn(Some((user.to_string(), pass.to_string())))
+        Registry::spawn(
+            Some((user.to_string(), pass.to_string())),
+            "127.0.0.1",
+            None,
+        )
     }
 
-    fn spawn(creds: Option<(String, String)>) -> Registry {
+    fn spawn(creds: Option<(String, String)>, ip: &str, netns: Option<&str>) -> Registry {
         for _ in 0..5 {
             let dir = tempfile::tempdir().unwrap();
             let port = free_port();
             let mut config = format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {ip}:{port}\n",
                 dir.path().join("data").display()
             );
             if let Some((user, pass)) = &creds {
@@ -100,7 +112,15 @@ impl Registry {
             let cfg = dir.path().join("config.yml");
             std::fs::write(&cfg, config).unwrap();
             let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-            let child = Command::new("docker-registry")
+            let mut cmd = match netns {
+                Some(ns) => {
+                    let mut c = Command::new("ip");
+                    c.args(["netns", "exec", ns, "docker-registry"]);
+                    c
+                }
+                None => Command::new("docker-registry"),
+            };
+            let child = cmd
                 .arg("serve")
                 .arg(&cfg)
                 .stdout(Stdio::from(log.try_clone().unwrap()))
@@ -109,6 +129,7 @@ impl Registry {
                 .expect("docker-registry cannot run: scripts/test.sh installs it");
             let mut reg = Registry {
                 port,
+                ip: ip.to_string(),
                 creds: creds.clone(),
                 child,
                 _dir: dir,
@@ -132,12 +153,12 @@ impl Registry {
     /// The status of `GET /v2/` (no credentials), None when nothing answers yet.
     fn get_v2(&self) -> Option<u16> {
         use std::io::Read;
-        let mut c = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        let mut c = TcpStream::connect((self.ip.as_str(), self.port)).ok()?;
         c.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         write!(
             c,
-            "GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
-            self.port
+            "GET /v2/ HTTP/1.1\r\nHost: {}:{}\r\nConnection: close\r\n\r\n",
+            self.ip, self.port
         )
         .ok()?;
         let mut buf = [0u8; 64];
@@ -146,9 +167,9 @@ impl Registry {
         head.split_whitespace().nth(1)?.parse().ok()
     }
 
-    /// `127.0.0.1:PORT`.
+    /// `IP:PORT`.
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 
     /// `docker://127.0.0.1:PORT/NAME:TAG` (or `...@sha256:..` when `tag` starts with `@`).
