@@ -194,6 +194,7 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
     let mut results: HashMap<ContentRef, (Vec<ChunkRef>, Identity)> = HashMap::new();
     let (completed, up) = chunker::run(opts.jobs, router, |ch| {
         let mut done: Vec<Completed> = Vec::new();
+        ch.set_read_error(crate::image::layer_error);
         // Pass 1: the entries of every layer the index does not list. The lower layers are
         // listed by threads while this one reads the top layer and encodes its files as
         // they stream past: nothing above it can hide them, so it is read only once.
@@ -397,6 +398,11 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
         .collect();
     idx.record(&records);
     summary.seconds = started.elapsed().as_secs_f64();
+    log::info!(
+        "{name}: {} layer reads, {} uncompressed bytes read",
+        summary.layer_reads,
+        summary.read_bytes
+    );
     Ok(summary)
 }
 

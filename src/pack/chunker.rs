@@ -66,6 +66,8 @@ pub struct Chunker<'a, 'f, 'p> {
     completed: Vec<Completed>,
     /// What was fed so far.
     pub fed: Fed,
+    /// What a failed read of a stream becomes (default: an I/O error).
+    read_error: fn(std::io::Error) -> Error,
 }
 
 /// Run `body` with a [`Chunker`] whose `jobs` workers encode and upload through `router`;
@@ -96,6 +98,7 @@ pub fn run<T>(
                 pending: HashMap::new(),
                 completed: Vec::new(),
                 fed: Fed::default(),
+                read_error: Error::from,
             };
             let out = body(&mut c)?;
             c.wait_all()?;
@@ -145,7 +148,7 @@ impl Chunker<'_, '_, '_> {
                 Ok(n) => n,
                 Err(e) => {
                     let _ = self.pool_tx.send(buf);
-                    return Err(Error::from(e).context(what()));
+                    return Err((self.read_error)(e).context(what()));
                 }
             };
             if len == 0 {
@@ -175,6 +178,12 @@ impl Chunker<'_, '_, '_> {
         }
         self.maybe_complete(key)?;
         Ok(read_total)
+    }
+
+    /// Make failed reads of the streams fed from now on `f(error)` (e.g. the image
+    /// source's classification of a layer stream's failure).
+    pub fn set_read_error(&mut self, f: fn(std::io::Error) -> Error) {
+        self.read_error = f;
     }
 
     /// Whether `key` was fed and is not complete yet.
