@@ -472,20 +472,22 @@ IMPORT_SOURCES = [
 
 
 def measured(args):
-    """Runs `args` to completion: (wall seconds, its peak RSS in MiB, stdout). Fails with
+    """Runs `args` to completion: (wall seconds, its peak RSS in MiB, stdout, CPU seconds:
+    user + system, its children's included). Fails with
     the command and its stderr when it exits non-zero. The RSS is GNU time's (`%M`, the
     child's wait4 ru_maxrss): a child forked by this Python process directly would count
     the parent's RSS it had before exec."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
             tempfile.NamedTemporaryFile("r") as rss:
         t = time.perf_counter()
-        p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss.name, *args], stdout=out, stderr=err)
+        p = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", rss.name, *args], stdout=out, stderr=err)
         secs = time.perf_counter() - t
         out.seek(0)
         err.seek(0)
         if p.returncode != 0:
             raise RuntimeError(f"{' '.join(args)} failed ({p.returncode}):\n{err.read().decode(errors='replace')}")
-        return secs, int(rss.read().split()[-1]) / 1024, out.read().decode(errors="replace")
+        peak, user, system = rss.read().split()[-3:]
+        return secs, int(peak) / 1024, out.read().decode(errors="replace"), float(user) + float(system)
 
 
 def copy_budget(src, dst, budget):
@@ -747,6 +749,7 @@ def import_suite(w):
                      f"compressed; B = A + one layer of {b_bytes / MiB:.2f} MiB (21 files); built and pushed in {time.perf_counter() - t0:.0f} s "
                      f"(base layer copied from this machine's /usr)")
         res = {k: [] for k in ("import", "reuse", "skopeo", "umoci", "pack", "three", "small")}
+        cpus = {k: [None] * rounds for k in ("import", "reuse", "pack", "three")}
         for r in range(rounds):
             d = lambda *p: w(f"round{r}", *p)
             os.makedirs(d())
@@ -755,14 +758,14 @@ def import_suite(w):
                 reg.warm()
                 os.sync()
                 reg.mark()
-                secs, rss, out = measured([ZVFS, "import", reg.image("a"), "-m", d("a.fl"),
+                secs, rss, out, cpus["import"][r] = measured([ZVFS, "import", reg.image("a"), "-m", d("a.fl"),
                                            "-s", f"dir://{d('store')}", "-c", d("cache")])
                 got = reg.blob_bytes()
                 res["import"].append((secs, rss, out.strip(), got))
                 log(f"round {r}: import A {secs:.2f} s, {rss:.1f} MiB, registry {got[0] / MiB:.0f} MiB")
                 os.sync()
                 reg.mark()
-                secs, rss, out = measured([ZVFS, "import", reg.image("b"), "-m", d("b.fl"),
+                secs, rss, out, cpus["reuse"][r] = measured([ZVFS, "import", reg.image("b"), "-m", d("b.fl"),
                                            "-s", f"dir://{d('store')}", "-c", d("cache")])
                 got = reg.blob_bytes()
                 res["reuse"].append((secs, rss, out.strip(), got))
@@ -772,22 +775,23 @@ def import_suite(w):
                 reg.warm()
                 os.sync()
                 reg.mark()
-                s1, m1, _ = measured(["skopeo", "--insecure-policy", "copy", "--src-tls-verify=false",
+                s1, m1, _, c1 = measured(["skopeo", "--insecure-policy", "copy", "--src-tls-verify=false",
                                       reg.image("a"), f"oci:{d('oci')}:a"])
                 got = reg.blob_bytes()
                 os.sync()
-                s2, m2, _ = measured(["umoci", "unpack", "--image", f"{d('oci')}:a", d("bundle")])
+                s2, m2, _, c2 = measured(["umoci", "unpack", "--image", f"{d('oci')}:a", d("bundle")])
                 os.sync()
-                s3, m3, out = measured([ZVFS, "pack", "-m", d("x.fl"), "-s", f"dir://{d('store2')}",
+                s3, m3, out, c3 = measured([ZVFS, "pack", "-m", d("x.fl"), "-s", f"dir://{d('store2')}",
                                         d("bundle", "rootfs")])
                 res["skopeo"].append((s1, m1, got))
                 res["umoci"].append((s2, m2))
                 res["three"].append((s1 + s2 + s3, s3, m3, out.strip()))
+                cpus["three"][r] = (c1, c2, c3)
                 log(f"round {r}: skopeo {s1:.2f} s + umoci unpack {s2:.2f} s + pack {s3:.2f} s = {s1 + s2 + s3:.2f} s")
                 # zvfs pack of the extracted tree alone: page cache warm, a fresh store
                 read_file_tree(d("bundle", "rootfs"))
                 os.sync()
-                secs, rss, out = measured([ZVFS, "pack", "-m", d("y.fl"), "-s", f"dir://{d('store3')}",
+                secs, rss, out, cpus["pack"][r] = measured([ZVFS, "pack", "-m", d("y.fl"), "-s", f"dir://{d('store3')}",
                                            d("bundle", "rootfs")])
                 res["pack"].append((secs, rss, out.strip()))
                 log(f"round {r}: pack alone {secs:.2f} s, {rss:.1f} MiB")
@@ -796,7 +800,7 @@ def import_suite(w):
                 step()
             if small:
                 os.sync()
-                secs, rss, out = measured([ZVFS, "import", reg.image("small"), "-m", d("s.fl"),
+                secs, rss, out, _ = measured([ZVFS, "import", reg.image("small"), "-m", d("s.fl"),
                                            "-s", f"dir://{d('store4')}", "-c", d("cache4")])
                 res["small"].append((secs, rss, out.strip()))
             shutil.rmtree(d())
@@ -846,6 +850,10 @@ def import_suite(w):
     if small:
         NOTES.append(f"peak RSS of `zvfs import` per round: image A " + ", ".join(f"{x[1]:.1f}" for x in res["import"])
                      + f" MiB; the {small[2] / MiB:.0f} MiB image " + ", ".join(f"{x[1]:.1f}" for x in res["small"]) + " MiB")
+    NOTES.append("CPU seconds (user + system) per round: import A " + ", ".join(f"{c:.2f}" for c in cpus["import"])
+                 + "; three-step (skopeo + umoci + pack) " + ", ".join(f"{a:.2f} + {b:.2f} + {c:.2f}" for a, b, c in cpus["three"])
+                 + "; pack alone " + ", ".join(f"{c:.2f}" for c in cpus["pack"])
+                 + "; import B " + ", ".join(f"{c:.2f}" for c in cpus["reuse"]))
     NOTES.append(f"page cache: registry blobs read into it before each figure; trees and stores written to it "
                  "(nothing synced inside a timing, `sync` before each step); fresh store and cache for each "
                  f"figure but B's; {rounds} rounds, interleaved (the first figure alternates), best of the rounds")
