@@ -817,7 +817,7 @@ def import_suite(w):
     row("`zvfs import` of image A vs `zvfs pack` of the extracted tree (page-cache-warm)", imp[0], "s",
         "<= 1 x pack", imp[0] <= pack[0], pack[0], imp[0] / pack[0])
     row("`zvfs import` throughput (uncompressed layer bytes / s)", rate(unpacked, imp[0]), "MB/s", "—", None)
-    layers_b = summary_field(reuse[2], " layers (")
+    layers_b = summary_field(reuse[2], " layers (") or 0
     reused_b = summary_field(reuse[2], " reused)")
     row(f"`zvfs import` of image B (A + 1 layer) into A's store and cache: layers reused", reused_b, "",
         f"{layers_b - 1} of {layers_b}", reused_b == layers_b - 1)
@@ -830,8 +830,10 @@ def import_suite(w):
         max(x[2] for x in res["three"]), rss_a / max(x[2] for x in res["three"]))
     if small:
         rss_s = max(x[1] for x in res["small"])
-        row(f"peak RSS of `zvfs import`, {small[2] / MiB:.0f} MiB image (flat: A / this)", rss_a, "MiB",
-            "<= 1.5 x", rss_a <= 1.5 * rss_s, rss_s, rss_a / rss_s)
+        entries = lambda out: summary_field(out, " entries,")
+        row(f"peak RSS of `zvfs import`: image A ({entries(imp[2])} entries) against a {small[2] / MiB:.0f} MiB "
+            f"image ({entries(res['small'][0][2])} entries)", rss_a, "MiB", "<= 1.5 x (flat)",
+            rss_a <= 1.5 * rss_s, rss_s, rss_a / rss_s)
     NOTES.append(f"import A (best of {rounds}: {per(res['import'])} s): {imp[2].splitlines()[0]}")
     NOTES.append(f"import B (best of {rounds}: {per(res['reuse'])} s): " + " / ".join(reuse[2].splitlines()))
     NOTES.append(f"three-step, per round (skopeo copy + umoci unpack + zvfs pack = total): "
