@@ -835,6 +835,10 @@ def import_suite(w):
             f"image ({entries(res['small'][0][2])} entries)", rss_a, "MiB", "<= 1.5 x (flat)",
             rss_a <= 1.5 * rss_s, rss_s, rss_a / rss_s)
     NOTES.append(f"import A (best of {rounds}: {per(res['import'])} s): {imp[2].splitlines()[0]}")
+    NOTES.append("ratios per round, import / three-step: "
+                 + ", ".join(f"{i[0] / t[0]:.2f}" for i, t in zip(res["import"], res["three"]))
+                 + "; import / pack alone: "
+                 + ", ".join(f"{i[0] / p[0]:.2f}" for i, p in zip(res["import"], res["pack"])))
     NOTES.append(f"import B (best of {rounds}: {per(res['reuse'])} s): " + " / ".join(reuse[2].splitlines()))
     NOTES.append(f"three-step, per round (skopeo copy + umoci unpack + zvfs pack = total): "
                  + ", ".join(f"{a[0]:.2f} + {b[0]:.2f} + {c[1]:.2f} = {c[0]:.2f} s"
