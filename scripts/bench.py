@@ -14,11 +14,23 @@ and the machine, and removes everything it made. Environment knobs:
   BENCH_KEEP=1       keep the work directory
   BENCH_BIGDIR_DATA=dir  keep the big-directory corpora and flists there (made when
                      missing) instead of in the work directory
-  BENCH_ROUNDS=N     rounds of the `compare` suite (default 3)
+  BENCH_ROUNDS=N     rounds of the `compare` suite (default 3) and of `import` (default 2)
   ZVFS_BASELINE=path the other binary of the `compare` suite
 `scripts/bench.sh bigdir` runs only the big-directory part: `ls -l` of a 200,000-entry
 directory, `ls -f` and `find -ls` of a 1,000,000-entry one, each on a fresh mount against
 the same command on the native directory (warm), with the daemon's peak RSS.
+`scripts/bench.sh import` builds a container image with umoci (BENCH_SIZE MiB of
+uncompressed gzip layers, default 1024, BENCH_QUICK=1: 200): a base layer copied from this
+machine's /usr (libraries, python, share; 60 %), then two `umoci repack` layers of
+random and text files that also delete and replace big base files and a base directory
+(whiteouts), and B = A + one small layer; pushes both with skopeo to Debian's
+`docker-registry` on loopback, and times, in BENCH_ROUNDS interleaved rounds (best of):
+`zvfs import` of A into a fresh dir store and cache, the daemonless three-step path
+(`skopeo copy` to an OCI layout + `umoci unpack` + `zvfs pack`, each step and the total),
+`zvfs pack` of the extracted tree alone, and `zvfs import` of B into A's store and cache
+(layers reused, registry blob bytes from the registry's log); peak RSS from wait4, and in
+a full run also for a 200 MiB image (memory flat in image size). Targets: import faster
+than the three-step path and at least as fast as pack of the extracted tree.
 Every timing here is wall-clock of a whole operation; cold figures drop the page cache
 (`echo 3 > /proc/sys/vm/drop_caches`) first. Bytes fetched are counted by the store
 itself: the dir store is served by a small counting HTTP server on loopback.
@@ -318,7 +330,7 @@ CORES = os.cpu_count() or 1
 
 def row(name, value, unit, target, ok, native=None, ratio=None):
     ROWS.append((name, value, unit, target, ok, native, ratio))
-    log(f"{name}: {value} {unit} (target {target}) {'ok' if ok else 'MISSED'}")
+    log(f"{name}: {value} {unit} (target {target}) {'' if ok is None else 'ok' if ok else 'MISSED'}")
 
 
 def fmt(v):
@@ -338,7 +350,7 @@ def print_table(header):
     for name, value, unit, target, ok, native, ratio in ROWS:
         nat = "—" if native is None else f"{fmt(native)} {unit}"
         rat = "—" if ratio is None else f"{ratio:.2f}"
-        print(f"| {name} | {fmt(value)} {unit} | {nat} | {rat} | {target} | {'yes' if ok else 'NO'} |")
+        print(f"| {name} | {fmt(value)} {unit} | {nat} | {rat} | {target} | {'—' if ok is None else 'yes' if ok else 'NO'} |")
     print()
     for n in NOTES:
         print(f"- {n}")
@@ -437,6 +449,429 @@ def identity(w, rnd):
     NOTES.append(f"`zvfs identity --partial` of the 1 GiB file: {out.strip()}")
     checksum_row(path, 1024)
     os.unlink(path)
+
+
+# ---------------------------------------------------------------- import suite
+
+# Image size of the `import` suite (uncompressed layer bytes, MiB).
+IMPORT_MIB = int(os.environ["BENCH_SIZE"]) if os.environ.get("BENCH_SIZE") else (200 if QUICK else 1024)
+# The small image whose import's peak RSS a full run also measures (flat memory).
+IMPORT_SMALL_MIB = 200
+# Real trees the base layer copies from (each source's share of the base layer's bytes).
+IMPORT_SOURCES = [
+    ("/usr/lib/x86_64-linux-gnu", 0.40),
+    ("/usr/lib/python3", 0.05),
+    ("/usr/lib/python3.11", 0.10),
+    ("/usr/bin", 0.15),
+    ("/usr/share/locale", 0.08),
+    ("/usr/share/doc", 0.08),
+    ("/usr/share/man", 0.06),
+    ("/usr/share/perl", 0.04),
+    ("/usr/share/i18n", 0.04),
+]
+
+
+def measured(args):
+    """Runs `args` to completion: (wall seconds, its peak RSS in MiB, stdout, CPU seconds:
+    user + system, its children's included). Fails with
+    the command and its stderr when it exits non-zero. The RSS is GNU time's (`%M`, the
+    child's wait4 ru_maxrss): a child forked by this Python process directly would count
+    the parent's RSS it had before exec."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r") as rss:
+        t = time.perf_counter()
+        p = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", rss.name, *args], stdout=out, stderr=err)
+        secs = time.perf_counter() - t
+        out.seek(0)
+        err.seek(0)
+        if p.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed ({p.returncode}):\n{err.read().decode(errors='replace')}")
+        peak, user, system = rss.read().split()[-3:]
+        return secs, int(peak) / 1024, out.read().decode(errors="replace"), float(user) + float(system)
+
+
+def copy_budget(src, dst, budget):
+    """Copies files, directories and symlinks of `src` (sorted walk) into `dst` until
+    `budget` bytes of regular files are copied; returns the bytes copied."""
+    used = 0
+    for root, dirs, files in os.walk(src):
+        dirs.sort()
+        rel = os.path.relpath(root, src)
+        out = os.path.normpath(os.path.join(dst, rel))
+        os.makedirs(out, exist_ok=True)
+        for name in sorted(files):
+            p = os.path.join(root, name)
+            q = os.path.join(out, name)
+            try:
+                if os.path.islink(p):
+                    os.symlink(os.readlink(p), q)
+                    continue
+                st = os.stat(p)
+                if not os.path.isfile(p) or used + st.st_size > budget + 4 * MiB:
+                    continue
+                shutil.copyfile(p, q)
+                os.chmod(q, st.st_mode & 0o7777)
+                used += st.st_size
+            except OSError:
+                continue  # unreadable or vanished: the budget is filled by the next file
+            if used >= budget:
+                return used
+    return used
+
+
+def add_mixed(root, name, budget, rnd, text):
+    """Adds `budget` bytes under root/NAME: 60 % random (incompressible) files of 1-24 MiB,
+    40 % text files of 2-200 KiB in directories of 100."""
+    top = os.path.join(root, "opt", name)
+    os.makedirs(os.path.join(top, "bin"))
+    left = int(budget * 0.6)
+    i = 0
+    while left > 0:
+        size = min(left, rnd.randint(1, 24) * MiB)
+        write_random(os.path.join(top, "bin", f"blob{i:03d}.bin"), size, rnd)
+        left -= size
+        i += 1
+    left = int(budget * 0.4)
+    i = 0
+    while left > 0:
+        d = os.path.join(top, "doc", f"d{i // 100:03d}")
+        os.makedirs(d, exist_ok=True)
+        size = min(left, rnd.randint(2, 200) * 1024)
+        at = rnd.randrange(0, len(text) - size)
+        with open(os.path.join(d, f"t{i:05d}.txt"), "wb") as f:
+            f.write(text[at:at + size])
+        left -= size
+        i += 1
+
+
+def build_image(rnd, total_mib, layout, tag):
+    """An OCI layout `layout` whose tag `tag` is an image of about `total_mib` MiB
+    (uncompressed layers), built with umoci in one bundle: a base layer copied from real
+    trees (IMPORT_SOURCES, 60 %), then two `umoci repack` layers of mixed files (20 %
+    each) that also delete and replace big base files (whiteouts) and a whole base
+    directory, and replace files of the layer below. gzip layers (umoci's default).
+    Returns the bundle (kept for the image B layer)."""
+    total = total_mib * MiB
+    bundle = layout + ".bundle"
+    rootfs = os.path.join(bundle, "rootfs")
+    run(["umoci", "init", "--layout", layout], stdout=subprocess.DEVNULL)
+    run(["umoci", "new", "--image", f"{layout}:empty"], stdout=subprocess.DEVNULL)
+    run(["umoci", "unpack", "--image", f"{layout}:empty", bundle], stdout=subprocess.DEVNULL)
+    base = int(total * 0.6)
+    got = 0
+    for src, share in IMPORT_SOURCES:
+        if os.path.isdir(src):
+            got += copy_budget(src, os.path.join(rootfs, src.lstrip("/")), int(base * share))
+    if got < base:  # a thin /usr: fill the base with more of the largest source
+        got += copy_budget("/usr/lib", os.path.join(rootfs, "usr", "lib2"), base - got)
+    log(f"  base layer: {got / MiB:.0f} MiB copied from {', '.join(s for s, _ in IMPORT_SOURCES)}")
+    repack = lambda t: run(["umoci", "repack", "--refresh-bundle", "--image", f"{layout}:{t}", bundle],
+                           stdout=subprocess.DEVNULL)
+    repack("l1")
+    words = [bytes(rnd.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(rnd.randint(2, 9))) for _ in range(500)]
+    text = b" ".join(rnd.choice(words) for _ in range(400_000))
+    big = []
+    for d, _, files in os.walk(rootfs):
+        for n in files:
+            p = os.path.join(d, n)
+            if os.path.isfile(p) and not os.path.islink(p):
+                big.append((os.path.getsize(p), p))
+    big.sort(reverse=True)
+    # layer 2: 3 big base files deleted, 3 replaced, 20 % of mixed files added
+    for _, p in big[:3]:
+        os.unlink(p)
+    for size, p in big[3:6]:
+        write_random(p, size, rnd)
+    add_mixed(rootfs, "layer2", int(total * 0.2) - sum(s for s, _ in big[3:6]), rnd, text)
+    repack("l2")
+    # layer 3: a base directory deleted, big layer-2 files replaced, 20 % added
+    gone = os.path.join(rootfs, "usr", "share", "perl")
+    if os.path.isdir(gone):
+        shutil.rmtree(gone)
+    l2 = os.path.join(rootfs, "opt", "layer2", "bin")
+    replaced = 0
+    for n in sorted(os.listdir(l2))[:4]:
+        size = os.path.getsize(os.path.join(l2, n))
+        write_random(os.path.join(l2, n), size, rnd)
+        replaced += size
+    add_mixed(rootfs, "layer3", max(int(total * 0.2) - replaced, 4 * MiB), rnd, text)
+    repack(tag)
+    return bundle
+
+
+def layer_sizes(layout, tag):
+    """(layers, compressed bytes, uncompressed bytes) of LAYOUT:TAG (gzip layers)."""
+    import json
+    import zlib
+    with open(os.path.join(layout, "index.json")) as f:
+        index = json.load(f)
+    want = [m for m in index["manifests"]
+            if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag][0]
+    blob = lambda d: os.path.join(layout, "blobs", *d.split(":", 1))
+    with open(blob(want["digest"])) as f:
+        manifest = json.load(f)
+    packed = unpacked = 0
+    for layer in manifest["layers"]:
+        packed += layer["size"]
+        z = zlib.decompressobj(wbits=31)
+        with open(blob(layer["digest"]), "rb") as f:
+            while True:
+                buf = f.read(4 * MiB)
+                if not buf:
+                    break
+                unpacked += len(z.decompress(buf))
+        unpacked += len(z.flush())
+    return len(manifest["layers"]), packed, unpacked
+
+
+class ImageRegistry:
+    """Debian's `docker-registry serve` on a free loopback port (plain HTTP), storage and
+    its JSON log in `root`; `blob_bytes()` sums the blob GET bytes it logged since
+    `mark()`."""
+
+    def __init__(self, root):
+        import socket
+        import urllib.request
+        os.makedirs(root)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        cfg = os.path.join(root, "config.yml")
+        with open(cfg, "w") as f:
+            f.write("version: 0.1\nlog:\n  level: info\n  formatter: json\n  accesslog:\n    disabled: true\n"
+                    f"storage:\n  filesystem:\n    rootdirectory: {root}/data\n"
+                    f"http:\n  addr: 127.0.0.1:{self.port}\n")
+        self.data = os.path.join(root, "data")
+        self.log = os.path.join(root, "registry.log")
+        self.logf = open(self.log, "wb")
+        self.proc = subprocess.Popen(["docker-registry", "serve", cfg], stdout=self.logf, stderr=self.logf)
+        self.offset = 0
+        deadline = time.time() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/", timeout=2).read()
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"docker-registry did not start (see {self.log})")
+                time.sleep(0.1)
+
+    def image(self, tag):
+        return f"docker://127.0.0.1:{self.port}/bench:{tag}"
+
+    def mark(self):
+        self.logf.flush()
+        self.offset = os.path.getsize(self.log)
+
+    def blob_bytes(self):
+        """(bytes, requests) of blob GETs logged since mark()."""
+        import json
+        time.sleep(0.2)  # the line of the last response is written after it completes
+        n = reqs = 0
+        with open(self.log, "rb") as f:
+            f.seek(self.offset)
+            for line in f:
+                try:
+                    e = json.loads(line)
+                except ValueError:
+                    continue
+                if (e.get("msg") == "response completed" and e.get("http.request.method") == "GET"
+                        and "/blobs/" in e.get("http.request.uri", "")):
+                    n += int(e.get("http.response.written", 0))
+                    reqs += 1
+        return n, reqs
+
+    def warm(self):
+        for d, _, files in os.walk(self.data):
+            for n in files:
+                read_file(os.path.join(d, n))
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.logf.close()
+
+
+def summary_field(line, pattern):
+    """The integer before `pattern` in a zvfs summary line (e.g. ' chunks,')."""
+    import re
+    m = re.search(r"(\d+)" + re.escape(pattern), line)
+    return int(m.group(1)) if m else None
+
+
+def import_suite(w):
+    """The `import` suite: `zvfs import` of a registry image against the daemonless
+    three-step path (skopeo copy + umoci unpack + zvfs pack) and against `zvfs pack` of
+    the extracted tree alone, in BENCH_ROUNDS interleaved rounds; layer reuse (image B =
+    A + one layer into the same store and cache); peak RSS."""
+    for tool in ("docker-registry", "umoci", "skopeo", "/usr/bin/time"):
+        if not shutil.which(tool):
+            sys.exit(f"bench: the import suite needs {tool} (apt-get install docker-registry umoci skopeo time)")
+    rounds = int(os.environ.get("BENCH_ROUNDS", "2"))
+    rnd = random.Random(11)
+    t0 = time.perf_counter()
+    log(f"building image A of about {IMPORT_MIB} MiB with umoci (B = A + one small layer)")
+    layout = w("layout")
+    bundle = build_image(rnd, IMPORT_MIB, layout, "a")
+    rootfs = os.path.join(bundle, "rootfs")
+    extra = os.path.join(rootfs, "etc", "bench-b")
+    os.makedirs(extra)
+    for i in range(20):
+        write_random(os.path.join(extra, f"f{i:02d}"), 64 * 1024, rnd)
+    with open(os.path.join(extra, "motd"), "w") as f:
+        f.write("image B: A plus this layer\n")
+    b_bytes = 20 * 64 * 1024 + 27
+    run(["umoci", "repack", "--image", f"{layout}:b", bundle], stdout=subprocess.DEVNULL)
+    shutil.rmtree(bundle)
+    nlayers, packed, unpacked = layer_sizes(layout, "a")
+    small = None
+    if IMPORT_MIB > IMPORT_SMALL_MIB * 2:
+        log(f"building a {IMPORT_SMALL_MIB} MiB image for the peak RSS comparison")
+        small_layout = w("layout-small")
+        shutil.rmtree(build_image(rnd, IMPORT_SMALL_MIB, small_layout, "small"))
+        small = layer_sizes(small_layout, "small")
+    reg = ImageRegistry(w("registry"))
+    try:
+        push = lambda lay, tag: run(["skopeo", "--insecure-policy", "copy", "--dest-tls-verify=false",
+                                     f"oci:{lay}:{tag}", reg.image(tag)], stdout=subprocess.DEVNULL)
+        push(layout, "a")
+        push(layout, "b")
+        if small:
+            push(small_layout, "small")
+            shutil.rmtree(small_layout)
+        shutil.rmtree(layout)
+        NOTES.append(f"image A: {nlayers} gzip layers, {unpacked / MiB:.0f} MiB uncompressed, {packed / MiB:.0f} MiB "
+                     f"compressed; B = A + one layer of {b_bytes / MiB:.2f} MiB (21 files); built and pushed in {time.perf_counter() - t0:.0f} s "
+                     f"(base layer copied from this machine's /usr)")
+        res = {k: [] for k in ("import", "reuse", "skopeo", "umoci", "pack", "three", "small")}
+        cpus = {k: [None] * rounds for k in ("import", "reuse", "pack", "three")}
+        for r in range(rounds):
+            d = lambda *p: w(f"round{r}", *p)
+            os.makedirs(d())
+
+            def do_import():
+                reg.warm()
+                os.sync()
+                reg.mark()
+                secs, rss, out, cpus["import"][r] = measured([ZVFS, "import", reg.image("a"), "-m", d("a.fl"),
+                                           "-s", f"dir://{d('store')}", "-c", d("cache")])
+                got = reg.blob_bytes()
+                res["import"].append((secs, rss, out.strip(), got))
+                log(f"round {r}: import A {secs:.2f} s, {rss:.1f} MiB, registry {got[0] / MiB:.0f} MiB")
+                os.sync()
+                reg.mark()
+                secs, rss, out, cpus["reuse"][r] = measured([ZVFS, "import", reg.image("b"), "-m", d("b.fl"),
+                                           "-s", f"dir://{d('store')}", "-c", d("cache")])
+                got = reg.blob_bytes()
+                res["reuse"].append((secs, rss, out.strip(), got))
+                log(f"round {r}: import B (reuse) {secs:.2f} s, registry {got[0] / MiB:.1f} MiB")
+
+            def do_three():
+                reg.warm()
+                os.sync()
+                reg.mark()
+                s1, m1, _, c1 = measured(["skopeo", "--insecure-policy", "copy", "--src-tls-verify=false",
+                                      reg.image("a"), f"oci:{d('oci')}:a"])
+                got = reg.blob_bytes()
+                os.sync()
+                s2, m2, _, c2 = measured(["umoci", "unpack", "--image", f"{d('oci')}:a", d("bundle")])
+                os.sync()
+                s3, m3, out, c3 = measured([ZVFS, "pack", "-m", d("x.fl"), "-s", f"dir://{d('store2')}",
+                                        d("bundle", "rootfs")])
+                res["skopeo"].append((s1, m1, got))
+                res["umoci"].append((s2, m2))
+                res["three"].append((s1 + s2 + s3, s3, m3, out.strip()))
+                cpus["three"][r] = (c1, c2, c3)
+                log(f"round {r}: skopeo {s1:.2f} s + umoci unpack {s2:.2f} s + pack {s3:.2f} s = {s1 + s2 + s3:.2f} s")
+                # zvfs pack of the extracted tree alone: page cache warm, a fresh store
+                read_file_tree(d("bundle", "rootfs"))
+                os.sync()
+                secs, rss, out, cpus["pack"][r] = measured([ZVFS, "pack", "-m", d("y.fl"), "-s", f"dir://{d('store3')}",
+                                           d("bundle", "rootfs")])
+                res["pack"].append((secs, rss, out.strip()))
+                log(f"round {r}: pack alone {secs:.2f} s, {rss:.1f} MiB")
+
+            for step in ((do_import, do_three) if r % 2 == 0 else (do_three, do_import)):
+                step()
+            if small:
+                os.sync()
+                secs, rss, out, _ = measured([ZVFS, "import", reg.image("small"), "-m", d("s.fl"),
+                                           "-s", f"dir://{d('store4')}", "-c", d("cache4")])
+                res["small"].append((secs, rss, out.strip()))
+            shutil.rmtree(d())
+    finally:
+        reg.close()
+
+    imp = min(res["import"])
+    three = min(res["three"])
+    pack = min(res["pack"])
+    reuse = min(res["reuse"])
+    per = lambda xs: ", ".join(f"{x[0]:.2f}" for x in xs)
+    row(f"`zvfs import` of image A ({unpacked / MiB:.0f} MiB, {nlayers} layers) vs skopeo copy + umoci unpack "
+        "+ zvfs pack", imp[0], "s", "< 1 x three-step", imp[0] < three[0], three[0], imp[0] / three[0])
+    row("`zvfs import` of image A vs `zvfs pack` of the extracted tree (page-cache-warm)", imp[0], "s",
+        "<= 1 x pack", imp[0] <= pack[0], pack[0], imp[0] / pack[0])
+    row("`zvfs import` throughput (uncompressed layer bytes / s)", rate(unpacked, imp[0]), "MB/s", "—", None)
+    layers_b = summary_field(reuse[2], " layers (") or 0
+    reused_b = summary_field(reuse[2], " reused)")
+    row(f"`zvfs import` of image B (A + 1 layer) into A's store and cache: layers reused", reused_b, "",
+        f"{layers_b - 1} of {layers_b}", reused_b == layers_b - 1)
+    row("`zvfs import` of image B after A (the layer index)", reuse[0], "s", "< import of A", reuse[0] < imp[0],
+        imp[0], reuse[0] / imp[0])
+    row("registry blob bytes read by the import of B / by the import of A", reuse[3][0] / MiB, "MiB", "—", None,
+        imp[3][0] / MiB, reuse[3][0] / max(imp[3][0], 1))
+    rss_a = max(x[1] for x in res["import"])
+    row(f"peak RSS of `zvfs import`, image A (max of {rounds}; native: `zvfs pack` of the tree)", rss_a, "MiB", "—", None,
+        max(x[2] for x in res["three"]), rss_a / max(x[2] for x in res["three"]))
+    if small:
+        rss_s = max(x[1] for x in res["small"])
+        entries = lambda out: summary_field(out, " entries,")
+        row(f"peak RSS of `zvfs import`: image A ({entries(imp[2])} entries) against a {small[2] / MiB:.0f} MiB "
+            f"image ({entries(res['small'][0][2])} entries)", rss_a, "MiB", "<= 1.5 x (flat)",
+            rss_a <= 1.5 * rss_s, rss_s, rss_a / rss_s)
+    NOTES.append(f"import A (best of {rounds}: {per(res['import'])} s): {imp[2].splitlines()[0]}")
+    NOTES.append("ratios per round, import / three-step: "
+                 + ", ".join(f"{i[0] / t[0]:.2f}" for i, t in zip(res["import"], res["three"]))
+                 + "; import / pack alone: "
+                 + ", ".join(f"{i[0] / p[0]:.2f}" for i, p in zip(res["import"], res["pack"])))
+    NOTES.append(f"import B (best of {rounds}: {per(res['reuse'])} s): " + " / ".join(reuse[2].splitlines()))
+    NOTES.append(f"three-step, per round (skopeo copy + umoci unpack + zvfs pack = total): "
+                 + ", ".join(f"{a[0]:.2f} + {b[0]:.2f} + {c[1]:.2f} = {c[0]:.2f} s"
+                             for a, b, c in zip(res["skopeo"], res["umoci"], res["three"]))
+                 + f"; peak RSS skopeo {max(x[1] for x in res['skopeo']):.0f} MiB, umoci "
+                 f"{max(x[1] for x in res['umoci']):.0f} MiB, zvfs pack {max(x[2] for x in res['three']):.1f} MiB")
+    NOTES.append(f"pack of the extracted tree alone (best of {rounds}: {per(res['pack'])} s): {pack[2]}")
+    imp_chunks, pack_chunks = summary_field(imp[2], " unique chunks uploaded"), summary_field(pack[2], " unique chunks uploaded")
+    NOTES.append(f"unique chunks uploaded: import {imp_chunks}, pack of the extracted tree {pack_chunks}"
+                 + (" (the same)" if imp_chunks == pack_chunks else
+                    " (import adds /.startup.toml)" if imp_chunks == pack_chunks + 1 else ""))
+    NOTES.append(f"registry blob bytes read: import of A {imp[3][0] / MiB:.0f} MiB in {imp[3][1]} GETs "
+                 f"(compressed image {packed / MiB:.0f} MiB: each layer read up to twice), skopeo copy "
+                 f"{res['skopeo'][0][2][0] / MiB:.0f} MiB, import of B {reuse[3][0] / MiB:.1f} MiB in {reuse[3][1]} GETs")
+    if small:
+        NOTES.append(f"peak RSS of `zvfs import` per round: image A " + ", ".join(f"{x[1]:.1f}" for x in res["import"])
+                     + f" MiB; the {small[2] / MiB:.0f} MiB image " + ", ".join(f"{x[1]:.1f}" for x in res["small"]) + " MiB")
+    NOTES.append("CPU seconds (user + system) per round: import A " + ", ".join(f"{c:.2f}" for c in cpus["import"])
+                 + "; three-step (skopeo + umoci + pack) " + ", ".join(f"{a:.2f} + {b:.2f} + {c:.2f}" for a, b, c in cpus["three"])
+                 + "; pack alone " + ", ".join(f"{c:.2f}" for c in cpus["pack"])
+                 + "; import B " + ", ".join(f"{c:.2f}" for c in cpus["reuse"]))
+    NOTES.append(f"page cache: registry blobs read into it before each figure; trees and stores written to it "
+                 "(nothing synced inside a timing, `sync` before each step); fresh store and cache for each "
+                 f"figure but B's; {rounds} rounds, interleaved (the first figure alternates), best of the rounds")
+
+
+def read_file_tree(root):
+    """Reads every regular file under root (into the page cache)."""
+    for d, _, files in os.walk(root):
+        for n in files:
+            p = os.path.join(d, n)
+            if os.path.isfile(p) and not os.path.islink(p):
+                read_file(p)
 
 
 COMPARE = []
@@ -554,6 +989,8 @@ def main():
                     identity(w, rnd)
                 elif part == "compare":
                     compare(w, rnd, mounts)
+                elif part == "import":
+                    import_suite(w)
                 elif part == "all":
                     sys.exit("bench: `all` runs alone (it includes bigdir and identity)")
             print()
@@ -765,7 +1202,7 @@ def main():
 
 
 SUITES = {
-    "all": "everything below but compare (the default): pack, cold / chunk-cache-warm / "
+    "all": "everything below but compare and import (the default): pack, cold / chunk-cache-warm / "
            "page-cache-warm reads, stat walk, mount-ready, first listings, daemon peak RSS, "
            "store bytes per byte read, big directories, partial checksum",
     "quick": "`all` on a smaller corpus (as BENCH_QUICK=1: a few minutes)",
@@ -773,6 +1210,9 @@ SUITES = {
               "of 1,000,000, daemon peak RSS; BENCH_BIGDIR_DATA=dir keeps the corpora)",
     "identity": "only the partial checksum of a 1 GiB file in the page cache "
                 "(`zvfs identity --partial` and `--time 2000`; target well under 100 us)",
+    "import": "`zvfs import` of a ~1 GiB registry image (BENCH_QUICK=1: ~200 MiB) against "
+              "skopeo copy + umoci unpack + zvfs pack and against zvfs pack of the extracted "
+              "tree; layer reuse (A + 1 layer); peak RSS (BENCH_ROUNDS=N rounds, default 2)",
     "compare": "the main figures (pack, cold, chunk-cache-warm, reread, daemon peak RSS, "
                "mount-ready) of ZVFS_BASELINE=old-binary and ZVFS, interleaved round by "
                "round in the same run, side by side with the ratio (BENCH_ROUNDS=N rounds)",
