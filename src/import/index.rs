@@ -90,6 +90,16 @@ impl LayerIndex {
         }
     }
 
+    /// Record the entries of the layer `digest`, just read and verified (they name no
+    /// chunk, so they need not wait for the flist).
+    pub fn record_entries(&mut self, digest: &str, entries: &[LayerEntry]) {
+        self.record(&[Record {
+            digest,
+            entries: Some(entries),
+            content: Vec::new(),
+        }]);
+    }
+
     /// Record layers: `(digest, entries if read now, contents encoded now)`.
     pub fn record(&mut self, layers: &[Record<'_>]) {
         let Some(conn) = self.conn.as_mut() else {

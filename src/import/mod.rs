@@ -188,7 +188,9 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
         let c = &image.config;
         Startup::new(&c.entrypoint, &c.cmd, &c.env, &c.working_dir).toml()
     });
-    let mut read_entries: Vec<Option<Vec<LayerEntry>>> = vec![None; nlayers];
+    let mut known = known;
+    // Layers read now (not found in the index).
+    let mut read_now: Vec<bool> = vec![false; nlayers];
     // Regular files fed to the chunker, whose blocks the run returns.
     let mut fed: HashSet<ContentRef> = HashSet::new();
     let mut results: HashMap<ContentRef, (Vec<ChunkRef>, Identity)> = HashMap::new();
@@ -249,25 +251,30 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
             }
         });
         listed.sort_by_key(|(i, _)| *i);
+        let mut lists: Vec<Option<Vec<LayerEntry>>> = vec![None; nlayers];
         for (i, r) in listed {
             let (entries, n) = r?;
             summary.layer_reads += 1;
             summary.read_bytes += n;
-            read_entries[i] = Some(entries);
+            // Verified (read to its end): its entries go to the index now, and then move
+            // into the tree, so the metadata is held once.
+            idx.record_entries(&image.layers[i].digest, &entries);
+            read_now[i] = true;
+            lists[i] = Some(entries);
         }
-        for i in 0..nlayers {
+        for (i, list) in lists.iter_mut().enumerate() {
             tree.begin_layer(i as u16);
-            let Some(entries) = known[i].entries.as_ref().or(read_entries[i].as_ref()) else {
+            let Some(entries) = known[i].entries.take().or_else(|| list.take()) else {
                 continue;
             };
-            for (n, e) in entries.iter().enumerate() {
+            for (n, e) in entries.into_iter().enumerate() {
                 let c = ContentRef {
                     layer: i as u16,
                     entry: n as u32,
                 };
-                tree.apply(e, c).map_err(|err| {
-                    err.context(format!("{}: entry {}", what(i), tree::show(&e.path)))
-                })?;
+                let path = tree::show(&e.path);
+                tree.apply(e, c)
+                    .map_err(|err| err.context(format!("{}: entry {path}", what(i))))?;
             }
         }
 
@@ -298,7 +305,7 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
             );
         }
         summary.reused_layers = (0..nlayers)
-            .filter(|&i| read_entries[i].is_none() && !wanted.contains_key(&(i as u16)))
+            .filter(|&i| !read_now[i] && !wanted.contains_key(&(i as u16)))
             .count();
 
         // Pass 2: the files of lower layers that the result uses.
@@ -392,13 +399,13 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
     let records: Vec<Record<'_>> = (0..nlayers)
         .map(|i| Record {
             digest: &image.layers[i].digest,
-            entries: read_entries[i].as_deref(),
+            entries: None,
             content: by_layer.remove(&(i as u16)).unwrap_or_default(),
         })
         .collect();
     idx.record(&records);
     summary.seconds = started.elapsed().as_secs_f64();
-    log::info!(
+    log::debug!(
         "{name}: {} layer reads, {} uncompressed bytes read",
         summary.layer_reads,
         summary.read_bytes

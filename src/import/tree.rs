@@ -163,8 +163,9 @@ impl Tree {
         self.stamp = layer.saturating_add(1);
     }
 
-    /// Apply one entry of the current layer; `content` is where a regular file's bytes are.
-    pub fn apply(&mut self, e: &LayerEntry, content: ContentRef) -> Result<()> {
+    /// Apply one entry of the current layer (taken, so its metadata moves into the tree
+    /// rather than being copied); `content` is where a regular file's bytes are.
+    pub fn apply(&mut self, e: LayerEntry, content: ContentRef) -> Result<()> {
         let comps = clean(&e.path);
         for c in &comps {
             if c.len() > NAME_MAX {
@@ -182,7 +183,7 @@ impl Tree {
                     show(&e.path)
                 )));
             }
-            self.inodes[0].meta = e.meta.clone();
+            self.inodes[0].meta = e.meta;
             return Ok(());
         };
         if let Some(wo) = file.strip_prefix(WHITEOUT) {
@@ -218,26 +219,29 @@ impl Tree {
             let both_dirs = e.kind == EntryKind::Dir && self.is_dir(old);
             if both_dirs {
                 let ino = self.nodes[old as usize].inode;
-                self.inodes[ino as usize].meta = e.meta.clone();
+                self.inodes[ino as usize].meta = e.meta;
                 self.touch(old);
                 return Ok(());
             }
             self.remove(old);
         }
         let inode = match e.kind {
-            EntryKind::Hardlink => self.link_target(e)?,
+            EntryKind::Hardlink => self.link_target(&e)?,
             _ => {
                 let (kind, target, size, content) = match e.kind {
                     EntryKind::File => (S_IFREG, Vec::new(), e.size, Some(content)),
                     EntryKind::Dir => (S_IFDIR, Vec::new(), 0, None),
-                    EntryKind::Symlink => (S_IFLNK, e.link.clone(), e.link.len() as u64, None),
+                    EntryKind::Symlink => {
+                        let len = e.link.len() as u64;
+                        (S_IFLNK, e.link, len, None)
+                    }
                     EntryKind::Char => (S_IFCHR, Vec::new(), 0, None),
                     EntryKind::Block => (S_IFBLK, Vec::new(), 0, None),
                     EntryKind::Fifo | EntryKind::Hardlink => (S_IFIFO, Vec::new(), 0, None),
                 };
                 self.new_inode(Inode {
                     kind,
-                    meta: e.meta.clone(),
+                    meta: e.meta,
                     target,
                     size,
                     content,
@@ -591,7 +595,7 @@ mod tests {
         t.begin_layer(layer);
         for (i, e) in entries.iter().enumerate() {
             t.apply(
-                e,
+                e.clone(),
                 ContentRef {
                     layer,
                     entry: i as u32,
@@ -713,7 +717,7 @@ mod tests {
         let err = {
             t.begin_layer(2);
             t.apply(
-                &ent("k", Hardlink, "missing"),
+                ent("k", Hardlink, "missing"),
                 ContentRef { layer: 2, entry: 0 },
             )
             .unwrap_err()
@@ -728,14 +732,14 @@ mod tests {
         let long = "n".repeat(256);
         let err = t
             .apply(
-                &ent(&long, EntryKind::File, ""),
+                ent(&long, EntryKind::File, ""),
                 ContentRef { layer: 0, entry: 0 },
             )
             .unwrap_err();
         assert!(err.msg.contains("longer than 255"), "{err}");
         let err = t
             .apply(
-                &ent("./", EntryKind::File, ""),
+                ent("./", EntryKind::File, ""),
                 ContentRef { layer: 0, entry: 1 },
             )
             .unwrap_err();
