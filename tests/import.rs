@@ -1336,3 +1336,46 @@ fn insecure_speaks_plain_http_to_a_non_loopback_registry() {
     let out = import_ok(&image, &t, &["--insecure"]);
     assert!(out.starts_with(&format!("imported {image} ")), "{out}");
 }
+
+/// How often each layer blob is read (the debug line `N layer reads`): the top layer and
+/// the bottom one once (an upper layer's files are final; the bottom layer's files that no
+/// upper entry may hide are encoded as they stream past), the middle one twice (listed,
+/// then its files read). The result is still the umoci unpack of the image and the store
+/// holds no unused chunk.
+#[test]
+fn the_top_and_bottom_layers_are_read_once() {
+    let d = tmp();
+    let layout = d.path().join("img");
+    new_layout(&layout, "empty");
+    repack(&layout, "empty", "base", base_tree);
+    repack(&layout, "base", "mid", |rootfs| {
+        std::fs::write(rootfs.join("mid-file"), b"from the middle layer\n").unwrap();
+    });
+    add_tar_layer(
+        &layout,
+        "mid",
+        "top",
+        &[file("top-file", b"from the top\n")],
+    );
+    let t = Target::new(d.path(), "reads");
+    let debug = [("RUST_LOG", Path::new("debug"))];
+    let out = import_cmd(&oci_ref(&layout, "top"), &t, &["--no-startup-file"], &debug);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let reads = err
+        .lines()
+        .find_map(|l| {
+            let head = l
+                .split(" layer reads, ")
+                .next()
+                .filter(|h| h.len() < l.len())?;
+            head.rsplit(' ').next()?.parse::<usize>().ok()
+        })
+        .unwrap_or_else(|| panic!("no reads line in {err}"));
+    assert_eq!(reads, 4, "base once, mid twice, top once: {err}");
+    let mut want = std::collections::BTreeSet::new();
+    want.extend(block_ids(&t.fl));
+    assert_eq!(store_objects(&t.store), want, "no unused chunk");
+    let rootfs = reference(d.path(), &layout, "top");
+    assert_flist_is_tree(d.path(), &t.fl, &rootfs, false);
+}

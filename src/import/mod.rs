@@ -25,6 +25,7 @@
 //! This module parses no command line and prints nothing but a progress line on a
 //! terminal's stderr.
 
+pub mod hiders;
 pub mod index;
 pub mod layer;
 pub mod startup;
@@ -48,6 +49,7 @@ use crate::pack::chunker::{self, Completed};
 use crate::pack::route_rows;
 use crate::store::router::Router;
 use crate::sys::atomic::AtomicFile;
+use hiders::Hiders;
 use index::{LayerIndex, Record};
 use startup::{json_list, Startup};
 use tree::{ContentRef, EntryKind, LayerEntry, Meta, Tree};
@@ -172,7 +174,7 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
         xattrs: Vec::new(),
     };
     let mut tree = Tree::new(implicit.clone());
-    let mut progress = Progress::new(nlayers);
+    let mut progress = Progress::new();
     let what = |i: usize| {
         format!(
             "layer {} of {} ({}) of {name}",
@@ -200,11 +202,13 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
         // Pass 1: the entries of every layer the index does not list. The lower layers are
         // listed by threads while this one reads the top layer and encodes its files as
         // they stream past: nothing above it can hide them, so it is read only once.
+        // The bottom layer (below others) is read after them, once (see below).
+        let bottom_now = nlayers >= 2 && known[0].entries.is_none();
         let lower: Vec<usize> = (0..nlayers)
-            .filter(|&i| Some(i) != top && known[i].entries.is_none())
+            .filter(|&i| Some(i) != top && known[i].entries.is_none() && !(i == 0 && bottom_now))
             .collect();
         let read_top = top.filter(|&t| known[t].entries.is_none());
-        progress.layer(1, read_top.unwrap_or(0));
+        progress.phase(format!("listing {nlayers} layers, encoding the top one"));
         let next = AtomicUsize::new(0);
         let threads = opts.jobs.clamp(1, 4).min(lower.len());
         let mut listed: Vec<(usize, Result<Listed>)> = Vec::new();
@@ -262,7 +266,41 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
             read_now[i] = true;
             lists[i] = Some(entries);
         }
+        // The bottom layer, read once: each file is encoded as it streams past unless an
+        // upper layer may delete or replace it (those wait for pass 2). Its entries are
+        // applied as they come: it is the first layer, its paths are final.
+        if bottom_now {
+            let hiders = Hiders::new(
+                (1..nlayers).filter_map(|i| known[i].entries.as_deref().or(lists[i].as_deref())),
+            );
+            let mut hazard = false;
+            tree.begin_layer(0);
+            progress.phase(format!("reading layer 1/{nlayers}"));
+            let (entries, n) = read_layer(&image, 0, &what(0), &mut |n, e, content| {
+                let c = ContentRef { layer: 0, entry: n };
+                let Some(node) = tree.apply(e.clone(), c)? else {
+                    return Ok(());
+                };
+                match e.kind {
+                    EntryKind::File if !hazard && !hiders.may_hide(&tree.path_of(node)) => {
+                        encode(ch, c, e, content, &mut progress)?;
+                        fed.insert(c);
+                        done.extend(ch.take_completed());
+                    }
+                    EntryKind::Symlink if hiders.under(&tree.path_of(node)) => hazard = true,
+                    _ => {}
+                }
+                Ok(())
+            })?;
+            summary.layer_reads += 1;
+            summary.read_bytes += n;
+            idx.record_entries(&image.layers[0].digest, &entries);
+            read_now[0] = true;
+        }
         for (i, list) in lists.iter_mut().enumerate() {
+            if i == 0 && bottom_now {
+                continue;
+            }
             tree.begin_layer(i as u16);
             let Some(entries) = known[i].entries.take().or_else(|| list.take()) else {
                 continue;
@@ -300,8 +338,7 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
         let unused = fed.len() - used.iter().filter(|(c, _)| fed.contains(c)).count();
         if unused > 0 {
             log::warn!(
-                "{}: {unused} files are listed again later in the same layer; the chunks of their first copies were uploaded but are not used",
-                what(nlayers - 1)
+                "{name}: {unused} files were encoded as they streamed past but are not in the result (a layer lists a path twice, or an upper layer writes through a symlink of the bottom one): their chunks are in the store, unused"
             );
         }
         summary.reused_layers = (0..nlayers)
@@ -311,7 +348,7 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
         // Pass 2: the files of lower layers that the result uses.
         for (&layer, entries) in &wanted {
             let i = layer as usize;
-            progress.layer(2, i);
+            progress.phase(format!("encoding layer {}/{nlayers}", i + 1));
             let mut seen = 0usize;
             let (_, n) = read_layer(&image, i, &what(i), &mut |n, e, content| {
                 if !entries.contains(&n) {
@@ -640,12 +677,10 @@ impl<R: Read> Read for Counted<R> {
     }
 }
 
-/// The progress line on a terminal's stderr: pass, layer, bytes and chunks encoded.
+/// The progress line on a terminal's stderr: what is being done, bytes and chunks encoded.
 struct Progress {
     on: bool,
-    layers: usize,
-    pass: u8,
-    layer: usize,
+    what: String,
     bytes: u64,
     chunks: u64,
     last: Instant,
@@ -654,12 +689,10 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(layers: usize) -> Progress {
+    fn new() -> Progress {
         Progress {
             on: std::io::stderr().is_terminal(),
-            layers,
-            pass: 1,
-            layer: 0,
+            what: String::new(),
             bytes: 0,
             chunks: 0,
             last: Instant::now()
@@ -670,37 +703,32 @@ impl Progress {
         }
     }
 
-    /// A new layer is shown at once; progress within one at most twice a second.
-    fn layer(&mut self, pass: u8, layer: usize) {
-        self.pass = pass;
-        self.layer = layer;
-        self.show(self.bytes, self.chunks);
+    /// A new phase is shown at once; progress within one at most twice a second.
+    fn phase(&mut self, what: String) {
+        self.what = what;
+        self.show();
     }
 
     fn tick(&mut self, bytes: u64, chunks: u64) {
         (self.bytes, self.chunks) = (bytes, chunks);
         if self.last.elapsed() >= Duration::from_millis(500) {
-            self.show(bytes, chunks);
+            self.show();
         }
     }
 
-    fn show(&mut self, bytes: u64, chunks: u64) {
+    fn show(&mut self) {
         if !self.on {
             return;
         }
         self.last = Instant::now();
         let secs = self.started.elapsed().as_secs_f64().max(1e-6);
-        let what = if self.pass == 1 {
-            format!("listing {} layers, encoding the top one", self.layers)
-        } else {
-            format!("encoding layer {}/{}", self.layer + 1, self.layers)
-        };
         let _ = write!(
             std::io::stderr(),
-            "\r{what}: {:.1} MB, {} chunks encoded, {:.1} MB/s   ",
-            bytes as f64 / 1e6,
-            chunks,
-            bytes as f64 / 1e6 / secs
+            "\r{}: {:.1} MB, {} chunks encoded, {:.1} MB/s   ",
+            self.what,
+            self.bytes as f64 / 1e6,
+            self.chunks,
+            self.bytes as f64 / 1e6 / secs
         );
         self.shown = true;
     }

@@ -164,8 +164,9 @@ impl Tree {
     }
 
     /// Apply one entry of the current layer (taken, so its metadata moves into the tree
-    /// rather than being copied); `content` is where a regular file's bytes are.
-    pub fn apply(&mut self, e: LayerEntry, content: ContentRef) -> Result<()> {
+    /// rather than being copied); `content` is where a regular file's bytes are. Returns
+    /// the node it made or updated (`None` for whiteouts).
+    pub fn apply(&mut self, e: LayerEntry, content: ContentRef) -> Result<Option<NodeId>> {
         let comps = clean(&e.path);
         for c in &comps {
             if c.len() > NAME_MAX {
@@ -184,7 +185,7 @@ impl Tree {
                 )));
             }
             self.inodes[0].meta = e.meta;
-            return Ok(());
+            return Ok(Some(ROOT));
         };
         if let Some(wo) = file.strip_prefix(WHITEOUT) {
             if wo.is_empty() {
@@ -195,17 +196,17 @@ impl Tree {
             }
             let steps = self.resolve(dir)?;
             let Some(&Step::At(d)) = steps.last() else {
-                return Ok(());
+                return Ok(None);
             };
             if steps.iter().any(|s| matches!(s, Step::Missing(_))) || !self.is_dir(d) {
-                return Ok(());
+                return Ok(None);
             }
             if file == OPAQUE {
                 self.whiteout_children(d);
             } else if let Some(n) = self.child(d, wo) {
                 self.whiteout(n);
             }
-            return Ok(());
+            return Ok(None);
         }
         if e.kind == EntryKind::Symlink && e.link.len() > PATH_MAX {
             return Err(Error::invalid(format!(
@@ -221,7 +222,7 @@ impl Tree {
                 let ino = self.nodes[old as usize].inode;
                 self.inodes[ino as usize].meta = e.meta;
                 self.touch(old);
-                return Ok(());
+                return Ok(Some(old));
             }
             self.remove(old);
         }
@@ -250,7 +251,19 @@ impl Tree {
         };
         let n = self.new_node(d, file, inode);
         self.touch(n);
-        Ok(())
+        Ok(Some(n))
+    }
+
+    /// The path of node `n` from the root, `a/b/c` (empty for the root).
+    pub fn path_of(&self, mut n: NodeId) -> Vec<u8> {
+        let mut names: Vec<&[u8]> = Vec::new();
+        while n != ROOT {
+            let node = &self.nodes[n as usize];
+            names.push(&node.name);
+            n = node.parent;
+        }
+        names.reverse();
+        names.join(&b'/')
     }
 
     /// The inode a hardlink entry names: resolved inside the root, the last component not
@@ -511,6 +524,11 @@ fn clean(path: &[u8]) -> Vec<&[u8]> {
         }
     }
     out
+}
+
+/// A tar name cleaned as umoci's CleanPath does, `a/b/c` relative to the root.
+pub fn clean_path(path: &[u8]) -> Vec<u8> {
+    clean(path).join(&b'/')
 }
 
 /// Whether a tar name is a whiteout or an opaque marker (never part of the result).
