@@ -118,7 +118,7 @@ mod tests {
     #[test]
     fn upper_entries_say_what_they_may_hide() {
         use EntryKind::*;
-        let upper = vec![
+        let upper = [
             ent("./usr/", Dir),
             ent("usr/lib/new.so", File),
             ent("etc/.wh.passwd", File),
@@ -141,7 +141,7 @@ mod tests {
             assert!(!h.may_hide(p.as_bytes()), "{p}");
         }
         assert!(h.under(b"usr/lib") && h.under(b"etc") && !h.under(b"bin"));
-        let upper = vec![ent("lib", Symlink), ent("lib/x", File)];
+        let upper = [ent("lib", Symlink), ent("lib/x", File)];
         let h = Hiders::new(std::iter::once(&upper[..]));
         assert!(h.hazard && h.may_hide(b"bin/sh"));
     }
