@@ -100,6 +100,23 @@ impl LayerIndex {
         }]);
     }
 
+    /// A recorder of the entries of the layer `digest` as they are read (see
+    /// [`EntryRecorder`]), so they need not be kept in memory for the index.
+    pub fn entry_recorder(&mut self, digest: &str) -> EntryRecorder<'_> {
+        let where_ = self.path.display().to_string();
+        let tx = match self.conn.as_mut() {
+            Some(conn) => match begin_entries(conn, &self.stores, digest) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    log::warn!("layer index {where_}: not recording {digest}: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
+        EntryRecorder { tx, n: 0, where_ }
+    }
+
     /// Record layers: `(digest, entries if read now, contents encoded now)`.
     pub fn record(&mut self, layers: &[Record<'_>]) {
         let Some(conn) = self.conn.as_mut() else {
@@ -109,6 +126,94 @@ impl LayerIndex {
             log::warn!("layer index {} not updated: {e}", self.path.display());
         }
     }
+}
+
+/// Records one layer's entries as they stream past, in a transaction that
+/// [`EntryRecorder::finish`] commits once the layer was read to its end (verified); a
+/// recorder dropped unfinished records nothing. Failures are logged, never returned.
+pub struct EntryRecorder<'a> {
+    tx: Option<(rusqlite::Transaction<'a>, i64)>,
+    n: i64,
+    where_: String,
+}
+
+impl EntryRecorder<'_> {
+    /// Record the next entry.
+    pub fn add(&mut self, e: &LayerEntry) {
+        let Some((tx, id)) = &self.tx else {
+            return;
+        };
+        match insert_entry(tx, *id, self.n, e) {
+            Ok(()) => self.n += 1,
+            Err(err) => {
+                log::warn!("layer index {}: not recording a layer: {err}", self.where_);
+                self.tx = None;
+            }
+        }
+    }
+
+    /// Commit what was recorded.
+    pub fn finish(mut self) {
+        let Some((tx, id)) = self.tx.take() else {
+            return;
+        };
+        let r = tx
+            .execute(
+                "UPDATE layer SET entries = ?1 WHERE id = ?2",
+                params![self.n, id],
+            )
+            .and_then(|_| tx.commit());
+        if let Err(err) = r {
+            log::warn!("layer index {}: not recording a layer: {err}", self.where_);
+        }
+    }
+}
+
+/// Start recording the entries of `digest`: its layer row, its old entries gone.
+fn begin_entries<'c>(
+    conn: &'c mut Connection,
+    stores: &str,
+    digest: &str,
+) -> Result<(rusqlite::Transaction<'c>, i64)> {
+    let tx = conn.transaction()?;
+    let id = layer_id(&tx, stores, digest)?;
+    tx.execute("DELETE FROM entry WHERE layer = ?1", params![id])?;
+    Ok((tx, id))
+}
+
+/// The row id of a layer, made if missing (with no entries recorded yet: -1).
+fn layer_id(tx: &rusqlite::Transaction<'_>, stores: &str, digest: &str) -> Result<i64> {
+    tx.execute(
+        "INSERT OR IGNORE INTO layer (digest, stores, entries) VALUES (?1, ?2, -1)",
+        params![digest, stores],
+    )?;
+    Ok(tx.query_row(
+        "SELECT id FROM layer WHERE digest = ?1 AND stores = ?2",
+        params![digest, stores],
+        |r| r.get(0),
+    )?)
+}
+
+fn insert_entry(tx: &rusqlite::Transaction<'_>, id: i64, ord: i64, e: &LayerEntry) -> Result<()> {
+    let mut st = tx.prepare_cached(
+        "INSERT INTO entry (layer, ord, path, kind, perm, uid, gid, mtime, rdev, link,
+         size, xattrs) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?;
+    st.execute(params![
+        id,
+        ord,
+        e.path,
+        kind_code(e.kind),
+        e.meta.perm,
+        e.meta.uid,
+        e.meta.gid,
+        e.meta.mtime,
+        e.meta.rdev as i64,
+        e.link,
+        e.size as i64,
+        pack_xattrs(&e.meta.xattrs)
+    ])?;
+    Ok(())
 }
 
 /// One encoded file: its entry number, blocks and identity.
@@ -270,36 +375,11 @@ fn store(conn: &mut Connection, stores: &str, layers: &[Record<'_>]) -> Result<(
         if l.entries.is_none() && l.content.is_empty() {
             continue;
         }
-        tx.execute(
-            "INSERT OR IGNORE INTO layer (digest, stores, entries) VALUES (?1, ?2, -1)",
-            params![l.digest, stores],
-        )?;
-        let id: i64 = tx.query_row(
-            "SELECT id FROM layer WHERE digest = ?1 AND stores = ?2",
-            params![l.digest, stores],
-            |r| r.get(0),
-        )?;
+        let id = layer_id(&tx, stores, l.digest)?;
         if let Some(entries) = l.entries {
             tx.execute("DELETE FROM entry WHERE layer = ?1", params![id])?;
-            let mut st = tx.prepare_cached(
-                "INSERT INTO entry (layer, ord, path, kind, perm, uid, gid, mtime, rdev, link,
-                 size, xattrs) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            )?;
             for (i, e) in entries.iter().enumerate() {
-                st.execute(params![
-                    id,
-                    i as i64,
-                    e.path,
-                    kind_code(e.kind),
-                    e.meta.perm,
-                    e.meta.uid,
-                    e.meta.gid,
-                    e.meta.mtime,
-                    e.meta.rdev as i64,
-                    e.link,
-                    e.size as i64,
-                    pack_xattrs(&e.meta.xattrs)
-                ])?;
+                insert_entry(&tx, id, i as i64, e)?;
             }
             tx.execute(
                 "UPDATE layer SET entries = ?1 WHERE id = ?2",

@@ -195,9 +195,9 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
     let mut read_now: Vec<bool> = vec![false; nlayers];
     // Regular files fed to the chunker, whose blocks the run returns.
     let mut fed: HashSet<ContentRef> = HashSet::new();
-    let mut results: HashMap<ContentRef, (Vec<ChunkRef>, Identity)> = HashMap::new();
-    let (completed, up) = chunker::run(opts.jobs, router, |ch| {
-        let mut done: Vec<Completed> = Vec::new();
+    let mut results = Blocks::default();
+    let mut encoded: Vec<ContentRef> = Vec::new();
+    let ((), up) = chunker::run(opts.jobs, router, |ch| {
         ch.set_read_error(crate::image::layer_error);
         // Pass 1: the entries of every layer the index does not list. The lower layers are
         // listed by threads while this one reads the top layer and encodes its files as
@@ -238,7 +238,7 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
                         };
                         encode(ch, c, e, content, &mut progress)?;
                         fed.insert(c);
-                        done.extend(ch.take_completed());
+                        results.take(ch.take_completed(), &mut encoded);
                     }
                     Ok(())
                 });
@@ -276,7 +276,9 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
             let mut hazard = false;
             tree.begin_layer(0);
             progress.phase(format!("reading layer 1/{nlayers}"));
-            let (entries, n) = read_layer(&image, 0, &what(0), &mut |n, e, content| {
+            let mut rec = idx.entry_recorder(&image.layers[0].digest);
+            let n = stream_layer(&image, 0, &what(0), &mut |n, e, content| {
+                rec.add(e);
                 let c = ContentRef { layer: 0, entry: n };
                 let Some(node) = tree.apply(e.clone(), c)? else {
                     return Ok(());
@@ -285,16 +287,17 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
                     EntryKind::File if !hazard && !hiders.may_hide(&tree.path_of(node)) => {
                         encode(ch, c, e, content, &mut progress)?;
                         fed.insert(c);
-                        done.extend(ch.take_completed());
+                        results.take(ch.take_completed(), &mut encoded);
                     }
                     EntryKind::Symlink if hiders.under(&tree.path_of(node)) => hazard = true,
                     _ => {}
                 }
                 Ok(())
             })?;
+            // Read to its end: verified, so its entries are committed to the index.
+            rec.finish();
             summary.layer_reads += 1;
             summary.read_bytes += n;
-            idx.record_entries(&image.layers[0].digest, &entries);
             read_now[0] = true;
         }
         for (i, list) in lists.iter_mut().enumerate() {
@@ -328,12 +331,16 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
                     summary.reused_files += 1;
                     summary.reused_chunks += found.0.len() as u64;
                     summary.reused_bytes += size;
-                    results.insert(c, found.clone());
+                    results.insert(c, &found.0, found.1);
                 }
                 None => {
                     wanted.entry(c.layer).or_default().insert(c.entry);
                 }
             }
+        }
+        // The index's chunk lists are in `results` now.
+        for k in &mut known {
+            k.content = HashMap::new();
         }
         let unused = fed.len() - used.iter().filter(|(c, _)| fed.contains(c)).count();
         if unused > 0 {
@@ -358,7 +365,7 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
                 let c = ContentRef { layer, entry: n };
                 encode(ch, c, e, content, &mut progress)?;
                 fed.insert(c);
-                done.extend(ch.take_completed());
+                results.take(ch.take_completed(), &mut encoded);
                 Ok(())
             })?;
             if seen != entries.len() {
@@ -382,18 +389,10 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
             )?;
         }
         ch.wait_all()?;
-        done.extend(ch.take_completed());
-        Ok(done)
+        results.take(ch.take_completed(), &mut encoded);
+        Ok(())
     })?;
     progress.clear();
-    let mut encoded: Vec<ContentRef> = Vec::new();
-    for c in completed {
-        let r = unkey(c.key);
-        if r != STARTUP_REF {
-            encoded.push(r);
-        }
-        results.insert(r, (c.blocks, c.identity));
-    }
     summary.uploaded = up.chunks;
     summary.uploaded_bytes = up.bytes;
     if let Some(doc) = &startup {
@@ -450,6 +449,39 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
     Ok(summary)
 }
 
+/// The chunk lists and identities of the files encoded or taken from the index, in one
+/// arena: a file's blocks are a range of one vector, no allocation per file.
+#[derive(Default)]
+struct Blocks {
+    blocks: Vec<ChunkRef>,
+    files: HashMap<ContentRef, (u32, u32, Identity)>,
+}
+
+impl Blocks {
+    fn insert(&mut self, c: ContentRef, blocks: &[ChunkRef], identity: Identity) {
+        let start = self.blocks.len() as u32;
+        self.blocks.extend_from_slice(blocks);
+        self.files.insert(c, (start, blocks.len() as u32, identity));
+    }
+
+    fn get(&self, c: &ContentRef) -> Option<(&[ChunkRef], &Identity)> {
+        let (start, len, id) = self.files.get(c)?;
+        let b = self.blocks.get(*start as usize..(*start + *len) as usize)?;
+        Some((b, id))
+    }
+
+    /// Take what the chunker completed (`encoded` lists the image's files among them).
+    fn take(&mut self, done: Vec<Completed>, encoded: &mut Vec<ContentRef>) {
+        for c in done {
+            let r = unkey(c.key);
+            if r != STARTUP_REF {
+                encoded.push(r);
+            }
+            self.insert(r, &c.blocks, c.identity);
+        }
+    }
+}
+
 /// A layer's entries and the uncompressed bytes read.
 type Listed = (Vec<LayerEntry>, u64);
 
@@ -461,14 +493,26 @@ fn read_layer(
     what: &str,
     f: &mut dyn FnMut(u32, &LayerEntry, &mut dyn Read) -> Result<()>,
 ) -> Result<Listed> {
-    let mut r = Counted::new(image.layer_reader(i)?);
     let mut list = Vec::new();
-    layer::each_entry(&mut r, what, &mut |n, e, content| {
+    let n = stream_layer(image, i, what, &mut |n, e, content| {
         f(n, e, content)?;
         list.push(e.clone());
         Ok(())
     })?;
-    Ok((list, r.n))
+    Ok((list, n))
+}
+
+/// Read layer `i` to its end, each entry handed with its content to `f`; returns the
+/// uncompressed bytes read.
+fn stream_layer(
+    image: &Image,
+    i: usize,
+    what: &str,
+    f: &mut dyn FnMut(u32, &LayerEntry, &mut dyn Read) -> Result<()>,
+) -> Result<u64> {
+    let mut r = Counted::new(image.layer_reader(i)?);
+    layer::each_entry(&mut r, what, f)?;
+    Ok(r.n)
 }
 
 /// The entries of layer `i` (its contents skipped, the blob still read to its end).
@@ -500,12 +544,7 @@ fn encode(
 
 /// The rows of the tree, each directory listed before its subdirectories (as pack
 /// does), hardlinked paths as hardlinks of the first one.
-fn write_tree(
-    w: &V2Writer,
-    tree: &Tree,
-    results: &HashMap<ContentRef, (Vec<ChunkRef>, Identity)>,
-    summary: &mut Summary,
-) -> Result<()> {
+fn write_tree(w: &V2Writer, tree: &Tree, results: &Blocks, summary: &mut Summary) -> Result<()> {
     let mut first: HashMap<tree::InodeId, Ino> = HashMap::new();
     let mut counted: HashSet<tree::InodeId> = HashSet::new();
     tree.walk(&mut |parent, name, inode, id| {
