@@ -639,8 +639,16 @@ fn a_second_image_reuses_the_base_layers() {
     // (content its own layers share with A's): stores are not asked first, as with pack.
     let new: Vec<_> = after_b.difference(&after_a).collect();
     assert!(sum_b.uploaded >= new.len() as u64, "{out_b}");
+    // Nothing was uploaded for the reused layers' files: at most B's other chunks.
+    let reused_chunks: u64 = second
+        .split(" bytes, ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no chunk count in {second}"));
+    assert!(reused_chunks > 0, "{second}");
     assert!(
-        sum_b.uploaded < sum_b.chunks,
+        sum_b.uploaded <= sum_b.chunks - reused_chunks,
         "the reused layers' chunks were not uploaded again: {out_b}"
     );
     // the same flist as a fresh import of B (from the full layout, new store and cache:
