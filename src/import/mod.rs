@@ -33,12 +33,12 @@ pub mod tree;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
-use std::io::{IsTerminal, Read, Write};
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::codec::ChunkRef;
 use crate::error::{Error, Result};
@@ -49,6 +49,7 @@ use crate::pack::chunker::{self, Completed};
 use crate::pack::route_rows;
 use crate::store::router::Router;
 use crate::sys::atomic::AtomicFile;
+use crate::sys::progress::ProgressLine;
 use hiders::Hiders;
 use index::{LayerIndex, Record};
 use startup::{json_list, Startup};
@@ -716,29 +717,21 @@ impl<R: Read> Read for Counted<R> {
     }
 }
 
-/// The progress line on a terminal's stderr: what is being done, bytes and chunks encoded.
+/// Import's progress line: what is being done, bytes and chunks encoded, rate.
 struct Progress {
-    on: bool,
+    line: ProgressLine,
     what: String,
     bytes: u64,
     chunks: u64,
-    last: Instant,
-    started: Instant,
-    shown: bool,
 }
 
 impl Progress {
     fn new() -> Progress {
         Progress {
-            on: std::io::stderr().is_terminal(),
+            line: ProgressLine::new(),
             what: String::new(),
             bytes: 0,
             chunks: 0,
-            last: Instant::now()
-                .checked_sub(Duration::from_secs(1))
-                .unwrap_or_else(Instant::now),
-            started: Instant::now(),
-            shown: false,
         }
     }
 
@@ -750,33 +743,24 @@ impl Progress {
 
     fn tick(&mut self, bytes: u64, chunks: u64) {
         (self.bytes, self.chunks) = (bytes, chunks);
-        if self.last.elapsed() >= Duration::from_millis(500) {
+        if self.line.due() {
             self.show();
         }
     }
 
     fn show(&mut self) {
-        if !self.on {
-            return;
-        }
-        self.last = Instant::now();
-        let secs = self.started.elapsed().as_secs_f64().max(1e-6);
-        let _ = write!(
-            std::io::stderr(),
-            "\r{}: {:.1} MB, {} chunks encoded, {:.1} MB/s   ",
+        let rate = self.line.rate(self.bytes);
+        self.line.show(format_args!(
+            "{}: {:.1} MB, {} chunks encoded, {:.1} MB/s",
             self.what,
             self.bytes as f64 / 1e6,
             self.chunks,
-            self.bytes as f64 / 1e6 / secs
-        );
-        self.shown = true;
+            rate
+        ));
     }
 
     fn clear(&mut self) {
-        if self.shown {
-            let _ = write!(std::io::stderr(), "\r{:79}\r", "");
-            self.shown = false;
-        }
+        self.line.clear();
     }
 }
 

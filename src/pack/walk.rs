@@ -7,12 +7,10 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::{File, Metadata};
-use std::io::{IsTerminal, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use super::chunker::{self, Chunker, Fed};
 use super::{base, read_xattrs, Summary};
@@ -22,6 +20,7 @@ use crate::flist::v2::{NewEntry, V2Writer};
 use crate::flist::{Identity, Ino, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use crate::identity;
 use crate::store::router::Router;
+use crate::sys::progress::ProgressLine;
 
 /// Walk `src` into `w`, with `jobs` encoder workers uploading through `router`.
 pub(super) fn pack_tree(
@@ -234,45 +233,29 @@ fn open_nofollow(path: &Path) -> std::io::Result<File> {
     }
 }
 
-/// Progress on stderr, only when stderr is a terminal.
-struct Progress {
-    on: bool,
-    last: Instant,
-    started: Instant,
-    shown: bool,
-}
+/// Pack's progress line: files, MB, chunks and rate.
+#[derive(Default)]
+struct Progress(ProgressLine);
 
 impl Progress {
     fn new() -> Progress {
-        Progress {
-            on: std::io::stderr().is_terminal(),
-            last: Instant::now(),
-            started: Instant::now(),
-            shown: false,
-        }
+        Progress(ProgressLine::new())
     }
 
     fn tick(&mut self, files: u64, fed: &Fed) {
-        if !self.on || self.last.elapsed() < Duration::from_millis(500) {
-            return;
+        if self.0.due() {
+            let rate = self.0.rate(fed.bytes);
+            self.0.show(format_args!(
+                "{} files, {:.1} MB, {} chunks, {:.1} MB/s",
+                files,
+                fed.bytes as f64 / 1e6,
+                fed.chunks,
+                rate
+            ));
         }
-        self.last = Instant::now();
-        let secs = self.started.elapsed().as_secs_f64().max(1e-6);
-        let _ = write!(
-            std::io::stderr(),
-            "\r{} files, {:.1} MB, {} chunks, {:.1} MB/s   ",
-            files,
-            fed.bytes as f64 / 1e6,
-            fed.chunks,
-            fed.bytes as f64 / 1e6 / secs
-        );
-        self.shown = true;
     }
 
     fn clear(&mut self) {
-        if self.shown {
-            let _ = write!(std::io::stderr(), "\r{:60}\r", "");
-            self.shown = false;
-        }
+        self.0.clear();
     }
 }

@@ -10,4 +10,5 @@ pub mod logger;
 pub mod mountinfo;
 pub mod mounts;
 pub mod notify;
+pub mod progress;
 pub mod registry;
