@@ -100,6 +100,8 @@ impl Flight {
 struct Slots {
     free: Mutex<usize>,
     cv: Condvar,
+    /// Holders of a slot and those waiting for one.
+    wanted: AtomicU64,
 }
 
 struct SlotGuard<'a>(&'a Slots);
@@ -109,10 +111,12 @@ impl Slots {
         Slots {
             free: Mutex::new(n.max(1)),
             cv: Condvar::new(),
+            wanted: AtomicU64::new(0),
         }
     }
 
     fn acquire(&self) -> SlotGuard<'_> {
+        self.wanted.fetch_add(1, Ordering::Relaxed);
         let mut g = self.free.lock().unwrap_or_else(|p| p.into_inner());
         while *g == 0 {
             g = self.cv.wait(g).unwrap_or_else(|p| p.into_inner());
@@ -127,6 +131,7 @@ impl Slots {
             return None;
         }
         *g -= 1;
+        self.wanted.fetch_add(1, Ordering::Relaxed);
         Some(SlotGuard(self))
     }
 }
@@ -135,8 +140,20 @@ impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
         let mut g = self.0.free.lock().unwrap_or_else(|p| p.into_inner());
         *g += 1;
+        self.0.wanted.fetch_sub(1, Ordering::Relaxed);
         self.0.cv.notify_one();
     }
+}
+
+/// What [`ChunkCache::prefetch_within_bound`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prefetched {
+    /// The chunk was in the cache already.
+    Cached,
+    /// The chunk was fetched (by this call or by a fetch under way it joined).
+    Fetched,
+    /// The cache is at its bound: nothing was fetched, and further prefetch would evict.
+    Full,
 }
 
 /// The most pieces [`ChunkCache::map_pieces`] maps at once (a 1 MiB read spans at most 3
@@ -185,6 +202,12 @@ impl ChunkCache {
             slots: Slots::new(max_fetches),
             stats: CacheStats::default(),
         })
+    }
+
+    /// Fetches reads are waiting for (under way or waiting for a slot): a prefetch holds
+    /// back while there are some.
+    pub fn demand_fetches(&self) -> u64 {
+        self.slots.wanted.load(Ordering::Relaxed)
     }
 
     /// The cache directory.
@@ -333,6 +356,23 @@ impl ChunkCache {
         self.fetch_shared(chunk, router).map(|_| ())
     }
 
+    /// Fetch a chunk a trace says will be read (the mount-time prefetch), unless it is
+    /// cached already or caching it would need an eviction: a prefetch stops at the
+    /// cache's bound, so it never evicts anything (chunks it fetched before they are read
+    /// among them). It takes no fetch slot (the caller bounds how many run at once); an
+    /// on-demand read of the same chunk waits for this fetch instead of starting its own.
+    pub fn prefetch_within_bound(&self, chunk: &ChunkRef, router: &Router) -> Result<Prefetched> {
+        if self.is_cached(chunk)? {
+            return Ok(Prefetched::Cached);
+        }
+        let need = quota::file_cost(crate::codec::CHUNK_SIZE as u64) + 2 * quota::DIR_COST;
+        if self.quota.usage()?.saturating_add(need) > self.quota.max() {
+            return Ok(Prefetched::Full);
+        }
+        self.fetch_shared_as(chunk, router, false)?;
+        Ok(Prefetched::Fetched)
+    }
+
     /// Start reading a cached chunk's file into the page cache, without waiting for the
     /// disk; `false` when the chunk is not in the cache.
     pub fn hint(&self, chunk: &ChunkRef) -> bool {
@@ -461,6 +501,18 @@ impl ChunkCache {
 
     /// Fetch a chunk once however many requests want it at the same time.
     fn fetch_shared(&self, chunk: &ChunkRef, router: &Router) -> Result<Arc<Vec<u8>>> {
+        self.fetch_shared_as(chunk, router, true)
+    }
+
+    /// [`ChunkCache::fetch_shared`], taking one of the fetch slots when `demand` (a read
+    /// that waits for it); a trace prefetch (`!demand`) bounds its own parallelism and
+    /// never takes a slot an on-demand read needs.
+    fn fetch_shared_as(
+        &self,
+        chunk: &ChunkRef,
+        router: &Router,
+        demand: bool,
+    ) -> Result<Arc<Vec<u8>>> {
         let (flight, leader) = {
             let mut m = self
                 .flights
@@ -479,7 +531,7 @@ impl ChunkCache {
             self.stats.merged.fetch_add(1, Ordering::Relaxed);
             return flight.wait().map_err(|(k, m)| Error::new(k, m));
         }
-        let result = self.fetch_and_store(chunk, router);
+        let result = self.fetch_and_store(chunk, router, demand);
         let shared: Shared = match &result {
             Ok(d) => Ok(d.clone()),
             Err(e) => Err((e.kind, e.msg.clone())),
@@ -491,8 +543,13 @@ impl ChunkCache {
         result
     }
 
-    fn fetch_and_store(&self, chunk: &ChunkRef, router: &Router) -> Result<Arc<Vec<u8>>> {
-        let _slot = self.slots.acquire();
+    fn fetch_and_store(
+        &self,
+        chunk: &ChunkRef,
+        router: &Router,
+        demand: bool,
+    ) -> Result<Arc<Vec<u8>>> {
+        let _slot = demand.then(|| self.slots.acquire());
         // Another flight may have stored it between our miss and our turn.
         if let Some(data) = self.load_verified(chunk)? {
             return Ok(Arc::new(data));

@@ -33,6 +33,10 @@ pub struct Args {
     /// Chunks fetched ahead of sequential readers (cached ones are paged in ahead).
     #[arg(long = "readahead", default_value_t = 2)]
     pub readahead: usize,
+    /// Chunks of the flist's prefetch list (a trace added with `zvfs prefetch add`)
+    /// fetched at once from mount time on; 0 turns the prefetch off.
+    #[arg(long = "prefetch-parallel", value_name = "N", default_value_t = crate::fs::prefetch::DEFAULT_PARALLEL)]
+    pub prefetch_parallel: usize,
     /// Writable: the flist is mounted on UPPER/ro and an overlay with upperdir UPPER/rw
     /// and workdir UPPER/wd on the target; writes land in UPPER/rw.
     #[arg(long, requires = "upper")]
@@ -77,6 +81,7 @@ impl Args {
             store_config: self.store_flags.config(),
             threads: self.threads,
             readahead: self.readahead,
+            prefetch_parallel: self.prefetch_parallel,
             upper: self.upper.clone().filter(|_| self.rw),
             reset: self.reset,
             new_daemon: self.new_daemon,

@@ -64,6 +64,9 @@ pub struct MountOptions {
     pub threads: usize,
     /// Chunks fetched ahead of sequential readers.
     pub readahead: usize,
+    /// Chunks of the flist's prefetch list fetched at once (0: no prefetch).
+    #[serde(default = "default_prefetch_parallel")]
+    pub prefetch_parallel: usize,
     /// Writable: the backend directory of the overlay's upper layer (created).
     pub upper: Option<PathBuf>,
     /// Empty the writable layer (`UPPER/rw`) before mounting.
@@ -76,6 +79,10 @@ pub struct MountOptions {
     pub dev: bool,
     /// Ignore setuid and setgid bits (a `nosuid` mount).
     pub nosuid: bool,
+}
+
+fn default_prefetch_parallel() -> usize {
+    crate::fs::prefetch::DEFAULT_PARALLEL
 }
 
 impl MountOptions {
@@ -91,6 +98,7 @@ impl MountOptions {
             store_config: StoreConfig::default(),
             threads: 8,
             readahead: 2,
+            prefetch_parallel: crate::fs::prefetch::DEFAULT_PARALLEL,
             upper: None,
             reset: false,
             new_daemon: false,

@@ -114,6 +114,7 @@ fn serve(
         FsConfig {
             threads,
             readahead_chunks: args.readahead,
+            prefetch_parallel: args.prefetch_parallel,
         },
     )?;
     let answering = fs.answering();

@@ -244,6 +244,24 @@ pub trait Flist: Send + Sync {
     fn routes(&self) -> Result<Vec<Route>>;
     /// Counts of entries, bytes and chunks over the whole tree.
     fn totals(&self) -> Result<Totals>;
+    /// The prefetch list a recorded trace put in the flist (`zvfs prefetch add`), in the
+    /// order the chunks were first read; empty when there is none. An error when the
+    /// table is there but unreadable (a mount then logs it and prefetches nothing).
+    fn prefetch(&self) -> Result<Vec<PrefetchItem>> {
+        Ok(Vec::new())
+    }
+}
+
+/// One chunk of a recorded first-read order: chunk `chunk` of the file whose content
+/// inode is `ino`, first read `ms` milliseconds after the mount was ready.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrefetchItem {
+    /// The content inode of the file (the first path of a hardlinked file).
+    pub ino: Ino,
+    /// The chunk's index in the file.
+    pub chunk: u32,
+    /// When the traced run first read it, in milliseconds since the mount was ready.
+    pub ms: u64,
 }
 
 /// Open an flist, detecting its generation by content.

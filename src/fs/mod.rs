@@ -22,6 +22,7 @@ pub mod buffers;
 mod dir;
 pub mod mount;
 pub mod pool;
+pub mod prefetch;
 mod read;
 
 use std::collections::HashMap;
@@ -62,6 +63,8 @@ pub struct FsConfig {
     pub threads: usize,
     /// Chunks fetched ahead of a sequential reader.
     pub readahead_chunks: usize,
+    /// Chunks of the flist's prefetch list fetched at once (0: no prefetch).
+    pub prefetch_parallel: usize,
 }
 
 impl Default for FsConfig {
@@ -69,6 +72,7 @@ impl Default for FsConfig {
         FsConfig {
             threads: 8,
             readahead_chunks: 6,
+            prefetch_parallel: prefetch::DEFAULT_PARALLEL,
         }
     }
 }
@@ -89,6 +93,10 @@ struct Shared {
     next_fh: AtomicU64,
     /// Reply buffers of reads in flight.
     buffers: buffers::Buffers,
+    /// How far the prefetch of the flist's list got.
+    prefetch: prefetch::PrefetchProgress,
+    /// Set when the filesystem is taken down (background work stops).
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// The filesystem handed to `fuser`: the flist, the chunk cache, the router and the
@@ -215,6 +223,8 @@ impl ZvfsFs {
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             buffers: buffers::Buffers::new(READ_BUFFERS, MAX_READAHEAD as usize),
+            prefetch: prefetch::PrefetchProgress::default(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         });
         let threads = cfg.threads.clamp(1, 64);
         let workers = pool::Pool::new("zvfs-worker", threads, threads * 4)
@@ -288,12 +298,14 @@ impl Filesystem for ZvfsFs {
         if let Some(f) = self.on_ready.take() {
             f();
         }
+        prefetch::start(self.shared.clone(), self.cfg.prefetch_parallel);
         Ok(())
     }
 
     fn destroy(&mut self) {
         // Finish queued work before the session ends (waiting a bounded time: a fetch
         // stuck on a slow store must not hold up the unmount).
+        self.shared.stopping.store(true, Ordering::Relaxed);
         self.workers = None;
         self.fetchers = None;
         self.readahead = None;

@@ -40,6 +40,9 @@ impl HttpStore {
             .timeout_read(cfg.io_timeout)
             .timeout_write(cfg.io_timeout)
             .redirects(3)
+            // Reads run in parallel (fetch pool, read-ahead, prefetch): keep a connection
+            // for each, so none pays a new handshake (a round trip or more) per chunk.
+            .max_idle_connections_per_host(32)
             .build();
         let base = url.trim_end_matches('/').to_string();
         Ok(HttpStore {
