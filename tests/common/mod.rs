@@ -377,6 +377,16 @@ impl HttpServer {
         let want = format!("\"GET /{path} HTTP/1.1\" {status}");
         text.lines().filter(|l| l.contains(&want)).count()
     }
+
+    /// The paths of the GET requests answered with `status`, in the order served.
+    pub fn get_paths(&self, status: u16) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail = format!(" HTTP/1.1\" {status}");
+        text.lines()
+            .filter_map(|l| l.split("\"GET ").nth(1))
+            .filter_map(|r| r.split_once(&tail).map(|(p, _)| p.to_string()))
+            .collect()
+    }
 }
 
 impl Drop for HttpServer {
