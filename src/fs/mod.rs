@@ -23,6 +23,7 @@ mod dir;
 pub mod mount;
 pub mod pool;
 mod read;
+pub mod stats;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -30,7 +31,7 @@ use std::num::NonZeroUsize;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     consts, FileAttr, FileType, Filesystem, KernelConfig, ReplyAttr, ReplyCreate, ReplyData,
@@ -89,6 +90,10 @@ struct Shared {
     next_fh: AtomicU64,
     /// Reply buffers of reads in flight.
     buffers: buffers::Buffers,
+    /// Progress of the prefetcher (reported by `stats`).
+    prefetch: stats::PrefetchProgress,
+    /// When the filesystem was created (the uptime in `stats`).
+    started: Instant,
 }
 
 /// The filesystem handed to `fuser`: the flist, the chunk cache, the router and the
@@ -215,6 +220,8 @@ impl ZvfsFs {
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             buffers: buffers::Buffers::new(READ_BUFFERS, MAX_READAHEAD as usize),
+            prefetch: stats::PrefetchProgress::default(),
+            started: Instant::now(),
         });
         let threads = cfg.threads.clamp(1, 64);
         let workers = pool::Pool::new("zvfs-worker", threads, threads * 4)
@@ -240,6 +247,14 @@ impl ZvfsFs {
     /// Called once the kernel finished the FUSE handshake (the mount serves requests).
     pub fn on_ready(&mut self, f: impl FnOnce() + Send + 'static) {
         self.on_ready = Some(Box::new(f));
+    }
+
+    /// A handle taking statistics snapshots of this filesystem from any thread, also
+    /// once the filesystem was moved into its FUSE session.
+    pub fn stats_handle(&self) -> stats::StatsHandle {
+        stats::StatsHandle {
+            shared: self.shared.clone(),
+        }
     }
 
     /// How many requests the workers hold (queued or running). Reads waiting for a
