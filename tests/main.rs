@@ -16,6 +16,7 @@ mod node;
 mod oci;
 mod pack;
 mod s3;
+mod stats;
 mod stores;
 mod unpack;
 mod warm;
