@@ -75,7 +75,8 @@ pub enum Command {
     Convert(cmd::convert::Args),
     /// Mount an flist over FUSE (read-only, or writable through an overlay).
     Mount(cmd::mount::Args),
-    /// List zvfs mounts (--check TARGET: exit 0 when it is mounted and healthy).
+    /// List zvfs mounts (--check TARGET: exit 0 when it is mounted and healthy; --stats:
+    /// live counters of each daemon).
     Mounts(cmd::mounts::Args),
     /// Unmount a zvfs mount (overlay first); its daemon exits with its last user.
     Umount(cmd::mounts::UmountArgs),

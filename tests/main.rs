@@ -17,6 +17,7 @@ mod oci;
 mod pack;
 mod prefetch_mount;
 mod s3;
+mod stats;
 mod stores;
 mod unpack;
 mod warm;

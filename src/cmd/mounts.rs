@@ -1,5 +1,7 @@
 //! `zvfs mounts [--json]` lists every zvfs (or rfs/g8ufs) mount of the host, `zvfs
-//! mounts --check TARGET` tells a supervisor whether one is healthy, and `zvfs umount
+//! mounts --check TARGET` tells a supervisor whether one is healthy, `zvfs mounts --stats
+//! [--json] [TARGET]` shows the live counters of each FUSE mount's daemon (stores, cache,
+//! prefetch), and `zvfs umount
 //! TARGET` takes one down and stops its daemon once nothing uses it. The command lines
 //! and the printing; what is mounted, the probe and the unmount are [`crate::daemon`]'s.
 
@@ -19,8 +21,15 @@ pub struct Args {
     pub json: bool,
     /// Exit 0 when TARGET is a healthy zvfs mount (mounted, daemon alive, answering),
     /// 1 otherwise (a supervisor's readiness/health test).
-    #[arg(long, value_name = "TARGET", conflicts_with = "json")]
+    #[arg(long, value_name = "TARGET", conflicts_with_all = ["json", "stats"])]
     pub check: Option<PathBuf>,
+    /// Show each FUSE mount's live statistics (per store: chunks, bytes, latency, errors;
+    /// cache hits and misses; prefetch progress), asked of its daemon (1 s at most each).
+    #[arg(long)]
+    pub stats: bool,
+    /// With --stats: only this mount (a FUSE mount, bind or overlay).
+    #[arg(requires = "stats")]
+    pub target: Option<PathBuf>,
 }
 
 /// Arguments of `zvfs umount`.
@@ -65,6 +74,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 ExitCode::UNHEALTHY
             }
         });
+    }
+    if args.stats {
+        return stats(args.target.as_deref(), args.json);
     }
     let mounts = crate::daemon::list()?;
     let rows: Vec<Row> = mounts
@@ -111,6 +123,70 @@ pub fn run(args: Args) -> Result<ExitCode> {
             opt(r.flist.map(|p| p.display().to_string())),
             opt(r.cache.map(|p| p.display().to_string())),
             opt(r.cache_used.map(|u| u.to_string())),
+        ))?;
+    }
+    out.finish()?;
+    Ok(ExitCode::Ok)
+}
+
+/// `zvfs mounts --stats [--json] [TARGET]`.
+fn stats(target: Option<&Path>, json: bool) -> Result<ExitCode> {
+    let reports = crate::daemon::stats(target)?;
+    let mut out = super::out::Out::new();
+    if json {
+        let text = serde_json::to_string_pretty(&reports)
+            .map_err(|e| Error::invalid(format!("encoding JSON: {e}")))?;
+        out.line(format_args!("{text}"))?;
+        out.finish()?;
+        return Ok(ExitCode::Ok);
+    }
+    let ms = |l: Option<f64>| l.map_or_else(|| "-".to_string(), |l| format!("{l:.2} ms"));
+    for (i, r) in reports.iter().enumerate() {
+        if i > 0 {
+            out.line(format_args!(""))?;
+        }
+        let pid = r.pid.map_or_else(|| "-".to_string(), |p| p.to_string());
+        let Some(st) = &r.stats else {
+            let why = r.problem.as_deref().unwrap_or("no stats");
+            out.line(format_args!("{} (pid {pid}): {why}", r.target.display()))?;
+            continue;
+        };
+        out.line(format_args!(
+            "{} (pid {pid}, up {} s)",
+            r.target.display(),
+            st.uptime_secs
+        ))?;
+        for s in &st.stores {
+            out.line(format_args!(
+                "  store {}: {} chunks, {} bytes, p50 {}, p99 {}, {} errors ({} attempts, {} failed)",
+                s.name,
+                s.chunks,
+                s.bytes,
+                ms(s.latency_ms_p50),
+                ms(s.latency_ms_p99),
+                s.errors,
+                s.attempts,
+                s.failures
+            ))?;
+        }
+        let c = &st.cache;
+        out.line(format_args!(
+            "  cache: {} hits, {} misses, {} fetches, {} merged, {} bad files, {} write errors",
+            c.hits, c.misses, c.fetches, c.merged, c.bad_files, c.write_errors
+        ))?;
+        let p = &st.prefetch;
+        out.line(format_args!(
+            "  prefetch: {} planned, {} fetched, {} cached, {} skipped, {} failed, {}",
+            p.planned,
+            p.fetched,
+            p.cached,
+            p.skipped,
+            p.failed,
+            if p.finished {
+                "finished"
+            } else {
+                "not finished"
+            }
         ))?;
     }
     out.finish()?;

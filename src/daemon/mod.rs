@@ -16,7 +16,8 @@
 //! Files: `serve` (the FUSE session, overlay, registry entry and readiness), `spawn` (the
 //! background daemon: re-exec, options and report pipes), `share` (preflight of the
 //! target, a second target of a running daemon, the holder), `mounts` (what is mounted,
-//! health probe), `umount` (unmount, release and stop of daemons, stale detach).
+//! health probe), `umount` (unmount, release and stop of daemons, stale detach), `stats`
+//! (the daemon's stats socket and its client).
 //!
 //! This module sits above `fs` (it drives a [`crate::fs::ZvfsFs`]) and below `node` and
 //! `cmd`: it parses no command line and prints nothing to stdout; it logs.
@@ -25,6 +26,7 @@ mod mounts;
 mod serve;
 mod share;
 mod spawn;
+pub mod stats;
 mod umount;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::mounts::{check, list, zvfs_mounts, Health, Kind, Mounted};
 pub use self::spawn::{child_main, Started};
+pub use self::stats::{stats, MountStatsReport};
 pub use self::umount::{detach_stale, release, umount};
 
 use crate::error::{Context, Result};

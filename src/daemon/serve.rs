@@ -1,5 +1,5 @@
-//! Serving an flist: the FUSE session, the overlay of a writable mount, the registry
-//! entry and readiness (a report on the pipe of [`super::start`], `READY=1` to a
+//! Serving an flist: the FUSE session, the overlay of a writable mount, the stats
+//! socket, the registry entry and readiness (a report on the pipe of [`super::start`], `READY=1` to a
 //! supervisor), then the wait for a signal or an external unmount and the orderly take
 //! down (overlays, then binds, then the FUSE mount). It runs in the process that serves;
 //! it does not fork, parse arguments or decide whether to share another daemon's mount.
@@ -118,6 +118,7 @@ fn serve(
         },
     )?;
     let answering = fs.answering();
+    let stats = fs.stats_handle();
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     fs.on_ready(move || {
         let _ = tx.send(());
@@ -177,6 +178,14 @@ fn serve(
     let md5 = md5
         .join()
         .map_err(|_| Error::io("the flist md5 thread panicked"))??;
+    // Stats are an extra: a mount without them still serves.
+    let stats_server = match super::stats::serve_stats(stats) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            log::warn!("{e}; `zvfs mounts --stats` will not know this mount");
+            None
+        }
+    };
     let state = registry::State {
         pid: std::process::id(),
         start: registry::start_time(std::process::id()).unwrap_or(0),
@@ -191,6 +200,7 @@ fn serve(
         cache: mountinfo::absolute(&args.cache),
         cache_size: max,
         stores: args.redacted_stores(),
+        socket: stats_server.as_ref().map(|s| s.path().to_path_buf()),
     };
     let _registered = match registry::register(&state) {
         Ok(r) => Some(r),

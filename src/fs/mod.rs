@@ -24,6 +24,7 @@ pub mod mount;
 pub mod pool;
 pub mod prefetch;
 mod read;
+pub mod stats;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -31,7 +32,7 @@ use std::num::NonZeroUsize;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     consts, FileAttr, FileType, Filesystem, KernelConfig, ReplyAttr, ReplyCreate, ReplyData,
@@ -93,10 +94,12 @@ struct Shared {
     next_fh: AtomicU64,
     /// Reply buffers of reads in flight.
     buffers: buffers::Buffers,
-    /// How far the prefetch of the flist's list got.
-    prefetch: prefetch::PrefetchProgress,
+    /// How far the prefetch of the flist's list got (reported by `stats`).
+    prefetch: stats::PrefetchProgress,
     /// Set when the filesystem is taken down (background work stops).
     stopping: std::sync::atomic::AtomicBool,
+    /// When the filesystem was created (the uptime in `stats`).
+    started: Instant,
 }
 
 /// The filesystem handed to `fuser`: the flist, the chunk cache, the router and the
@@ -223,8 +226,9 @@ impl ZvfsFs {
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             buffers: buffers::Buffers::new(READ_BUFFERS, MAX_READAHEAD as usize),
-            prefetch: prefetch::PrefetchProgress::default(),
+            prefetch: stats::PrefetchProgress::default(),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            started: Instant::now(),
         });
         let threads = cfg.threads.clamp(1, 64);
         let workers = pool::Pool::new("zvfs-worker", threads, threads * 4)
@@ -250,6 +254,14 @@ impl ZvfsFs {
     /// Called once the kernel finished the FUSE handshake (the mount serves requests).
     pub fn on_ready(&mut self, f: impl FnOnce() + Send + 'static) {
         self.on_ready = Some(Box::new(f));
+    }
+
+    /// A handle taking statistics snapshots of this filesystem from any thread, also
+    /// once the filesystem was moved into its FUSE session.
+    pub fn stats_handle(&self) -> stats::StatsHandle {
+        stats::StatsHandle {
+            shared: self.shared.clone(),
+        }
     }
 
     /// How many requests the workers hold (queued or running). Reads waiting for a

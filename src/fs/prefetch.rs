@@ -25,23 +25,6 @@ pub const DEFAULT_PARALLEL: usize = 8;
 /// The most a mount may ask for.
 pub const MAX_PARALLEL: usize = 32;
 
-/// How far a prefetch got, for `zvfs mounts --stats` and tests.
-#[derive(Default, Debug)]
-pub struct PrefetchProgress {
-    /// Distinct chunks the list names (entries naming what the flist lacks excluded).
-    pub planned: AtomicU64,
-    /// Chunks fetched from the stores.
-    pub fetched: AtomicU64,
-    /// Chunks found in the cache already.
-    pub cached: AtomicU64,
-    /// List entries naming no chunk of a regular file of the flist.
-    pub skipped: AtomicU64,
-    /// Chunks no store could serve.
-    pub failed: AtomicU64,
-    /// The prefetch ended (done, stopped at the cache's bound or by the unmount).
-    pub finished: AtomicBool,
-}
-
 /// Start prefetching the flist's list with `parallel` fetchers (clamped to
 /// 1..=[`MAX_PARALLEL`]); nothing when the flist has no list (or an unreadable one, which
 /// is logged) or `parallel` is 0.

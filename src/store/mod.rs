@@ -5,6 +5,7 @@
 
 pub mod dir;
 pub mod http;
+pub mod latency;
 pub mod router;
 pub mod s3;
 pub mod zdb;

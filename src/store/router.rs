@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::latency::Histogram;
 use super::{Store, StoreConfig};
 use crate::codec::ChunkRef;
 use crate::error::{Error, ErrorKind, Result};
@@ -20,6 +21,14 @@ struct Routed {
     failed_at: Mutex<Option<Instant>>,
     attempts: AtomicU64,
     failures: AtomicU64,
+    /// Objects received that decoded and verified (chunks served).
+    served: AtomicU64,
+    /// Bytes of objects received, as stored.
+    bytes: AtomicU64,
+    /// Objects received that failed decoding or verification.
+    corrupt: AtomicU64,
+    /// Time of each answered read (an object or "missing").
+    latency: Histogram,
 }
 
 /// Counters of what crossed the wire, for reports and tests.
@@ -38,8 +47,9 @@ pub struct RouterStats {
 }
 
 /// Per-store counters: reads attempted and reads that failed (unreachable, error or
-/// timeout; a missing or corrupt object is not a store failure).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// timeout; a missing or corrupt object is not a store failure), what it served and how
+/// fast it answered.
+#[derive(Clone, Debug, PartialEq)]
 pub struct StoreStat {
     /// The store's URL, passwords redacted.
     pub name: String,
@@ -47,6 +57,24 @@ pub struct StoreStat {
     pub attempts: u64,
     /// Of those, the ones that failed.
     pub failures: u64,
+    /// Objects it served that verified (chunks served).
+    pub chunks: u64,
+    /// Bytes of the objects it sent, as stored (corrupt ones included).
+    pub bytes: u64,
+    /// Objects it sent that failed verification.
+    pub corrupt: u64,
+    /// Median time of an answered read, in milliseconds (bucket resolution, ~19%);
+    /// `None` before the first answer.
+    pub latency_ms_p50: Option<f64>,
+    /// 99th percentile of the same.
+    pub latency_ms_p99: Option<f64>,
+}
+
+impl StoreStat {
+    /// Failed reads plus corrupt objects.
+    pub fn errors(&self) -> u64 {
+        self.failures + self.corrupt
+    }
 }
 
 /// The stores of an flist, each with its range of first id bytes: what reads and writes
@@ -76,6 +104,10 @@ impl Router {
                 failed_at: Mutex::new(None),
                 attempts: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
+                served: AtomicU64::new(0),
+                bytes: AtomicU64::new(0),
+                corrupt: AtomicU64::new(0),
+                latency: Histogram::default(),
             });
         }
         Ok(Router {
@@ -107,7 +139,8 @@ impl Router {
         &self.cfg
     }
 
-    /// Per-store read counters, in route order.
+    /// Per-store read counters, in route order. Reads only atomics: never waits for a
+    /// fetch in flight.
     pub fn store_stats(&self) -> Vec<StoreStat> {
         self.routes
             .iter()
@@ -115,6 +148,11 @@ impl Router {
                 name: r.store.name().to_string(),
                 attempts: r.attempts.load(Ordering::Relaxed),
                 failures: r.failures.load(Ordering::Relaxed),
+                chunks: r.served.load(Ordering::Relaxed),
+                bytes: r.bytes.load(Ordering::Relaxed),
+                corrupt: r.corrupt.load(Ordering::Relaxed),
+                latency_ms_p50: r.latency.quantile_ms(0.5),
+                latency_ms_p99: r.latency.quantile_ms(0.99),
             })
             .collect()
     }
@@ -191,11 +229,16 @@ impl Router {
             let share = deadline.duration_since(now) / (ordered.len() - i) as u32;
             self.stats.gets.fetch_add(1, Ordering::Relaxed);
             r.attempts.fetch_add(1, Ordering::Relaxed);
-            match r.store.get_before(chunk.id(), now + share) {
+            let got = r.store.get_before(chunk.id(), now + share);
+            if got.is_ok() {
+                r.latency.record(now.elapsed());
+            }
+            match got {
                 Ok(Some(stored)) => {
                     self.stats
                         .bytes_fetched
                         .fetch_add(stored.len() as u64, Ordering::Relaxed);
+                    r.bytes.fetch_add(stored.len() as u64, Ordering::Relaxed);
                     self.mark(r, false);
                     let decoded = if keep_stored {
                         chunk.decode(&stored).map(|p| (stored, p))
@@ -203,8 +246,12 @@ impl Router {
                         chunk.decode_plain(stored).map(|p| (Vec::new(), p))
                     };
                     match decoded {
-                        Ok(pair) => return Ok(pair),
+                        Ok(pair) => {
+                            r.served.fetch_add(1, Ordering::Relaxed);
+                            return Ok(pair);
+                        }
                         Err(e) => {
+                            r.corrupt.fetch_add(1, Ordering::Relaxed);
                             log::warn!("{} served a bad object: {e}", r.store.name());
                             corrupt = true;
                             tried.push(format!("{} (corrupt: {})", r.store.name(), e.msg));
@@ -341,6 +388,13 @@ mod tests {
         bad[0] ^= 1;
         std::fs::write(&p, bad).unwrap();
         assert_eq!(router.fetch(&chunk).unwrap(), b"replicated");
+        let st = router.store_stats();
+        assert_eq!((st[0].chunks, st[0].corrupt, st[0].errors()), (0, 1, 1));
+        assert_eq!((st[1].chunks, st[1].corrupt, st[1].errors()), (1, 0, 0));
+        assert_eq!(st[0].bytes, ct.len() as u64);
+        assert_eq!(st[1].bytes, ct.len() as u64);
+        assert!(st[1].latency_ms_p50.is_some_and(|l| l > 0.0), "{st:?}");
+        assert!(st[1].latency_ms_p99 >= st[1].latency_ms_p50);
         std::fs::remove_dir_all(b.path()).unwrap();
         let err = router.fetch(&chunk).unwrap_err();
         assert!(

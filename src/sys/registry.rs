@@ -1,7 +1,8 @@
 //! The registry of running mount daemons: each daemon writes `<run dir>/<pid>.json`
 //! (default `/run/zvfs`, `ZVFS_RUN_DIR` overrides) once its mount is ready and removes it
 //! when it exits. The file names the flist (path and md5), the cache, the store overrides,
-//! the FUSE mountpoint and the overlay, if any. A file whose process is gone (or whose pid
+//! the FUSE mountpoint, the overlay, if any, and the daemon's stats socket
+//! (`<run dir>/<pid>.sock`, see `daemon::stats`). A file whose process is gone (or whose pid
 //! was reused: the process start time is recorded) is stale: ignored and removed by
 //! readers. mountinfo stays the truth about what is mounted; this adds what mountinfo
 //! cannot say (which flist, which cache). Overlays made over a shared daemon's mount are
@@ -43,6 +44,10 @@ pub struct State {
     pub cache_size: u64,
     /// Store overrides (`-s`), passwords redacted.
     pub stores: Vec<String>,
+    /// The daemon's stats socket (`<run dir>/<pid>.sock`); absent in entries of daemons
+    /// older than `zvfs mounts --stats`.
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
 }
 
 /// The writable overlay of a daemon's mount.
@@ -135,6 +140,11 @@ pub fn list() -> Vec<State> {
             _ => {
                 log::debug!("removing stale mount state {}", path.display());
                 let _ = std::fs::remove_file(&path);
+                // The stats socket of a daemon that died without cleaning up (a new
+                // daemon with this pid may be between binding it and registering).
+                if !alive(pid) {
+                    let _ = std::fs::remove_file(dir.join(format!("{pid}.sock")));
+                }
             }
         }
     }
@@ -243,5 +253,17 @@ mod tests {
         assert_eq!(start_time(me), Some(a));
         // pid_max is at most 2^22: this pid cannot exist.
         assert_eq!(start_time(u32::MAX - 1), None);
+    }
+
+    #[test]
+    fn entries_of_older_daemons_parse_without_a_socket() {
+        let old = r#"{"pid":7,"start":1,"fuse_target":"/mnt","overlay":null,
+            "flist":"/a.fl","url":null,"md5":"00","cache":"/c","cache_size":1,"stores":[]}"#;
+        let s: State = serde_json::from_str(old).unwrap();
+        assert_eq!(s.socket, None);
+        let mut new = s.clone();
+        new.socket = Some(PathBuf::from("/run/zvfs/7.sock"));
+        let back: State = serde_json::from_slice(&serde_json::to_vec(&new).unwrap()).unwrap();
+        assert_eq!(back, new);
     }
 }

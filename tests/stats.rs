@@ -1,0 +1,160 @@
+//! `zvfs mounts --stats`: the daemon's live counters over its stats socket, checked
+//! against what a real redis store served, and answered while a read is stuck on it.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use zvfs::codec::CHUNK_SIZE;
+use zvfs::flist::{Route, ROOT_INO};
+use zvfs::store::router::Router;
+use zvfs::store::StoreConfig;
+
+/// `zvfs mounts --stats --json TARGET`: the one report, parsed.
+fn stats_of(target: &Path) -> serde_json::Value {
+    let out = zvfs_ok(&["mounts", "--stats", "--json", target.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let a = v.as_array().expect("a JSON array");
+    assert_eq!(a.len(), 1, "{out}");
+    a[0].clone()
+}
+
+fn u(v: &serde_json::Value, path: &str) -> u64 {
+    v.pointer(path)
+        .and_then(|x| x.as_u64())
+        .unwrap_or_else(|| panic!("{path} missing in {v}"))
+}
+
+fn signal(pid: u32, sig: &str) {
+    let st = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+fuse_test! {
+    fn stats_count_what_the_store_served_and_answer_while_reads_hang() {
+        let redis = redis_server(false);
+        let t = tmp();
+        let src = t.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        let files = [
+            ("a.bin", noise(1, 2 * CHUNK_SIZE + 1000)),
+            ("b.bin", noise(2, CHUNK_SIZE)),
+            ("c.bin", noise(3, 70_000)),
+            ("late.bin", noise(4, 300_000)),
+        ];
+        for (n, d) in &files {
+            std::fs::write(src.join(n), d).unwrap();
+        }
+        let url = format!("zdb://127.0.0.1:{}", redis.port);
+        let fl = t.path().join("x.fl");
+        pack(&fl, &url, &[], &src);
+
+        // the distinct chunks of the files read first, and their stored sizes
+        let flist = zvfs::flist::open(&fl).unwrap();
+        let router = Router::new(
+            &[Route { start: 0, end: 255, url: url.clone() }],
+            &StoreConfig::default(),
+        )
+        .unwrap();
+        let mut ids = BTreeSet::new();
+        let mut stored = 0u64;
+        for (n, _) in &files[..3] {
+            let e = flist.lookup(ROOT_INO, n.as_bytes()).unwrap().unwrap();
+            for c in flist.blocks(e.content_ino()).unwrap() {
+                if ids.insert(c.id().to_vec()) {
+                    stored += router.fetch_stored(&c).unwrap().len() as u64;
+                }
+            }
+        }
+        let n = ids.len() as u64;
+        assert!(n >= 4, "{n} chunks");
+
+        let mnt = t.path().join("mnt");
+        let cache = t.path().join("cache");
+        let m = Mount::daemon(
+            &mnt,
+            &["-m", s(&fl), "-c", s(&cache), "--readahead", "0"],
+        );
+
+        // before any read: the store is listed, nothing served, no latency yet
+        let r = stats_of(&mnt);
+        assert_eq!(u(&r, "/pid"), m.pid as u64);
+        assert_eq!(r.pointer("/stats/stores/0/name").unwrap(), &serde_json::json!(url));
+        assert_eq!(u(&r, "/stats/stores/0/chunks"), 0);
+        assert!(r.pointer("/stats/stores/0/latency_ms_p50").unwrap().is_null());
+
+        for (name, d) in &files[..3] {
+            assert_eq!(&std::fs::read(mnt.join(name)).unwrap(), d, "{name}");
+        }
+        let r = stats_of(&mnt);
+        let st = r.pointer("/stats/stores/0").unwrap();
+        assert_eq!(u(st, "/chunks"), n, "{r}");
+        assert_eq!(u(st, "/bytes"), stored, "{r}");
+        assert_eq!(u(st, "/errors"), 0, "{r}");
+        assert_eq!(u(st, "/failures"), 0, "{r}");
+        assert_eq!(u(st, "/attempts"), n, "{r}");
+        for q in ["latency_ms_p50", "latency_ms_p99"] {
+            let l = st[q].as_f64().unwrap_or_else(|| panic!("{q} in {r}"));
+            assert!(l > 0.0 && l < 10_000.0, "{q} {l}");
+        }
+        assert!(u(&r, "/stats/cache/misses") >= n, "{r}");
+        assert_eq!(u(&r, "/stats/cache/fetches"), n, "{r}");
+        let hits = u(&r, "/stats/cache/hits");
+        assert!(r.pointer("/stats/prefetch/finished").unwrap().is_boolean());
+        assert!(r.pointer("/stats/uptime_secs").unwrap().is_u64());
+
+        // the same files again, past the kernel's page cache: hits, no new chunks
+        let st = Command::new("sh")
+            .args(["-c", "echo 3 > /proc/sys/vm/drop_caches"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        for (name, d) in &files[..3] {
+            assert_eq!(&std::fs::read(mnt.join(name)).unwrap(), d, "{name}");
+        }
+        let r = stats_of(&mnt);
+        assert_eq!(u(&r, "/stats/stores/0/chunks"), n, "{r}");
+        assert!(u(&r, "/stats/cache/hits") >= hits + n, "{r}");
+
+        // the readable form
+        let text = zvfs_ok(&["mounts", "--stats", s(&mnt)]);
+        assert!(
+            text.contains(&format!("store {url}: {n} chunks, {stored} bytes")),
+            "{text}"
+        );
+        assert!(text.contains("  cache: ") && text.contains("  prefetch: "), "{text}");
+
+        // a read stuck on a stopped store does not hold the stats up
+        signal(redis.child.id(), "-STOP");
+        let late = mnt.join("late.bin");
+        let reader = std::thread::spawn(move || std::fs::read(late));
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(!reader.is_finished(), "the read did not wait for the store");
+        let t0 = Instant::now();
+        let r = stats_of(&mnt);
+        let took = t0.elapsed();
+        assert!(!reader.is_finished(), "the store was resumed too early");
+        signal(redis.child.id(), "-CONT");
+        assert!(took < Duration::from_secs(1), "stats took {took:?}");
+        assert_eq!(u(&r, "/stats/stores/0/chunks"), n, "{r}");
+        assert_eq!(reader.join().unwrap().unwrap(), files[3].1);
+        let r = stats_of(&mnt);
+        assert_eq!(u(&r, "/stats/stores/0/chunks"), n + 1, "{r}");
+
+        // a daemon whose registry entry names no socket (an older zvfs)
+        let entry = zvfs::sys::registry::run_dir().join(format!("{}.json", m.pid));
+        let mut state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&entry).unwrap()).unwrap();
+        state.as_object_mut().unwrap().remove("socket");
+        std::fs::write(&entry, serde_json::to_vec(&state).unwrap()).unwrap();
+        let text = zvfs_ok(&["mounts", "--stats", s(&mnt)]);
+        assert!(text.contains("no stats (daemon predates --stats)"), "{text}");
+        let r = stats_of(&mnt);
+        assert!(r["stats"].is_null(), "{r}");
+    }
+}
