@@ -63,7 +63,7 @@ impl Packed {
         }
         let trace = dir.join("t.trace");
         std::fs::write(&trace, text).unwrap();
-        run_ok(&["prefetch", "add", "-m", &s(&self.fl), &s(&trace)]);
+        run_ok(&["prefetch", "add", "-m", s(&self.fl), s(&trace)]);
     }
 }
 
@@ -211,9 +211,9 @@ fuse_test! {
         let (mnt, log, _m) = mount(tmp.path(), &p.fl, &url, &["--prefetch-parallel", "1"]);
         std::thread::sleep(Duration::from_millis(300));
         let t = Instant::now();
-        let mut f = std::fs::File::open(mnt.join("f5")).unwrap();
+        let f = std::fs::File::open(mnt.join("f5")).unwrap();
         let mut buf = vec![0u8; 4096];
-        std::os::unix::fs::FileExt::read_exact_at(&mut f, &mut buf, (1 << 20) - 4096).unwrap();
+        std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, (1 << 20) - 4096).unwrap();
         let took = t.elapsed();
         assert_eq!(&buf[..], &p.files[5][(1 << 20) - 4096..]);
         let end = prefetch_end(&log);
