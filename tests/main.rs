@@ -15,6 +15,7 @@ mod mount;
 mod node;
 mod oci;
 mod pack;
+mod prefetch;
 mod s3;
 mod stores;
 mod unpack;

@@ -201,3 +201,49 @@ pub fn clear(path: &Path) -> Result<bool> {
     })?;
     Ok(had)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(sql: &str) -> Result<Vec<PrefetchItem>> {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(sql).unwrap();
+        read_table(&c)
+    }
+
+    #[test]
+    fn round_trip_and_corrupt_tables() {
+        let c = Connection::open_in_memory().unwrap();
+        assert!(read_table(&c).unwrap().is_empty());
+        let items = [
+            PrefetchItem {
+                ino: 5,
+                chunk: 2,
+                ms: 0,
+            },
+            PrefetchItem {
+                ino: 3,
+                chunk: 0,
+                ms: 7,
+            },
+        ];
+        write_table(&c, &items).unwrap();
+        assert_eq!(read_table(&c).unwrap(), items);
+        assert!(drop_table(&c).unwrap());
+        assert!(read_table(&c).unwrap().is_empty());
+        let make = "CREATE TABLE zvfs_prefetch (seq INTEGER PRIMARY KEY, ino INTEGER NOT NULL, \
+                    chunk INTEGER NOT NULL, ms INTEGER NOT NULL);";
+        for bad in [
+            "CREATE TABLE zvfs_prefetch (seq INTEGER PRIMARY KEY, ino INTEGER);".to_string(),
+            format!("{make} INSERT INTO zvfs_prefetch VALUES (1, 'x', 0, 0);"),
+            format!("{make} INSERT INTO zvfs_prefetch VALUES (1, 0, 0, 0);"),
+            format!("{make} INSERT INTO zvfs_prefetch VALUES (1, 2, -1, 0);"),
+            format!("{make} INSERT INTO zvfs_prefetch VALUES (1, 2, 4294967296, 0);"),
+            format!("{make} INSERT INTO zvfs_prefetch VALUES (1, 2, 0, -5);"),
+            format!("{make} INSERT INTO zvfs_prefetch VALUES (1, 2, 0, 1.5);"),
+        ] {
+            assert!(table(&bad).is_err(), "{bad}");
+        }
+    }
+}
