@@ -16,12 +16,17 @@ const SHOWN: usize = 5;
 /// Arguments of `zvfs prefetch`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// What to do with the flist's prefetch list.
+    #[command(subcommand)]
+    pub op: Op,
+}
+
+/// The flist a `zvfs prefetch` operation reads or edits.
+#[derive(clap::Args, Debug)]
+pub struct Meta {
     /// The flist (an rfs v2 / zvfs `.fl`).
     #[arg(short = 'm', long = "meta")]
     pub meta: PathBuf,
-    /// What to do with its prefetch list.
-    #[command(subcommand)]
-    pub op: Op,
 }
 
 /// `zvfs prefetch` operations.
@@ -30,17 +35,27 @@ pub enum Op {
     /// Store a trace as the prefetch list (replacing any): paths the flist lacks or that
     /// are not regular files are skipped with a warning; repeats keep the first.
     Add {
+        /// The flist.
+        #[command(flatten)]
+        meta: Meta,
         /// The trace (`zvfs mount --record-trace`).
         trace: PathBuf,
     },
     /// Print the prefetch list: `MS CHUNK PATH` lines, or JSON.
     Show {
+        /// The flist.
+        #[command(flatten)]
+        meta: Meta,
         /// One JSON array of {ms, chunk, ino, path} (path escaped as in traces).
         #[arg(long)]
         json: bool,
     },
     /// Remove the prefetch list.
-    Clear,
+    Clear {
+        /// The flist.
+        #[command(flatten)]
+        meta: Meta,
+    },
 }
 
 /// The warning (stderr) about trace lines left out, if any.
@@ -76,15 +91,16 @@ pub fn summary_line(r: &Resolved) -> String {
 /// Run `zvfs prefetch`.
 pub fn run(args: Args) -> Result<ExitCode> {
     let mut out = super::out::Out::new();
-    let meta = &args.meta;
     match args.op {
-        Op::Add { trace } => {
+        Op::Add { meta, trace } => {
+            let meta = &meta.meta;
             let lines = flist::trace::read_file(&trace)?;
             let r = prefetch::add_trace(meta, &lines)?;
             warn_skipped(&r);
             out.line(format_args!("{}", summary_line(&r)))?;
         }
-        Op::Show { json } => {
+        Op::Show { meta, json } => {
+            let meta = &meta.meta;
             let fl = flist::open(meta)?;
             let items = fl.prefetch()?;
             let mut rows = Vec::with_capacity(items.len());
@@ -110,7 +126,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 out.line(format_args!("{}", serde_json::Value::Array(rows)))?;
             }
         }
-        Op::Clear => {
+        Op::Clear { meta } => {
+            let meta = &meta.meta;
             if !prefetch::clear(meta)? {
                 eprintln!("{}: had no prefetch list", meta.display());
             }

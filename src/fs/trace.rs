@@ -29,6 +29,12 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// Turns a content inode into its absolute path in the flist.
 pub(super) type PathOf = Box<dyn Fn(Ino) -> Option<Vec<u8>> + Send>;
 
+/// The (content inode, chunk) pairs recorded, and the writer while it runs.
+struct Recording {
+    seen: HashSet<(Ino, u32)>,
+    running: Option<Running>,
+}
+
 struct Running {
     tx: SyncSender<(u64, Ino, u32)>,
     thread: JoinHandle<()>,
@@ -43,7 +49,7 @@ pub(super) struct Tracer {
     ready: OnceLock<Instant>,
     /// (content inode, chunk) already recorded; the sender, under the same lock so the
     /// channel holds records in the order of the reads.
-    seen: Mutex<(HashSet<(Ino, u32)>, Option<Running>)>,
+    seen: Mutex<Recording>,
     dropped: AtomicU64,
 }
 
@@ -58,7 +64,10 @@ impl Tracer {
             path: path.to_path_buf(),
             file: Mutex::new(Some(w)),
             ready: OnceLock::new(),
-            seen: Mutex::new((HashSet::new(), None)),
+            seen: Mutex::new(Recording {
+                seen: HashSet::new(),
+                running: None,
+            }),
             dropped: AtomicU64::new(0),
         })
     }
@@ -108,7 +117,7 @@ impl Tracer {
         match spawned {
             Ok(thread) => {
                 if let Ok(mut s) = self.seen.lock() {
-                    s.1 = Some(Running { tx, thread });
+                    s.running = Some(Running { tx, thread });
                 }
             }
             Err(e) => log::error!("starting the trace writer: {e}; no trace recorded"),
@@ -123,7 +132,7 @@ impl Tracer {
         };
         let ms = ready.elapsed().as_millis() as u64;
         let Ok(mut s) = self.seen.lock() else { return };
-        let (seen, running) = &mut *s;
+        let Recording { seen, running } = &mut *s;
         let Some(running) = running.as_ref() else {
             return;
         };
@@ -140,7 +149,7 @@ impl Tracer {
 
     /// Stop recording: write what is queued, flush and close the file (idempotent).
     pub(super) fn finish(&self) {
-        let running = self.seen.lock().ok().and_then(|mut s| s.1.take());
+        let running = self.seen.lock().ok().and_then(|mut s| s.running.take());
         let Some(Running { tx, thread }) = running else {
             return;
         };
