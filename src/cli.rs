@@ -71,6 +71,8 @@ pub enum Command {
     Clone(cmd::clone::Args),
     /// List or edit an flist's tags and store routes.
     Config(cmd::config::Args),
+    /// Store, show or clear an flist's prefetch list (a trace from `mount --record-trace`).
+    Prefetch(cmd::prefetch::Args),
     /// Rewrite an flist (e.g. a legacy .flist) as a v2 .fl with re-encoded chunks.
     Convert(cmd::convert::Args),
     /// Mount an flist over FUSE (read-only, or writable through an overlay).
@@ -149,6 +151,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Verify(a) => cmd::verify::run(a),
         Command::Clone(a) => cmd::clone::run(a),
         Command::Config(a) => cmd::config::run(a),
+        Command::Prefetch(a) => cmd::prefetch::run(a),
         Command::Convert(a) => cmd::convert::run(a),
         Command::Mount(a) => cmd::mount::run(a),
         Command::Mounts(a) => cmd::mounts::run(a),

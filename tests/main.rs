@@ -15,6 +15,7 @@ mod mount;
 mod node;
 mod oci;
 mod pack;
+mod prefetch;
 mod prefetch_mount;
 mod s3;
 mod stats;

@@ -294,3 +294,23 @@ impl ImageFlags {
         })
     }
 }
+
+/// `--prefetch TRACE` of `pack` and `import`: store a recorded trace in the new flist
+/// before it is published, as `zvfs prefetch add` does.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct PrefetchTrace {
+    /// A trace recorded by `zvfs mount --record-trace`, stored as the new flist's
+    /// prefetch list (paths it lacks are skipped with a warning).
+    #[arg(long = "prefetch", value_name = "TRACE")]
+    pub prefetch: Option<PathBuf>,
+}
+
+impl PrefetchTrace {
+    /// The parsed trace, when given.
+    pub fn lines(&self) -> Result<Option<Vec<crate::flist::trace::TraceLine>>> {
+        self.prefetch
+            .as_deref()
+            .map(crate::flist::trace::read_file)
+            .transpose()
+    }
+}

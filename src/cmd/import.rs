@@ -32,6 +32,9 @@ pub struct Args {
     /// Store timeouts.
     #[command(flatten)]
     pub store_flags: super::StoreFlags,
+    /// A trace to store as the flist's prefetch list.
+    #[command(flatten)]
+    pub prefetch: super::PrefetchTrace,
     /// Do not write `/.startup.toml` (the image config's start command, as rfs writes it).
     #[arg(long)]
     pub no_startup_file: bool,
@@ -55,6 +58,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .map(|s| Route::parse(s))
         .collect::<Result<Vec<_>>>()?;
     let router = Router::new(&routes, &args.store_flags.config())?;
+    let prefetch = args.prefetch.lines()?;
     let opts = import::Options {
         image: args.image.clone(),
         fetch: args.image_flags.options()?,
@@ -64,9 +68,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         jobs: args.jobs.cpu(),
         keep_passwords: args.passwords.no_strip_password,
         startup_file: !args.no_startup_file,
+        prefetch,
         index_dir: (!args.no_layer_index).then(|| args.cache.clone()),
     };
     let s = import::import(&opts, &router)?;
+    if let Some(r) = &s.prefetch {
+        super::prefetch::warn_skipped(r);
+    }
     let mut out = super::out::Out::new();
     out.line(format_args!(
         "imported {} into {}: {} layers ({} reused), {} entries, {} files, {} bytes, {} chunks, {} unique chunks uploaded ({} bytes), {:.2} s, {:.1} MB/s",
@@ -85,6 +93,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     ))?;
     if let Some(line) = s.reuse_report() {
         out.line(format_args!("{line}"))?;
+    }
+    if let Some(r) = &s.prefetch {
+        out.line(format_args!("{}", super::prefetch::summary_line(r)))?;
     }
     out.finish()?;
     Ok(ExitCode::Ok)

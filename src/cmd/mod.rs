@@ -16,6 +16,7 @@ pub mod mount;
 pub mod mounts;
 pub mod out;
 pub mod pack;
+pub mod prefetch;
 pub mod unpack;
 pub mod verify;
 pub mod warm;

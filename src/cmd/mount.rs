@@ -37,6 +37,10 @@ pub struct Args {
     /// fetched at once from mount time on; 0 turns the prefetch off.
     #[arg(long = "prefetch-parallel", value_name = "N", default_value_t = crate::fs::prefetch::DEFAULT_PARALLEL)]
     pub prefetch_parallel: usize,
+    /// Record the first read of each (file, chunk) into FILE (`# zvfs trace v1`, lines
+    /// `MS CHUNK PATH`), for `zvfs prefetch add`.
+    #[arg(long = "record-trace", value_name = "FILE")]
+    pub record_trace: Option<PathBuf>,
     /// Writable: the flist is mounted on UPPER/ro and an overlay with upperdir UPPER/rw
     /// and workdir UPPER/wd on the target; writes land in UPPER/rw.
     #[arg(long, requires = "upper")]
@@ -82,6 +86,7 @@ impl Args {
             threads: self.threads,
             readahead: self.readahead,
             prefetch_parallel: self.prefetch_parallel,
+            record_trace: self.record_trace.clone(),
             upper: self.upper.clone().filter(|_| self.rw),
             reset: self.reset,
             new_daemon: self.new_daemon,

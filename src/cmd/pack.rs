@@ -31,6 +31,9 @@ pub struct Args {
     /// Store timeouts.
     #[command(flatten)]
     pub store_flags: super::StoreFlags,
+    /// A trace to store as the flist's prefetch list.
+    #[command(flatten)]
+    pub prefetch: super::PrefetchTrace,
     /// Incremental pack: a file whose path, size, mtime and partial checksum match its
     /// entry in this earlier flist reuses that entry's chunk list and checksums; it is
     /// not read whole and nothing is uploaded for it (see `base.rs` for the risk).
@@ -56,6 +59,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .map(|s| Route::parse(s))
         .collect::<Result<Vec<_>>>()?;
     let router = Router::new(&routes, &args.store_flags.config())?;
+    let prefetch = args.prefetch.lines()?;
     let opts = pack::Options {
         source: args.source.clone(),
         output: args.meta.clone(),
@@ -65,8 +69,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         keep_passwords: args.passwords.no_strip_password,
         base: args.base.clone(),
         base_verify: args.base_verify,
+        prefetch,
     };
     let mut summary = pack::pack(&opts, &router)?;
+    if let Some(r) = &summary.prefetch {
+        super::prefetch::warn_skipped(r);
+    }
     summary.seconds = started.elapsed().as_secs_f64();
     let mut out = super::out::Out::new();
     let mbs = summary.bytes as f64 / 1e6 / summary.seconds.max(1e-6);
@@ -85,6 +93,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     ))?;
     if let Some(line) = &summary.base_report {
         out.line(format_args!("{line}"))?;
+    }
+    if let Some(r) = &summary.prefetch {
+        out.line(format_args!("{}", super::prefetch::summary_line(r)))?;
     }
     out.finish()?;
     Ok(ExitCode::Ok)

@@ -70,6 +70,9 @@ pub struct MountOptions {
     /// Chunks of the flist's prefetch list fetched at once (0: no prefetch).
     #[serde(default = "default_prefetch_parallel")]
     pub prefetch_parallel: usize,
+    /// Record the first read of each (file, chunk) into this file (`--record-trace`).
+    #[serde(default)]
+    pub record_trace: Option<PathBuf>,
     /// Writable: the backend directory of the overlay's upper layer (created).
     pub upper: Option<PathBuf>,
     /// Empty the writable layer (`UPPER/rw`) before mounting.
@@ -102,6 +105,7 @@ impl MountOptions {
             threads: 8,
             readahead: 2,
             prefetch_parallel: crate::fs::prefetch::DEFAULT_PARALLEL,
+            record_trace: None,
             upper: None,
             reset: false,
             new_daemon: false,
@@ -182,7 +186,8 @@ fn prepare(opts: &MountOptions) -> Result<Prepared> {
         .map_err(|e| log::debug!("{e}; mounting without the registry lock"))
         .ok();
     share::preflight(&opts.target)?;
-    let shared = if opts.new_daemon {
+    // A traced mount records its own reads: it never shares another daemon's mount.
+    let shared = if opts.new_daemon || opts.record_trace.is_some() {
         None
     } else {
         share::share(&opts)?

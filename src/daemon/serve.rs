@@ -115,6 +115,7 @@ fn serve(
             threads,
             readahead_chunks: args.readahead,
             prefetch_parallel: args.prefetch_parallel,
+            record_trace: args.record_trace.clone(),
         },
     )?;
     let answering = fs.answering();

@@ -58,6 +58,7 @@ pub(super) fn spawn(opts: &MountOptions, url: Option<&str>) -> Result<Started> {
     let wire = serde_json::to_vec(&Wire {
         opts: MountOptions {
             flist: mountinfo::absolute(&opts.flist),
+            record_trace: opts.record_trace.as_deref().map(mountinfo::absolute),
             ..opts.clone()
         },
         url: url.map(str::to_string),

@@ -5,6 +5,7 @@
 
 pub mod download;
 pub mod legacy;
+pub mod trace;
 pub mod v2;
 
 use std::path::Path;
@@ -317,6 +318,32 @@ pub fn resolve(fl: &dyn Flist, path: &[u8]) -> Result<Entry> {
         })?;
     }
     Ok(cur)
+}
+
+/// The absolute path of inode `ino` (`/a/b`; `/` for the root), walking its parents.
+/// A hardlink's other paths are distinct inodes: a content inode gives its first path.
+pub fn path_of(fl: &dyn Flist, ino: Ino) -> Result<Vec<u8>> {
+    let mut names = Vec::new();
+    let mut cur = ino;
+    while cur != ROOT_INO {
+        let e = fl.get(cur)?;
+        if e.parent == 0 || names.len() > 4096 {
+            return Err(Error::format(format!(
+                "inode {ino}: its parents do not lead to the root"
+            )));
+        }
+        names.push(e.name);
+        cur = e.parent;
+    }
+    let mut path = Vec::new();
+    for n in names.iter().rev() {
+        path.push(b'/');
+        path.extend_from_slice(n);
+    }
+    if path.is_empty() {
+        path.push(b'/');
+    }
+    Ok(path)
 }
 
 /// Visit every entry below `start` depth-first (parents before children), with its path

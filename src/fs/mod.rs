@@ -25,6 +25,7 @@ pub mod pool;
 pub mod prefetch;
 mod read;
 pub mod stats;
+mod trace;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -66,6 +67,8 @@ pub struct FsConfig {
     pub readahead_chunks: usize,
     /// Chunks of the flist's prefetch list fetched at once (0: no prefetch).
     pub prefetch_parallel: usize,
+    /// Record the first read of each (file, chunk) into this file (`--record-trace`).
+    pub record_trace: Option<std::path::PathBuf>,
 }
 
 impl Default for FsConfig {
@@ -74,6 +77,7 @@ impl Default for FsConfig {
             threads: 8,
             readahead_chunks: 6,
             prefetch_parallel: prefetch::DEFAULT_PARALLEL,
+            record_trace: None,
         }
     }
 }
@@ -96,6 +100,8 @@ struct Shared {
     buffers: buffers::Buffers,
     /// How far the prefetch of the flist's list got (reported by `stats`).
     prefetch: stats::PrefetchProgress,
+    /// The trace being recorded (`--record-trace`).
+    trace: Option<trace::Tracer>,
     /// Set when the filesystem is taken down (background work stops).
     stopping: std::sync::atomic::AtomicBool,
     /// When the filesystem was created (the uptime in `stats`).
@@ -192,6 +198,31 @@ impl Shared {
         self.next_fh.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// The absolute path of an inode in the flist (hardlinks: the path of the entry
+    /// `ino` names, the content owner's for a FUSE inode), walking parents; `None` when an
+    /// entry is missing or the parents loop.
+    fn path_of(&self, ino: Ino) -> Option<Vec<u8>> {
+        let mut names = Vec::new();
+        let mut cur = ino;
+        while cur != ROOT_INO {
+            let e = self.entry(cur).ok()?;
+            if names.len() > 4096 || e.parent == 0 {
+                return None;
+            }
+            names.push(e.name.clone());
+            cur = e.parent;
+        }
+        let mut path = Vec::new();
+        for n in names.iter().rev() {
+            path.push(b'/');
+            path.extend_from_slice(n);
+        }
+        if path.is_empty() {
+            path.push(b'/');
+        }
+        Some(path)
+    }
+
     /// An entry from memory only (no flist query), for requests answered inline.
     fn cached_entry(&self, ino: Ino) -> Option<Arc<Entry>> {
         self.entries.lock().ok()?.get(&ino).cloned()
@@ -212,7 +243,12 @@ impl ZvfsFs {
         if !root.is_dir() {
             return Err(Error::format("the flist's root is not a directory"));
         }
+        let tracer = match &cfg.record_trace {
+            Some(p) => Some(trace::Tracer::create(p)?),
+            None => None,
+        };
         let shared = Arc::new(Shared {
+            trace: tracer,
             has_xattrs: flist.has_xattrs(),
             flist,
             cache,
@@ -307,6 +343,10 @@ impl Filesystem for ZvfsFs {
         ] {
             let _ = config.add_capabilities(cap);
         }
+        if let Some(t) = &self.shared.trace {
+            let weak = Arc::downgrade(&self.shared);
+            t.start(Box::new(move |ino| weak.upgrade()?.path_of(ino)));
+        }
         if let Some(f) = self.on_ready.take() {
             f();
         }
@@ -321,6 +361,9 @@ impl Filesystem for ZvfsFs {
         self.workers = None;
         self.fetchers = None;
         self.readahead = None;
+        if let Some(t) = &self.shared.trace {
+            t.finish();
+        }
     }
 
     fn lookup(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {

@@ -206,6 +206,13 @@ impl ZvfsFs {
             return reply.error(EBADF);
         };
         let offset = offset.max(0) as u64;
+        if let Some(t) = &self.shared.trace {
+            let end = offset.saturating_add(size as u64).min(f.size);
+            if end > offset {
+                let cs = CHUNK_SIZE as u64;
+                t.read(ino, offset / cs..end.div_ceil(cs));
+            }
+        }
         self.read_ahead(&f, offset, size);
         let shared = self.shared.clone();
         let fetch = self.fetchers.as_ref().and_then(|p| p.spawner());

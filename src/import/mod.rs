@@ -86,11 +86,16 @@ pub struct Options {
     pub startup_file: bool,
     /// Where the layer index lives (`None`: no reuse, nothing recorded).
     pub index_dir: Option<PathBuf>,
+    /// A parsed trace stored as the flist's prefetch table before it is published
+    /// (`--prefetch`, as `zvfs prefetch add`).
+    pub prefetch: Option<Vec<crate::flist::trace::TraceLine>>,
 }
 
 /// What an import did.
 #[derive(Debug, Default, Clone)]
 pub struct Summary {
+    /// What `--prefetch` stored (the trace resolved against the new flist).
+    pub prefetch: Option<crate::flist::v2::prefetch::Resolved>,
     /// The image as named.
     pub image: String,
     /// Its manifest digest.
@@ -424,6 +429,12 @@ pub fn import(opts: &Options, router: &Router) -> Result<Summary> {
     // Objects are synced once, here, before the flist that refers to them is published.
     router.flush()?;
     w.finish()?;
+    if let Some(lines) = &opts.prefetch {
+        summary.prefetch = Some(crate::flist::v2::prefetch::add_trace_unpublished(
+            tmp.path(),
+            lines,
+        )?);
+    }
     tmp.commit()?;
 
     // The layer index, now that the chunks it names are in the stores.

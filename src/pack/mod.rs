@@ -52,6 +52,9 @@ pub struct Options {
     pub base: Option<PathBuf>,
     /// With `base`: still read reused files whole and compare their full checksum.
     pub base_verify: bool,
+    /// A parsed trace stored as the flist's prefetch table before it is published
+    /// (`--prefetch`, as `zvfs prefetch add`).
+    pub prefetch: Option<Vec<crate::flist::trace::TraceLine>>,
 }
 
 impl Options {
@@ -67,6 +70,7 @@ impl Options {
             keep_passwords: false,
             base: None,
             base_verify: false,
+            prefetch: None,
         }
     }
 }
@@ -81,6 +85,8 @@ pub fn default_jobs() -> usize {
 /// What a pack did.
 #[derive(Debug, Default, Clone)]
 pub struct Summary {
+    /// What `--prefetch` stored (the trace resolved against the new flist).
+    pub prefetch: Option<crate::flist::v2::prefetch::Resolved>,
     /// Entries written (every path, the root included).
     pub entries: u64,
     /// Regular files (every path of a hardlinked file counts).
@@ -137,6 +143,12 @@ pub fn pack(opts: &Options, router: &Router) -> Result<Summary> {
     // Objects are synced once, here, before the flist that refers to them is published.
     router.flush()?;
     writer.finish()?;
+    if let Some(lines) = &opts.prefetch {
+        summary.prefetch = Some(crate::flist::v2::prefetch::add_trace_unpublished(
+            tmp.path(),
+            lines,
+        )?);
+    }
     tmp.commit()?;
     summary.seconds = started.elapsed().as_secs_f64();
     if let (Some(b), Some(p)) = (&base, &opts.base) {

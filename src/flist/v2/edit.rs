@@ -1,7 +1,8 @@
 //! Edits of an existing v2 `.fl` (`zvfs config`, `zvfs clone --update-routes`):
 //! [`V2Editor`] sets and deletes tags and routes, after checking the file opens as a v2
 //! flist; [`edit_atomically`] runs such an edit on a copy that replaces the original only
-//! once complete. It must not touch entries.
+//! once complete. It must not touch entries. Also replaces or drops the prefetch table
+//! (`prefetch`).
 
 use std::path::{Path, PathBuf};
 
@@ -68,6 +69,16 @@ impl V2Editor {
         self.conn
             .execute("DELETE FROM route WHERE url = ?1", [url])
             .with_ctx(|| self.err())
+    }
+
+    /// Replace the prefetch table (`zvfs_prefetch`) with `items`, in order.
+    pub fn set_prefetch(&self, items: &[crate::flist::PrefetchItem]) -> Result<()> {
+        super::prefetch::write_table(&self.conn, items).with_ctx(|| self.err())
+    }
+
+    /// Drop the prefetch table; whether there was one.
+    pub fn clear_prefetch(&self) -> Result<bool> {
+        super::prefetch::drop_table(&self.conn).with_ctx(|| self.err())
     }
 
     /// Delete every route.

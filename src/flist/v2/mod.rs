@@ -6,7 +6,9 @@
 //! - `zvfs_xattr(ino, name BLOB, value BLOB)`: extended attributes;
 //! - `zvfs_hardlink(ino PRIMARY KEY, target)`: this inode is another path of `target`
 //!   (its block rows are duplicated so rfs still reads its content);
-//! - `zvfs_identity(ino PRIMARY KEY, partial BLOB, checksum BLOB)`: content identity.
+//! - `zvfs_identity(ino PRIMARY KEY, partial BLOB, checksum BLOB)`: content identity;
+//! - `zvfs_prefetch(seq PRIMARY KEY, ino, chunk, ms)`: a recorded first-read order
+//!   (`prefetch`).
 //!
 //! A `version` tag `zvfs-1` marks files written by zvfs. This module does not fetch data.
 //!
@@ -16,6 +18,7 @@
 //! the row inserts that writing and editing share.
 
 mod edit;
+pub mod prefetch;
 mod read;
 mod write;
 

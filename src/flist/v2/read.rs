@@ -362,6 +362,10 @@ impl V2Reader {
 }
 
 impl Flist for V2Reader {
+    fn prefetch(&self) -> Result<Vec<crate::flist::PrefetchItem>> {
+        self.with_conn(super::prefetch::read_table)
+    }
+
     fn format(&self) -> String {
         match self.zvfs_version {
             Some(n) => format!("zvfs-{n}"),

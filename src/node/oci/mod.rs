@@ -218,6 +218,7 @@ fn imported_flist(image: &str, cache: &Path) -> Result<PathBuf> {
         jobs: crate::pack::default_jobs(),
         keep_passwords: false,
         startup_file: true,
+        prefetch: None,
         index_dir: Some(cache.to_path_buf()),
     };
     let s = crate::import::import(&opts, &router)
