@@ -31,6 +31,15 @@ random and text files that also delete and replace big base files and a base dir
 (layers reused, registry blob bytes from the registry's log); peak RSS from wait4, and in
 a full run also for a 200 MiB image (memory flat in image size). Targets: import faster
 than the three-step path and at least as fast as pack of the extracted tree.
+`scripts/bench.sh wan` (issue 19) packs three images (python: python3.11, its libraries and
+/usr/lib/python3.11 padded with real files to ~735 MiB, BENCH_QUICK=1: ~200; busybox: a
+static busybox and a script in ~200 MiB; random: 1 GiB of random files, quick 512 MiB,
+one of 2 MiB) into redis-server (the 0-db stand-in) and a sharded dir store served by
+`python3 -m http.server`, each store behind scripts/wanproxy.py per profile
+(BENCH_WAN_PROFILES=ms/Mbit,..., default 10/100,25/20,75/10), and times each workload on a
+fresh mount: cold (bytes from the proxy's stats), then warm (page cache dropped), against
+the floor bytes/bandwidth + 2 x delay and the full download of the stored objects.
+Trace mode (`zvfs mount --record-trace` + `zvfs prefetch add`) runs when the binary has it.
 Every timing here is wall-clock of a whole operation; cold figures drop the page cache
 (`echo 3 > /proc/sys/vm/drop_caches`) first. Bytes fetched are counted by the store
 itself: the dir store is served by a small counting HTTP server on loopback.
@@ -344,6 +353,7 @@ def print_table(header):
     print()
     if COMPARE:
         print_compare()
+    print_wan()
     if ROWS:
         print("| figure | zvfs | native | zvfs/native | target | met |")
         print("|---|---|---|---|---|---|")
@@ -872,6 +882,301 @@ def import_suite(w):
                  f"figure but B's; {rounds} rounds, interleaved (the first figure alternates), best of the rounds")
 
 
+# ---------------------------------------------------------------- wan suite
+
+WAN_PROFILES = os.environ.get("BENCH_WAN_PROFILES", "10/100,25/20,75/10")
+WAN_ROWS = []
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def copy_path(p, root):
+    """Copies `p` (file or symlink, following the symlink chain) into root at its path."""
+    while True:
+        q = os.path.join(root, p.lstrip("/"))
+        os.makedirs(os.path.dirname(q), exist_ok=True)
+        if os.path.lexists(q):
+            return
+        if os.path.islink(p):
+            t = os.readlink(p)
+            os.symlink(t, q)
+            p = os.path.normpath(os.path.join(os.path.dirname(p), t))
+            continue
+        shutil.copy2(p, q)
+        return
+
+
+def ldd_libs(path):
+    out = subprocess.run(["ldd", path], capture_output=True, text=True).stdout
+    libs = []
+    for line in out.splitlines():
+        parts = line.split()
+        if "=>" in parts and len(parts) > parts.index("=>") + 1 and parts[parts.index("=>") + 1].startswith("/"):
+            libs.append(parts[parts.index("=>") + 1])
+        elif parts and parts[0].startswith("/"):
+            libs.append(parts[0])
+    return libs
+
+
+def host_usr_links(root):
+    for d in ("bin", "lib", "lib64", "sbin"):
+        if os.path.islink("/" + d):
+            os.makedirs(os.path.join(root, os.readlink("/" + d)), exist_ok=True)
+            os.symlink(os.readlink("/" + d), os.path.join(root, d))
+
+
+def tree_bytes(root):
+    return int(subprocess.run(["du", "-sb", root], capture_output=True, text=True).stdout.split()[0])
+
+
+def pad(root, total, sources):
+    for src in sources:
+        have = tree_bytes(root)
+        if have >= total:
+            break
+        copy_budget(src, os.path.join(root, src.lstrip("/")), total - have)
+
+
+def python_tree(root, mib):
+    os.makedirs(root)
+    host_usr_links(root)
+    py = "/usr/bin/python3.11"
+    copy_path(py, root)
+    shutil.copy2(py, os.path.join(root, "usr/bin/python3"))
+    libs = set(ldd_libs(py))
+    dyn = "/usr/lib/python3.11/lib-dynload"
+    for n in os.listdir(dyn):
+        if n.endswith(".so"):
+            libs.update(ldd_libs(os.path.join(dyn, n)))
+    for lib in sorted(libs):
+        copy_path(lib, root)
+    shutil.copytree("/usr/lib/python3.11", os.path.join(root, "usr/lib/python3.11"), symlinks=True,
+                    dirs_exist_ok=True)
+    pad(root, mib * MiB, ["/usr/lib/x86_64-linux-gnu", "/usr/share"])
+
+
+def busybox_tree(root, mib):
+    os.makedirs(os.path.join(root, "bin"))
+    shutil.copy2("/bin/busybox", os.path.join(root, "bin/busybox"))
+    os.makedirs(os.path.join(root, "etc"))
+    with open(os.path.join(root, "etc/motd"), "w") as f:
+        f.write("".join(f"line {i} of the benchmark motd\n" for i in range(200)))
+    with open(os.path.join(root, "script.sh"), "w") as f:
+        f.write("B=/bin/busybox\n$B ls -l / /etc | $B wc -l\n$B cat /etc/motd | $B wc -c\n"
+                "$B grep -c 'line 1' /etc/motd\n$B wc -l /etc/motd\n$B sed -n 's/motd/MOTD/p' /etc/motd | $B wc -l\n")
+    pad(root, mib * MiB, ["/usr/share", "/usr/lib/x86_64-linux-gnu"])
+
+
+def random_tree(root, mib, rnd):
+    os.makedirs(os.path.join(root, "data"))
+    write_random(os.path.join(root, "data/small.bin"), 2 * MiB, rnd)
+    left, i = mib * MiB - 2 * MiB, 0
+    while left > 0:
+        size = min(left, rnd.randint(64, 256) * MiB)
+        write_random(os.path.join(root, "data", f"big{i:02d}.bin"), size, rnd)
+        left -= size
+        i += 1
+
+
+class Proc:
+    """A background process; `wait_port` waits for a TCP port to accept."""
+
+    def __init__(self, args, **kw):
+        self.p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+
+    def close(self):
+        if self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc):
+    import socket
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc.p.poll() is not None:
+                break
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+class WanProxy(Proc):
+    def __init__(self, w, name, target, delay_ms, mbit):
+        import json
+        self.json = json
+        pf, self.stats = w(f"{name}.port"), w(f"{name}.stats")
+        for f in (pf, self.stats):
+            if os.path.exists(f):
+                os.unlink(f)
+        super().__init__([sys.executable, os.path.join(HERE, "wanproxy.py"), "--listen", "127.0.0.1:0",
+                          "--to", target, "--delay-ms", str(delay_ms), "--rate-mbit", str(mbit),
+                          "--port-file", pf, "--stats", self.stats])
+        deadline = time.time() + 10
+        while not os.path.exists(pf):
+            if time.time() > deadline or self.p.poll() is not None:
+                raise RuntimeError("wanproxy.py did not start")
+            time.sleep(0.02)
+        self.port = int(open(pf).read())
+
+    def down(self):
+        time.sleep(0.2)  # stats are written every 50 ms
+        with open(self.stats) as f:
+            return self.json.load(f)["to_client"]
+
+
+def zmount(fl, cache, mnt, log_path, extra=()):
+    os.makedirs(mnt, exist_ok=True)
+    run([ZVFS, "mount", "-d", "--new-daemon", "-m", fl, "-c", cache, "-l", log_path, *extra, mnt])
+
+
+def zumount(mnt):
+    subprocess.run([ZVFS, "umount", mnt], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(["umount", "-l", mnt], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def workload(kind, root):
+    if kind == "python":
+        args = ["chroot", root, "/usr/bin/python3", "-c",
+                "import json, sqlite3, email, http.client, xml.dom.minidom, decimal, asyncio"]
+        return lambda: run(args, stdout=subprocess.DEVNULL)
+    if kind == "busybox":
+        return lambda: run(["chroot", root, "/bin/busybox", "sh", "/script.sh"], stdout=subprocess.DEVNULL)
+    return lambda: read_file(os.path.join(root, "data/small.bin"))
+
+
+def wan_suite(w):
+    """The `wan` suite: cold and warm workloads on mounts whose store is behind a slow
+    link (scripts/wanproxy.py), against the floor (bytes needed / bandwidth + one round
+    trip) and the full download of the flist."""
+    for tool in ("redis-server", "chroot", "/bin/busybox", "ldd"):
+        if not shutil.which(tool):
+            sys.exit(f"bench: the wan suite needs {tool} (apt-get install redis-server busybox-static)")
+    profiles = []
+    for p in WAN_PROFILES.split(","):
+        d, r = p.split("/")
+        profiles.append((float(d), float(r)))
+    mount_help = subprocess.run([ZVFS, "mount", "--help"], capture_output=True, text=True).stdout
+    trace = "--record-trace" in mount_help
+    if not trace:
+        NOTES.append("trace mode skipped: this zvfs has no `zvfs mount --record-trace`")
+    NOTES.append("redis-server on loopback stands in for 0-db (no 0-db binary can be installed here); "
+                 "the HTTP store is `python3 -m http.server -p HTTP/1.1` over a sharded dir store")
+    rnd = random.Random(19)
+    sizes = {"python": 200 if QUICK else 735, "busybox": 200, "random": 512 if QUICK else 1024}
+    procs = []
+    try:
+        rport = free_port()
+        redis = Proc(["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
+                      "--appendonly", "no", "--dir", w()])
+        procs.append(redis)
+        wait_port(rport, redis)
+        images = {}
+        for kind in ("python", "busybox", "random"):
+            root = w(f"{kind}-tree")
+            log(f"building the {kind} tree (~{sizes[kind]} MiB)")
+            if kind == "python":
+                python_tree(root, sizes[kind])
+            elif kind == "busybox":
+                busybox_tree(root, sizes[kind])
+            else:
+                random_tree(root, sizes[kind], rnd)
+            if kind != "random":
+                workload(kind, root)()  # works on the plain tree
+            store = w(f"{kind}-store")
+            fl = w(f"{kind}.fl")
+            run([ZVFS, "pack", "-m", fl, "-s", f"redis://127.0.0.1:{rport}", "-s",
+                 f"dir://{store}?layout=sharded", root], stdout=subprocess.DEVNULL)
+            stored = tree_bytes(store)
+            drop_caches()
+            native = timed(workload(kind, root))
+            images[kind] = (root, fl, stored, native)
+            NOTES.append(f"{kind}: tree {tree_bytes(root) / MiB:.0f} MiB, stored objects {stored / MiB:.0f} MiB, "
+                         f"native cold workload {native:.3f} s")
+        hport = free_port()
+        http = Proc([sys.executable, "-m", "http.server", "-p", "HTTP/1.1", "-b", "127.0.0.1", str(hport)],
+                    cwd=w())
+        procs.append(http)
+        wait_port(hport, http)
+        trace_fls = {}
+        if trace:
+            for kind, (root, fl, _, _) in images.items():
+                t = w(f"{kind}.trace")
+                mnt = w("mnt-trace")
+                zmount(fl, w(f"trace-cache-{kind}"), mnt, w("mount.log"),
+                       ["-s", f"redis://127.0.0.1:{rport}", "--record-trace", t])
+                workload(kind, mnt)()
+                zumount(mnt)
+                tfl = w(f"{kind}-trace.fl")
+                shutil.copyfile(fl, tfl)
+                run([ZVFS, "prefetch", "add", "-m", tfl, t], stdout=subprocess.DEVNULL)
+                trace_fls[kind] = tfl
+        n = 0
+        for delay, mbit in profiles:
+            prof = f"{delay:g} ms / {mbit:g} Mbit"
+            bw = mbit * 1e6 / 8
+            proxies = {"redis": WanProxy(w, "p-redis", f"127.0.0.1:{rport}", delay, mbit),
+                       "http": WanProxy(w, "p-http", f"127.0.0.1:{hport}", delay, mbit)}
+            procs.extend(proxies.values())
+            for kind, (root, fl, stored, native) in images.items():
+                for sname, px in proxies.items():
+                    url = (f"redis://127.0.0.1:{px.port}" if sname == "redis"
+                           else f"http://127.0.0.1:{px.port}/{kind}-store")
+                    modes = [("no trace", fl)] + ([("trace", trace_fls[kind])] if trace else [])
+                    for mode, mfl in modes:
+                        n += 1
+                        mnt = w("mnt")
+                        cache = w(f"cache{n}")
+                        zmount(mfl, cache, mnt, w("mount.log"), ["-s", url])
+                        try:
+                            drop_caches()
+                            b0 = px.down()
+                            cold = timed(workload(kind, mnt))
+                            got = px.down() - b0
+                            drop_caches()
+                            warm = timed(workload(kind, mnt))
+                        finally:
+                            zumount(mnt)
+                        shutil.rmtree(cache, ignore_errors=True)
+                        floor = got / bw + 2 * delay / 1000
+                        full = stored / bw
+                        WAN_ROWS.append((prof, kind, sname, mode, cold, got / MiB, floor, cold / floor, warm, full,
+                                         native))
+                        log(f"{prof} {kind} {sname} {mode}: cold {cold:.2f} s, {got / MiB:.1f} MiB, "
+                            f"floor {floor:.2f} s ({cold / floor:.2f}x), warm {warm:.3f} s, full {full:.0f} s")
+            for p in proxies.values():
+                p.close()
+    finally:
+        for p in procs:
+            p.close()
+
+
+def print_wan():
+    if not WAN_ROWS:
+        return
+    print("| profile | workload | store | mode | cold s | bytes MiB | floor s | cold/floor | target | "
+          "warm s | full download s | native cold s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for prof, kind, store, mode, cold, mib, floor, ratio, warm, full, native in WAN_ROWS:
+        lim = 1.3 if mode == "trace" else 2.0
+        print(f"| {prof} | {kind} | {store} | {mode} | {cold:.2f} | {mib:.1f} | {floor:.2f} | {ratio:.2f} | "
+              f"<= {lim} {'yes' if ratio <= lim else 'NO'} | {warm:.3f} | {full:.0f} | {native:.3f} |")
+    print()
+
+
 def read_file_tree(root):
     """Reads every regular file under root (into the page cache)."""
     for d, _, files in os.walk(root):
@@ -998,6 +1303,8 @@ def main():
                     compare(w, rnd, mounts)
                 elif part == "import":
                     import_suite(w)
+                elif part == "wan":
+                    wan_suite(w)
                 elif part == "all":
                     sys.exit("bench: `all` runs alone (it includes bigdir and identity)")
             print()
@@ -1220,6 +1527,9 @@ SUITES = {
     "import": "`zvfs import` of a ~1 GiB registry image (BENCH_QUICK=1: ~200 MiB) against "
               "skopeo copy + umoci unpack + zvfs pack and against zvfs pack of the extracted "
               "tree; layer reuse (A + 1 layer); peak RSS (BENCH_ROUNDS=N rounds, default 2)",
+    "wan": "cold / warm workloads (python imports, busybox script, one 2 MiB file) on mounts whose "
+           "redis (0-db stand-in) or HTTP store is behind scripts/wanproxy.py (BENCH_WAN_PROFILES="
+           "ms/Mbit,..., default 10/100,25/20,75/10), against bytes/bandwidth + 1 RTT and the full download",
     "compare": "the main figures (pack, cold, chunk-cache-warm, reread, daemon peak RSS, "
                "mount-ready) of ZVFS_BASELINE=old-binary and ZVFS, interleaved round by "
                "round in the same run, side by side with the ratio (BENCH_ROUNDS=N rounds)",
