@@ -46,6 +46,7 @@ itself: the dir store is served by a small counting HTTP server on loopback.
 """
 
 import http.server
+import json
 import os
 import random
 import resource
@@ -1058,6 +1059,21 @@ def workload(kind, root):
     return lambda: read_file(os.path.join(root, "data/small.bin"))
 
 
+def wait_prefetch(mnt, limit=120):
+    """Wait until the mount's prefetch (if any) ended, as `zvfs mounts --stats` says."""
+    end = time.time() + limit
+    while time.time() < end:
+        out = subprocess.run([ZVFS, "mounts", "--stats", "--json", mnt], capture_output=True, text=True)
+        try:
+            st = json.loads(out.stdout)[0]["stats"]
+            p = st["prefetch"]
+            if p["finished"] or p["planned"] == 0:
+                return
+        except (ValueError, KeyError, IndexError, TypeError):
+            return
+        time.sleep(0.1)
+
+
 def wan_suite(w):
     """The `wan` suite: cold and warm workloads on mounts whose store is behind a slow
     link (scripts/wanproxy.py), against the floor (bytes needed / bandwidth + one round
@@ -1136,22 +1152,32 @@ def wan_suite(w):
                     url = (f"redis://127.0.0.1:{px.port}" if sname == "redis"
                            else f"http://127.0.0.1:{px.port}/{kind}-store")
                     modes = [("no trace", fl)] + ([("trace", trace_fls[kind])] if trace else [])
+                    need = None
                     for mode, mfl in modes:
                         n += 1
                         mnt = w("mnt")
                         cache = w(f"cache{n}")
+                        # Cold: from the mount (a prefetch starts there) to the workload's
+                        # end; bytes: everything the link carried for this mount, the
+                        # prefetch's included, once it ended.
+                        drop_caches()
+                        b0 = px.down()
+                        t0 = time.perf_counter()
                         zmount(mfl, cache, mnt, w("mount.log"), ["-s", url])
                         try:
-                            drop_caches()
-                            b0 = px.down()
-                            cold = timed(workload(kind, mnt))
+                            workload(kind, mnt)()
+                            cold = time.perf_counter() - t0
+                            wait_prefetch(mnt)
                             got = px.down() - b0
                             drop_caches()
                             warm = timed(workload(kind, mnt))
                         finally:
                             zumount(mnt)
                         shutil.rmtree(cache, ignore_errors=True)
-                        floor = got / bw + 2 * delay / 1000
+                        # the floor: the bytes the workload needs (what it moved without a
+                        # trace) over the bandwidth, plus one round trip
+                        need = got if need is None else need
+                        floor = need / bw + 2 * delay / 1000
                         full = stored / bw
                         WAN_ROWS.append((prof, kind, sname, mode, cold, got / MiB, floor, cold / floor, warm, full,
                                          native))

@@ -242,6 +242,8 @@ impl S3Store {
             .timeout_read(cfg.io_timeout)
             .timeout_write(cfg.io_timeout)
             .redirects(0)
+            // A connection kept for each parallel read (see the http store).
+            .max_idle_connections_per_host(32)
             .build();
         Ok(S3Store {
             bucket,
