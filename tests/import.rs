@@ -816,6 +816,25 @@ fn no_startup_file() {
     assert!(tags(&t.fl).contains_key("image.entrypoint"));
 }
 
+/// `--prefetch TRACE`: the trace is in the imported flist (its paths resolved against the
+/// image's tree); a path the image lacks is skipped with a warning.
+#[test]
+fn prefetch_trace_goes_into_the_imported_flist() {
+    let d = tmp();
+    let layout = d.path().join("img");
+    new_layout(&layout, "t");
+    add_tar_layer(&layout, "t", "t", &[file("hello", b"hi\n")]);
+    let trace = d.path().join("t.trace");
+    std::fs::write(&trace, "# zvfs trace v1\n5 0 /hello\n9 0 /not/there\n").unwrap();
+    let t = Target::new(d.path(), "pf");
+    let out = import_cmd(&oci_ref(&layout, "t"), &t, &["--prefetch", s(&trace)], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("/not/there"), "{err}");
+    let shown = zvfs_ok(&["prefetch", "show", "-m", s(&t.fl)]);
+    assert_eq!(shown.trim(), "5 0 /hello", "{shown}");
+}
+
 // ---------------------------------------------------------------- registry auth
 
 /// A small image pushed to a registry that wants `zvfs:s3cret`.
