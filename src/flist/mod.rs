@@ -323,17 +323,26 @@ pub fn resolve(fl: &dyn Flist, path: &[u8]) -> Result<Entry> {
 /// The absolute path of inode `ino` (`/a/b`; `/` for the root), walking its parents.
 /// A hardlink's other paths are distinct inodes: a content inode gives its first path.
 pub fn path_of(fl: &dyn Flist, ino: Ino) -> Result<Vec<u8>> {
+    path_by(ino, |i| fl.get(i).map(|e| (e.parent, e.name)))
+}
+
+/// [`path_of`] with the entries' (parent, name) from `parent_and_name` (a caller with an
+/// entry cache of its own).
+pub fn path_by(
+    ino: Ino,
+    mut parent_and_name: impl FnMut(Ino) -> Result<(Ino, Vec<u8>)>,
+) -> Result<Vec<u8>> {
     let mut names = Vec::new();
     let mut cur = ino;
     while cur != ROOT_INO {
-        let e = fl.get(cur)?;
-        if e.parent == 0 || names.len() > 4096 {
+        let (parent, name) = parent_and_name(cur)?;
+        if parent == 0 || names.len() > 4096 {
             return Err(Error::format(format!(
                 "inode {ino}: its parents do not lead to the root"
             )));
         }
-        names.push(e.name);
-        cur = e.parent;
+        names.push(name);
+        cur = parent;
     }
     let mut path = Vec::new();
     for n in names.iter().rev() {

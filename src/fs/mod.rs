@@ -202,25 +202,7 @@ impl Shared {
     /// `ino` names, the content owner's for a FUSE inode), walking parents; `None` when an
     /// entry is missing or the parents loop.
     fn path_of(&self, ino: Ino) -> Option<Vec<u8>> {
-        let mut names = Vec::new();
-        let mut cur = ino;
-        while cur != ROOT_INO {
-            let e = self.entry(cur).ok()?;
-            if names.len() > 4096 || e.parent == 0 {
-                return None;
-            }
-            names.push(e.name.clone());
-            cur = e.parent;
-        }
-        let mut path = Vec::new();
-        for n in names.iter().rev() {
-            path.push(b'/');
-            path.extend_from_slice(n);
-        }
-        if path.is_empty() {
-            path.push(b'/');
-        }
-        Some(path)
+        crate::flist::path_by(ino, |i| self.entry(i).map(|e| (e.parent, e.name.clone()))).ok()
     }
 
     /// An entry from memory only (no flist query), for requests answered inline.
