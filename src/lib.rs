@@ -13,7 +13,8 @@
 //! copy, write, restore and re-encode flists); `daemon` (the mount daemon's life cycle:
 //! serve, background start, share, list, health, umount); `node` (Zero-OS and OCI
 //! integration); `cmd` (the subcommands: arguments, a call into the library, printing);
-//! `cli` (parsing, dispatch, exit codes).
+//! `cli` (parsing, dispatch, exit codes). `fuse` (the FUSE protocol: requests, replies,
+//! the session loop, connection takeover) sits beside `sys`, below `fs`.
 
 pub mod cache;
 pub mod cli;
@@ -27,6 +28,7 @@ pub mod diff;
 pub mod error;
 pub mod flist;
 pub mod fs;
+pub mod fuse;
 pub mod identity;
 pub mod image;
 pub mod import;

@@ -116,6 +116,7 @@ fn serve(
             readahead_chunks: args.readahead,
             prefetch_parallel: args.prefetch_parallel,
             record_trace: args.record_trace.clone(),
+            generation: 0,
         },
     )?;
     let answering = fs.answering();

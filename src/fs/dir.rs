@@ -7,8 +7,8 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, Mutex};
 
-use fuser::{ReplyDirectory, ReplyDirectoryPlus};
-use libc::{c_int, EBADF};
+use crate::fuse::{ReplyDirectory, ReplyDirectoryPlus};
+use libc::c_int;
 
 use super::{attr_of, fail, file_type, Shared, ZvfsFs, TTL};
 use crate::error::{Error, Result};
@@ -143,6 +143,13 @@ impl Shared {
     }
 
     pub(super) fn open_dir(&self, ino: Ino) -> Result<u64> {
+        let fh = self.fh();
+        self.open_dir_as(ino, fh).map(|_| fh)
+    }
+
+    /// Open directory `ino` under handle `fh` (a new one, or one an earlier worker gave
+    /// out, rebuilt from its inode).
+    fn open_dir_as(&self, ino: Ino, fh: u64) -> Result<Arc<OpenDir>> {
         let this = self.entry(ino)?;
         if !this.is_dir() {
             return Err(Error::invalid(format!("inode {ino} is not a directory")));
@@ -152,25 +159,29 @@ impl Shared {
         } else {
             self.entry(this.parent)?
         };
-        let fh = self.fh();
         let d = Arc::new(OpenDir {
             this,
             parent,
             page: Mutex::new(None),
         });
         if let Ok(mut m) = self.dirs.lock() {
-            m.insert(fh, d);
+            m.insert(fh, d.clone());
         }
-        Ok(fh)
+        Ok(d)
     }
 }
 
 impl ZvfsFs {
     /// A listing: answered here when it resumes in the page in memory, else by a worker
     /// (that reads the next page from the flist).
-    pub(super) fn list<R: DirReply>(&self, fh: u64, offset: i64, reply: R) {
-        let Some(d) = self.shared.open_dir_of(fh) else {
-            return reply.fail(EBADF);
+    pub(super) fn list<R: DirReply>(&self, ino: u64, fh: u64, offset: i64, reply: R) {
+        let d = match self.shared.open_dir_of(fh) {
+            Some(d) => d,
+            // A handle of the worker before this one (the mount survived it).
+            None => match self.shared.open_dir_as(ino, fh) {
+                Ok(d) => d,
+                Err(e) => return reply.fail(fail(&format!("readdir of inode {ino}"), &e)),
+            },
         };
         if d.resume(resume_after(offset)).is_some() {
             return fill_dir(&self.shared, &d, offset, reply, false);

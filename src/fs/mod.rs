@@ -33,12 +33,12 @@ use std::num::NonZeroUsize;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use fuser::{
-    consts, FileAttr, FileType, Filesystem, KernelConfig, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow,
+use crate::fuse::abi::{flags, fopen};
+use crate::fuse::{
+    FileAttr, FileType, Filesystem, KernelConfig, ReplyAttr, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr,
 };
 use libc::{c_int, ENODATA, ENOENT, ENOSYS, ENOTDIR, ERANGE, EROFS};
 use lru::LruCache;
@@ -69,6 +69,10 @@ pub struct FsConfig {
     pub prefetch_parallel: usize,
     /// Record the first read of each (file, chunk) into this file (`--record-trace`).
     pub record_trace: Option<std::path::PathBuf>,
+    /// Which worker of a mount this is (0, then 1, 2, ... after takeovers): its file
+    /// handles start at `generation << 40`, so they never collide with the handles an
+    /// earlier worker gave out and the kernel still holds.
+    pub generation: u64,
 }
 
 impl Default for FsConfig {
@@ -78,6 +82,7 @@ impl Default for FsConfig {
             readahead_chunks: 6,
             prefetch_parallel: prefetch::DEFAULT_PARALLEL,
             record_trace: None,
+            generation: 0,
         }
     }
 }
@@ -108,7 +113,7 @@ struct Shared {
     started: Instant,
 }
 
-/// The filesystem handed to `fuser`: the flist, the chunk cache, the router and the
+/// The filesystem handed to the FUSE session (`crate::fuse`): the flist, the chunk cache, the router and the
 /// worker, fetch and read-ahead pools serving one mount.
 pub struct ZvfsFs {
     shared: Arc<Shared>,
@@ -120,14 +125,6 @@ pub struct ZvfsFs {
     /// Jobs queued or running on the workers (not reads waiting on the fetch pool).
     answering: Arc<AtomicUsize>,
     on_ready: Option<Box<dyn FnOnce() + Send>>,
-}
-
-fn time(secs: i64) -> SystemTime {
-    if secs >= 0 {
-        UNIX_EPOCH + Duration::from_secs(secs as u64)
-    } else {
-        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
-    }
 }
 
 fn file_type(k: Kind) -> FileType {
@@ -145,15 +142,13 @@ fn file_type(k: Kind) -> FileType {
 /// The attributes the kernel sees. Hardlinked paths share one inode number (the inode
 /// that owns the content).
 pub fn attr_of(e: &Entry) -> FileAttr {
-    let mtime = time(e.mtime);
     FileAttr {
         ino: e.content_ino(),
         size: e.size,
         blocks: e.size.div_ceil(512),
-        atime: mtime,
-        mtime,
-        ctime: time(e.ctime),
-        crtime: mtime,
+        atime: e.mtime,
+        mtime: e.mtime,
+        ctime: e.ctime,
         kind: file_type(e.kind()),
         perm: (e.mode & 0o7777) as u16,
         nlink: e.nlink,
@@ -242,7 +237,7 @@ impl ZvfsFs {
             contents: Mutex::new(HashMap::new()),
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
-            next_fh: AtomicU64::new(1),
+            next_fh: AtomicU64::new((cfg.generation << 40) | 1),
             buffers: buffers::Buffers::new(READ_BUFFERS, MAX_READAHEAD as usize),
             prefetch: stats::PrefetchProgress::default(),
             stopping: std::sync::atomic::AtomicBool::new(false),
@@ -310,21 +305,17 @@ impl ZvfsFs {
 }
 
 impl Filesystem for ZvfsFs {
-    fn init(&mut self, _req: &Request<'_>, config: &mut KernelConfig) -> Result<(), c_int> {
-        let _ = config.set_max_readahead(MAX_READAHEAD);
-        let _ = config.set_max_background(64);
-        let _ = config.set_congestion_threshold(48);
+    fn init(&mut self, config: &mut KernelConfig) -> Result<(), c_int> {
+        config.max_readahead = config.max_readahead.min(MAX_READAHEAD);
+        config.max_background = 64;
+        config.congestion_threshold = 48;
         // Adaptive readdirplus: attributes come with the listing only for processes that
         // stat what they list (`ls -l`, `find`); a plain `ls` of a huge directory gets the
         // smaller plain entries, several times fewer requests and no inode per entry.
-        for cap in [
-            consts::FUSE_DO_READDIRPLUS,
-            consts::FUSE_READDIRPLUS_AUTO,
-            consts::FUSE_CACHE_SYMLINKS,
-            consts::FUSE_PARALLEL_DIROPS,
-        ] {
-            let _ = config.add_capabilities(cap);
-        }
+        config.requested |= flags::DO_READDIRPLUS
+            | flags::READDIRPLUS_AUTO
+            | flags::CACHE_SYMLINKS
+            | flags::PARALLEL_DIROPS;
         if let Some(t) = &self.shared.trace {
             let weak = Arc::downgrade(&self.shared);
             t.start(Box::new(move |ino| weak.upgrade()?.path_of(ino)));
@@ -348,7 +339,7 @@ impl Filesystem for ZvfsFs {
         }
     }
 
-    fn lookup(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
+    fn lookup(&mut self, parent: u64, name: &OsStr, reply: ReplyEntry) {
         match self.shared.flist.lookup(parent, name.as_bytes()) {
             Ok(Some(e)) => {
                 let e = Arc::new(e);
@@ -360,64 +351,34 @@ impl Filesystem for ZvfsFs {
         }
     }
 
-    fn getattr(&mut self, _req: &Request<'_>, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
+    fn getattr(&mut self, ino: u64, reply: ReplyAttr) {
         match self.shared.entry(ino) {
             Ok(e) => reply.attr(&TTL, &attr_of(&e)),
             Err(e) => reply.error(fail(&format!("getattr of inode {ino}"), &e)),
         }
     }
 
-    fn readlink(&mut self, _req: &Request<'_>, ino: u64, reply: ReplyData) {
+    fn readlink(&mut self, ino: u64, reply: ReplyData) {
         match self.shared.flist.link_target(ino) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(fail(&format!("readlink of inode {ino}"), &e)),
         }
     }
 
-    fn open(&mut self, _req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
+    fn open(&mut self, ino: u64, flags: i32, reply: ReplyOpen) {
         self.open_file_reply(ino, flags, reply)
     }
 
-    fn read(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
-        fh: u64,
-        offset: i64,
-        size: u32,
-        _flags: i32,
-        _lock_owner: Option<u64>,
-        reply: ReplyData,
-    ) {
+    fn read(&mut self, ino: u64, fh: u64, offset: i64, size: u32, reply: ReplyData) {
         self.read_reply(ino, fh, offset, size, reply)
     }
 
-    fn flush(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        _fh: u64,
-        _lock_owner: u64,
-        reply: ReplyEmpty,
-    ) {
-        reply.ok();
-    }
-
-    fn release(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        fh: u64,
-        _flags: i32,
-        _lock_owner: Option<u64>,
-        _flush: bool,
-        reply: ReplyEmpty,
-    ) {
+    fn release(&mut self, _ino: u64, fh: u64, reply: ReplyEmpty) {
         self.release_file(fh, reply)
     }
 
-    fn opendir(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {
-        let flags = consts::FOPEN_KEEP_CACHE | consts::FOPEN_CACHE_DIR;
+    fn opendir(&mut self, ino: u64, reply: ReplyOpen) {
+        let flags = fopen::KEEP_CACHE | fopen::CACHE_DIR;
         let shared = self.shared.clone();
         let open = move || match shared.open_dir(ino) {
             Ok(fh) => reply.opened(fh, flags),
@@ -437,43 +398,22 @@ impl Filesystem for ZvfsFs {
         }
     }
 
-    fn readdir(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        fh: u64,
-        offset: i64,
-        reply: ReplyDirectory,
-    ) {
-        self.list(fh, offset, reply);
+    fn readdir(&mut self, ino: u64, fh: u64, offset: i64, reply: ReplyDirectory) {
+        self.list(ino, fh, offset, reply);
     }
 
-    fn readdirplus(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        fh: u64,
-        offset: i64,
-        reply: ReplyDirectoryPlus,
-    ) {
-        self.list(fh, offset, reply);
+    fn readdirplus(&mut self, ino: u64, fh: u64, offset: i64, reply: ReplyDirectoryPlus) {
+        self.list(ino, fh, offset, reply);
     }
 
-    fn releasedir(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        fh: u64,
-        _flags: i32,
-        reply: ReplyEmpty,
-    ) {
+    fn releasedir(&mut self, _ino: u64, fh: u64, reply: ReplyEmpty) {
         if let Ok(mut m) = self.shared.dirs.lock() {
             m.remove(&fh);
         }
         reply.ok();
     }
 
-    fn statfs(&mut self, _req: &Request<'_>, _ino: u64, reply: ReplyStatfs) {
+    fn statfs(&mut self, _ino: u64, reply: ReplyStatfs) {
         let shared = self.shared.clone();
         self.work(move || {
             let t = match shared.totals.get() {
@@ -497,14 +437,7 @@ impl Filesystem for ZvfsFs {
         });
     }
 
-    fn getxattr(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
-        name: &OsStr,
-        size: u32,
-        reply: ReplyXattr,
-    ) {
+    fn getxattr(&mut self, ino: u64, name: &OsStr, size: u32, reply: ReplyXattr) {
         log::debug!("getxattr of inode {ino}: {name:?}");
         if !self.shared.has_xattrs {
             // ENOSYS: the kernel stops sending xattr requests for the whole mount and
@@ -523,7 +456,7 @@ impl Filesystem for ZvfsFs {
         }
     }
 
-    fn listxattr(&mut self, _req: &Request<'_>, ino: u64, size: u32, reply: ReplyXattr) {
+    fn listxattr(&mut self, ino: u64, size: u32, reply: ReplyXattr) {
         log::debug!("listxattr of inode {ino}");
         let xattrs = match self.shared.flist.xattrs(ino) {
             Ok(x) => x,
@@ -543,160 +476,11 @@ impl Filesystem for ZvfsFs {
         }
     }
 
-    fn access(&mut self, _req: &Request<'_>, _ino: u64, mask: i32, reply: ReplyEmpty) {
+    fn access(&mut self, _ino: u64, mask: i32, reply: ReplyEmpty) {
         if mask & libc::W_OK != 0 {
             reply.error(EROFS)
         } else {
             reply.ok()
         }
-    }
-
-    // Everything below would change the tree: read-only filesystem.
-
-    fn setattr(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
-        _size: Option<u64>,
-        _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
-        _ctime: Option<SystemTime>,
-        _fh: Option<u64>,
-        _crtime: Option<SystemTime>,
-        _chgtime: Option<SystemTime>,
-        _bkuptime: Option<SystemTime>,
-        _flags: Option<u32>,
-        reply: ReplyAttr,
-    ) {
-        reply.error(EROFS)
-    }
-
-    fn mknod(
-        &mut self,
-        _req: &Request<'_>,
-        _parent: u64,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        _rdev: u32,
-        reply: ReplyEntry,
-    ) {
-        reply.error(EROFS)
-    }
-
-    fn mkdir(
-        &mut self,
-        _req: &Request<'_>,
-        _parent: u64,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        reply: ReplyEntry,
-    ) {
-        reply.error(EROFS)
-    }
-
-    fn unlink(&mut self, _req: &Request<'_>, _parent: u64, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(EROFS)
-    }
-
-    fn rmdir(&mut self, _req: &Request<'_>, _parent: u64, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(EROFS)
-    }
-
-    fn symlink(
-        &mut self,
-        _req: &Request<'_>,
-        _parent: u64,
-        _link_name: &OsStr,
-        _target: &std::path::Path,
-        reply: ReplyEntry,
-    ) {
-        reply.error(EROFS)
-    }
-
-    fn rename(
-        &mut self,
-        _req: &Request<'_>,
-        _parent: u64,
-        _name: &OsStr,
-        _newparent: u64,
-        _newname: &OsStr,
-        _flags: u32,
-        reply: ReplyEmpty,
-    ) {
-        reply.error(EROFS)
-    }
-
-    fn link(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        _newparent: u64,
-        _newname: &OsStr,
-        reply: ReplyEntry,
-    ) {
-        reply.error(EROFS)
-    }
-
-    fn write(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        _fh: u64,
-        _offset: i64,
-        _data: &[u8],
-        _write_flags: u32,
-        _flags: i32,
-        _lock_owner: Option<u64>,
-        reply: ReplyWrite,
-    ) {
-        reply.error(EROFS)
-    }
-
-    fn create(
-        &mut self,
-        _req: &Request<'_>,
-        _parent: u64,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        _flags: i32,
-        reply: ReplyCreate,
-    ) {
-        reply.error(EROFS)
-    }
-
-    fn setxattr(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        _name: &OsStr,
-        _value: &[u8],
-        _flags: i32,
-        _position: u32,
-        reply: ReplyEmpty,
-    ) {
-        reply.error(EROFS)
-    }
-
-    fn removexattr(&mut self, _req: &Request<'_>, _ino: u64, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(EROFS)
-    }
-
-    fn fallocate(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        _fh: u64,
-        _offset: i64,
-        _length: i64,
-        _mode: i32,
-        reply: ReplyEmpty,
-    ) {
-        reply.error(EROFS)
     }
 }

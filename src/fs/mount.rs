@@ -2,8 +2,10 @@
 //!
 //! As root the filesystem is mounted with `mount(2)` directly, so the type can be
 //! `fuse.<subtype>` and the source any name: Zero-OS nodes find their flist mounts by type
-//! `fuse.g8ufs` and source = the daemon's pid (formats.md section 5). Without root, fuser
-//! mounts through `fusermount3` (type `fuse`, the subtype only in the options).
+//! `fuse.g8ufs` and source = the daemon's pid (formats.md section 5). Without root, the
+//! mount goes through `fusermount3` (type `fuse`, the subtype only in the options).
+//! [`resume`] serves a connection an earlier process mounted and initialised (a worker
+//! taking over from a dead one, `daemon::supervise`).
 //!
 //! Mounts are `nodev` unless asked otherwise: the mount is `allow_other`, and a device
 //! node an flist carries (`c 1 5`, `b 8 0`) would otherwise open the host's device for
@@ -15,7 +17,9 @@
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use fuser::{MountOption, Session, SessionACL, SessionUnmounter};
+use std::sync::{Arc, OnceLock};
+
+use crate::fuse::{InitInfo, Session};
 
 use super::ZvfsFs;
 use crate::error::{Context, Error, Result};
@@ -72,6 +76,16 @@ pub struct Mounted {
     pub session: Session<ZvfsFs>,
     /// Takes this mount off again.
     pub unmounter: Unmounter,
+    /// What the handshake settled, once done.
+    pub init: Arc<OnceLock<InitInfo>>,
+}
+
+impl Mounted {
+    /// A copy of the connection's descriptor (to keep the connection alive beyond this
+    /// process, or to hand it to the next one).
+    pub fn fuse_fd(&self) -> std::io::Result<OwnedFd> {
+        self.session.fd().try_clone_to_owned()
+    }
 }
 
 /// Takes the mount off (idempotent), from any thread.
@@ -79,8 +93,8 @@ pub enum Unmounter {
     /// Mounted as root with `mount(2)`: unmounted with `umount2(2)` on this (canonical)
     /// mountpoint.
     Direct(PathBuf),
-    /// Mounted by fuser through `fusermount3`: unmounted through its session.
-    Fuser(SessionUnmounter),
+    /// Mounted through `fusermount3`: unmounted through it, on this mountpoint.
+    Fusermount(PathBuf),
 }
 
 impl Unmounter {
@@ -88,9 +102,7 @@ impl Unmounter {
     pub fn unmount(&mut self) -> Result<()> {
         match self {
             Unmounter::Direct(target) => unmount_path(target),
-            Unmounter::Fuser(u) => u
-                .unmount()
-                .map_err(|e| Error::from(e).context("unmounting")),
+            Unmounter::Fusermount(target) => crate::fuse::fusermount::unmount(target),
         }
     }
 }
@@ -146,44 +158,47 @@ pub fn mount(fs: ZvfsFs, target: &Path, opts: &MountOpts) -> Result<Mounted> {
     let target = target
         .canonicalize()
         .with_ctx(|| format!("mountpoint {}", target.display()))?;
-    if rustix::process::geteuid().is_root() {
-        let fd = mount_direct(&target, opts)?;
-        let acl = if opts.allow_other {
-            SessionACL::All
-        } else {
-            SessionACL::Owner
-        };
-        Ok(Mounted {
-            session: Session::from_fd(fs, fd, acl),
-            unmounter: Unmounter::Direct(target),
-        })
+    let (fd, unmounter) = if rustix::process::geteuid().is_root() {
+        (mount_direct(&target, opts)?, Unmounter::Direct(target))
     } else {
-        let mut options = vec![
-            MountOption::RO,
-            MountOption::FSName(opts.fsname.clone()),
-            MountOption::Subtype(opts.subtype.clone()),
-        ];
-        if opts.allow_other {
-            options.push(MountOption::AllowOther);
+        let mut o = format!("ro,fsname={},subtype={}", opts.fsname, opts.subtype);
+        for (on, name) in [
+            (opts.allow_other, ",allow_other"),
+            (opts.default_permissions, ",default_permissions"),
+            (!opts.dev, ",nodev"),
+            (!opts.suid, ",nosuid"),
+        ] {
+            if on {
+                o.push_str(name);
+            }
         }
-        if opts.default_permissions {
-            options.push(MountOption::DefaultPermissions);
-        }
-        options.push(if opts.dev {
-            MountOption::Dev
-        } else {
-            MountOption::NoDev
-        });
-        options.push(if opts.suid {
-            MountOption::Suid
-        } else {
-            MountOption::NoSuid
-        });
-        let mut session = Session::new(fs, &target, &options)
-            .with_ctx(|| format!("mounting on {}", target.display()))?;
-        let unmounter = Unmounter::Fuser(session.unmount_callable());
-        Ok(Mounted { session, unmounter })
-    }
+        let fd = crate::fuse::fusermount::mount(&target, &o)
+            .map_err(|e| e.context(format!("mounting on {}", target.display())))?;
+        (fd, Unmounter::Fusermount(target))
+    };
+    let session = Session::new(fs, fd);
+    Ok(Mounted {
+        init: session.init_info(),
+        session,
+        unmounter,
+    })
+}
+
+/// Serve `fs` on the connection `fd`, mounted on `target` and initialised by an earlier
+/// process: running the session asks the kernel to resend what that process had read and
+/// not answered, then serves as usual.
+pub fn resume(fs: ZvfsFs, fd: OwnedFd, target: &Path) -> Result<Mounted> {
+    let unmounter = if rustix::process::geteuid().is_root() {
+        Unmounter::Direct(target.to_path_buf())
+    } else {
+        Unmounter::Fusermount(target.to_path_buf())
+    };
+    let session = Session::resume(fs, fd);
+    Ok(Mounted {
+        init: session.init_info(),
+        session,
+        unmounter,
+    })
 }
 
 /// A FUSE mount's read-ahead window is its backing device's (`/sys/class/bdi/<dev>/

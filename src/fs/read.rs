@@ -9,8 +9,9 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
-use fuser::{consts, ReplyData, ReplyEmpty, ReplyOpen};
-use libc::{EBADF, EIO, EROFS};
+use crate::fuse::abi::fopen;
+use crate::fuse::{ReplyData, ReplyEmpty, ReplyOpen};
+use libc::{EIO, EROFS};
 
 use super::{fail, Shared, ZvfsFs, MAX_READAHEAD};
 use crate::cache::{mapped, Piece, MAX_PIECES};
@@ -54,6 +55,13 @@ impl Shared {
     }
 
     fn open_file(&self, ino: Ino) -> Result<u64> {
+        let fh = self.fh();
+        self.open_file_as(ino, fh).map(|_| fh)
+    }
+
+    /// Open `ino` under handle `fh`: a new open, or a handle an earlier worker gave out
+    /// (the kernel still holds it after a takeover) rebuilt from its inode.
+    fn open_file_as(&self, ino: Ino, fh: u64) -> Result<Arc<OpenFile>> {
         let e = self.entry(ino)?;
         if e.kind() != Kind::File {
             return Err(Error::invalid(format!("inode {ino} is not a regular file")));
@@ -65,7 +73,6 @@ impl Shared {
             format!("inode {ino}"),
         );
         content.check_fixed()?;
-        let fh = self.fh();
         let f = Arc::new(OpenFile {
             size: content.size(),
             chunks: content.chunks().clone(),
@@ -74,9 +81,9 @@ impl Shared {
             hinted: AtomicU64::new(0),
         });
         if let Ok(mut m) = self.files.lock() {
-            m.insert(fh, f);
+            m.insert(fh, f.clone());
         }
-        Ok(fh)
+        Ok(f)
     }
 
     /// Fill `buf` with the file's bytes from `offset` (the caller sized it with
@@ -188,7 +195,7 @@ impl ZvfsFs {
         }
         let shared = self.shared.clone();
         self.work(move || match shared.open_file(ino) {
-            Ok(fh) => reply.opened(fh, consts::FOPEN_KEEP_CACHE),
+            Ok(fh) => reply.opened(fh, fopen::KEEP_CACHE),
             Err(e) => reply.error(fail(&format!("open of inode {ino}"), &e)),
         });
     }
@@ -202,8 +209,13 @@ impl ZvfsFs {
             .lock()
             .ok()
             .and_then(|m| m.get(&fh).cloned());
-        let Some(f) = f else {
-            return reply.error(EBADF);
+        let f = match f {
+            Some(f) => f,
+            // A handle of the worker before this one (the mount survived it).
+            None => match self.shared.open_file_as(ino, fh) {
+                Ok(f) => f,
+                Err(e) => return reply.error(fail(&format!("read of inode {ino}"), &e)),
+            },
         };
         let offset = offset.max(0) as u64;
         if let Some(t) = &self.shared.trace {
