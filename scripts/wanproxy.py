@@ -2,8 +2,8 @@
 """A user-space TCP proxy that delays and rate-limits like a slow link (python3 stdlib).
 
 Usage:
-  wanproxy.py --listen 127.0.0.1:0 --to HOST:PORT --delay-ms D --rate-mbit R \\
-              [--port-file F] [--stats F2]
+  wanproxy.py --listen 127.0.0.1:0 --to HOST:PORT [--delay-ms D] [--rate-mbit R] \\
+              [--port-file F] [--stats F2] [--fault KIND --fault-after N --fault-conns K]
 
 Listens, writes its bound port to F once listening, and forwards each accepted connection
 to HOST:PORT. Each direction has a one-way delay D and a bandwidth R Mbit/s shared by all
@@ -12,12 +12,24 @@ s = max(t, link_free) + len/rate (link_free = s) and is written out at s + D by 
 direction's writer thread. Half-close (EOF) and close propagate. F2 gets JSON stats
 ({"to_target", "to_client": bytes delivered, "connections": accepted, "open"}) at least
 every 100 ms and on SIGTERM (tmp file + rename). Used by `scripts/bench.sh wan`.
+
+Faults (tests/faults.rs), on the replies (target -> client) of the first K connections
+(K = 0: all), once N reply bytes of the connection went through:
+  stall      forward nothing more, keep the connection open
+  reset      close the client connection with a TCP reset
+  truncate   close the client connection cleanly (FIN) mid-reply
+  drip:MS    from then on, one byte every MS milliseconds
+  flip       flip the lowest bit of reply byte N
+  length     lower by one the next length field (RESP `$n`, HTTP `Content-Length: n`)
+  refuse     reset every connection at once, before any byte
 """
 
 import argparse
 import json
 import os
 import queue
+import re
+import struct
 import signal
 import socket
 import sys
@@ -45,7 +57,57 @@ class Link:
         return s + self.delay
 
 
-def pump(src, dst, link, key, done):
+class Fault:
+    """A fault of one connection's replies (see the module's doc)."""
+
+    def __init__(self, kind, after):
+        self.kind, _, arg = kind.partition(":")
+        self.arg = float(arg) if arg else 0.0
+        self.after = after
+        self.seen = 0
+        self.done = False
+
+    def apply(self, data):
+        """The pieces to forward for `data`: bytes, or "stall" / "reset" / "close"."""
+        if self.done and self.kind != "drip":
+            return [data]
+        start, self.seen = self.seen, self.seen + len(data)
+        if self.seen <= self.after and not (self.kind == "drip" and self.done):
+            return [data]
+        cut = max(0, self.after - start)
+        head, tail = data[:cut], data[cut:]
+        self.done = True
+        k = self.kind
+        if k in ("stall", "reset", "close", "truncate"):
+            return [head, "close" if k == "truncate" else k]
+        if k == "drip":
+            return [head] + [("drip", tail[i : i + 1]) for i in range(len(tail))]
+        if k == "flip":
+            return [head + bytes([tail[0] ^ 1]) + tail[1:]]
+        if k == "length":
+            m = re.search(rb"(\$|Content-Length: )(\d+)", tail)
+            if not m:
+                self.done = False
+                return [data]
+            n = max(0, int(m.group(2)) - 1)
+            return [head + tail[: m.start(2)] + str(n).encode() + tail[m.end(2) :]]
+        return [data]
+
+
+def reset(sock):
+    """Abort `sock` with a TCP reset (SHUT_RD first wakes a thread blocked reading it)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.shutdown(socket.SHUT_RD)
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+def pump(src, dst, link, key, done, fault=None):
     """Reader (this thread) and writer (a second thread) of one direction."""
     q = queue.Queue(maxsize=1024)  # at most 16 MiB queued per direction per connection
 
@@ -61,6 +123,19 @@ def pump(src, dst, link, key, done):
                         dst.shutdown(socket.SHUT_WR)
                     except OSError:
                         pass
+                    return
+                if data == "stall":
+                    while True:
+                        time.sleep(3600)
+                if data == "reset":
+                    reset(dst)
+                    return
+                if data == "close":
+                    for s in (src, dst):
+                        try:
+                            s.shutdown(socket.SHUT_RDWR)
+                        except OSError:
+                            pass
                     return
                 dst.sendall(data)
                 with LOCK:
@@ -85,10 +160,22 @@ def pump(src, dst, link, key, done):
         if not data:
             q.put((max(now, link.free) + link.delay, None))
             return
-        q.put((link.schedule(len(data), now), data))
+        pieces = fault.apply(data) if fault else [data]
+        for p in pieces:
+            if isinstance(p, str):
+                q.put((max(now, link.free) + link.delay, p))
+            elif isinstance(p, tuple):  # drip: one byte, arg ms after the last
+                now = max(now, link.free) + fault.arg / 1000
+                link.free = now
+                q.put((now + link.delay, p[1]))
+            elif p:
+                q.put((link.schedule(len(p), now), p))
 
 
-def handle(client, target, up, down):
+def handle(client, target, up, down, fault=None):
+    if fault is not None and fault.kind == "refuse":
+        reset(client)
+        return
     try:
         server = socket.create_connection(target)
     except OSError as e:
@@ -114,7 +201,9 @@ def handle(client, target, up, down):
         STATS["connections"] += 1
         STATS["open"] += 1
     threading.Thread(target=pump, args=(client, server, up, "to_target", done), daemon=True).start()
-    threading.Thread(target=pump, args=(server, client, down, "to_client", done), daemon=True).start()
+    threading.Thread(
+        target=pump, args=(server, client, down, "to_client", done, fault), daemon=True
+    ).start()
 
 
 def write_stats(path):
@@ -131,9 +220,12 @@ def main():
     ap.add_argument("--listen", default="127.0.0.1:0")
     ap.add_argument("--to", required=True)
     ap.add_argument("--delay-ms", type=float, default=0.0)
-    ap.add_argument("--rate-mbit", type=float, required=True)
+    ap.add_argument("--rate-mbit", type=float, default=10000.0)
     ap.add_argument("--port-file")
     ap.add_argument("--stats")
+    ap.add_argument("--fault")
+    ap.add_argument("--fault-after", type=int, default=0)
+    ap.add_argument("--fault-conns", type=int, default=0)
     a = ap.parse_args()
     lhost, lport = a.listen.rsplit(":", 1)
     thost, tport = a.to.rsplit(":", 1)
@@ -165,9 +257,12 @@ def main():
             f.write(f"{ls.getsockname()[1]}\n")
         os.replace(tmp, a.port_file)
     try:
+        n = 0
         while True:
             c, _ = ls.accept()
-            handle(c, target, up, down)
+            n += 1
+            faulty = a.fault and (a.fault_conns == 0 or n <= a.fault_conns)
+            handle(c, target, up, down, Fault(a.fault, a.fault_after) if faulty else None)
     finally:
         if a.stats:
             write_stats(a.stats)

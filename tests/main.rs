@@ -7,6 +7,7 @@
 mod common;
 
 mod cli;
+mod faults;
 mod identity;
 mod import;
 mod inspect;

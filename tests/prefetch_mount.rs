@@ -5,7 +5,6 @@
 //! be slow.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -94,61 +93,6 @@ fn prefetch_end(log: &Path) -> String {
     }
 }
 
-/// `scripts/wanproxy.py` in front of 127.0.0.1:`port`: `delay_ms` each way, `mbit`
-/// Mbit/s shared; killed on drop.
-struct Wan {
-    port: u16,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Wan {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wan(port: u16, delay_ms: u32, mbit: u32) -> Wan {
-    let dir = tempfile::tempdir().unwrap();
-    let port_file = dir.path().join("port");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/wanproxy.py");
-    let child = Command::new("python3")
-        .arg(&script)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--to",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .args([
-            "--delay-ms",
-            &delay_ms.to_string(),
-            "--rate-mbit",
-            &mbit.to_string(),
-        ])
-        .arg("--port-file")
-        .arg(&port_file)
-        .arg("--stats")
-        .arg(dir.path().join("stats.json"))
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("starting scripts/wanproxy.py");
-    let mut w = Wan {
-        port: 0,
-        child,
-        _dir: dir,
-    };
-    wait_for("wanproxy listening", || {
-        std::fs::read_to_string(&port_file)
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-            .map(|p| w.port = p)
-            .is_some()
-    });
-    w
-}
-
 /// `zvfs mount -d` of the flist over `store_url` with its own cache and log.
 fn mount(dir: &Path, fl: &Path, store_url: &str, extra: &[&str]) -> (PathBuf, PathBuf, Mount) {
     let mnt = dir.join("mnt");
@@ -206,7 +150,7 @@ fuse_test! {
         let http = http_server(&p.store);
         // 512 KiB of noise takes ~0.5 s at 8 Mbit/s: the prefetch of 12 chunks one at a
         // time takes ~7 s.
-        let slow = wan(http.port, 50, 8);
+        let slow = Proxy::wan(http.port, 50, 8);
         let url = format!("http://127.0.0.1:{}", slow.port);
         let (mnt, log, _m) = mount(tmp.path(), &p.fl, &url, &["--prefetch-parallel", "1"]);
         std::thread::sleep(Duration::from_millis(300));

@@ -396,6 +396,87 @@ impl Drop for HttpServer {
     }
 }
 
+/// `scripts/wanproxy.py` in front of 127.0.0.1:`port` (a slow link, or a faulty one);
+/// killed on drop.
+pub struct Proxy {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proxy {
+    /// A link of `delay_ms` each way and `mbit` Mbit/s shared.
+    pub fn wan(port: u16, delay_ms: u32, mbit: u32) -> Proxy {
+        Proxy::start(
+            port,
+            &[
+                "--delay-ms",
+                &delay_ms.to_string(),
+                "--rate-mbit",
+                &mbit.to_string(),
+            ],
+        )
+    }
+
+    /// A link with fault `kind` (the proxy's `--fault`) once `after` reply bytes of a
+    /// connection went through, on the first `conns` connections (0: all).
+    pub fn fault(port: u16, kind: &str, after: usize, conns: usize) -> Proxy {
+        Proxy::start(
+            port,
+            &[
+                "--fault",
+                kind,
+                "--fault-after",
+                &after.to_string(),
+                "--fault-conns",
+                &conns.to_string(),
+            ],
+        )
+    }
+
+    fn start(port: u16, args: &[&str]) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let port_file = dir.path().join("port");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/wanproxy.py");
+        let child = Command::new("python3")
+            .arg(&script)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--to",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .args(args)
+            .arg("--port-file")
+            .arg(&port_file)
+            .arg("--stats")
+            .arg(dir.path().join("stats.json"))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("starting scripts/wanproxy.py");
+        let mut w = Proxy {
+            port: 0,
+            child,
+            _dir: dir,
+        };
+        wait_for("wanproxy listening", || {
+            std::fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+                .map(|p| w.port = p)
+                .is_some()
+        });
+        w
+    }
+}
+
 // ---------------------------------------------------------------- test data
 
 /// `len` deterministic pseudo-random bytes (xorshift64, one byte a step), incompressible;
