@@ -11,6 +11,7 @@ mod faults;
 mod identity;
 mod import;
 mod inspect;
+mod kills;
 mod legacy;
 mod mount;
 mod node;
