@@ -7,6 +7,7 @@
 mod common;
 
 mod cli;
+mod diskfull;
 mod faults;
 mod identity;
 mod import;

@@ -27,6 +27,8 @@ pub(super) struct Shared<'a> {
     pub(super) fl: &'a dyn Flist,
     pub(super) chunks: &'a Chunks,
     pub(super) preserve: bool,
+    /// The target directory (for messages: the local path of what fails to be written).
+    pub(super) root: &'a std::path::Path,
     /// Set at the first failure: directories finished after it get no metadata.
     pub(super) abort: AtomicBool,
     pub(super) bytes: AtomicU64,
@@ -157,6 +159,7 @@ pub(super) fn restore(
         fl,
         chunks,
         preserve: opts.preserve,
+        root: &opts.target,
         abort: AtomicBool::new(false),
         bytes: AtomicU64::new(0),
     };
@@ -202,9 +205,12 @@ pub(super) fn write_chunk(job: &FetchJob, shared: &Shared<'_>) -> Result<()> {
             f.entry.size
         )));
     }
-    f.file
-        .write_all_at(&plain, offset)
-        .with_ctx(|| format!("writing {}", what()))?;
+    f.file.write_all_at(&plain, offset).with_ctx(|| {
+        let rel = String::from_utf8_lossy(&f.path)
+            .trim_start_matches('/')
+            .to_string();
+        format!("writing {} ({})", shared.root.join(rel).display(), what())
+    })?;
     shared
         .bytes
         .fetch_add(plain.len() as u64, Ordering::Relaxed);
