@@ -38,15 +38,15 @@ const FAULTS: [(&str, usize); 7] = [
 
 /// An flist of three files (3 chunks, 1 chunk, a small one) in a sharded dir store, the
 /// same chunks in a redis-server, and the dir store served over HTTP.
-struct World {
-    fl: PathBuf,
+pub(crate) struct World {
+    pub(crate) fl: PathBuf,
     store: PathBuf,
     files: Vec<(String, Vec<u8>)>,
     redis: Server,
     http: HttpServer,
 }
 
-fn world(dir: &Path) -> World {
+pub(crate) fn world(dir: &Path) -> World {
     let src = dir.join("src");
     std::fs::create_dir(&src).unwrap();
     let files = vec![
@@ -306,70 +306,89 @@ fn walk(root: &Path) -> Vec<PathBuf> {
 
 type Op = fn(&World, &str, &str, &Path) -> Outcome;
 
+/// Run every fault x operation x (every connection | the first only) against each store
+/// (`name`, the real server's port, its URL with `{addr}` for the proxy's address),
+/// asserting each outcome; prints the table.
+pub(crate) fn matrix(w: &World, stores: &[(&'static str, u16, String)]) {
+    let ops: [(&str, Op); 4] = [
+        ("mount", op_mount),
+        ("cat", op_cat),
+        ("unpack", op_unpack),
+        ("clone", op_clone),
+    ];
+    let mut cases = Vec::new();
+    for (store, port, url) in stores {
+        for (fault, after) in FAULTS {
+            for conns in [0usize, 1] {
+                cases.push((*store, *port, url.clone(), fault, after, conns));
+            }
+        }
+        cases.push((*store, 0, url.clone(), "no listener", 0, 0));
+    }
+    let rows = Mutex::new(Vec::new());
+    let next = Mutex::new(0usize);
+    std::thread::scope(|sc| {
+        for _ in 0..4 {
+            sc.spawn(|| loop {
+                let i = {
+                    let mut n = next.lock().unwrap();
+                    *n += 1;
+                    *n - 1
+                };
+                let Some((store, port, url, fault, after, conns)) = cases.get(i).cloned() else {
+                    return;
+                };
+                let proxy = (port != 0).then(|| Proxy::fault(port, fault, after, conns));
+                let p = proxy.as_ref().map(|p| p.port).unwrap_or_else(dead_port);
+                let addr = format!("127.0.0.1:{p}");
+                let url = url.replace("{addr}", &addr);
+                let mut cells = Vec::new();
+                for (name, op) in ops {
+                    let dir = tempfile::tempdir().unwrap();
+                    let t = Instant::now();
+                    eprintln!("faults: {store} {fault} conns={conns} {name} ...");
+                    let o = op(w, &url, &addr, dir.path());
+                    eprintln!("faults: {store} {fault} conns={conns} {name}: {o:?}");
+                    cells.push(format!("{} ({:.1} s)", o.cell(), t.elapsed().as_secs_f64()));
+                }
+                let which = if conns == 0 {
+                    "every connection"
+                } else {
+                    "first connection"
+                };
+                rows.lock().unwrap().push((store, fault, which, cells));
+            });
+        }
+    });
+    let mut rows = rows.into_inner().unwrap();
+    rows.sort();
+    println!("| store | fault | on | mount | cat | unpack | clone |");
+    println!("|---|---|---|---|---|---|---|");
+    for (store, fault, which, cells) in &rows {
+        println!("| {store} | {fault} | {which} | {} |", cells.join(" | "));
+    }
+    // A fault of the first connection only leaves the later ones whole: some operation
+    // must then end with the right bytes, for every store.
+    for (store, _, _) in stores {
+        assert!(
+            rows.iter().any(|r| r.0 == *store
+                && r.2 == "first connection"
+                && r.3.iter().all(|c| c.starts_with("right"))),
+            "{store}: no first-connection fault was ever recovered from"
+        );
+    }
+}
+
 fuse_test! {
-    /// Every fault x store x operation x (all connections | the first only).
+    /// Every fault x operation x (all connections | the first only), over redis and HTTP.
     fn every_fault_gives_the_right_bytes_or_a_clear_error_in_time() {
         let tmp = tmp();
         let w = world(tmp.path());
-        let ops: [(&str, Op); 4] = [
-            ("mount", op_mount),
-            ("cat", op_cat),
-            ("unpack", op_unpack),
-            ("clone", op_clone),
+        let stores = [
+            ("redis", w.redis.port, "zdb://{addr}".to_string()),
+            ("http", w.http.port, "http://{addr}".to_string()),
         ];
-        let mut cases = Vec::new();
-        for (store, port) in [("redis", w.redis.port), ("http", w.http.port)] {
-            for (fault, after) in FAULTS {
-                for conns in [0usize, 1] {
-                    cases.push((store, port, fault, after, conns));
-                }
-            }
-            cases.push((store, 0, "no listener", 0, 0));
-        }
-        let rows = Mutex::new(Vec::new());
-        let next = Mutex::new(0usize);
-        std::thread::scope(|sc| {
-            for _ in 0..4 {
-                sc.spawn(|| loop {
-                    let i = {
-                        let mut n = next.lock().unwrap();
-                        *n += 1;
-                        *n - 1
-                    };
-                    let Some(&(store, port, fault, after, conns)) = cases.get(i) else {
-                        return;
-                    };
-                    let proxy = (port != 0).then(|| Proxy::fault(port, fault, after, conns));
-                    let p = proxy.as_ref().map(|p| p.port).unwrap_or_else(dead_port);
-                    let addr = format!("127.0.0.1:{p}");
-                    let url = match store {
-                        "redis" => format!("zdb://{addr}"),
-                        _ => format!("http://{addr}"),
-                    };
-                    let mut cells = Vec::new();
-                    for (name, op) in ops {
-                        let dir = tempfile::tempdir().unwrap();
-                        let t = Instant::now();
-                        eprintln!("faults: {store} {fault} conns={conns} {name} ...");
-                        let o = op(&w, &url, &addr, dir.path());
-                        eprintln!("faults: {store} {fault} conns={conns} {name}: {o:?}");
-                        cells.push(format!("{} ({:.1} s)", o.cell(), t.elapsed().as_secs_f64()));
-                    }
-                    let which = if conns == 0 { "every connection" } else { "first connection" };
-                    rows.lock().unwrap().push((store, fault, which, cells));
-                });
-            }
-        });
-        let mut rows = rows.into_inner().unwrap();
-        rows.sort();
-        println!("| store | fault | on | mount | cat | unpack | clone |");
-        println!("|---|---|---|---|---|---|---|");
-        for (store, fault, which, cells) in &rows {
-            println!("| {store} | {fault} | {which} | {} |", cells.join(" | "));
-        }
-        // The faults that strike only the first connection leave later ones whole: a
-        // retry on a new connection must then give the right bytes somewhere.
-        assert!(rows.iter().any(|r| r.2 == "first connection" && r.3.iter().all(|c| c.starts_with("right"))));
+        matrix(&w, &stores);
     }
 }
 

@@ -782,3 +782,19 @@ fn credentials_from_the_environment() {
     let raw = std::fs::read(&kept).unwrap();
     assert!(raw.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()));
 }
+
+fuse_test! {
+    /// Faults between zvfs and Garage (the matrix of `tests/faults.rs`): stalls, resets,
+    /// truncations, drips, bit flips, wrong lengths and refusals give the right bytes or a
+    /// clear error in time, through a mount, a cat, an unpack and a clone.
+    fn faults_between_zvfs_and_garage() {
+        let Some(g) = Garage::start(1) else { return };
+        let d = tmp();
+        let w = crate::faults::world(d.path());
+        let copy = d.path().join("to-s3.fl");
+        std::fs::copy(&w.fl, &copy).unwrap();
+        ok(&["clone", "-m", s(&copy), "-s", &g.url(0)], &[]);
+        let url = format!("s3://{KEY_ID}:{SECRET}@{{addr}}/{BUCKET}?region={REGION}");
+        crate::faults::matrix(&w, &[("garage", g.nodes[0].s3_port, url)]);
+    }
+}
