@@ -366,6 +366,7 @@ def print_table(header):
     if COMPARE:
         print_compare()
     print_wan()
+    print_restart()
     if ROWS:
         print("| figure | zvfs | native | zvfs/native | target | met |")
         print("|---|---|---|---|---|---|")
@@ -1202,6 +1203,105 @@ def print_wan():
     print()
 
 
+RESTART_ROWS = []
+
+
+def children(pid):
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def restart_suite(w):
+    """The `restart` suite: readers of a mount while its worker is SIGKILLed every 300 ms.
+    Figures: the time from each kill to the first read answered after it, and the longest
+    stall a reader saw, against the same readers' longest read without kills (measured
+    just before, in the same run)."""
+    rnd = random.Random(23)
+    src = w("restart-src")
+    os.makedirs(src)
+    names = []
+    for i in range(32):
+        n = f"f{i}"
+        write_random(os.path.join(src, n), 1 << 20, rnd)
+        names.append(n)
+    fl, store, cache, mnt = w("restart.fl"), w("restart-store"), w("restart-cache"), w("restart-mnt")
+    run([ZVFS, "pack", "-m", fl, "-s", f"dir://{store}", src], stdout=subprocess.DEVNULL)
+    zmount(fl, cache, mnt, w("restart.log"))
+    try:
+        sup = None
+        for line in open("/proc/self/mountinfo"):
+            f = line.split()
+            if f[4] == mnt:
+                sup = int(f[f.index("-") + 2])
+        if sup is None or not children(sup):
+            NOTES.append("restart suite skipped: this zvfs serves without a supervisor and a worker")
+            return
+        reads = []  # (start, end, ok)
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def reader(seed):
+            r = random.Random(seed)
+            while not stop.is_set():
+                path = os.path.join(mnt, r.choice(names))
+                t0 = time.monotonic()
+                ok = True
+                try:
+                    fd = os.open(path, os.O_RDONLY)
+                    try:
+                        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                        os.pread(fd, 4096, r.randrange(0, (1 << 20) - 4096))
+                    finally:
+                        os.close(fd)
+                except OSError:
+                    ok = False
+                with lock:
+                    reads.append((t0, time.monotonic(), ok))
+
+        threads = [threading.Thread(target=reader, args=(i,), daemon=True) for i in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(3)
+        quiet_end = time.monotonic()
+        kills = []
+        for _ in range(20):
+            kids = children(sup)
+            if kids:
+                t = time.monotonic()
+                os.kill(kids[0], signal.SIGKILL)
+                kills.append(t)
+            time.sleep(0.3)
+        time.sleep(1)
+        stop.set()
+        for t in threads:
+            t.join(30)
+        with lock:
+            rs = list(reads)
+        quiet = [e - s for s, e, _ in rs if e <= quiet_end]
+        during = [e - s for s, e, _ in rs if s >= quiet_end]
+        failed = sum(1 for _, _, ok in rs if not ok)
+        first = []
+        for k in kills:
+            after = [e for _, e, ok in rs if e > k and ok]
+            if after:
+                first.append(min(after) - k)
+        RESTART_ROWS.append((len(kills), len(rs), failed, statistics.median(first) * 1000,
+                             max(first) * 1000, max(quiet) * 1000, max(during) * 1000))
+    finally:
+        zumount(mnt)
+
+
+def print_restart():
+    if not RESTART_ROWS:
+        return
+    print("| worker kills | reads | failed reads | kill -> first answer, median ms | max ms | "
+          "longest read without kills ms | longest stall with kills ms |")
+    print("|---|---|---|---|---|---|---|")
+    for k, n, failed, med, mx, quiet, during in RESTART_ROWS:
+        print(f"| {k} | {n} | {failed} | {med:.0f} | {mx:.0f} | {quiet:.0f} | {during:.0f} |")
+    print()
+
+
 def read_file_tree(root):
     """Reads every regular file under root (into the page cache)."""
     for d, _, files in os.walk(root):
@@ -1330,6 +1430,8 @@ def main():
                     import_suite(w)
                 elif part == "wan":
                     wan_suite(w)
+                elif part == "restart":
+                    restart_suite(w)
                 elif part == "all":
                     sys.exit("bench: `all` runs alone (it includes bigdir and identity)")
             print()
@@ -1555,6 +1657,9 @@ SUITES = {
     "wan": "cold / warm workloads (python imports, busybox script, one 2 MiB file) on mounts whose "
            "redis (0-db stand-in) or HTTP store is behind scripts/wanproxy.py (BENCH_WAN_PROFILES="
            "ms/Mbit,..., default 10/100,25/20,75/10), against bytes/bandwidth + 1 RTT and the full download",
+    "restart": "4 readers of a mount (each read after evicting its pages) while the worker is "
+               "SIGKILLed 20 times, 300 ms apart: kill -> first answered read, longest stall, "
+               "failed reads, against the longest read without kills",
     "compare": "the main figures (pack, cold, chunk-cache-warm, reread, daemon peak RSS, "
                "mount-ready) of ZVFS_BASELINE=old-binary and ZVFS, interleaved round by "
                "round in the same run, side by side with the ratio (BENCH_ROUNDS=N rounds)",

@@ -1,7 +1,7 @@
 #!/bin/sh
 # The zvfs benchmark, the one entry point: scripts/bench.sh [SUITE...]; `--help` lists the
 # suites (all, the default; quick; bigdir; identity; compare; import; wan: slow-link cold starts
-# through scripts/wanproxy.py). Each figure is measured
+# through scripts/wanproxy.py; restart: reads across worker kills). Each figure is measured
 # against its target and the native equivalent in the same run, with the machine it ran on;
 # `compare` runs the main figures of ZVFS_BASELINE=old-binary and the new binary in turns.
 # Run as root. Knobs (see scripts/bench.py): BENCH_QUICK=1 (smaller, a few minutes),
