@@ -340,6 +340,7 @@ impl Filesystem for ZvfsFs {
     }
 
     fn lookup(&mut self, parent: u64, name: &OsStr, reply: ReplyEntry) {
+        crate::sys::failpoint::lookup(name);
         match self.shared.flist.lookup(parent, name.as_bytes()) {
             Ok(Some(e)) => {
                 let e = Arc::new(e);

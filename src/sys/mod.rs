@@ -6,6 +6,7 @@
 
 pub mod atomic;
 pub mod leftovers;
+pub mod failpoint;
 pub mod logger;
 pub mod mountinfo;
 pub mod mounts;
