@@ -727,4 +727,32 @@ mod tests {
         let e = s.set(&[1u8; 32], &big).unwrap_err();
         assert!(e.msg.contains("more than"), "{e}");
     }
+
+    /// The reply handling the `resp` fuzz target drives: bulk is the object, nil is
+    /// missing, any other reply to a GET an error naming it; a truncated reply ends the
+    /// stream without a result.
+    #[test]
+    fn replies_read_from_bytes() {
+        let out =
+            handle_replies(b"$5\r\nhello\r\n:1\r\n-Namespace not found\r\n$-1\r\n$9\r\ntrunc");
+        assert_eq!(out.len(), 4, "{out:?}");
+        assert_eq!(out[0].as_ref().unwrap().as_deref(), Some(&b"hello"[..]));
+        assert!(out[1]
+            .as_ref()
+            .unwrap_err()
+            .msg
+            .contains("unexpected reply :1"));
+        assert!(out[2]
+            .as_ref()
+            .unwrap_err()
+            .msg
+            .contains("Namespace not found"));
+        assert_eq!(out[3].as_ref().unwrap(), &None);
+        let denied = redis::Parser::new()
+            .parse_value(&b"-Access denied\r\n"[..])
+            .unwrap();
+        let e = select_reply("zdb://h", "ns", denied).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Credentials, "{e}");
+        assert!(e.msg.contains("SELECT ns refused: Access denied"), "{e}");
+    }
 }
