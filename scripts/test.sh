@@ -3,10 +3,13 @@
 # runs `cargo test` on the unit tests and the one integration test binary (debug, host
 # target), then the script tests (the VM boot test of the initramfs, the quick start),
 # then the S3 tests once Garage (built in the background meanwhile) is there. Exits
-# non-zero when anything fails.
+# non-zero when anything fails. After the cargo tests, every fuzz target of fuzz/ runs
+# for 30 s (scripts/fuzz.sh 30: nightly and cargo-fuzz installed when missing, about 6
+# minutes on 2 cores with the build); a crash fails the run, naming the target.
 #   ZVFS_TEST_THREADS=N     test threads per test binary (default: cargo's default)
 #   ZVFS_SKIP_BOOT_TEST=1   skip the script tests: boot-test.sh and quickstart.sh (CI never
 #                           sets it)
+#   ZVFS_SKIP_FUZZ=1        skip the fuzz step, for local runs (CI never sets it)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -70,6 +73,19 @@ if ! cargo test --locked --no-fail-fast --test main -- --skip s3:: "${threads[@]
     failed+=("cargo test --test main")
 fi
 say "cargo test took $(( $(date +%s) - t1 ))s"
+
+if [ "${ZVFS_SKIP_FUZZ:-0}" = 1 ]; then
+    warn "fuzz step SKIPPED because ZVFS_SKIP_FUZZ=1"
+else
+    tf=$(date +%s)
+    fuzz_log="$REPO/target/fuzz.log"
+    if scripts/fuzz.sh 30 2>&1 | tee "$fuzz_log"; then
+        say "fuzzing took $(( $(date +%s) - tf ))s"
+    else
+        crashed=$(sed -n 's/.*fuzz targets crashed: //p' "$fuzz_log" | tail -1)
+        failed+=("scripts/fuzz.sh 30: ${crashed:-see $fuzz_log}")
+    fi
+fi
 
 if [ "${ZVFS_SKIP_BOOT_TEST:-0}" = 1 ]; then
     warn "script tests (boot test, quick start) SKIPPED because ZVFS_SKIP_BOOT_TEST=1"

@@ -48,7 +48,8 @@ fn agent(timeout: Duration) -> ureq::Agent {
 /// The md5 the server publishes next to the flist, if it has one.
 fn published_md5(agent: &ureq::Agent, url: &str) -> Result<Option<String>> {
     let md5_url = format!("{url}.md5");
-    match agent.get(&md5_url).call() {
+    let outcome = crate::error::no_panic(|| md5_url.clone(), || Ok(agent.get(&md5_url).call()))?;
+    match outcome {
         Ok(resp) => {
             let mut body = String::new();
             resp.into_reader()
@@ -109,7 +110,11 @@ pub fn fetch(url: &str, dir: &Path, timeout: Duration) -> Result<PathBuf> {
             return Ok(cached);
         }
     }
-    let resp = agent.get(url).call().map_err(|e| match e {
+    let outcome = crate::error::no_panic(
+        || format!("downloading flist {url}"),
+        || Ok(agent.get(url).call()),
+    )?;
+    let resp = outcome.map_err(|e| match e {
         ureq::Error::Status(code, _) => {
             Error::store(format!("downloading flist {url}: HTTP status {code}"))
         }

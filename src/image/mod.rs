@@ -35,6 +35,23 @@ pub use verify::{is_layer_error, layer_error};
 /// The largest manifest, index or config blob read (they are read whole).
 pub const MAX_JSON: usize = 4 << 20;
 
+/// Parse `data` as each JSON document of an image that the sources read whole, the way
+/// they do: as a manifest or an index (`media_type` is the type its source gave), resolved
+/// for `platform` (an index's chosen entry is not fetched: the resolution stops there with
+/// a `NotFound` error), and as an image config. For the fuzz targets (`fuzz/`) and tests:
+/// the sources' JSON handling without a source.
+pub fn parse_documents(
+    data: &[u8],
+    media_type: Option<&str>,
+    platform: &Platform,
+) -> (Result<Vec<Layer>>, Result<ImageConfig>) {
+    let first = (data.to_vec(), media_type.map(str::to_string), None);
+    let mut no_fetch =
+        |d: &manifest::Descriptor| Err(Error::not_found(format!("{}: not fetched", d.digest)));
+    let layers = manifest::resolve(first, platform, "document", &mut no_fetch).map(|r| r.2);
+    (layers, manifest::parse_config(data, "document"))
+}
+
 /// An image platform, as OCI indexes name them (`linux/amd64`, `linux/arm64/v8`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Platform {

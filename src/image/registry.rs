@@ -18,7 +18,7 @@ use super::layout::read_small;
 use super::manifest::{self, verify_digest, ACCEPT};
 use super::reference::DockerRef;
 use super::{Credentials, FetchOptions, Image, Source};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{no_panic, Error, ErrorKind, Result};
 
 /// A parsed `WWW-Authenticate` challenge.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -493,28 +493,50 @@ impl Client {
 
     /// The manifest `reference` (tag or digest) and the media type the registry says.
     fn manifest(&self, reference: &str) -> Result<manifest::Document> {
-        let resp = self.get(
-            &format!("manifests/{reference}"),
-            Some(ACCEPT),
-            What::Manifest,
-        )?;
-        let mt = resp.header("content-type").map(str::to_string);
-        let data = self.read_body(resp, &format!("{}: manifest {reference}", self.image))?;
-        Ok((data, mt))
+        // The registry's replies go through ureq, which can panic on a malformed header.
+        no_panic(
+            || {
+                format!(
+                    "{}: registry {}: manifest {reference}",
+                    self.image, self.host
+                )
+            },
+            || {
+                let resp = self.get(
+                    &format!("manifests/{reference}"),
+                    Some(ACCEPT),
+                    What::Manifest,
+                )?;
+                let mt = resp.header("content-type").map(str::to_string);
+                let data =
+                    self.read_body(resp, &format!("{}: manifest {reference}", self.image))?;
+                Ok((data, mt))
+            },
+        )
     }
 
     /// The blob `digest` as a stream (verified by the caller).
     pub fn blob(&self, digest: &str) -> Result<Box<dyn Read + Send + 'static>> {
-        let resp = self.get(&format!("blobs/{digest}"), None, What::Blob(digest))?;
-        Ok(Box::new(resp.into_reader()))
+        no_panic(
+            || format!("{}: registry {}: blob {digest}", self.image, self.host),
+            || {
+                let resp = self.get(&format!("blobs/{digest}"), None, What::Blob(digest))?;
+                Ok(Box::new(resp.into_reader()) as Box<dyn Read + Send + 'static>)
+            },
+        )
     }
 
     fn small_blob(&self, digest: &str) -> Result<Vec<u8>> {
-        let resp = self.get(&format!("blobs/{digest}"), None, What::Blob(digest))?;
-        let what = format!("{}: blob {digest}", self.image);
-        let data = self.read_body(resp, &what)?;
-        verify_digest(&data, digest, &what)?;
-        Ok(data)
+        no_panic(
+            || format!("{}: registry {}: blob {digest}", self.image, self.host),
+            || {
+                let resp = self.get(&format!("blobs/{digest}"), None, What::Blob(digest))?;
+                let what = format!("{}: blob {digest}", self.image);
+                let data = self.read_body(resp, &what)?;
+                verify_digest(&data, digest, &what)?;
+                Ok(data)
+            },
+        )
     }
 }
 

@@ -73,55 +73,94 @@ impl HttpStore {
         };
         // `timeout` bounds the whole request, the body included (ureq shrinks the socket
         // timeout to the time left before every read).
-        let resp = match self.agent.get(url).timeout(left).call() {
-            Ok(r) => r,
-            Err(ureq::Error::Status(404, _)) => return Ok(None),
-            Err(ureq::Error::Status(code, r)) => {
-                return Err(Error::store(format!(
-                    "GET {}: HTTP {code} {}",
-                    redact(url),
-                    r.status_text()
-                )))
-            }
-            Err(ureq::Error::Transport(t)) => {
-                let e = transport_error(url, &t);
-                if e.kind == ErrorKind::Timeout {
-                    return Err(timed_out(&describe_transport(&t).1));
-                }
-                return Err(e);
-            }
-        };
-        if let Some(len) = resp
-            .header("content-length")
-            .and_then(|v| v.trim().parse::<u64>().ok())
-        {
-            if len > MAX_OBJECT as u64 {
-                return Err(Error::corrupt(format!(
-                    "GET {}: object of {len} bytes, more than the {MAX_OBJECT} allowed",
-                    redact(url)
-                )));
-            }
-        }
-        let mut buf = Vec::new();
-        resp.into_reader()
-            .take(MAX_OBJECT as u64 + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| match io_kind(&e) {
-                ErrorKind::Timeout => timed_out(&format!("reading the body: {e}")),
-                kind => Error::new(kind, format!("GET {}: reading the body: {e}", redact(url))),
-            })?;
-        if buf.len() > MAX_OBJECT {
-            return Err(Error::corrupt(format!(
-                "GET {}: object larger than the {MAX_OBJECT} bytes allowed",
-                redact(url)
-            )));
-        }
-        Ok(Some(buf))
+        crate::error::no_panic(
+            || format!("GET {}", redact(url)),
+            || response_body(url, self.agent.get(url).timeout(left).call(), &timed_out),
+        )
+    }
+
+    /// Handle `raw`, a whole HTTP response (status line, headers, body, parsed by ureq),
+    /// as the answer to one GET of this store: what a read does with a server's reply
+    /// (404 is `Ok(None)`, other failures are typed errors, bodies are bounded), without
+    /// a network. An unparsable response is a store error. For the fuzz targets
+    /// (`fuzz/`) and tests.
+    pub fn handle_response(&self, raw: &str) -> Result<Option<Vec<u8>>> {
+        let url = format!("{}/00/{}", self.base, "00".repeat(32));
+        let timed_out = |detail: &str| Error::timeout(format!("GET {}: {detail}", redact(&url)));
+        crate::error::no_panic(
+            || format!("GET {}", redact(&url)),
+            || response_body(&url, parse_response(raw), &timed_out),
+        )
     }
 
     fn default_deadline(&self) -> Instant {
         Instant::now() + self.cfg.connect_timeout + self.cfg.io_timeout * 2
     }
+}
+
+/// What a GET of `url` gives, from ureq's outcome of the request: the body (bounded by
+/// [`MAX_OBJECT`]), `None` on 404, or a typed error (`timed_out` names a timeout).
+fn response_body(
+    url: &str,
+    outcome: std::result::Result<ureq::Response, ureq::Error>,
+    timed_out: &dyn Fn(&str) -> Error,
+) -> Result<Option<Vec<u8>>> {
+    let resp = match outcome {
+        Ok(r) => r,
+        Err(ureq::Error::Status(404, _)) => return Ok(None),
+        Err(ureq::Error::Status(code, r)) => {
+            return Err(Error::store(format!(
+                "GET {}: HTTP {code} {}",
+                redact(url),
+                r.status_text()
+            )))
+        }
+        Err(ureq::Error::Transport(t)) => {
+            let e = transport_error(url, &t);
+            if e.kind == ErrorKind::Timeout {
+                return Err(timed_out(&describe_transport(&t).1));
+            }
+            return Err(e);
+        }
+    };
+    if let Some(len) = resp
+        .header("content-length")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        if len > MAX_OBJECT as u64 {
+            return Err(Error::corrupt(format!(
+                "GET {}: object of {len} bytes, more than the {MAX_OBJECT} allowed",
+                redact(url)
+            )));
+        }
+    }
+    let mut buf = Vec::new();
+    resp.into_reader()
+        .take(MAX_OBJECT as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| match io_kind(&e) {
+            ErrorKind::Timeout => timed_out(&format!("reading the body: {e}")),
+            kind => Error::new(kind, format!("GET {}: reading the body: {e}", redact(url))),
+        })?;
+    if buf.len() > MAX_OBJECT {
+        return Err(Error::corrupt(format!(
+            "GET {}: object larger than the {MAX_OBJECT} bytes allowed",
+            redact(url)
+        )));
+    }
+    Ok(Some(buf))
+}
+
+/// `raw` parsed by ureq as a response, with the outcome ureq's `call` gives for it: a
+/// status of 400 or more is an `Error::Status` (as on the wire).
+// The same outcome type as ureq's `call` (whose error is that large), on purpose.
+#[allow(clippy::result_large_err)]
+pub(crate) fn parse_response(raw: &str) -> std::result::Result<ureq::Response, ureq::Error> {
+    let resp: ureq::Response = raw.parse()?;
+    if resp.status() >= 400 {
+        return Err(ureq::Error::Status(resp.status(), resp));
+    }
+    Ok(resp)
 }
 
 /// The error kind of a failed socket operation: a timeout, else a store failure.
@@ -193,5 +232,49 @@ impl Store for HttpStore {
 
     fn name(&self) -> &str {
         &self.name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> HttpStore {
+        HttpStore::open("http://127.0.0.1:9/store", &StoreConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn responses_map_to_bodies_missing_objects_and_errors() {
+        let s = store();
+        let ok = s.handle_response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+        assert_eq!(ok.unwrap().as_deref(), Some(&b"hello"[..]));
+        assert_eq!(
+            s.handle_response("HTTP/1.1 404 Not Found\r\n\r\n").unwrap(),
+            None
+        );
+        let e = s.handle_response("HTTP/1.1 503 Busy\r\n\r\n").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Store);
+        assert!(e.msg.contains("HTTP 503 Busy"), "{e}");
+        let big = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            MAX_OBJECT + 1
+        );
+        assert_eq!(
+            s.handle_response(&big).unwrap_err().kind,
+            ErrorKind::Corrupt
+        );
+    }
+
+    /// Found by the `http_response` fuzz target: a header line without `:` named
+    /// Content-Length made ureq 2.12 panic while building the response (slicing past the
+    /// line's end); a server could crash any reader. It is now a store error.
+    #[test]
+    fn header_line_without_colon_is_an_error_not_a_panic() {
+        let s = store();
+        let e = s
+            .handle_response("HTTP/1.1 200 OK\r\nContent-Length\n\r\nhello")
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Store);
+        assert!(e.msg.contains("malformed reply"), "{e}");
     }
 }

@@ -420,22 +420,7 @@ impl ZdbStore {
             if let Some(pw) = &self.target.password {
                 cmd.arg(pw.as_bytes());
             }
-            match self.send(&mut conn, &cmd, deadline) {
-                Ok(reply @ Value::ServerError(_)) => {
-                    let msg = server_msg(&reply);
-                    let kind = if msg.contains("denied") || msg.contains("protected") {
-                        ErrorKind::Credentials
-                    } else {
-                        ErrorKind::Store
-                    };
-                    return Err(Error::new(
-                        kind,
-                        format!("{}: SELECT {ns} refused: {msg}", self.name),
-                    ));
-                }
-                Ok(_) => {}
-                Err(e) => return Err(e),
-            }
+            select_reply(&self.name, ns, self.send(&mut conn, &cmd, deadline)?)?;
         }
         Ok(conn)
     }
@@ -571,6 +556,75 @@ fn short_reply(v: &Value) -> String {
     }
 }
 
+/// What a `SELECT ns` reply means: an error reply refuses the connection (a credentials
+/// error when the server says access is denied or the namespace protected).
+fn select_reply(name: &str, ns: &str, reply: Value) -> Result<()> {
+    if let Value::ServerError(_) = reply {
+        let msg = server_msg(&reply);
+        let kind = if msg.contains("denied") || msg.contains("protected") {
+            ErrorKind::Credentials
+        } else {
+            ErrorKind::Store
+        };
+        return Err(Error::new(
+            kind,
+            format!("{name}: SELECT {ns} refused: {msg}"),
+        ));
+    }
+    Ok(())
+}
+
+/// What a `GET id` reply means: nil is missing, a bulk string is the object (bounded by
+/// [`MAX_OBJECT`]), anything else an error.
+fn get_reply(name: &str, id: &[u8], reply: Value) -> Result<Option<Vec<u8>>> {
+    match reply {
+        Value::Nil => Ok(None),
+        Value::BulkString(b) if b.len() > MAX_OBJECT => Err(Error::corrupt(format!(
+            "{name}: object {} is {} bytes, more than the {MAX_OBJECT} allowed",
+            hex_bytes(id),
+            b.len()
+        ))),
+        Value::BulkString(b) => Ok(Some(b)),
+        other => Err(key_err(name, id, "GET", &other)),
+    }
+}
+
+/// What an `EXISTS id` reply means: an integer, anything else an error.
+fn exists_reply(name: &str, id: &[u8], reply: Value) -> Result<bool> {
+    match reply {
+        Value::Int(n) => Ok(n > 0),
+        other => Err(key_err(name, id, "EXISTS", &other)),
+    }
+}
+
+/// What a `SET id value` reply means: any non-error reply is success (0-db answers the
+/// key, or nil when unchanged; Redis answers +OK).
+fn set_reply(name: &str, id: &[u8], reply: Value) -> Result<()> {
+    match reply {
+        reply @ Value::ServerError(_) => Err(key_err(name, id, "SET", &reply)),
+        _ => Ok(()),
+    }
+}
+
+/// Read the RESP replies in `bytes` one after the other as a connection does (the
+/// `redis` crate's parser over a buffered reader), handling each as the reply to a
+/// `SELECT`, a `GET`, an `EXISTS` and a `SET`, until the first unreadable one; returns
+/// the results of the replies read. For the fuzz targets (`fuzz/`) and tests: the reply
+/// handling of this store, without a server.
+pub fn handle_replies(bytes: &[u8]) -> Vec<Result<Option<Vec<u8>>>> {
+    let mut reader = BufReader::with_capacity(64 * 1024, bytes);
+    let mut parser = redis::Parser::new();
+    let (name, id) = ("zdb://fuzz", [0u8; 32]);
+    let mut out = Vec::new();
+    while let Ok(v) = parser.parse_value(&mut reader) {
+        let _ = select_reply(name, "ns", v.clone());
+        let _ = exists_reply(name, &id, v.clone());
+        let _ = set_reply(name, &id, v.clone());
+        out.push(get_reply(name, &id, v));
+    }
+    out
+}
+
 impl Store for ZdbStore {
     fn get(&self, id: &[u8]) -> Result<Option<Vec<u8>>> {
         self.get_before(id, self.io_deadline())
@@ -579,17 +633,7 @@ impl Store for ZdbStore {
     fn get_before(&self, id: &[u8], deadline: Instant) -> Result<Option<Vec<u8>>> {
         let mut cmd = redis::cmd("GET");
         cmd.arg(id);
-        match self.request(&cmd, deadline)? {
-            Value::Nil => Ok(None),
-            Value::BulkString(b) if b.len() > MAX_OBJECT => Err(Error::corrupt(format!(
-                "{}: object {} is {} bytes, more than the {MAX_OBJECT} allowed",
-                self.name,
-                hex_bytes(id),
-                b.len()
-            ))),
-            Value::BulkString(b) => Ok(Some(b)),
-            other => Err(key_err(&self.name, id, "GET", &other)),
-        }
+        get_reply(&self.name, id, self.request(&cmd, deadline)?)
     }
 
     fn exists(&self, id: &[u8]) -> Result<bool> {
@@ -599,10 +643,7 @@ impl Store for ZdbStore {
     fn exists_before(&self, id: &[u8], deadline: Instant) -> Result<bool> {
         let mut cmd = redis::cmd("EXISTS");
         cmd.arg(id);
-        match self.request(&cmd, deadline)? {
-            Value::Int(n) => Ok(n > 0),
-            other => Err(key_err(&self.name, id, "EXISTS", &other)),
-        }
+        exists_reply(&self.name, id, self.request(&cmd, deadline)?)
     }
 
     fn set(&self, id: &[u8], data: &[u8]) -> Result<()> {
@@ -622,11 +663,7 @@ impl Store for ZdbStore {
         // A large value needs time to cross the wire: allow one I/O timeout per MiB.
         let extra = self.cfg.io_timeout * (data.len() / (1 << 20)) as u32;
         let deadline = self.io_deadline() + extra;
-        match self.request(&cmd, deadline)? {
-            reply @ Value::ServerError(_) => Err(key_err(&self.name, id, "SET", &reply)),
-            // 0-db answers the key (or nil when unchanged), Redis answers +OK
-            _ => Ok(()),
-        }
+        set_reply(&self.name, id, self.request(&cmd, deadline)?)
     }
 
     fn name(&self) -> &str {
@@ -689,5 +726,33 @@ mod tests {
         let big = vec![0u8; MAX_OBJECT + 1];
         let e = s.set(&[1u8; 32], &big).unwrap_err();
         assert!(e.msg.contains("more than"), "{e}");
+    }
+
+    /// The reply handling the `resp` fuzz target drives: bulk is the object, nil is
+    /// missing, any other reply to a GET an error naming it; a truncated reply ends the
+    /// stream without a result.
+    #[test]
+    fn replies_read_from_bytes() {
+        let out =
+            handle_replies(b"$5\r\nhello\r\n:1\r\n-Namespace not found\r\n$-1\r\n$9\r\ntrunc");
+        assert_eq!(out.len(), 4, "{out:?}");
+        assert_eq!(out[0].as_ref().unwrap().as_deref(), Some(&b"hello"[..]));
+        assert!(out[1]
+            .as_ref()
+            .unwrap_err()
+            .msg
+            .contains("unexpected reply :1"));
+        assert!(out[2]
+            .as_ref()
+            .unwrap_err()
+            .msg
+            .contains("Namespace not found"));
+        assert_eq!(out[3].as_ref().unwrap(), &None);
+        let denied = redis::Parser::new()
+            .parse_value(&b"-Access denied\r\n"[..])
+            .unwrap();
+        let e = select_reply("zdb://h", "ns", denied).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Credentials, "{e}");
+        assert!(e.msg.contains("SELECT ns refused: Access denied"), "{e}");
     }
 }
