@@ -203,6 +203,10 @@ fn serve(
         cache_size: max,
         stores: args.redacted_stores(),
         socket: stats_server.as_ref().map(|s| s.path().to_path_buf()),
+        worker: None,
+        restarts: 0,
+        started_exe: None,
+        generation: 0,
     };
     let _registered = match registry::register(&state) {
         Ok(r) => Some(r),
