@@ -313,3 +313,33 @@ fuse_test! {
         assert_eq!(num(&state(m.pid).unwrap(), "restarts"), kills);
     }
 }
+
+fuse_test! {
+    fn five_quick_worker_deaths_in_a_row_make_the_supervisor_give_up() {
+        let tmp = tmp();
+        let (fl, _) = multi_chunk_flist(tmp.path());
+        // A copy of the flist that goes away: every new worker fails to open it at once.
+        let gone = tmp.path().join("gone.fl");
+        std::fs::copy(&fl, &gone).unwrap();
+        let mnt = tmp.path().join("mnt");
+        let log = tmp.path().join("log");
+        let mut a = args(tmp.path(), &gone);
+        a.extend(["-l".to_string(), s(&log).to_string()]);
+        let m = Mount::daemon(&mnt, &a);
+        let w0 = num(&row(&mnt), "worker") as u32;
+        std::fs::remove_file(&gone).unwrap();
+        // Not a quick death itself: the five that count are the new workers'.
+        std::thread::sleep(Duration::from_millis(1100));
+        kill(w0, "-KILL");
+        assert!(wait_gone(m.pid, Duration::from_secs(10)), "the supervisor gives up");
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("5 workers in a row died within 1 s"), "{text}");
+        assert_eq!(text.matches("resumes").count(), 5, "{text}");
+        let err = rustix::fs::statfs(&mnt).unwrap_err();
+        assert!(
+            matches!(err, rustix::io::Errno::NOTCONN | rustix::io::Errno::CONNABORTED),
+            "a stale mount: {err}"
+        );
+        drop(m);
+    }
+}
