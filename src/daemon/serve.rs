@@ -3,11 +3,9 @@
 //! the `/dev/fuse` descriptor to its supervisor, serves the stats socket and runs the
 //! FUSE session until the filesystem is unmounted; it reports on the control channel
 //! (`control`). It dies with its supervisor (`PR_SET_PDEATHSIG`). It registers nothing,
-//! makes no overlay and does not decide about restarts: that is `supervisor`'s. Also
-//! here: the take down of what uses a mount, used by the supervisor.
+//! makes no overlay and does not decide about restarts: that is `supervisor`'s.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::TryRecvError;
 use std::time::Duration;
@@ -17,7 +15,7 @@ use crate::cache::ChunkCache;
 use crate::error::{Context, Error, ExitCode, Result};
 use crate::fs::{FsConfig, ZvfsFs};
 use crate::store::router::Router;
-use crate::sys::{mountinfo, registry};
+use crate::sys::mountinfo;
 
 /// How long the kernel may take to complete the FUSE handshake.
 pub(super) const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -146,20 +144,6 @@ enum Ended {
     /// SIGTERM: it stopped waiting for the session (the supervisor unmounted, and what is
     /// left is at most reads waiting on stores, or a detached mount with open files).
     Stopped,
-}
-
-/// Signals that end the mount, plus SIGUSR1 which wakes the supervisor's wait (a control
-/// message arrived). A holder of a shared mount (`share::hold`) waits on these too.
-pub(super) fn signal_set() -> libc::sigset_t {
-    // SAFETY: plain libc calls on a local sigset_t.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1] {
-            libc::sigaddset(&mut set, s);
-        }
-        set
-    }
 }
 
 /// Build the filesystem, mount or resume, report, serve until the session ends (the
@@ -312,27 +296,6 @@ fn wind_down(done: &std::sync::mpsc::Receiver<bool>, answering: &AtomicUsize) ->
                 "detached, files still open, nothing in flight but reads waiting on stores; exiting"
             );
             return Ended::Stopped;
-        }
-    }
-}
-
-/// Unmount everything that uses this daemon's filesystem besides its own mount at
-/// `home`: overlays over it first, then binds of it.
-pub(super) fn take_down_users(home: &Path) {
-    let me = std::process::id();
-    let Ok(all) = mountinfo::read() else {
-        return;
-    };
-    let found = super::mounts::zvfs_mounts(&all, &registry::list());
-    for kind in [super::mounts::Kind::Overlay, super::mounts::Kind::Bind] {
-        for m in found.iter().rev() {
-            if m.pid == Some(me) && m.kind == kind && m.target != home {
-                log::info!("unmounting {} {}", kind.name(), m.target.display());
-                if let Err(err) = crate::fs::mount::unmount_path(&m.target) {
-                    log::error!("{err}");
-                }
-                registry::remove_user(&m.target);
-            }
         }
     }
 }

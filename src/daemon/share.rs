@@ -99,7 +99,7 @@ pub(super) fn share(args: &MountOptions) -> Result<Option<u32>> {
 /// upgrade) it unmounts the target and lets the daemon go when that was its last
 /// user; it exits too when the target is unmounted by someone else.
 pub(super) fn hold(target: &Path, daemon: u32) -> Result<()> {
-    let set = super::serve::signal_set();
+    let set = super::supervisor::signal_set();
     // SAFETY: changes this thread's mask; no other thread runs.
     unsafe {
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());

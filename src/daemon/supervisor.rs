@@ -10,7 +10,7 @@
 
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -122,16 +122,30 @@ fn adopt(h: Handoff) -> Result<()> {
 /// Block the signals the supervisor waits for, before any thread starts (threads
 /// inherit the mask, so only its `sigtimedwait` sees them).
 fn block_signals() {
-    let set = signal_set();
+    let set = supervisor_set();
     // SAFETY: changes this thread's mask on a valid, initialised set.
     unsafe {
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 }
 
-/// [`super::serve::signal_set`] plus SIGCHLD (a worker ended).
-fn signal_set() -> libc::sigset_t {
-    let mut set = super::serve::signal_set();
+/// Signals that end the mount, plus SIGUSR1 which wakes the supervisor's wait (a control
+/// message arrived). A holder of a shared mount (`share::hold`) waits on these too.
+pub(super) fn signal_set() -> libc::sigset_t {
+    // SAFETY: plain libc calls on a local sigset_t.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1] {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+/// [`signal_set`] plus SIGCHLD (a worker ended).
+fn supervisor_set() -> libc::sigset_t {
+    let mut set = signal_set();
     // SAFETY: adds a valid signal to an initialised set.
     unsafe {
         libc::sigaddset(&mut set, libc::SIGCHLD);
@@ -447,7 +461,7 @@ impl Supervisor {
 
     /// Serve through `worker` (and its successors) until signalled or unmounted.
     fn supervise(&mut self, mut worker: Worker) -> Result<()> {
-        let set = signal_set();
+        let set = supervisor_set();
         let tick = libc::timespec {
             tv_sec: 0,
             tv_nsec: TICK.as_nanos() as libc::c_long,
@@ -482,7 +496,7 @@ impl Supervisor {
                 .unwrap_or(true);
             if status.success() && (worker.unmounted || !mounted) {
                 log::info!("{} was unmounted; exiting", self.home.display());
-                super::serve::take_down_users(&self.home);
+                take_down_users(&self.home);
                 self.cleanup();
                 return Ok(());
             }
@@ -567,7 +581,7 @@ impl Supervisor {
     /// it ends once its session did or nothing but reads waiting on stores is in flight,
     /// within 5 s; after [`STOP_WAIT`] it is killed).
     fn stop(&mut self, worker: &mut Worker) {
-        super::serve::take_down_users(&self.home);
+        take_down_users(&self.home);
         if let Err(e) = crate::fs::mount::unmount_path(&self.home) {
             log::debug!("{e}; trying fusermount3");
             let ok = std::process::Command::new("fusermount3")
@@ -672,5 +686,26 @@ impl Supervisor {
             log::warn!("{e}");
         }
         self.restart()
+    }
+}
+
+/// Unmount everything that uses this daemon's filesystem besides its own mount at
+/// `home`: overlays over it first, then binds of it.
+fn take_down_users(home: &Path) {
+    let me = std::process::id();
+    let Ok(all) = mountinfo::read() else {
+        return;
+    };
+    let found = super::mounts::zvfs_mounts(&all, &registry::list());
+    for kind in [super::mounts::Kind::Overlay, super::mounts::Kind::Bind] {
+        for m in found.iter().rev() {
+            if m.pid == Some(me) && m.kind == kind && m.target != home {
+                log::info!("unmounting {} {}", kind.name(), m.target.display());
+                if let Err(err) = crate::fs::mount::unmount_path(&m.target) {
+                    log::error!("{err}");
+                }
+                registry::remove_user(&m.target);
+            }
+        }
     }
 }
