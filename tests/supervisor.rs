@@ -1,6 +1,7 @@
 //! The mount supervisor: a worker that dies is replaced on the same FUSE connection, a
 //! killed supervisor leaves a stale mount the next mount recovers, SIGTERM unmounts,
-//! `zvfs mounts --upgrade` executes the binary now on disk in the same process.
+//! `zvfs mounts --upgrade` executes the binary now on disk in the same process, and reads
+//! go on through worker kills.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -139,6 +140,12 @@ fuse_test! {
         assert_eq!((source, fstype.as_str()), (m.pid.to_string(), "fuse.g8ufs"));
         assert!(std::fs::metadata(&mnt).is_ok());
         assert!(alive(m.pid));
+        // The new worker serves: reads, and the health probe (statfs, readdir) passes.
+        assert_eq!(
+            std::fs::read(mnt.join("d2/f1.bin")).unwrap(),
+            std::fs::read(src.join("d2/f1.bin")).unwrap()
+        );
+        assert_eq!(row(&mnt)["healthy"], true);
     }
 }
 
@@ -201,7 +208,7 @@ fuse_test! {
 fuse_test! {
     fn upgrade_executes_the_new_binary_in_the_same_supervisor() {
         let tmp = tmp();
-        let (fl, _) = multi_chunk_flist(tmp.path());
+        let (fl, src) = multi_chunk_flist(tmp.path());
         let mnt = tmp.path().join("mnt");
         std::fs::create_dir_all(&mnt).unwrap();
         // A binary of our own, replaced on disk (a package upgrade) while it serves.
@@ -241,6 +248,11 @@ fuse_test! {
         let (source, fstype) = mount_of(&mnt).unwrap();
         assert_eq!((source, fstype.as_str()), (pid.to_string(), "fuse.g8ufs"));
         assert!(std::fs::metadata(&mnt).is_ok());
+        assert_eq!(
+            std::fs::read(mnt.join("d0/f1.bin")).unwrap(),
+            std::fs::read(src.join("d0/f1.bin")).unwrap()
+        );
+        assert_eq!(after["healthy"], true, "{after}");
 
         // Errors name the target.
         let bad = tmp.path().join("not-a-mount");
@@ -259,7 +271,7 @@ fuse_test! {
 }
 
 fuse_test! {
-    #[ignore = "needs the resumable fuse layer"]
+
     fn reads_survive_worker_kills() {
         let tmp = tmp();
         let (fl, src) = multi_chunk_flist(tmp.path());

@@ -21,7 +21,8 @@ use super::MountOptions;
 use crate::error::{Context, Error, ExitCode, Result};
 use crate::sys::{mountinfo, registry};
 
-/// A worker that dies within this time of its start counts towards the crash loop.
+/// A worker that dies within this time of its start counts towards the crash loop
+/// (unless it was serving and got SIGKILLed).
 const QUICK_DEATH: Duration = Duration::from_secs(1);
 /// This many quick deaths in a row: give up (the mount goes stale).
 const CRASH_LOOP: u32 = 5;
@@ -185,8 +186,10 @@ impl Worker {
             let _ = r.join();
         }
         while let Ok(m) = self.msgs.try_recv() {
-            if matches!(m, Msg::Unmounted) {
-                self.unmounted = true;
+            match m {
+                Msg::Unmounted => self.unmounted = true,
+                Msg::Ready => self.ready = true,
+                _ => {}
             }
         }
     }
@@ -500,7 +503,11 @@ impl Supervisor {
                 self.cleanup();
                 return Ok(());
             }
-            let quick = worker.started.elapsed() < QUICK_DEATH;
+            // A serving worker SIGKILLed from outside (an operator, the OOM killer) is no
+            // crash of its own: the mount must survive kills in any number.
+            let killed =
+                std::os::unix::process::ExitStatusExt::signal(&status) == Some(libc::SIGKILL);
+            let quick = worker.started.elapsed() < QUICK_DEATH && !(worker.ready && killed);
             quick_deaths = if quick { quick_deaths + 1 } else { 0 };
             log::error!(
                 "worker {} (generation {}) of {} died ({status})",
