@@ -355,3 +355,37 @@ fuse_test! {
         drop(m);
     }
 }
+
+fuse_test! {
+    fn a_worker_that_panics_is_replaced() {
+        let tmp = tmp();
+        let (fl, src) = multi_chunk_flist(tmp.path());
+        let mnt = tmp.path().join("mnt");
+        std::fs::create_dir_all(&mnt).unwrap();
+        let out = Command::new(zvfs_bin())
+            .env("ZVFS_FAILPOINTS", "panic-on-lookup=boom")
+            .arg("mount")
+            .arg("-d")
+            .args(args(tmp.path(), &fl))
+            .arg(&mnt)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let (source, _) = mount_of(&mnt).unwrap();
+        let pid: u32 = source.parse().unwrap();
+        let m = Mount { target: mnt.clone(), pid, child: None };
+        let w0 = num(&state(pid).unwrap(), "worker");
+        // The lookup panics in the worker: this request fails, the worker is replaced.
+        let err = std::fs::metadata(mnt.join("boom")).unwrap_err();
+        assert!(err.raw_os_error().is_some(), "{err}");
+        let (st, _) = new_worker(pid, w0, Duration::from_secs(5));
+        assert_eq!(num(&st, "restarts"), 1, "{st}");
+        assert!(!alive(w0 as u32));
+        assert_eq!(
+            std::fs::read(mnt.join("d3/f2.bin")).unwrap(),
+            std::fs::read(src.join("d3/f2.bin")).unwrap()
+        );
+        assert!(alive(pid));
+        drop(m);
+    }
+}
