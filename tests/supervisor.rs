@@ -286,14 +286,17 @@ fuse_test! {
             let (mnt, src, files, stop) = (mnt.clone(), src.clone(), files.clone(), stop.clone());
             threads.push(std::thread::spawn(move || {
                 let mut reads = 0u64;
+                let mut longest = Duration::ZERO;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let f = &files[(t + reads as usize) % files.len()];
+                    let t0 = Instant::now();
                     let got = Command::new("cat").arg(mnt.join(f)).output().unwrap();
+                    longest = longest.max(t0.elapsed());
                     assert!(got.status.success(), "cat {f}: {}", String::from_utf8_lossy(&got.stderr));
                     assert!(got.stdout == std::fs::read(src.join(f)).unwrap(), "{f}: wrong bytes");
                     reads += 1;
                 }
-                reads
+                (reads, longest)
             }));
         }
         let walker = {
@@ -319,8 +322,12 @@ fuse_test! {
             worker = num(&new_worker(m.pid, worker, Duration::from_secs(2)).0, "worker");
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let reads: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        let done: Vec<(u64, Duration)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let reads: u64 = done.iter().map(|d| d.0).sum();
+        let longest = done.iter().map(|d| d.1).max().unwrap_or_default();
         let walks = walker.join().unwrap();
+        // The figure for the README: the longest a reader waited for one whole file.
+        eprintln!("{reads} reads and {walks} walks across {kills} worker kills; longest cat {longest:?}");
         assert!(reads > 0 && walks > 0 && kills >= 20, "{reads} reads, {walks} walks, {kills} kills");
         assert_eq!(num(&state(m.pid).unwrap(), "restarts"), kills);
     }
