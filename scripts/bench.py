@@ -129,11 +129,30 @@ def child_cpu():
     return r.ru_utime + r.ru_stime
 
 
+def family(pid):
+    """`pid` and its child processes (a mount daemon is its supervisor and its worker)."""
+    pids = [pid]
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                pids.extend(int(c) for c in f.read().split())
+    except OSError:
+        pass
+    return pids
+
+
 def proc_cpu(pid):
-    """CPU seconds (user + system) a process used so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds (user + system) a process and its children (the worker of a mount's
+    supervisor) used so far."""
+    total = 0
+    for p in family(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def steal_ticks():
@@ -249,11 +268,17 @@ class Mount:
             raise RuntimeError(f"{mnt} is not mounted after zvfs mount -d")
 
     def hwm_kib(self):
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-        return 0
+        """Peak RSS of the daemon: its supervisor's plus its worker's."""
+        total = 0
+        for p in family(self.pid):
+            try:
+                with open(f"/proc/{p}/status") as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            total += int(line.split()[1])
+            except OSError:
+                pass
+        return total
 
     def close(self):
         if self.pid is None:

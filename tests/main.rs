@@ -23,5 +23,6 @@ mod prefetch_mount;
 mod s3;
 mod stats;
 mod stores;
+mod supervisor;
 mod unpack;
 mod warm;

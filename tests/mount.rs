@@ -935,7 +935,9 @@ fuse_test! {
         let fl = b.finish();
         let (mnt, m) = mount_in(tmp.path(), &fl, &[]);
         std::fs::metadata(mnt.join("big")).unwrap();
-        let before = vm_hwm_kib(m.pid);
+        // The worker serves; the supervisor holds no entries.
+        let worker = worker_of(m.pid);
+        let before = vm_hwm_kib(worker);
         // `ls -f`: a plain listing, then `find -ls`-like: every entry with its attributes.
         let mut n = 0;
         for e in std::fs::read_dir(mnt.join("big")).unwrap() {
@@ -955,7 +957,7 @@ fuse_test! {
             last = s(e.file_name());
         }
         assert_eq!((dirs, last.as_str()), (1, "sub"), "every entry, in order");
-        let grew = vm_hwm_kib(m.pid).saturating_sub(before);
+        let grew = vm_hwm_kib(worker).saturating_sub(before);
         assert!(
             grew < 32 * 1024,
             "listing {N} entries grew the daemon's peak RSS by {grew} KiB"
@@ -1163,8 +1165,9 @@ fuse_test! {
         }
         assert!(t0.elapsed() < Duration::from_secs(40), "{:?}", t0.elapsed());
 
-        // a stopped daemon answers nothing: --check says so, in bounded time
-        let pid = m.pid.to_string();
+        // a stopped daemon (its worker: the process that answers) answers nothing:
+        // --check says so, in bounded time
+        let pid = worker_of(m.pid).to_string();
         assert!(Command::new("kill")
             .args(["-STOP", &pid])
             .status()

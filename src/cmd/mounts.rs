@@ -1,4 +1,6 @@
-//! `zvfs mounts [--json]` lists every zvfs (or rfs/g8ufs) mount of the host, `zvfs
+//! `zvfs mounts [--json]` lists every zvfs (or rfs/g8ufs) mount of the host (with each
+//! daemon's worker and restarts), `zvfs mounts --upgrade TARGET|--all` upgrades daemons
+//! in place, `zvfs
 //! mounts --check TARGET` tells a supervisor whether one is healthy, `zvfs mounts --stats
 //! [--json] [TARGET]` shows the live counters of each FUSE mount's daemon (stores, cache,
 //! prefetch), and `zvfs umount
@@ -27,8 +29,17 @@ pub struct Args {
     /// cache hits and misses; prefetch progress), asked of its daemon (1 s at most each).
     #[arg(long)]
     pub stats: bool,
-    /// With --stats: only this mount (a FUSE mount, bind or overlay).
-    #[arg(requires = "stats")]
+    /// Upgrade in place: the daemon of TARGET (or of every mount, with --all) executes
+    /// the zvfs binary now on disk, keeping its mounts; waits (10 s at most each) until a
+    /// new worker serves.
+    #[arg(long, conflicts_with_all = ["json", "stats", "check"])]
+    pub upgrade: bool,
+    /// With --upgrade: every zvfs mount daemon of the host.
+    #[arg(long, requires = "upgrade", conflicts_with = "target")]
+    pub all: bool,
+    /// With --stats: only this mount (a FUSE mount, bind or overlay); with --upgrade: the
+    /// mount whose daemon to upgrade.
+    #[arg(required_if_eq_all = [("upgrade", "true"), ("all", "false")])]
     pub target: Option<PathBuf>,
 }
 
@@ -47,6 +58,12 @@ struct Row<'a> {
     target: &'a Path,
     kind: Kind,
     pid: Option<u32>,
+    /// The worker process serving for the daemon `pid` (its supervisor).
+    worker: Option<u32>,
+    /// New workers the supervisor started after one died.
+    restarts: Option<u32>,
+    /// The serving worker's generation (one more per new worker, upgrades included).
+    generation: Option<u64>,
     healthy: bool,
     problem: Option<String>,
     flist: Option<&'a Path>,
@@ -75,6 +92,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
         });
     }
+    if args.upgrade {
+        return upgrade(args.target.as_deref());
+    }
+    if args.target.is_some() && !args.stats {
+        return Err(Error::invalid("TARGET goes with --stats or --upgrade"));
+    }
     if args.stats {
         return stats(args.target.as_deref(), args.json);
     }
@@ -88,6 +111,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 target: &m.target,
                 kind: m.kind,
                 pid: m.pid,
+                worker: s.and_then(|s| s.worker),
+                restarts: s.map(|s| s.restarts),
+                generation: s.map(|s| s.generation),
                 healthy: health.is_ok(),
                 problem: health.err(),
                 flist: s.map(|s| s.flist.as_path()),
@@ -110,15 +136,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
         return Ok(ExitCode::Ok);
     }
     out.line(format_args!(
-        "TARGET\tKIND\tPID\tHEALTHY\tFLIST\tCACHE\tCACHE_USED"
+        "TARGET\tKIND\tPID\tWORKER\tRESTARTS\tHEALTHY\tFLIST\tCACHE\tCACHE_USED"
     ))?;
     let opt = |o: Option<String>| o.unwrap_or_else(|| "-".into());
     for r in &rows {
         out.line(format_args!(
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             r.target.display(),
             r.kind.name(),
             opt(r.pid.map(|p| p.to_string())),
+            opt(r.worker.map(|p| p.to_string())),
+            opt(r.restarts.map(|p| p.to_string())),
             if r.healthy { "yes" } else { "no" },
             opt(r.flist.map(|p| p.display().to_string())),
             opt(r.cache.map(|p| p.display().to_string())),
@@ -191,6 +219,39 @@ fn stats(target: Option<&Path>, json: bool) -> Result<ExitCode> {
     }
     out.finish()?;
     Ok(ExitCode::Ok)
+}
+
+/// `zvfs mounts --upgrade TARGET|--all`: one line per mount; a failure is reported (on
+/// stderr, naming the target) and the others still upgraded.
+fn upgrade(target: Option<&Path>) -> Result<ExitCode> {
+    let targets = match target {
+        Some(t) => vec![t.to_path_buf()],
+        None => crate::daemon::upgradable()?,
+    };
+    let mut out = super::out::Out::new();
+    let mut failed = false;
+    for t in &targets {
+        match crate::daemon::upgrade(t) {
+            Ok(u) => out.line(format_args!(
+                "{}: upgraded (daemon {}, worker {} -> {}, generation {})",
+                u.target.display(),
+                u.pid,
+                u.old_worker,
+                u.worker,
+                u.generation
+            ))?,
+            Err(e) => {
+                eprintln!("zvfs: error: {e}");
+                failed = true;
+            }
+        }
+    }
+    out.finish()?;
+    Ok(if failed {
+        ExitCode::Failure
+    } else {
+        ExitCode::Ok
+    })
 }
 
 /// Run `zvfs umount TARGET`.

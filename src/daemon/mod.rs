@@ -13,21 +13,33 @@
 //! target's holder until signalled. A target that already holds a healthy zvfs mount is
 //! refused; a stale one (daemon gone) is detached first.
 //!
-//! Files: `serve` (the FUSE session, overlay, registry entry and readiness), `spawn` (the
-//! background daemon: re-exec, options and report pipes), `share` (preflight of the
+//! A mount's daemon is two processes: the supervisor (the mount's source pid, the
+//! registry entry) keeps the FUSE connection and starts a worker (this binary
+//! re-executed) that serves it; a worker that dies is replaced on the same connection,
+//! and SIGHUP makes the supervisor execute the binary now on disk (upgrade in place).
+//! SIGTERM or SIGINT to the supervisor takes the mount down. See docs/supervisor.md.
+//!
+//! Files: `supervisor` (the connection, workers and their restarts, upgrade, overlay,
+//! registry entry and readiness), `serve` (the worker: the filesystem and its FUSE
+//! session), `control` (the supervisor-worker channel and the upgrade handoff), `spawn`
+//! (the background daemon: re-exec, options and report pipes), `share` (preflight of the
 //! target, a second target of a running daemon, the holder), `mounts` (what is mounted,
-//! health probe), `umount` (unmount, release and stop of daemons, stale detach), `stats`
-//! (the daemon's stats socket and its client).
+//! health probe), `umount` (unmount, release and stop of daemons, stale detach),
+//! `upgrade` (asking a supervisor to upgrade), `stats` (the worker's stats socket and its
+//! client).
 //!
 //! This module sits above `fs` (it drives a [`crate::fs::ZvfsFs`]) and below `node` and
 //! `cmd`: it parses no command line and prints nothing to stdout; it logs.
 
+mod control;
 mod mounts;
 mod serve;
 mod share;
 mod spawn;
 pub mod stats;
+mod supervisor;
 mod umount;
+mod upgrade;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -38,6 +50,7 @@ pub use self::mounts::{check, list, zvfs_mounts, Health, Kind, Mounted};
 pub use self::spawn::{child_main, Started};
 pub use self::stats::{stats, MountStatsReport};
 pub use self::umount::{detach_stale, release, umount};
+pub use self::upgrade::{upgradable, upgrade, Upgraded, UPGRADE_WAIT};
 
 use crate::error::{Context, Result};
 use crate::fs::mount::MountOpts;
@@ -199,8 +212,10 @@ fn prepare(opts: &MountOptions) -> Result<Prepared> {
     })
 }
 
-/// Mount in the foreground: serve the flist until SIGTERM, SIGINT or SIGHUP (or an
-/// external unmount), then take down what uses the mount and return. When a live daemon
+/// Mount in the foreground: supervise the serving of the flist (this process is the
+/// supervisor) until SIGTERM or SIGINT (or an external unmount), then take down what uses
+/// the mount and return; SIGHUP upgrades in place (this process executes the binary now
+/// on disk and carries on as the new version). When a live daemon
 /// already serves the flist, hold the shared target instead (ready at once; on a signal
 /// it unmounts the target and lets that daemon go when it was its last user).
 pub fn mount(opts: &MountOptions) -> Result<()> {
@@ -215,7 +230,7 @@ pub fn mount(opts: &MountOptions) -> Result<()> {
             if let Some(l) = &opts.log {
                 crate::sys::logger::log_to_file(l)?;
             }
-            serve::run(&opts, url, None)
+            supervisor::run(&opts, url, None)
         }
     }
 }

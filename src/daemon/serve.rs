@@ -1,21 +1,21 @@
-//! Serving an flist: the FUSE session, the overlay of a writable mount, the stats
-//! socket, the registry entry and readiness (a report on the pipe of [`super::start`], `READY=1` to a
-//! supervisor), then the wait for a signal or an external unmount and the orderly take
-//! down (overlays, then binds, then the FUSE mount). It runs in the process that serves;
-//! it does not fork, parse arguments or decide whether to share another daemon's mount.
+//! The worker process of a mount: it builds the [`ZvfsFs`] (flist, stores, cache),
+//! mounts it (first worker) or resumes the supervisor's connection (later ones), hands
+//! the `/dev/fuse` descriptor to its supervisor, serves the stats socket and runs the
+//! FUSE session until the filesystem is unmounted; it reports on the control channel
+//! (`control`). It dies with its supervisor (`PR_SET_PDEATHSIG`). It registers nothing,
+//! makes no overlay and does not decide about restarts: that is `supervisor`'s.
 
-use std::io::Write;
-use std::path::Path;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::TryRecvError;
 use std::time::Duration;
 
-use super::MountOptions;
+use super::control::{self, WorkerWire};
 use crate::cache::ChunkCache;
-use crate::error::{Context, Error, Result};
-use crate::fs::mount::Unmounter;
+use crate::error::{Context, Error, ExitCode, Result};
 use crate::fs::{FsConfig, ZvfsFs};
 use crate::store::router::Router;
-use crate::sys::{mountinfo, registry};
+use crate::sys::mountinfo;
 
 /// How long the kernel may take to complete the FUSE handshake.
 pub(super) const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -24,29 +24,90 @@ pub(super) const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Decoding is CPU-bound, so more than a few only add memory on a small node.
 const MAX_FETCHES: usize = 6;
 
-/// Serve `opts` (its flist a local file, downloaded from `url` if any) until signalled:
-/// tune the allocator, mount, report `ready` on `ready` (the pipe of a daemon started by
-/// [`super::start`]) or the error, log a failure.
-pub(super) fn run(
-    opts: &MountOptions,
-    url: Option<String>,
-    mut ready: Option<std::fs::File>,
-) -> Result<()> {
-    tune_allocator();
-    match serve(opts, url, &mut ready) {
-        Ok(()) => Ok(()),
+/// The entry point of a worker process: `None` when this process is not one (no
+/// `ZVFS_WORKER_FD`), else its exit code: 0 once the filesystem was unmounted.
+pub(super) fn worker_main() -> Option<ExitCode> {
+    let ctl = control::inherited_fd(control::WORKER_ENV)?;
+    let ctl = match ctl {
+        Ok(c) => c,
         Err(e) => {
-            log::error!(
-                "mount of {} on {}: {e}",
-                opts.flist.display(),
-                opts.target.display()
-            );
-            if let Some(mut p) = ready.take() {
-                let _ = p.write_all(super::spawn::error_report(&e).as_bytes());
-            }
-            Err(e)
+            crate::sys::logger::init_logging(false);
+            log::error!("{e}");
+            return Some(ExitCode::Failure);
+        }
+    };
+    let fuse = control::inherited_fd(control::FUSE_FD_ENV);
+    let wire = read_wire();
+    let wire = match wire {
+        Ok(w) => w,
+        Err(e) => {
+            crate::sys::logger::init_logging(false);
+            log::error!("{e}");
+            control::send_error(ctl.as_fd(), &e);
+            return Some(ExitCode::Failure);
+        }
+    };
+    crate::sys::logger::init_logging(wire.debug);
+    if let Some(l) = &wire.opts.log {
+        if let Err(e) = crate::sys::logger::log_to_file(l) {
+            control::send_error(ctl.as_fd(), &e);
+            return Some(ExitCode::Failure);
         }
     }
+    // Die with the supervisor; if it is gone already, the death signal came too early.
+    if let Err(e) =
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+    {
+        log::warn!("worker: PR_SET_PDEATHSIG: {e}");
+    }
+    if rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32) != Some(wire.supervisor)
+    {
+        log::error!("worker: supervisor {} is gone; exiting", wire.supervisor);
+        return Some(ExitCode::Failure);
+    }
+    tune_allocator();
+    // SIGTERM (from the supervisor taking the mount down) is waited for, so block it
+    // before any thread starts.
+    let term = term_set();
+    // SAFETY: changes this thread's mask on a valid set; threads spawned later inherit it.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_BLOCK, &term, std::ptr::null_mut());
+    }
+    let fuse = match fuse.transpose() {
+        Ok(f) => f,
+        Err(e) => {
+            log::error!("worker: {e}");
+            control::send_error(ctl.as_fd(), &e);
+            return Some(ExitCode::Failure);
+        }
+    };
+    match serve(&wire, ctl.as_fd(), fuse, &term) {
+        Ok(Ended::Unmounted) => {
+            let _ = control::send(ctl.as_fd(), "unmounted", None);
+            Some(ExitCode::Ok)
+        }
+        Ok(Ended::Stopped) => Some(ExitCode::Ok),
+        Err(e) => {
+            log::error!(
+                "worker (generation {}) of {} on {}: {e}",
+                wire.generation,
+                wire.opts.flist.display(),
+                wire.opts.target.display()
+            );
+            control::send_error(ctl.as_fd(), &e);
+            Some(ExitCode::Failure)
+        }
+    }
+}
+
+fn read_wire() -> Result<WorkerWire> {
+    use std::io::Read;
+    let mut text = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut text)
+        .ctx("reading the worker's options")?;
+    serde_json::from_slice(&text)
+        .map_err(|e| Error::invalid(format!("decoding the worker's options: {e}")))
 }
 
 /// Chunk-sized buffers (512 KiB objects and plaintexts, reply buffers) come from the
@@ -65,43 +126,38 @@ fn tune_allocator() {
     }
 }
 
-/// Signals that end the mount, plus SIGUSR1 which the session thread raises when the
-/// filesystem was unmounted from outside.
-pub(super) fn signal_set() -> libc::sigset_t {
+/// SIGTERM alone: what a worker waits for.
+fn term_set() -> libc::sigset_t {
     // SAFETY: plain libc calls on a local sigset_t.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1] {
-            libc::sigaddset(&mut set, s);
-        }
+        libc::sigaddset(&mut set, libc::SIGTERM);
         set
     }
 }
 
+/// How a worker's serving ended.
+enum Ended {
+    /// The filesystem was unmounted: the session ended.
+    Unmounted,
+    /// SIGTERM: it stopped waiting for the session (the supervisor unmounted, and what is
+    /// left is at most reads waiting on stores, or a detached mount with open files).
+    Stopped,
+}
+
+/// Build the filesystem, mount or resume, report, serve until the session ends (the
+/// filesystem was unmounted) or SIGTERM.
 fn serve(
-    args: &MountOptions,
-    url: Option<String>,
-    ready: &mut Option<std::fs::File>,
-) -> Result<()> {
-    // Block the signals before any thread starts, so only `sigwait` below sees them.
-    let set = signal_set();
-    // SAFETY: changes this thread's mask; threads spawned later inherit it.
-    unsafe {
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-    }
+    wire: &WorkerWire,
+    ctl: std::os::fd::BorrowedFd<'_>,
+    fuse: Option<OwnedFd>,
+    term: &libc::sigset_t,
+) -> Result<Ended> {
+    let args = &wire.opts;
     let max = args.cache_size;
     let threads = args.threads.clamp(1, 64);
-    let layer = args.layer();
-    if let Some(l) = &layer {
-        l.prepare(args.reset)?;
-    }
     let home = args.fuse_target();
-    // The md5 (for the registry) reads the whole flist: overlap it with the mount.
-    let md5 = {
-        let meta = args.flist.clone();
-        std::thread::spawn(move || crate::flist::download::md5_of_file(&meta))
-    };
     let flist = crate::flist::open(&args.flist)?;
     let routes = flist.routes()?;
     let router = Router::for_flist(&routes, &args.stores, &args.store_config)
@@ -116,177 +172,130 @@ fn serve(
             readahead_chunks: args.readahead,
             prefetch_parallel: args.prefetch_parallel,
             record_trace: args.record_trace.clone(),
-            generation: 0,
+            generation: wire.generation,
         },
     )?;
-    let answering = fs.answering();
     let stats = fs.stats_handle();
+    let answering = fs.answering();
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     fs.on_ready(move || {
         let _ = tx.send(());
     });
-    let opts = args.mount_opts();
-    let mounted = crate::fs::mount::mount(fs, &home, &opts)?;
+    let mut opts = args.mount_opts();
+    // The mount's source is the supervisor: it outlives this worker.
+    opts.fsname = wire.supervisor.to_string();
+    let mounted = match (wire.resume, fuse) {
+        (true, Some(fd)) => crate::fs::mount::resume(fs, fd, &mountinfo::absolute(&home))?,
+        (true, None) => {
+            return Err(Error::invalid(format!(
+                "a resumed worker needs the connection in {}",
+                control::FUSE_FD_ENV
+            )))
+        }
+        (false, _) => {
+            let m = crate::fs::mount::mount(fs, &home, &opts)?;
+            match m.fuse_fd() {
+                Ok(fd) => control::send(ctl, "fd", Some(fd.as_fd()))?,
+                Err(e) => log::warn!(
+                    "{e}: a crash of this worker will leave {} stale",
+                    home.display()
+                ),
+            }
+            m
+        }
+    };
     let mut unmounter = mounted.unmounter;
     let mut session = mounted.session;
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<bool>();
     let session_thread = std::thread::Builder::new()
         .name("zvfs-session".into())
         .spawn(move || {
-            if let Err(e) = session.run() {
-                log::error!("FUSE session ended with an error: {e}");
-            }
+            let clean = match session.run() {
+                Ok(()) => true,
+                Err(e) => {
+                    log::error!("FUSE session ended with an error: {e}");
+                    false
+                }
+            };
             log::debug!("FUSE session loop ended");
             drop(session);
-            log::debug!("FUSE session closed");
-            let _ = done_tx.send(());
-            // Wake the main thread if it is still waiting for a signal.
-            let _ = rustix::process::kill_process(
-                rustix::process::getpid(),
-                rustix::process::Signal::USR1,
-            );
+            let _ = done_tx.send(clean);
         })
         .map_err(|e| Error::io(format!("starting the FUSE session thread: {e}")))?;
-
-    if rx.recv_timeout(READY_TIMEOUT).is_err() {
+    // A resumed session had its handshake with an earlier worker.
+    if !wire.resume && rx.recv_timeout(READY_TIMEOUT).is_err() {
         let _ = unmounter.unmount();
         return Err(Error::timeout(format!(
             "{}: the kernel did not complete the FUSE handshake",
             home.display()
         )));
     }
-    let home = mountinfo::absolute(&home);
-    crate::fs::mount::raise_readahead(&home);
-    let target = mountinfo::absolute(&args.target);
-    if let Some(l) = &layer {
-        if let Err(e) = crate::sys::mounts::mount_overlay(&home, l, &target, opts.flags()) {
-            stop(&mut unmounter, &done_rx, &answering);
-            return Err(e);
-        }
-    }
-    log::info!(
-        "mounted {} on {} (fuse.{} source {}){}; cache {} bounded to {} bytes; ready",
-        args.flist.display(),
-        home.display(),
-        opts.subtype,
-        opts.fsname,
-        match &layer {
-            Some(l) => format!(", overlay with {} on {}", l.rw.display(), target.display()),
-            None => String::new(),
-        },
-        args.cache.display(),
-        max
-    );
-    let md5 = md5
-        .join()
-        .map_err(|_| Error::io("the flist md5 thread panicked"))??;
     // Stats are an extra: a mount without them still serves.
-    let stats_server = match super::stats::serve_stats(stats) {
+    let _stats_server = match super::stats::serve_stats(stats, &wire.stats_socket) {
         Ok(s) => Some(s),
         Err(e) => {
             log::warn!("{e}; `zvfs mounts --stats` will not know this mount");
             None
         }
     };
-    let state = registry::State {
-        pid: std::process::id(),
-        start: registry::start_time(std::process::id()).unwrap_or(0),
-        fuse_target: home.clone(),
-        overlay: layer.as_ref().map(|l| registry::Overlay {
-            target: target.clone(),
-            upper: l.rw.clone(),
-        }),
-        flist: mountinfo::absolute(&args.flist),
-        url,
-        md5,
-        cache: mountinfo::absolute(&args.cache),
-        cache_size: max,
-        stores: args.redacted_stores(),
-        socket: stats_server.as_ref().map(|s| s.path().to_path_buf()),
+    log::info!(
+        "worker {} (generation {}) serves {} on {}{}",
+        std::process::id(),
+        wire.generation,
+        args.flist.display(),
+        home.display(),
+        if wire.resume { " (resumed)" } else { "" }
+    );
+    control::send(ctl, "ready", None)?;
+    let tick = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 100_000_000,
     };
-    let _registered = match registry::register(&state) {
-        Ok(r) => Some(r),
-        Err(e) => {
-            log::warn!("{e}; `zvfs mounts` will know less about this mount");
-            None
-        }
-    };
-    if let Some(mut p) = ready.take() {
-        let _ = p.write_all(b"ready\n");
-    }
-    match crate::sys::notify::notify("READY=1") {
-        Ok(true) => log::debug!("sent READY=1 to the supervisor"),
-        Ok(false) => {}
-        Err(e) => log::warn!("{e}"),
-    }
-
     loop {
-        let mut sig: libc::c_int = 0;
-        // SAFETY: waits on a valid, initialised signal set.
-        let rc = unsafe { libc::sigwait(&set, &mut sig) };
-        if rc != 0 {
-            continue;
-        }
-        if sig == libc::SIGUSR1 {
-            if done_rx.try_recv().is_ok() {
-                log::info!("{} was unmounted; exiting", home.display());
+        match done_rx.try_recv() {
+            Ok(true) => {
                 let _ = session_thread.join();
-                return Ok(());
+                log::info!("{} was unmounted; worker exiting", home.display());
+                return Ok(Ended::Unmounted);
             }
-            continue;
+            Ok(false) | Err(TryRecvError::Disconnected) => {
+                return Err(Error::io(format!(
+                    "{}: the FUSE session failed",
+                    home.display()
+                )))
+            }
+            Err(TryRecvError::Empty) => {}
         }
-        log::info!("signal {sig}: unmounting {}", home.display());
-        take_down_users(&home);
-        stop(&mut unmounter, &done_rx, &answering);
-        return Ok(());
-    }
-}
-
-/// Unmount everything that uses this daemon's filesystem besides its own mount at
-/// `home`: overlays over it first, then binds of it.
-fn take_down_users(home: &Path) {
-    let me = std::process::id();
-    let Ok(all) = mountinfo::read() else {
-        return;
-    };
-    let found = super::mounts::zvfs_mounts(&all, &registry::list());
-    for kind in [super::mounts::Kind::Overlay, super::mounts::Kind::Bind] {
-        for m in found.iter().rev() {
-            if m.pid == Some(me) && m.kind == kind && m.target != home {
-                log::info!("unmounting {} {}", kind.name(), m.target.display());
-                if let Err(err) = crate::fs::mount::unmount_path(&m.target) {
-                    log::error!("{err}");
-                }
-                registry::remove_user(&m.target);
-            }
+        // SAFETY: waits on a valid signal set with a valid timeout; no siginfo wanted.
+        let sig = unsafe { libc::sigtimedwait(term, std::ptr::null_mut(), &tick) };
+        if sig == libc::SIGTERM {
+            return Ok(wind_down(&done_rx, &answering));
         }
     }
 }
 
-/// Unmount and give the session a moment to wind down (a lazily detached mount with open
-/// files would keep it alive; exiting then aborts the connection). Requests the workers
-/// hold are waited for (up to 5 s); reads waiting on a store are not (they could take the
-/// whole deadline): exiting answers them with an error.
-fn stop(unmounter: &mut Unmounter, done: &std::sync::mpsc::Receiver<()>, answering: &AtomicUsize) {
+/// After SIGTERM (the supervisor unmounted): give the session a moment to end (a
+/// lazily detached mount with open files keeps it alive). Requests being answered are
+/// waited for (up to 5 s); reads waiting on a store are not (they could take the whole
+/// deadline): exiting answers them with an error.
+fn wind_down(done: &std::sync::mpsc::Receiver<bool>, answering: &AtomicUsize) -> Ended {
     use std::sync::mpsc::RecvTimeoutError;
-    if let Err(e) = unmounter.unmount() {
-        log::error!("{e}");
-    }
     let start = std::time::Instant::now();
     loop {
         match done.recv_timeout(Duration::from_millis(50)) {
             Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+            Ok(true) => return Ended::Unmounted,
+            Ok(false) | Err(RecvTimeoutError::Disconnected) => return Ended::Stopped,
         }
         if start.elapsed() >= Duration::from_secs(5) {
             log::warn!("the FUSE session did not end within 5 s; exiting anyway");
-            return;
+            return Ended::Stopped;
         }
         if start.elapsed() >= Duration::from_millis(200) && answering.load(Ordering::Relaxed) == 0 {
             log::info!(
                 "detached, files still open, nothing in flight but reads waiting on stores; exiting"
             );
-            return;
+            return Ended::Stopped;
         }
     }
 }

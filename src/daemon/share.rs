@@ -95,10 +95,11 @@ pub(super) fn share(args: &MountOptions) -> Result<Option<u32>> {
 
 /// A foreground mount that shares another daemon's mount stays in the foreground as
 /// the target's holder (a supervisor tracks this process): ready at once; on SIGTERM,
-/// SIGINT or SIGHUP it unmounts the target and lets the daemon go when that was its last
+/// SIGINT or SIGHUP (unlike a serving daemon's supervisor, for which SIGHUP means
+/// upgrade) it unmounts the target and lets the daemon go when that was its last
 /// user; it exits too when the target is unmounted by someone else.
 pub(super) fn hold(target: &Path, daemon: u32) -> Result<()> {
-    let set = super::serve::signal_set();
+    let set = super::supervisor::signal_set();
     // SAFETY: changes this thread's mask; no other thread runs.
     unsafe {
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());

@@ -1,4 +1,5 @@
-//! The background daemon: [`spawn`] re-executes the binary (`/proc/self/exe`) in a new
+//! The background daemon (a mount's supervisor, see `supervisor`): [`spawn`] re-executes
+//! the binary (`/proc/self/exe`) in a new
 //! session (setsid) with two pipes: the options ([`MountOptions`] as JSON) on its stdin,
 //! and a report pipe whose write end it passes in `ZVFS_READY_FD`. The child
 //! ([`child_main`], called by the CLI before it parses anything) reads its options,
@@ -129,10 +130,18 @@ pub(super) fn spawn(opts: &MountOptions, url: Option<&str>) -> Result<Started> {
     }
 }
 
-/// The entry point of a daemon child: `None` when this process is not one (no
-/// `ZVFS_READY_FD`), else its exit code once it stops serving. The CLI calls it before
-/// parsing the command line; it installs the logger itself.
+/// The entry point of a daemon child, of a mount's worker process and of a supervisor
+/// executed by an upgrade: `None` when this process is none of them (no `ZVFS_READY_FD`,
+/// `ZVFS_WORKER_FD` or `ZVFS_HANDOFF`), else its exit code once it stops serving. The CLI
+/// calls it before parsing the command line; it installs the logger itself.
 pub fn child_main() -> Option<ExitCode> {
+    // A supervisor executed by an upgrade, or a mount's worker process.
+    if let Some(code) = super::supervisor::handoff_main() {
+        return Some(code);
+    }
+    if let Some(code) = super::serve::worker_main() {
+        return Some(code);
+    }
     let fd = std::env::var(READY_ENV).ok()?.parse::<i32>().ok()?;
     // Keep the pipe from our own children.
     std::env::remove_var(READY_ENV);
@@ -162,10 +171,12 @@ pub fn child_main() -> Option<ExitCode> {
             return Some(ExitCode::Failure);
         }
     }
-    Some(match super::serve::run(&wire.opts, wire.url, Some(ready)) {
-        Ok(()) => ExitCode::Ok,
-        Err(_) => ExitCode::Failure,
-    })
+    Some(
+        match super::supervisor::run(&wire.opts, wire.url, Some(ready)) {
+            Ok(()) => ExitCode::Ok,
+            Err(_) => ExitCode::Failure,
+        },
+    )
 }
 
 /// The report line of a failure: `error <kind> <reason>`.
@@ -178,6 +189,18 @@ fn kind_named(name: &str) -> Option<ErrorKind> {
     ErrorKind::ALL
         .into_iter()
         .find(|k| format!("{k:?}") == name)
+}
+
+/// The kind and reason of a report line's `<kind> <reason>` (an unknown kind: `Io`,
+/// the whole text the reason).
+pub(super) fn parse_error(rest: &str) -> (ErrorKind, String) {
+    match rest
+        .split_once(' ')
+        .and_then(|(k, m)| Some((kind_named(k)?, m)))
+    {
+        Some((kind, msg)) => (kind, msg.to_string()),
+        None => (ErrorKind::Io, rest.to_string()),
+    }
 }
 
 /// What the daemon child reported.
@@ -221,13 +244,8 @@ fn read_report(mut pipe: std::io::PipeReader, timeout: Duration) -> Report {
     if line == "ready" {
         Report::Ready
     } else if let Some(rest) = line.strip_prefix("error ") {
-        match rest
-            .split_once(' ')
-            .and_then(|(k, m)| Some((kind_named(k)?, m)))
-        {
-            Some((kind, msg)) => Report::Error(kind, msg.to_string()),
-            None => Report::Error(ErrorKind::Io, rest.to_string()),
-        }
+        let (kind, msg) = parse_error(rest);
+        Report::Error(kind, msg)
     } else {
         Report::Closed
     }

@@ -1,5 +1,6 @@
-//! The daemon's stats socket and its client. A serving daemon listens on
-//! `<run dir>/<pid>.sock` (recorded in its registry entry) on one thread of its own; each
+//! The daemon's stats socket and its client. A serving worker listens on
+//! `<run dir>/<supervisor pid>.sock` (recorded in its registry entry; each new worker
+//! binds it again) on one thread of its own; each
 //! connection gets one line of JSON, a [`MountStats`] snapshot, and is closed. A
 //! snapshot reads only atomic counters, so answering never waits for, nor holds up, the
 //! reads the mount serves. [`stats`] asks the daemons of the host's mounts, each within
@@ -30,25 +31,25 @@ pub(super) struct StatsServer {
     path: PathBuf,
 }
 
-impl StatsServer {
-    /// Where it listens.
-    pub(super) fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
 impl Drop for StatsServer {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
 }
 
-/// Listen on `<run dir>/<pid>.sock` (replacing a stale file of a dead process with this
-/// pid) and answer each connection with a snapshot of `handle`, on a thread of its own.
-pub(super) fn serve_stats(handle: StatsHandle) -> Result<StatsServer> {
-    let dir = registry::run_dir();
-    std::fs::create_dir_all(&dir).with_ctx(|| format!("creating {}", dir.display()))?;
-    let path = dir.join(format!("{}.sock", std::process::id()));
+/// The stats socket of the mount whose supervisor is `pid`: `<run dir>/<pid>.sock`.
+pub(super) fn socket_path(pid: u32) -> PathBuf {
+    registry::run_dir().join(format!("{pid}.sock"))
+}
+
+/// Listen on `path` (see [`socket_path`]; a file left there by a previous worker or a
+/// dead process is replaced) and answer each connection with a snapshot of `handle`, on
+/// a thread of its own.
+pub(super) fn serve_stats(handle: StatsHandle, path: &Path) -> Result<StatsServer> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_ctx(|| format!("creating {}", dir.display()))?;
+    }
+    let path = path.to_path_buf();
     match std::fs::remove_file(&path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

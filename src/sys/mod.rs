@@ -5,8 +5,8 @@
 //! ([`leftovers`]). Nothing here knows flists or chunks.
 
 pub mod atomic;
-pub mod leftovers;
 pub mod failpoint;
+pub mod leftovers;
 pub mod logger;
 pub mod mountinfo;
 pub mod mounts;

@@ -1,13 +1,15 @@
-//! The registry of running mount daemons: each daemon writes `<run dir>/<pid>.json`
-//! (default `/run/zvfs`, `ZVFS_RUN_DIR` overrides) once its mount is ready and removes it
-//! when it exits. The file names the flist (path and md5), the cache, the store overrides,
-//! the FUSE mountpoint, the overlay, if any, and the daemon's stats socket
-//! (`<run dir>/<pid>.sock`, see `daemon::stats`). A file whose process is gone (or whose pid
-//! was reused: the process start time is recorded) is stale: ignored and removed by
-//! readers. mountinfo stays the truth about what is mounted; this adds what mountinfo
-//! cannot say (which flist, which cache). Overlays made over a shared daemon's mount are
-//! recorded too (`<run dir>/users/*.json`), so they stay attributed to it even after the
-//! path of their lower directory was unmounted.
+//! The registry of running mount daemons: each daemon (its supervisor, whose pid is the
+//! mount's source) writes `<run dir>/<pid>.json` (default `/run/zvfs`, `ZVFS_RUN_DIR`
+//! overrides) once its mount is ready, rewrites it for each new worker and removes it
+//! when it exits. The file names the flist (path and md5), the cache, the store
+//! overrides, the FUSE mountpoint, the overlay, if any, the stats socket (`<run
+//! dir>/<pid>.sock`, see `daemon::stats`; served by the worker), the worker's pid, its
+//! generation and the restarts. A file whose process is gone (or whose pid was reused:
+//! the process start time is recorded) is stale: ignored and removed by readers.
+//! mountinfo stays the truth about what is mounted; this adds what mountinfo cannot say
+//! (which flist, which cache). Overlays made over a shared daemon's mount are recorded
+//! too (`<run dir>/users/*.json`), so they stay attributed to it even after the path of
+//! their lower directory was unmounted.
 
 use std::path::{Path, PathBuf};
 
@@ -48,6 +50,21 @@ pub struct State {
     /// older than `zvfs mounts --stats`.
     #[serde(default)]
     pub socket: Option<PathBuf>,
+    /// The worker process serving the mount for this supervisor (`pid`); absent in
+    /// entries of daemons older than the supervisor, which serve themselves.
+    #[serde(default)]
+    pub worker: Option<u32>,
+    /// How many times the supervisor started a new worker on the same connection (after
+    /// a worker died or an upgrade).
+    #[serde(default)]
+    pub restarts: u32,
+    /// The binary the supervisor was started from (recorded at its start; an upgrade
+    /// executes the file now at this path).
+    #[serde(default)]
+    pub started_exe: Option<PathBuf>,
+    /// The serving worker's generation: 0 for the first, one more for each new worker.
+    #[serde(default)]
+    pub generation: u64,
 }
 
 /// The writable overlay of a daemon's mount.
@@ -105,15 +122,23 @@ impl Drop for Registered {
     }
 }
 
-/// Publish `state` (atomically: temp file + rename).
+/// Publish `state` (atomically: temp file + rename); the file goes when the guard is
+/// dropped.
 pub fn register(state: &State) -> Result<Registered> {
+    let path = update(state)?;
+    Ok(Registered { path })
+}
+
+/// Publish `state` again (a registered daemon's new worker), atomically; returns the
+/// file's path.
+pub fn update(state: &State) -> Result<PathBuf> {
     let dir = run_dir();
     std::fs::create_dir_all(&dir).with_ctx(|| format!("creating {}", dir.display()))?;
     let path = dir.join(format!("{}.json", state.pid));
     let text = serde_json::to_vec_pretty(state)
         .map_err(|e| crate::error::Error::invalid(format!("encoding mount state: {e}")))?;
     super::atomic::write_file(&path, &text, None)?;
-    Ok(Registered { path })
+    Ok(path)
 }
 
 /// The state of every live daemon; stale files are removed on the way.
@@ -261,8 +286,14 @@ mod tests {
             "flist":"/a.fl","url":null,"md5":"00","cache":"/c","cache_size":1,"stores":[]}"#;
         let s: State = serde_json::from_str(old).unwrap();
         assert_eq!(s.socket, None);
+        assert_eq!((s.worker, s.restarts, s.generation), (None, 0, 0));
+        assert_eq!(s.started_exe, None);
         let mut new = s.clone();
         new.socket = Some(PathBuf::from("/run/zvfs/7.sock"));
+        new.worker = Some(8);
+        new.restarts = 3;
+        new.generation = 4;
+        new.started_exe = Some(PathBuf::from("/usr/bin/zvfs"));
         let back: State = serde_json::from_slice(&serde_json::to_vec(&new).unwrap()).unwrap();
         assert_eq!(back, new);
     }

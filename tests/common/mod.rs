@@ -559,6 +559,16 @@ pub fn alive(pid: u32) -> bool {
     }
 }
 
+/// The worker process serving for mount supervisor `pid`, from its registry entry
+/// (`/run/zvfs/<pid>.json`).
+pub fn worker_of(pid: u32) -> u32 {
+    let text = std::fs::read(format!("/run/zvfs/{pid}.json")).expect("registry entry");
+    let v: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    v["worker"]
+        .as_u64()
+        .expect("a worker in the registry entry") as u32
+}
+
 /// Lazy unmount of `target`, errors ignored (teardown).
 pub fn detach(target: &Path) {
     let _ = rustix::mount::unmount(target, rustix::mount::UnmountFlags::DETACH);
