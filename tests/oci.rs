@@ -761,3 +761,103 @@ fuse_test! {
         w.assert_no_mounts();
     }
 }
+
+/// The pid of the one child process of `pid` (a mount supervisor's worker), waiting up to
+/// 5 s for it to appear.
+fn worker_of(pid: u32) -> u32 {
+    let start = Instant::now();
+    loop {
+        let out = Command::new("pgrep")
+            .args(["-P", &pid.to_string()])
+            .output()
+            .unwrap();
+        let kids: Vec<u32> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        if kids.len() == 1 {
+            return kids[0];
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "supervisor {pid} has workers {kids:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fuse_test! {
+    /// A container keeps reading its rootfs (an flist) right while the mount's worker is
+    /// SIGKILLed five times and the binary is upgraded in place once: it exits 0.
+    fn a_container_survives_worker_kills_and_an_upgrade() {
+        let w = World::new();
+        let md5 = Command::new("md5sum").arg("/bin/busybox").output().unwrap();
+        let md5 = String::from_utf8_lossy(&md5.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+        let script = format!(
+            "n=0; while [ ! -e /stop ]; do \
+               [ \"$(cat /etc/hello.txt)\" = 'hello from the flist' ] || exit 11; \
+               set -- $(md5sum /bin/busybox); [ \"$1\" = {md5} ] || exit 12; \
+               ls -l /bin /etc >/dev/null || exit 13; n=$((n+1)); \
+             done; echo \"$n rounds\""
+        );
+        let b = w.bundle("loop", &["sh", "-c", &script], &[]);
+        w.prepare_ok(&b);
+        let mounts = w.flist_mounts();
+        assert_eq!(mounts.len(), 1, "{mounts:?}");
+        let supervisor: u32 = mounts[0].source.parse().unwrap();
+        let target = mounts[0].target.clone();
+        let id = w.id("loop");
+        let run = {
+            let b = b.clone();
+            let id = id.clone();
+            std::thread::spawn(move || {
+                Command::new("runc")
+                    .args(["run", "--bundle"])
+                    .arg(&b)
+                    .arg(&id)
+                    .stdin(Stdio::null())
+                    .output()
+                    .unwrap()
+            })
+        };
+        // Evict the page cache now and then, so that reads reach the mount.
+        let stop_drop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let dropper = {
+            let stop = stop_drop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(800));
+        let mut workers = vec![worker_of(supervisor)];
+        for _ in 0..5 {
+            let worker = worker_of(supervisor);
+            let _ = Command::new("kill").args(["-9", &worker.to_string()]).status();
+            std::thread::sleep(Duration::from_millis(600));
+            let next = worker_of(supervisor);
+            assert_ne!(next, worker, "no new worker after a kill");
+            workers.push(next);
+        }
+        let up = common::zvfs(&["mounts", "--upgrade", &target]);
+        assert!(up.status.success(), "upgrade: {}", text(&up));
+        std::thread::sleep(Duration::from_millis(800));
+        assert!(alive(supervisor), "the supervisor is gone after the upgrade");
+        let after = worker_of(supervisor);
+        assert!(!workers.contains(&after), "the upgrade started no new worker");
+        std::fs::write(b.join("rootfs/stop"), "").unwrap();
+        let out = run.join().unwrap();
+        stop_drop.store(true, Ordering::Relaxed);
+        dropper.join().unwrap();
+        assert!(out.status.success(), "the container failed: {}", text(&out));
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(said.contains("rounds"), "{said}");
+        w.assert_no_mounts();
+    }
+}

@@ -218,7 +218,17 @@ fuse_test! {
         std::fs::copy(zvfs_bin(), &exe).unwrap();
         let mut cmd = Command::new(&exe);
         cmd.arg("mount").arg("-d").args(args(tmp.path(), &fl)).arg(&mnt);
-        let out = cmd.output().unwrap();
+        // A copy just written may still be open in a child another test thread forked
+        // meanwhile (ETXTBSY until that child execs): try again briefly.
+        let out = (0..50)
+            .find_map(|_| match cmd.output() {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    None
+                }
+                r => Some(r.unwrap()),
+            })
+            .expect("the copied binary stayed busy");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let (source, _) = mount_of(&mnt).unwrap();
         let pid: u32 = source.parse().unwrap();

@@ -24,6 +24,23 @@ pub(super) const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Decoding is CPU-bound, so more than a few only add memory on a small node.
 const MAX_FETCHES: usize = 6;
 
+/// A panic in any thread of a worker ends the worker (exit code 70) once the panicking
+/// thread has unwound (its request answered EIO by the dropped reply, so a request that
+/// panics is not resent to the next worker over and over); the supervisor then starts a
+/// healthy worker. Without this a panic in a pool thread would leave a worker serving
+/// with a thread less.
+fn exit_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        log::error!("worker: {info}; exiting so that the supervisor starts a new worker");
+        let _ = std::thread::Builder::new().spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            std::process::exit(70);
+        });
+    }));
+}
+
 /// The entry point of a worker process: `None` when this process is not one (no
 /// `ZVFS_WORKER_FD`), else its exit code: 0 once the filesystem was unmounted.
 pub(super) fn worker_main() -> Option<ExitCode> {
@@ -66,6 +83,7 @@ pub(super) fn worker_main() -> Option<ExitCode> {
         return Some(ExitCode::Failure);
     }
     tune_allocator();
+    exit_on_panic();
     // SIGTERM (from the supervisor taking the mount down) is waited for, so block it
     // before any thread starts.
     let term = term_set();
@@ -192,18 +210,25 @@ fn serve(
                 control::FUSE_FD_ENV
             )))
         }
-        (false, _) => {
-            let m = crate::fs::mount::mount(fs, &home, &opts)?;
-            match m.fuse_fd() {
-                Ok(fd) => control::send(ctl, "fd", Some(fd.as_fd()))?,
-                Err(e) => log::warn!(
+        (false, _) => crate::fs::mount::mount(fs, &home, &opts)?,
+    };
+    // The connection goes to the supervisor once the handshake said the kernel can resend
+    // what a dead worker had read (below); a copy taken now, before the session owns it.
+    let keep = if wire.resume {
+        None
+    } else {
+        match mounted.fuse_fd() {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                log::warn!(
                     "{e}: a crash of this worker will leave {} stale",
                     home.display()
-                ),
+                );
+                None
             }
-            m
         }
     };
+    let init = mounted.init.clone();
     let mut unmounter = mounted.unmounter;
     let mut session = mounted.session;
     let (done_tx, done_rx) = std::sync::mpsc::channel::<bool>();
@@ -229,6 +254,15 @@ fn serve(
             "{}: the kernel did not complete the FUSE handshake",
             home.display()
         )));
+    }
+    if let Some(fd) = keep {
+        match init.get() {
+            Some(i) if i.can_resend() => control::send(ctl, "fd", Some(fd.as_fd()))?,
+            _ => log::warn!(
+                "{}: the kernel cannot resend the requests a dead worker had read                  (FUSE_NOTIFY_RESEND needs Linux 6.9): this mount ends with its worker,                  as it did before the supervisor",
+                home.display()
+            ),
+        }
     }
     // Stats are an extra: a mount without them still serves.
     let _stats_server = match super::stats::serve_stats(stats, &wire.stats_socket) {

@@ -263,6 +263,13 @@ impl<FS: Filesystem> Session<FS> {
             congestion_threshold: 12,
             max_pages: 256,
         };
+        // Known before the filesystem's init runs (which may signal readiness).
+        let _ = self.init.set(InitInfo {
+            major: init.major,
+            minor: init.minor,
+            capable: init.flags,
+            resumed: false,
+        });
         if let Err(e) = self.fs.init(&mut cfg) {
             return s.send(unique, e, &[]);
         }
@@ -279,12 +286,6 @@ impl<FS: Filesystem> Session<FS> {
             cfg.max_pages,
         );
         self.initialized = true;
-        let _ = self.init.set(InitInfo {
-            major: init.major,
-            minor: init.minor,
-            capable: init.flags,
-            resumed: false,
-        });
         log::debug!(
             "FUSE INIT: kernel {}.{}, flags {:#x} of {:#x}",
             init.major,
