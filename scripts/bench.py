@@ -1238,7 +1238,7 @@ def children(pid):
 
 def restart_suite(w):
     """The `restart` suite: readers of a mount while its worker is SIGKILLed every 300 ms.
-    Figures: the time from each kill to the first read answered after it, and the longest
+    Figures: the time from each kill to the first answer to a read asked after it, and the longest
     stall a reader saw, against the same readers' longest read without kills (measured
     just before, in the same run)."""
     rnd = random.Random(23)
@@ -1307,7 +1307,8 @@ def restart_suite(w):
         failed = sum(1 for _, _, ok in rs if not ok)
         first = []
         for k in kills:
-            after = [e for _, e, ok in rs if e > k and ok]
+            # the first read answered among those asked after the kill
+            after = [e for s0, e, ok in rs if s0 > k and ok]
             if after:
                 first.append(min(after) - k)
         RESTART_ROWS.append((len(kills), len(rs), failed, statistics.median(first) * 1000,

@@ -340,6 +340,9 @@ fuse_test! {
         eprintln!("{reads} reads and {walks} walks across {kills} worker kills; longest cat {longest:?}");
         assert!(reads > 0 && walks > 0 && kills >= 20, "{reads} reads, {walks} walks, {kills} kills");
         assert_eq!(num(&state(m.pid).unwrap(), "restarts"), kills);
+        // The cache the killed workers wrote is consistent.
+        drop(m);
+        zvfs_ok(&["cache", "fsck", "-c", s(&tmp.path().join("cache"))]);
     }
 }
 
