@@ -207,4 +207,27 @@ fn pack_clone_unpack_and_import_on_full_disks_fail_clearly_and_leave_nothing_par
         &full.path,
     );
     assert!(!imp.exists());
+    drop(full);
+
+    // import with its cache (the layer index) on a full disk: the index is an extra
+    let full = Tmpfs::new(16);
+    std::fs::write(full.path.join("filler"), vec![1u8; 14 * 1024]).unwrap_or(());
+    let imp = d.join("imp-nocache.fl");
+    let out = zvfs(&[
+        "import",
+        &image,
+        "-m",
+        s(&imp),
+        "-s",
+        &dir_url(&store),
+        "-c",
+        s(&full.path),
+    ]);
+    assert!(
+        out.status.success(),
+        "import with a full cache disk: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    zvfs_ok(&["verify", "--deep", "-m", s(&imp), "-s", &dir_url(&store)]);
+    assert!(temps(&full.path).is_empty());
 }

@@ -409,3 +409,65 @@ fuse_test! {
         drop(m);
     }
 }
+
+fuse_test! {
+    /// `zvfs mounts --upgrade --all` upgrades every daemon of its run directory (two
+    /// here, in a run directory of their own so that other tests' mounts are left alone).
+    fn upgrade_all_upgrades_every_daemon_of_the_run_directory() {
+        let tmp = tmp();
+        let (fl, src) = multi_chunk_flist(tmp.path());
+        let run_dir = tmp.path().join("run");
+        let env = |c: &mut Command| {
+            c.env("ZVFS_RUN_DIR", &run_dir);
+        };
+        let rows = || -> Vec<serde_json::Value> {
+            let mut c = Command::new(zvfs_bin());
+            c.args(["mounts", "--json"]);
+            env(&mut c);
+            let out = c.output().unwrap();
+            assert!(out.status.success());
+            serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["worker"].is_u64())
+                .cloned()
+                .collect()
+        };
+        let mut mounts = Vec::new();
+        for i in 0..2 {
+            let mnt = tmp.path().join(format!("mnt{i}"));
+            std::fs::create_dir_all(&mnt).unwrap();
+            let mut c = Command::new(zvfs_bin());
+            c.args(["mount", "-d", "--new-daemon"])
+                .args(args(&tmp.path().join(format!("c{i}")), &fl))
+                .arg(&mnt);
+            env(&mut c);
+            let out = c.output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let pid: u32 = mount_of(&mnt).unwrap().0.parse().unwrap();
+            mounts.push(Mount { target: mnt, pid, child: None });
+        }
+        let before = rows();
+        assert_eq!(before.len(), 2, "{before:?}");
+        let mut c = Command::new(zvfs_bin());
+        c.args(["mounts", "--upgrade", "--all"]);
+        env(&mut c);
+        let out = c.output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(said.matches("upgraded").count(), 2, "{said}");
+        let after = rows();
+        for m in &mounts {
+            let b = before.iter().find(|r| num(r, "pid") == m.pid as u64).unwrap();
+            let a = after.iter().find(|r| num(r, "pid") == m.pid as u64).unwrap();
+            assert_ne!(num(a, "worker"), num(b, "worker"), "{a}");
+            assert_eq!(num(a, "generation"), num(b, "generation") + 1, "{a}");
+            assert_eq!(
+                std::fs::read(m.target.join("d1/f2.bin")).unwrap(),
+                std::fs::read(src.join("d1/f2.bin")).unwrap()
+            );
+        }
+    }
+}

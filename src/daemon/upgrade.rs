@@ -96,7 +96,9 @@ pub fn upgrade(target: &Path) -> Result<Upgraded> {
     }
 }
 
-/// The FUSE mounts of the host whose daemons can be upgraded: one target per daemon.
+/// The FUSE mounts of the host whose daemons can be upgraded: one target per daemon
+/// with an entry in this run directory's registry (`ZVFS_RUN_DIR`; a daemon without one,
+/// of another run directory or no zvfs daemon at all, is left alone).
 pub fn upgradable() -> Result<Vec<PathBuf>> {
     let mut seen = Vec::new();
     let mut out = Vec::new();
@@ -105,7 +107,7 @@ pub fn upgradable() -> Result<Vec<PathBuf>> {
             continue;
         }
         let Some(pid) = m.pid else { continue };
-        if seen.contains(&pid) {
+        if m.state.is_none() || seen.contains(&pid) {
             continue;
         }
         seen.push(pid);
