@@ -215,7 +215,8 @@ fn op_clone(w: &World, url: &str, addr: &str, dir: &Path) -> Outcome {
     let fl = dir.join("clone.fl");
     std::fs::copy(&w.fl, &fl).unwrap();
     zvfs_ok(&["config", "-m", s(&fl), "store", "delete", "--all"]);
-    zvfs_ok(&["config", "-m", s(&fl), "store", "add", "-s", url]);
+    // The route keeps its password: the clone reads with the route alone.
+    zvfs_ok(&["config", "-m", s(&fl), "store", "add", "--no-strip-password", "-s", url]);
     let dest = dir.join("dest");
     let dest_url = format!("{}?layout=sharded", dir_url(&dest));
     let (ok, _, err) = bounded(&args(&["clone", "-m", s(&fl), "-s", &dest_url]));
