@@ -216,7 +216,16 @@ fn op_clone(w: &World, url: &str, addr: &str, dir: &Path) -> Outcome {
     std::fs::copy(&w.fl, &fl).unwrap();
     zvfs_ok(&["config", "-m", s(&fl), "store", "delete", "--all"]);
     // The route keeps its password: the clone reads with the route alone.
-    zvfs_ok(&["config", "-m", s(&fl), "store", "add", "--no-strip-password", "-s", url]);
+    zvfs_ok(&[
+        "config",
+        "-m",
+        s(&fl),
+        "store",
+        "add",
+        "--no-strip-password",
+        "-s",
+        url,
+    ]);
     let dest = dir.join("dest");
     let dest_url = format!("{}?layout=sharded", dir_url(&dest));
     let (ok, _, err) = bounded(&args(&["clone", "-m", s(&fl), "-s", &dest_url]));
