@@ -37,24 +37,6 @@ impl Drop for Tmpfs {
     }
 }
 
-/// Files under `root` whose names mark them temporary.
-fn temps(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(root) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if e.file_name().to_string_lossy().contains("zvfs-tmp") {
-            out.push(p.clone());
-        }
-        if p.is_dir() {
-            out.extend(temps(&p));
-        }
-    }
-    out
-}
-
 /// The command fails, naming a path under `full` and the lack of space.
 fn fails_for_space(args: &[&str], full: &Path) -> String {
     let out = zvfs(args);
@@ -72,7 +54,7 @@ fn fails_for_space(args: &[&str], full: &Path) -> String {
         err.contains("No space left on device") || err.contains("database or disk is full"),
         "zvfs {args:?}: {err}"
     );
-    let t = temps(full);
+    let t = temp_files(full);
     assert!(t.is_empty(), "zvfs {args:?} left {t:?}");
     err
 }
@@ -229,5 +211,5 @@ fn pack_clone_unpack_and_import_on_full_disks_fail_clearly_and_leave_nothing_par
         String::from_utf8_lossy(&out.stderr)
     );
     zvfs_ok(&["verify", "--deep", "-m", s(&imp), "-s", &dir_url(&store)]);
-    assert!(temps(&full.path).is_empty());
+    assert!(temp_files(&full.path).is_empty());
 }

@@ -230,7 +230,7 @@ fn op_clone(w: &World, url: &str, addr: &str, dir: &Path) -> Outcome {
     let dest_url = format!("{}?layout=sharded", dir_url(&dest));
     let (ok, _, err) = bounded(&args(&["clone", "-m", s(&fl), "-s", &dest_url]));
     // Every object that reached the destination is the source's, byte for byte.
-    for f in walk(&dest) {
+    for f in files_under(&dest) {
         let rel = f.strip_prefix(&dest).unwrap();
         if rel.to_string_lossy().starts_with('.') {
             continue;
@@ -296,22 +296,6 @@ fn op_mount(w: &World, url: &str, _addr: &str, dir: &Path) -> Outcome {
         );
         Outcome::Error(format!("EIO ({})", errors.join(", ")))
     }
-}
-
-fn walk(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(root) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 type Op = fn(&World, &str, &str, &Path) -> Outcome;

@@ -103,32 +103,13 @@ fn absent_or_complete(fl: &Path, store: &str) {
     zvfs_ok(&["verify", "--deep", "-m", s(fl), "-s", store]);
 }
 
-/// Every file under `root` whose name marks a temporary file.
-fn temps(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(root) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        let n = e.file_name().to_string_lossy().into_owned();
-        if n.contains("zvfs-tmp") || n.contains("zvfs-edit") || n.ends_with("-journal") {
-            out.push(p.clone());
-        }
-        if p.is_dir() && !p.is_symlink() {
-            out.extend(temps(&p));
-        }
-    }
-    out
-}
-
 /// After the kills: wait out the leftovers' minimum age, re-run, and find no temporary
 /// file under `roots`.
 fn rerun_cleans(args: &[String], roots: &[&Path]) {
     std::thread::sleep(Duration::from_millis(2100));
     timed(args);
     for r in roots {
-        let t = temps(r);
+        let t = temp_files(r);
         assert!(t.is_empty(), "zvfs {args:?} left {t:?}");
     }
 }
@@ -192,7 +173,7 @@ fn kill_nine_at_random_points_leaves_nothing_half_done() {
         &clone,
         || fresh(&dest),
         |_| {
-            for f in walk_files(&dest) {
+            for f in files_under(&dest) {
                 let n = f.file_name().unwrap().to_string_lossy().into_owned();
                 if n.starts_with('.') {
                     continue;
@@ -260,7 +241,7 @@ fn kill_nine_at_random_points_leaves_nothing_half_done() {
     // import (an OCI layout of the source tree)
     let layout = d.join("layout");
     crate::common::image::new_layout(&layout, "base");
-    let entries: Vec<_> = walk_files(&src)
+    let entries: Vec<_> = files_under(&src)
         .iter()
         .map(|f| {
             let rel = f.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
@@ -324,7 +305,7 @@ fuse_test! {
         let store_url = dir_url(&store);
         let fl = d.join("m.fl");
         pack(&fl, &store_url, &[], &src);
-        let files: Vec<(PathBuf, Vec<u8>)> = walk_files(&src)
+        let files: Vec<(PathBuf, Vec<u8>)> = files_under(&src)
             .into_iter()
             .map(|f| {
                 let rel = f.strip_prefix(&src).unwrap().to_path_buf();
@@ -376,25 +357,8 @@ fuse_test! {
         }
         drop(m);
         zvfs_ok(&["cache", "fsck", "-c", s(&cache)]);
-        let t = temps(&cache);
+        let t = temp_files(&cache);
         assert!(t.is_empty(), "{t:?}");
         println!("kills: mount cache writes: {killed} daemons killed while reading (cold read takes {took:?})");
     }
-}
-
-fn walk_files(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(root) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk_files(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
 }

@@ -477,6 +477,39 @@ impl Proxy {
     }
 }
 
+/// Every file (not directory) under `root`, sorted; none when `root` is missing.
+pub fn files_under(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.is_symlink() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The files under `root` whose names mark a temporary of zvfs (an atomic write, an
+/// edit's copy, a SQLite journal).
+pub fn temp_files(root: &Path) -> Vec<PathBuf> {
+    files_under(root)
+        .into_iter()
+        .filter(|p| {
+            let n = p.file_name().unwrap_or_default().to_string_lossy();
+            n.contains("zvfs-tmp") || n.contains("zvfs-edit") || n.ends_with("-journal")
+        })
+        .collect()
+}
+
 // ---------------------------------------------------------------- test data
 
 /// `len` deterministic pseudo-random bytes (xorshift64, one byte a step), incompressible;

@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    self, dir_url, encrypt_under, free_port, http_server, noise, redis_server, wait_for, zvfs,
-    zvfs_ok, Server,
+    self, dir_url, encrypt_under, files_under, free_port, http_server, noise, redis_server,
+    wait_for, zvfs, zvfs_ok, Server,
 };
 use zvfs::codec::{self, ChunkRef, CHUNK_SIZE};
 use zvfs::flist::v2::{NewEntry, V2Writer};
@@ -630,7 +630,7 @@ fn clone_to_fresh_store_then_deep_verify() {
     zvfs_ok(&["clone", "-m", &m, "-s", &dir_url(&fresh)]);
     zvfs_ok(&["verify", "--deep", "-m", &m, "-s", &dir_url(&fresh)]);
     // the stored bytes are copied as they are
-    for entry in walk_files(&src) {
+    for entry in files_under(&src) {
         let rel = entry.strip_prefix(&src).unwrap();
         assert_eq!(
             std::fs::read(&entry).unwrap(),
@@ -707,22 +707,6 @@ fn clone_removes_what_dead_writers_left_in_the_destination() {
         }
         zvfs_ok(&["verify", "--deep", "-m", &meta_arg(&meta), "-s", &url]);
     }
-}
-
-fn walk_files(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 #[test]
