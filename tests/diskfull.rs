@@ -31,6 +31,15 @@ impl Tmpfs {
     }
 }
 
+impl Tmpfs {
+    /// A 16 KiB tmpfs with 14 KiB taken: room for a directory entry, not for an flist.
+    fn nearly_full() -> Tmpfs {
+        let t = Tmpfs::new(16);
+        std::fs::write(t.path.join("filler"), vec![1u8; 14 * 1024]).unwrap_or(());
+        t
+    }
+}
+
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.path).status();
@@ -87,8 +96,7 @@ fn pack_clone_unpack_and_import_on_full_disks_fail_clearly_and_leave_nothing_par
 
     // pack: the flist's directory fills up (the store has room)
     let store = d.join("store");
-    let full = Tmpfs::new(16);
-    std::fs::write(full.path.join("filler"), vec![1u8; 14 * 1024]).unwrap_or(());
+    let full = Tmpfs::nearly_full();
     let out = full.path.join("p.fl");
     fails_for_space(
         &["pack", "-m", s(&out), "-s", &dir_url(&store), s(&src)],
@@ -172,8 +180,7 @@ fn pack_clone_unpack_and_import_on_full_disks_fail_clearly_and_leave_nothing_par
     );
     assert!(!imp.exists());
     drop(full);
-    let full = Tmpfs::new(16);
-    std::fs::write(full.path.join("filler"), vec![1u8; 14 * 1024]).unwrap_or(());
+    let full = Tmpfs::nearly_full();
     let imp = full.path.join("imp.fl");
     fails_for_space(
         &[
@@ -192,8 +199,7 @@ fn pack_clone_unpack_and_import_on_full_disks_fail_clearly_and_leave_nothing_par
     drop(full);
 
     // import with its cache (the layer index) on a full disk: the index is an extra
-    let full = Tmpfs::new(16);
-    std::fs::write(full.path.join("filler"), vec![1u8; 14 * 1024]).unwrap_or(());
+    let full = Tmpfs::nearly_full();
     let imp = d.join("imp-nocache.fl");
     let out = zvfs(&[
         "import",
