@@ -78,7 +78,7 @@ fuse_test! {
         let cache = t.path().join("cache");
         let m = Mount::daemon(
             &mnt,
-            &["-m", s(&fl), "-c", s(&cache), "--readahead", "0"],
+            &["-m", s(&fl), "-c", s(&cache), "--readahead", "0", "--whole-file", "0"],
         );
 
         // before any read: the store is listed, nothing served, no latency yet
@@ -156,5 +156,71 @@ fuse_test! {
         assert!(text.contains("no stats (daemon predates --stats)"), "{text}");
         let r = stats_of(&mnt);
         assert!(r["stats"].is_null(), "{r}");
+    }
+}
+
+/// Polls the mount's store counter until it reaches `want` (or 10 s pass); its last value.
+fn chunks_served(mnt: &Path, want: u64) -> u64 {
+    let t0 = Instant::now();
+    loop {
+        let got = u(&stats_of(mnt), "/stats/stores/0/chunks");
+        if got >= want || t0.elapsed() > Duration::from_secs(10) {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Reads 4 KiB at `offset` of `path` with one pread, as a page fault of a mapped file does.
+fn pread(path: &Path, offset: u64) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path).unwrap();
+    let mut buf = vec![0u8; 4096];
+    f.read_exact_at(&mut buf, offset).unwrap();
+    buf
+}
+
+fuse_test! {
+    fn a_small_file_is_fetched_whole_at_its_first_read() {
+        let redis = redis_server(false);
+        let t = tmp();
+        let src = t.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        let small = noise(5, 6 * CHUNK_SIZE);
+        let big = noise(6, 20 * CHUNK_SIZE);
+        std::fs::write(src.join("small.so"), &small).unwrap();
+        std::fs::write(src.join("big.bin"), &big).unwrap();
+        let url = format!("zdb://127.0.0.1:{}", redis.port);
+        let fl = t.path().join("x.fl");
+        pack(&fl, &url, &[], &src);
+        let at = 5 * CHUNK_SIZE as u64 + 1000;
+        let slice = |d: &[u8]| d[at as usize..at as usize + 4096].to_vec();
+
+        // the default: one read of the last chunk of a 6-chunk file brings all 6, and a
+        // 20-chunk file (over the default 16) only the chunk read
+        let mnt = t.path().join("mnt");
+        let m = Mount::daemon(
+            &mnt,
+            &["-m", s(&fl), "-c", s(&t.path().join("cache")), "--readahead", "0"],
+        );
+        assert_eq!(pread(&mnt.join("small.so"), at), slice(&small));
+        assert_eq!(chunks_served(&mnt, 6), 6);
+        assert_eq!(std::fs::read(mnt.join("small.so")).unwrap(), small);
+        assert_eq!(pread(&mnt.join("big.bin"), at), slice(&big));
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(chunks_served(&mnt, 7), 7, "only the chunk read of big.bin");
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(u(&stats_of(&mnt), "/stats/stores/0/chunks"), 7);
+        drop(m);
+
+        // --whole-file 0: the chunk read and nothing else
+        let mnt = t.path().join("mnt0");
+        let _m = Mount::daemon(
+            &mnt,
+            &["-m", s(&fl), "-c", s(&t.path().join("cache0")), "--readahead", "0", "--whole-file", "0"],
+        );
+        assert_eq!(pread(&mnt.join("small.so"), at), slice(&small));
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(u(&stats_of(&mnt), "/stats/stores/0/chunks"), 1);
     }
 }

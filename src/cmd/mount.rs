@@ -33,6 +33,10 @@ pub struct Args {
     /// Chunks fetched ahead of sequential readers (cached ones are paged in ahead).
     #[arg(long = "readahead", default_value_t = 2)]
     pub readahead: usize,
+    /// A file of at most N chunks (512 KiB each) has all of them fetched at its first
+    /// read, in parallel (programs and libraries are paged in out of order); 0: never.
+    #[arg(long = "whole-file", value_name = "N", default_value_t = crate::fs::DEFAULT_WHOLE_FILE_CHUNKS)]
+    pub whole_file: usize,
     /// Chunks of the flist's prefetch list (a trace added with `zvfs prefetch add`)
     /// fetched at once from mount time on; 0 turns the prefetch off.
     #[arg(long = "prefetch-parallel", value_name = "N", default_value_t = crate::fs::prefetch::DEFAULT_PARALLEL)]
@@ -85,6 +89,7 @@ impl Args {
             store_config: self.store_flags.config(),
             threads: self.threads,
             readahead: self.readahead,
+            whole_file: self.whole_file,
             prefetch_parallel: self.prefetch_parallel,
             record_trace: self.record_trace.clone(),
             upper: self.upper.clone().filter(|_| self.rw),

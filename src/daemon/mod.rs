@@ -80,6 +80,9 @@ pub struct MountOptions {
     pub threads: usize,
     /// Chunks fetched ahead of sequential readers.
     pub readahead: usize,
+    /// Files of at most this many chunks are fetched whole at their first read (0: never).
+    #[serde(default = "default_whole_file")]
+    pub whole_file: usize,
     /// Chunks of the flist's prefetch list fetched at once (0: no prefetch).
     #[serde(default = "default_prefetch_parallel")]
     pub prefetch_parallel: usize,
@@ -100,6 +103,10 @@ pub struct MountOptions {
     pub nosuid: bool,
 }
 
+fn default_whole_file() -> usize {
+    crate::fs::DEFAULT_WHOLE_FILE_CHUNKS
+}
+
 fn default_prefetch_parallel() -> usize {
     crate::fs::prefetch::DEFAULT_PARALLEL
 }
@@ -117,6 +124,7 @@ impl MountOptions {
             store_config: StoreConfig::default(),
             threads: 8,
             readahead: 2,
+            whole_file: crate::fs::DEFAULT_WHOLE_FILE_CHUNKS,
             prefetch_parallel: crate::fs::prefetch::DEFAULT_PARALLEL,
             record_trace: None,
             upper: None,

@@ -191,6 +191,7 @@ fn serve(
         FsConfig {
             threads,
             readahead_chunks: args.readahead,
+            whole_file_chunks: args.whole_file,
             prefetch_parallel: args.prefetch_parallel,
             record_trace: args.record_trace.clone(),
             generation: wire.generation,

@@ -58,6 +58,11 @@ const ENTRY_CACHE: usize = 4096;
 /// Largest read-ahead the kernel is asked for.
 pub(crate) const MAX_READAHEAD: u32 = 1 << 20;
 
+/// Files of at most this many chunks (8 MiB) are fetched whole at their first read: a
+/// program and its libraries are mapped and paged in out of order, each fault a round trip
+/// of its own over a distant link, and a start touches nearly all of their chunks.
+pub const DEFAULT_WHOLE_FILE_CHUNKS: usize = 16;
+
 /// Tuning of a mounted filesystem.
 #[derive(Clone, Debug)]
 pub struct FsConfig {
@@ -65,6 +70,9 @@ pub struct FsConfig {
     pub threads: usize,
     /// Chunks fetched ahead of a sequential reader.
     pub readahead_chunks: usize,
+    /// A file of at most this many chunks (and more than one) has all of them fetched at
+    /// its first read, in parallel, whatever the read's offset (0: never).
+    pub whole_file_chunks: usize,
     /// Chunks of the flist's prefetch list fetched at once (0: no prefetch).
     pub prefetch_parallel: usize,
     /// Record the first read of each (file, chunk) into this file (`--record-trace`).
@@ -80,6 +88,7 @@ impl Default for FsConfig {
         FsConfig {
             threads: 8,
             readahead_chunks: 6,
+            whole_file_chunks: DEFAULT_WHOLE_FILE_CHUNKS,
             prefetch_parallel: prefetch::DEFAULT_PARALLEL,
             record_trace: None,
             generation: 0,

@@ -254,6 +254,12 @@ impl ZvfsFs {
     /// reader of cached content then finds the cache files' pages (and their inodes)
     /// already read, the disk kept busy several requests ahead as for a native read.
     fn read_ahead(&self, f: &Arc<OpenFile>, offset: u64, size: u32) {
+        let total = f.chunks.len() as u64;
+        let whole = self.cfg.whole_file_chunks as u64;
+        if total > 1 && total <= whole && f.ahead.load(Ordering::Relaxed) < total {
+            // A small file is fetched whole at its first read, its chunks at once.
+            self.queue_ahead(f, &f.ahead, 0..total, true);
+        }
         let n = self.cfg.readahead_chunks as u64;
         let end = offset.saturating_add(size as u64).min(f.size);
         // The kernel's own read-ahead may issue a sequential stream slightly out of order.
