@@ -5,22 +5,38 @@
 //!   `redis://`);
 //! - `zdb://[user[:pass]@]/path/to/unix.sock[?ns=namespace]` for a unix socket.
 //!
-//! Each new connection sends `SELECT namespace [password]` unless the namespace is absent
-//! or `default`. Requests are RESP2 arrays, encoded and parsed with the `redis` crate's
-//! codec over our own sockets (no client-info handshake, which 0-db would refuse). Writes
-//! are `EXISTS` then `SET` when missing, accepting any non-error `SET` reply; reads are
-//! `GET` (nil = missing). Values above [`MAX_OBJECT`] are refused before anything is sent.
-//! Connections live in a bounded pool; a connection that fails is dropped and the request
-//! is retried once on a fresh one. Every socket operation is bounded by the I/O timeout
-//! (time without progress) and the whole request (connect, send, every byte of the reply)
-//! by the caller's deadline, so a server trickling its reply cannot hold a request past
-//! it. This module never decodes objects and never logs credentials.
+//! Requests are RESP2 arrays, encoded and parsed with the `redis` crate's codec over our
+//! own sockets (no client-info handshake, which 0-db would refuse). Writes are `EXISTS`
+//! then `SET` when missing, accepting any non-error `SET` reply; reads are `GET` (nil =
+//! missing). Values above [`MAX_OBJECT`] are refused before anything is sent.
+//!
+//! This module owns a bounded pool of at most [`POOL_SIZE`] connections, pipelined: a
+//! request takes an idle connection, else opens a new one while the pool has room, else
+//! writes its command onto the busy connection with the fewest requests (at most
+//! [`PIPELINE_DEPTH`] each; beyond that it waits). A new connection to a namespace
+//! (other than `default`) writes `SELECT namespace [password]` and its first command
+//! together and reads both replies in order; a refused `SELECT` fails the request and
+//! the connection. Replies come back in the order the commands went out; each request
+//! holds a ticket, its place in that order, and the request whose ticket is at the head
+//! reads the next reply itself (blocking I/O, no thread per connection, see [`Line`]).
+//!
+//! What it must not do: hand a reply to another request than its own. A request whose
+//! deadline passes while it waits gives up its ticket, and its reply is read and dropped
+//! by whoever reads next; any read or write error or timeout breaks the connection, every
+//! request on it fails and is retried once on a fresh one (unless its own deadline
+//! passed). Every socket operation is bounded by the I/O timeout (time without progress)
+//! and every request (connect, send, waiting its turn, every byte of the reply) by its
+//! caller's deadline, so a server trickling a reply cannot hold a request past it. It
+//! never decodes objects and never logs credentials (messages name the redacted URL and
+//! the command, never its arguments).
 
+use std::collections::VecDeque;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use redis::Value;
@@ -32,6 +48,10 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// Most connections one store keeps open (busy and idle together).
 pub const POOL_SIZE: usize = 8;
+
+/// Most requests sharing one connection at once (their commands written, their replies
+/// not yet read) once the pool is full.
+pub const PIPELINE_DEPTH: usize = 8;
 
 /// Where a zdb store lives and how to select its namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,21 +182,36 @@ fn percent_decode(s: &str) -> std::result::Result<String, ()> {
     String::from_utf8(out).map_err(|_| ())
 }
 
-/// The socket of one connection.
+/// The socket of one connection, or one of its two handles (see [`Sock::try_clone`]).
 enum Sock {
     Tcp(TcpStream),
     Unix(UnixStream),
 }
 
+/// Which way a [`Wire`] moves bytes; each way has its own socket timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dir {
+    Read,
+    Write,
+}
+
 impl Sock {
-    fn set_timeouts(&self, t: Duration) -> io::Result<()> {
-        match self {
-            Sock::Tcp(s) => s
-                .set_read_timeout(Some(t))
-                .and(s.set_write_timeout(Some(t))),
-            Sock::Unix(s) => s
-                .set_read_timeout(Some(t))
-                .and(s.set_write_timeout(Some(t))),
+    /// A second handle on the same socket, for the other direction.
+    fn try_clone(&self) -> io::Result<Sock> {
+        Ok(match self {
+            Sock::Tcp(s) => Sock::Tcp(s.try_clone()?),
+            Sock::Unix(s) => Sock::Unix(s.try_clone()?),
+        })
+    }
+
+    /// Set the timeout of `dir` only (`SO_RCVTIMEO` or `SO_SNDTIMEO`): the reader and
+    /// the writer of one socket never change each other's.
+    fn set_timeout(&self, dir: Dir, t: Duration) -> io::Result<()> {
+        match (self, dir) {
+            (Sock::Tcp(s), Dir::Read) => s.set_read_timeout(Some(t)),
+            (Sock::Tcp(s), Dir::Write) => s.set_write_timeout(Some(t)),
+            (Sock::Unix(s), Dir::Read) => s.set_read_timeout(Some(t)),
+            (Sock::Unix(s), Dir::Write) => s.set_write_timeout(Some(t)),
         }
     }
 }
@@ -190,12 +225,13 @@ enum Expired {
     Idle,
 }
 
-/// A socket whose every read and write is bounded twice: by the I/O timeout (time without
-/// progress) and by the request's deadline (its whole time). Before each syscall the
-/// socket timeout is shrunk to the time left, so a server trickling a byte at a time
-/// cannot hold a request past its deadline.
+/// One direction of a socket whose every read or write is bounded twice: by the I/O
+/// timeout (time without progress) and by the deadline of the request using it (its
+/// whole time). Before each syscall the socket timeout is shrunk to the time left, so a
+/// server trickling a byte at a time cannot hold a request past its deadline.
 struct Wire {
     sock: Sock,
+    dir: Dir,
     io_timeout: Duration,
     deadline: Instant,
     /// Set when a read or write stopped on one of the bounds.
@@ -203,6 +239,23 @@ struct Wire {
 }
 
 impl Wire {
+    fn new(sock: Sock, dir: Dir) -> Wire {
+        Wire {
+            sock,
+            dir,
+            io_timeout: Duration::from_secs(1),
+            deadline: Instant::now(),
+            expired: None,
+        }
+    }
+
+    /// Bound the next operations by `req`.
+    fn arm(&mut self, req: &Req) {
+        self.deadline = req.deadline;
+        self.io_timeout = req.io_timeout.max(Duration::from_millis(1));
+        self.expired = None;
+    }
+
     /// Set the socket timeout for the next syscall; which bound it stands for.
     fn bound(&mut self) -> io::Result<Expired> {
         let left = self.deadline.saturating_duration_since(Instant::now());
@@ -216,7 +269,8 @@ impl Wire {
             (self.io_timeout, Expired::Idle)
         };
         // a zero timeout means "none" to the kernel and is refused by std
-        self.sock.set_timeouts(t.max(Duration::from_millis(1)))?;
+        self.sock
+            .set_timeout(self.dir, t.max(Duration::from_millis(1)))?;
         Ok(why)
     }
 
@@ -259,27 +313,265 @@ impl Write for Wire {
     }
 }
 
-/// One RESP2 connection: requests are written and replies parsed (by the `redis`
-/// crate's parser) through a [`Wire`].
-struct Conn {
+/// One request's bounds and names: what its socket operations obey and its messages say.
+struct Req<'a> {
+    /// The store's name (redacted).
+    name: &'a str,
+    /// The command's name (never its arguments).
+    what: &'a str,
+    started: Instant,
+    deadline: Instant,
+    io_timeout: Duration,
+}
+
+impl Req<'_> {
+    /// The deadline passed while the request waited (for its turn to write or read).
+    fn timed_out(&self) -> Error {
+        Error::timeout(format!(
+            "{}: {}: timed out after {:.1} s (deadline)",
+            self.name,
+            self.what,
+            self.started.elapsed().as_secs_f64()
+        ))
+    }
+
+    /// A read or write of this request failed: a timeout naming the bound that stopped
+    /// it, else a store error saying `failed`.
+    fn io_failed(&self, expired: Option<Expired>, failed: String) -> Error {
+        let took = self.started.elapsed().as_secs_f64();
+        match expired {
+            Some(Expired::Deadline) => self.timed_out(),
+            Some(Expired::Idle) => Error::timeout(format!(
+                "{}: {}: timed out after {took:.1} s (nothing received for the {:.1} s I/O \
+                 timeout)",
+                self.name,
+                self.what,
+                self.io_timeout.as_secs_f64()
+            )),
+            None => Error::store(format!("{}: {}: {failed}", self.name, self.what)),
+        }
+    }
+
+    /// The connection broke, under this request or another on it, for `why`.
+    fn broken(&self, why: &str) -> Error {
+        Error::store(format!(
+            "{}: {}: the connection failed under a pipelined request ({why})",
+            self.name, self.what
+        ))
+    }
+}
+
+/// The reading end of a connection: replies parsed by the `redis` crate's parser (which
+/// keeps what it read ahead, so it lives as long as the connection).
+struct Rx {
     reader: BufReader<Wire>,
     parser: redis::Parser,
 }
 
+/// The order of a connection: who may write or read, and which replies are owed.
+/// Commands are written one whole command at a time by the holder of `writing`; each
+/// takes a ticket, the place of its reply in the stream. A reply is read only by the
+/// holder of `reading`: the owner of the ticket at the head, or, when the head's owner
+/// gave up, any later owner, which reads that reply away before its own.
+#[derive(Default)]
+struct Line {
+    /// The ticket of `owed[0]`, the next reply on the wire.
+    head: u64,
+    /// One entry per reply not yet read, in wire order: `true` once its request gave
+    /// up (its reply is read and dropped by whoever reads next).
+    owed: VecDeque<bool>,
+    /// A command is being written.
+    writing: bool,
+    /// A reply is being read.
+    reading: bool,
+    /// Why the connection is unusable (set once): every request on it fails.
+    broken: Option<String>,
+}
+
+/// One RESP2 connection shared by up to [`PIPELINE_DEPTH`] requests: their commands go
+/// out one after the other on `tx` and their replies come back in the same order on
+/// `rx`, each handed to its own request by ticket (see [`Line`]). No thread of its own.
+struct Conn {
+    line: Mutex<Line>,
+    /// Signalled whenever `line` changes.
+    moved: Condvar,
+    /// `line.broken` is set (readable without the lock, for the pool).
+    dead: AtomicBool,
+    /// Held only by the holder of `line.writing` (never contended).
+    tx: Mutex<Wire>,
+    /// Held only by the holder of `line.reading` (never contended).
+    rx: Mutex<Rx>,
+}
+
+/// Lock `m`; a lock poisoned by a panic elsewhere is still usable here (the state it
+/// guards is updated in single steps).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Conn {
+    fn new(sock: Sock) -> io::Result<Conn> {
+        let tx = Wire::new(sock.try_clone()?, Dir::Write);
+        Ok(Conn {
+            line: Mutex::new(Line::default()),
+            moved: Condvar::new(),
+            dead: AtomicBool::new(false),
+            tx: Mutex::new(tx),
+            rx: Mutex::new(Rx {
+                reader: BufReader::with_capacity(64 * 1024, Wire::new(sock, Dir::Read)),
+                parser: redis::Parser::new(),
+            }),
+        })
+    }
+
+    fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::SeqCst)
+    }
+
+    /// Mark the connection unusable after `e` (from a request of store `name`).
+    fn break_off(&self, g: &mut Line, name: &str, e: &Error) {
+        if g.broken.is_none() {
+            let why = e.msg.strip_prefix(name).unwrap_or(&e.msg);
+            g.broken = Some(why.trim_start_matches(": ").to_string());
+            self.dead.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Wait for `line` to change, at most until the deadline of `req`.
+    fn wait<'g>(&self, g: MutexGuard<'g, Line>, req: &Req) -> MutexGuard<'g, Line> {
+        let left = req.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return g;
+        }
+        self.moved
+            .wait_timeout(g, left)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+    }
+
+    /// Write `packed` (`replies` commands) after the commands already written; returns
+    /// the ticket of its first reply and how many replies are then owed.
+    fn send(&self, packed: &[u8], replies: usize, req: &Req) -> Result<(u64, usize)> {
+        let mut g = lock(&self.line);
+        loop {
+            if let Some(why) = &g.broken {
+                return Err(req.broken(why));
+            }
+            if Instant::now() >= req.deadline {
+                return Err(req.timed_out());
+            }
+            if !g.writing {
+                break;
+            }
+            g = self.wait(g, req);
+        }
+        g.writing = true;
+        let ticket = g.head + g.owed.len() as u64;
+        g.owed.extend(std::iter::repeat_n(false, replies));
+        let owed = g.owed.len();
+        drop(g);
+        let sent = {
+            let mut tx = lock(&self.tx);
+            tx.arm(req);
+            tx.write_all(packed)
+                .map_err(|e| req.io_failed(tx.expired, format!("sending: {e}")))
+        };
+        let mut g = lock(&self.line);
+        g.writing = false;
+        if let Err(e) = &sent {
+            // part of a command may be out: nothing after it can be trusted
+            self.break_off(&mut g, req.name, e);
+        }
+        self.moved.notify_all();
+        sent.map(|()| (ticket, owed))
+    }
+
+    /// The reply of `ticket`: waits for its turn, reading away the replies of requests
+    /// that gave up before it. When the deadline of `req` passes while it waits, the
+    /// ticket is given up (its reply will be read and dropped by whoever reads next).
+    fn recv(&self, ticket: u64, req: &Req) -> Result<Value> {
+        let mut g = lock(&self.line);
+        loop {
+            if let Some(why) = &g.broken {
+                return Err(req.broken(why));
+            }
+            if Instant::now() >= req.deadline {
+                // unread, and read by no one else: give it up to the next reader
+                if let Some(gave_up) = ticket
+                    .checked_sub(g.head)
+                    .and_then(|i| g.owed.get_mut(i as usize))
+                {
+                    *gave_up = true;
+                }
+                self.moved.notify_all();
+                return Err(req.timed_out());
+            }
+            if !g.reading && (g.head == ticket || g.owed.front() == Some(&true)) {
+                let mine = g.head == ticket;
+                g.reading = true;
+                drop(g);
+                let read = self.read_reply(req);
+                g = lock(&self.line);
+                g.reading = false;
+                match &read {
+                    Ok(_) => {
+                        g.owed.pop_front();
+                        g.head += 1;
+                    }
+                    // a reply may be cut in the middle: the stream is lost
+                    Err(e) => self.break_off(&mut g, req.name, e),
+                }
+                self.moved.notify_all();
+                if mine || read.is_err() {
+                    return read;
+                }
+                continue;
+            }
+            g = self.wait(g, req);
+        }
+    }
+
+    /// Read the next reply off the wire, bounded by `req`.
+    fn read_reply(&self, req: &Req) -> Result<Value> {
+        let mut rx = lock(&self.rx);
+        let Rx { reader, parser } = &mut *rx;
+        reader.get_mut().arm(req);
+        parser
+            .parse_value(&mut *reader)
+            .map_err(|e| req.io_failed(reader.get_ref().expired, format!("reading the reply: {e}")))
+    }
+}
+
+/// A connection of the pool and how many requests use it now.
+struct Slot {
+    conn: Arc<Conn>,
+    leased: usize,
+}
+
 struct Pool {
-    idle: Vec<Conn>,
-    /// Connections handed out and not yet returned or dropped.
-    busy: usize,
+    slots: Vec<Slot>,
+    /// Connections being opened (they count against [`POOL_SIZE`]).
+    dialing: usize,
+}
+
+/// What [`ZdbStore::checkout`] grants a request.
+enum Lease {
+    /// A connection of the pool, idle or (when the pool is full) busy.
+    Shared(Arc<Conn>),
+    /// A place in the pool for a new connection, to open.
+    Dial,
 }
 
 /// A `zdb://` / `redis://` store: objects as keys of a 0-db namespace (or redis), over
-/// a bounded pool of [`POOL_SIZE`] connections.
+/// a bounded pool of [`POOL_SIZE`] pipelined connections.
 pub struct ZdbStore {
     target: ZdbTarget,
     name: String,
     cfg: StoreConfig,
     pool: Mutex<Pool>,
     freed: Condvar,
+    /// The most replies ever owed at once on one connection.
+    peak_owed: AtomicUsize,
 }
 
 impl ZdbStore {
@@ -292,16 +584,24 @@ impl ZdbStore {
             name: redact(url),
             cfg: cfg.clone(),
             pool: Mutex::new(Pool {
-                idle: Vec::new(),
-                busy: 0,
+                slots: Vec::new(),
+                dialing: 0,
             }),
             freed: Condvar::new(),
+            peak_owed: AtomicUsize::new(0),
         })
     }
 
     /// The parsed URL.
     pub fn target(&self) -> &ZdbTarget {
         &self.target
+    }
+
+    /// The most replies ever owed at once on one connection of this store (a new
+    /// connection's `SELECT` counts): 1 when nothing was ever pipelined. For tests.
+    #[doc(hidden)]
+    pub fn peak_pipeline(&self) -> usize {
+        self.peak_owed.load(Ordering::SeqCst)
     }
 
     fn timeout_err(&self, what: &str, started: Instant) -> Error {
@@ -312,22 +612,46 @@ impl ZdbStore {
         ))
     }
 
-    /// A pooled connection (`true` when reused) or a slot for a new one; waits while the
-    /// pool is full, up to `deadline`.
-    fn checkout(&self, deadline: Instant) -> Result<Option<Conn>> {
-        let started = Instant::now();
-        let mut g = self
-            .pool
+    fn req<'a>(&'a self, what: &'a str, deadline: Instant) -> Req<'a> {
+        Req {
+            name: &self.name,
+            what,
+            started: Instant::now(),
+            deadline,
+            io_timeout: self.cfg.io_timeout,
+        }
+    }
+
+    fn lock_pool(&self) -> Result<MutexGuard<'_, Pool>> {
+        self.pool
             .lock()
-            .map_err(|_| Error::store(format!("{}: connection pool poisoned", self.name)))?;
+            .map_err(|_| Error::store(format!("{}: connection pool poisoned", self.name)))
+    }
+
+    /// A connection for one request, in this order: an idle one; a place for a new one
+    /// while the pool has fewer than [`POOL_SIZE`]; the busy one with the fewest requests
+    /// when that is under [`PIPELINE_DEPTH`]. Otherwise waits, up to `deadline`.
+    fn checkout(&self, deadline: Instant) -> Result<Lease> {
+        let started = Instant::now();
+        let mut g = self.lock_pool()?;
         loop {
-            if let Some(c) = g.idle.pop() {
-                g.busy += 1;
-                return Ok(Some(c));
-            }
-            if g.busy < POOL_SIZE {
-                g.busy += 1;
-                return Ok(None);
+            let pool = &mut *g;
+            let open = pool.slots.len() + pool.dialing;
+            let least = pool
+                .slots
+                .iter_mut()
+                .filter(|s| !s.conn.is_dead())
+                .min_by_key(|s| s.leased);
+            match least {
+                Some(s) if s.leased == 0 || (open >= POOL_SIZE && s.leased < PIPELINE_DEPTH) => {
+                    s.leased += 1;
+                    return Ok(Lease::Shared(s.conn.clone()));
+                }
+                _ if open < POOL_SIZE => {
+                    pool.dialing += 1;
+                    return Ok(Lease::Dial);
+                }
+                _ => {}
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -341,16 +665,31 @@ impl ZdbStore {
         }
     }
 
-    fn checkin(&self, conn: Option<Conn>) {
+    /// A request is done with `conn`; a broken connection leaves the pool once no
+    /// request uses it.
+    fn checkin(&self, conn: &Arc<Conn>) {
         if let Ok(mut g) = self.pool.lock() {
-            g.busy = g.busy.saturating_sub(1);
-            if let Some(c) = conn {
-                if g.idle.len() < POOL_SIZE {
-                    g.idle.push(c);
+            if let Some(i) = g.slots.iter().position(|s| Arc::ptr_eq(&s.conn, conn)) {
+                let s = &mut g.slots[i];
+                s.leased = s.leased.saturating_sub(1);
+                if s.leased == 0 && s.conn.is_dead() {
+                    g.slots.swap_remove(i);
                 }
             }
         }
-        self.freed.notify_one();
+        self.freed.notify_all();
+    }
+
+    /// A new connection joins the pool, used by the request that opened it (`conn:
+    /// None`: opening it failed, its place is free again).
+    fn adopt(&self, conn: Option<Arc<Conn>>) {
+        if let Ok(mut g) = self.pool.lock() {
+            g.dialing = g.dialing.saturating_sub(1);
+            if let Some(conn) = conn {
+                g.slots.push(Slot { conn, leased: 1 });
+            }
+        }
+        self.freed.notify_all();
     }
 
     /// Open a socket to the store, bounded by the connect timeout and `deadline`.
@@ -402,111 +741,105 @@ impl ZdbStore {
 
     fn connect(&self, deadline: Instant) -> Result<Conn> {
         let sock = self.dial(deadline)?;
-        let mut conn = Conn {
-            reader: BufReader::with_capacity(
-                64 * 1024,
-                Wire {
-                    sock,
-                    io_timeout: self.cfg.io_timeout,
-                    deadline,
-                    expired: None,
-                },
-            ),
-            parser: redis::Parser::new(),
-        };
-        if let Some(ns) = &self.target.namespace {
-            let mut cmd = redis::cmd("SELECT");
-            cmd.arg(ns.as_bytes());
-            if let Some(pw) = &self.target.password {
-                cmd.arg(pw.as_bytes());
-            }
-            select_reply(&self.name, ns, self.send(&mut conn, &cmd, deadline)?)?;
-        }
-        Ok(conn)
+        Conn::new(sock).map_err(|e| Error::store(format!("{}: connecting: {e}", self.name)))
     }
 
-    /// Send one command and read its reply, the whole exchange bounded by `deadline`
-    /// (and each read or write by the I/O timeout). Error replies are returned as
-    /// [`Value::ServerError`]; an `Err` means the connection is unusable.
-    fn send(&self, conn: &mut Conn, cmd: &redis::Cmd, deadline: Instant) -> Result<Value> {
-        let started = Instant::now();
-        let what = cmd_name(cmd);
-        {
-            let wire = conn.reader.get_mut();
-            wire.deadline = deadline;
-            wire.io_timeout = self.cfg.io_timeout.max(Duration::from_millis(1));
-            wire.expired = None;
+    /// The `SELECT namespace [password]` a new connection starts with, if any.
+    fn select_cmd(&self) -> Option<(&str, redis::Cmd)> {
+        let ns = self.target.namespace.as_deref()?;
+        let mut cmd = redis::cmd("SELECT");
+        cmd.arg(ns.as_bytes());
+        if let Some(pw) = &self.target.password {
+            cmd.arg(pw.as_bytes());
         }
-        let wrote = conn.reader.get_mut().write_all(&cmd.get_packed_command());
-        let failed = match wrote {
-            Ok(()) => match conn.parser.parse_value(&mut conn.reader) {
-                Ok(v) => return Ok(v),
-                Err(e) => format!("reading the reply: {e}"),
-            },
-            Err(e) => format!("sending: {e}"),
+        Some((ns, cmd))
+    }
+
+    /// Send `packed` on a shared connection and wait for its reply. Error replies are
+    /// returned as [`Value::ServerError`]; an `Err` means the request failed on the
+    /// connection (and, unless only its own wait ran out, broke it).
+    fn exchange(&self, conn: &Conn, packed: &[u8], req: &Req) -> Result<Value> {
+        let (ticket, owed) = conn.send(packed, 1, req)?;
+        self.peak_owed.fetch_max(owed, Ordering::SeqCst);
+        conn.recv(ticket, req)
+    }
+
+    /// Open a connection and run `packed` on it, written in one go after the
+    /// namespace's `SELECT` when there is one (both replies read in order; a refused
+    /// `SELECT` fails the request and the connection, the command's reply unread). The
+    /// connection joins the pool once the command is out, so that others may pipeline
+    /// behind it.
+    fn dial_and_exchange(&self, packed: &[u8], req: &Req) -> Result<Value> {
+        let conn = match self.connect(req.deadline) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                self.adopt(None);
+                return Err(e);
+            }
         };
-        let msg = match conn.reader.get_ref().expired {
-            Some(Expired::Deadline) => format!(
-                "{}: {what}: timed out after {:.1} s (deadline)",
-                self.name,
-                started.elapsed().as_secs_f64()
-            ),
-            Some(Expired::Idle) => format!(
-                "{}: {what}: timed out after {:.1} s (nothing received for the {:.1} s I/O \
-                 timeout)",
-                self.name,
-                started.elapsed().as_secs_f64(),
-                self.cfg.io_timeout.as_secs_f64()
-            ),
-            None => return Err(Error::store(format!("{}: {what}: {failed}", self.name))),
+        let select = self.select_cmd();
+        let sent = match &select {
+            Some((_, sel)) => {
+                let mut both = sel.get_packed_command();
+                both.extend_from_slice(packed);
+                conn.send(&both, 2, req)
+            }
+            None => conn.send(packed, 1, req),
         };
-        Err(Error::timeout(msg))
+        self.adopt(Some(conn.clone()));
+        let got = sent.and_then(|(ticket, owed)| {
+            self.peak_owed.fetch_max(owed, Ordering::SeqCst);
+            let Some((ns, _)) = select else {
+                return conn.recv(ticket, req);
+            };
+            let sel_req = Req {
+                what: "SELECT",
+                ..*req
+            };
+            let selected = conn
+                .recv(ticket, &sel_req)
+                .and_then(|v| select_reply(&self.name, ns, v));
+            if let Err(e) = selected {
+                // the command ran in the wrong namespace or not at all: drop it all
+                conn.break_off(&mut lock(&conn.line), &self.name, &e);
+                conn.moved.notify_all();
+                return Err(e);
+            }
+            conn.recv(ticket + 1, req)
+        });
+        self.checkin(&conn);
+        got
     }
 
     /// Run one command on a pooled connection; on a connection failure, retry once on a
     /// fresh connection (unless the failure was the deadline itself).
     fn request(&self, cmd: &redis::Cmd, deadline: Instant) -> Result<Value> {
+        let packed = cmd.get_packed_command();
+        let what = cmd_name(cmd);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let pooled = self.checkout(deadline)?;
-            let reused = pooled.is_some();
-            let mut conn = match pooled {
-                Some(c) => c,
-                None => match self.connect(deadline) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        self.checkin(None);
-                        if attempt == 1
-                            && e.kind != ErrorKind::Timeout
-                            && e.kind != ErrorKind::Credentials
-                            && Instant::now() < deadline
-                        {
-                            log::debug!("{e}; retrying on a fresh connection");
-                            continue;
-                        }
-                        return Err(e);
-                    }
-                },
+            let req = self.req(&what, deadline);
+            let (got, reused) = match self.checkout(deadline)? {
+                Lease::Shared(conn) => {
+                    let got = self.exchange(&conn, &packed, &req);
+                    self.checkin(&conn);
+                    (got, true)
+                }
+                Lease::Dial => (self.dial_and_exchange(&packed, &req), false),
             };
-            match self.send(&mut conn, cmd, deadline) {
-                Ok(v) => {
-                    self.checkin(Some(conn));
-                    return Ok(v);
-                }
-                Err(e) => {
-                    drop(conn);
-                    self.checkin(None);
-                    let retry = attempt == 1
-                        && (reused || e.kind != ErrorKind::Timeout)
-                        && Instant::now() < deadline;
-                    if retry {
-                        log::debug!("{e}; retrying on a fresh connection");
-                        continue;
-                    }
-                    return Err(e);
-                }
+            let e = match got {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let retry = attempt == 1
+                && e.kind != ErrorKind::Credentials
+                && (reused || e.kind != ErrorKind::Timeout)
+                && Instant::now() < deadline;
+            if !retry {
+                return Err(e);
             }
+            log::debug!("{e}; retrying on a fresh connection");
         }
     }
 
@@ -674,6 +1007,7 @@ impl Store for ZdbStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
 
     fn tcp(h: &str, p: u16) -> Addr {
         Addr::Tcp(h.to_string(), p)
@@ -754,5 +1088,104 @@ mod tests {
         let e = select_reply("zdb://h", "ns", denied).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Credentials, "{e}");
         assert!(e.msg.contains("SELECT ns refused: Access denied"), "{e}");
+    }
+
+    /// A request of the test store `zdb://test`, its deadline `ms` from now.
+    fn req(ms: u64) -> Req<'static> {
+        Req {
+            name: "zdb://test",
+            what: "GET",
+            started: Instant::now(),
+            deadline: Instant::now() + Duration::from_millis(ms),
+            io_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn get(key: &str) -> Vec<u8> {
+        redis::cmd("GET").arg(key).get_packed_command()
+    }
+
+    /// A connection over one end of a socket pair; the other end plays the server.
+    fn pair() -> (Arc<Conn>, UnixStream) {
+        let (client, server) = UnixStream::pair().unwrap();
+        (Arc::new(Conn::new(Sock::Unix(client)).unwrap()), server)
+    }
+
+    /// Three commands on one connection: the second gives up before any reply came;
+    /// its reply is read away by the third, and each live request gets its own.
+    #[test]
+    fn pipelined_replies_go_to_their_own_requests() {
+        let (conn, mut server) = pair();
+        let (t1, _) = conn.send(&get("a"), 1, &req(10_000)).unwrap();
+        let (t2, _) = conn.send(&get("b"), 1, &req(10_000)).unwrap();
+        let (t3, owed) = conn.send(&get("c"), 1, &req(10_000)).unwrap();
+        assert_eq!((t1, t2, t3, owed), (0, 1, 2, 3));
+        let e = conn.recv(t2, &req(50)).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
+        assert!(e.msg.starts_with("zdb://test: GET: timed out"), "{e}");
+        let c = conn.clone();
+        let third = std::thread::spawn(move || c.recv(t3, &req(10_000)));
+        let mut wanted = [get("a"), get("b"), get("c")].concat();
+        let mut sent = vec![0u8; wanted.len()];
+        server.read_exact(&mut sent).unwrap();
+        assert_eq!(sent, wanted);
+        server
+            .write_all(b"$1\r\nA\r\n$1\r\nB\r\n$1\r\nC\r\n")
+            .unwrap();
+        let first = conn.recv(t1, &req(10_000)).unwrap();
+        assert_eq!(first, Value::BulkString(b"A".to_vec()));
+        assert_eq!(
+            third.join().unwrap().unwrap(),
+            Value::BulkString(b"C".to_vec())
+        );
+        // the connection is still in order: a fourth command gets its own reply
+        let (t4, owed) = conn.send(&get("d"), 1, &req(10_000)).unwrap();
+        assert_eq!((t4, owed), (3, 1));
+        wanted = get("d");
+        sent = vec![0u8; wanted.len()];
+        server.read_exact(&mut sent).unwrap();
+        server.write_all(b"$-1\r\n").unwrap();
+        assert_eq!(conn.recv(t4, &req(10_000)).unwrap(), Value::Nil);
+    }
+
+    /// A reply cut short breaks the connection: the request reading it and every one
+    /// behind it fail, none gets bytes of another.
+    #[test]
+    fn cut_reply_fails_every_pending_request() {
+        let (conn, mut server) = pair();
+        let (t1, _) = conn.send(&get("a"), 1, &req(10_000)).unwrap();
+        let (t2, _) = conn.send(&get("b"), 1, &req(10_000)).unwrap();
+        let c = conn.clone();
+        let second = std::thread::spawn(move || c.recv(t2, &req(10_000)));
+        server.write_all(b"$5\r\nAA").unwrap();
+        drop(server);
+        let e = conn.recv(t1, &req(10_000)).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Store, "{e}");
+        assert!(e.msg.contains("reading the reply"), "{e}");
+        let e = second.join().unwrap().unwrap_err();
+        assert!(
+            e.msg
+                .contains("connection failed under a pipelined request"),
+            "{e}"
+        );
+        assert!(conn.is_dead());
+        assert!(conn.send(&get("c"), 1, &req(10_000)).is_err());
+    }
+
+    /// A request whose deadline passes while it reads its own reply breaks the
+    /// connection (the rest of the reply is still on the wire): it fails with a
+    /// timeout, the next one with a connection error.
+    #[test]
+    fn deadline_mid_reply_breaks_the_connection() {
+        let (conn, mut server) = pair();
+        let (t1, _) = conn.send(&get("a"), 1, &req(10_000)).unwrap();
+        let (t2, _) = conn.send(&get("b"), 1, &req(10_000)).unwrap();
+        server.write_all(b"$5\r\nAA").unwrap();
+        let e = conn.recv(t1, &req(100)).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
+        assert!(e.msg.contains("(deadline)"), "{e}");
+        server.write_all(b"AAA\r\n$1\r\nB\r\n").unwrap();
+        let e = conn.recv(t2, &req(10_000)).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Store, "{e}");
     }
 }
