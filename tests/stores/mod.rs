@@ -363,6 +363,204 @@ fn flist_chunks_in_redis_read_back_byte_exact() {
     zvfs_ok(&["verify", "--deep", "-m", &meta_arg(&meta)]);
 }
 
+// ---------------------------------------------------------------- zdb pipelining
+
+/// Connections redis accepted so far (`total_connections_received`; this query's own
+/// connection counts).
+fn connections_received(port: u16) -> usize {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "INFO", "stats"])
+        .output()
+        .expect("running redis-cli");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no total_connections_received in {text}"))
+}
+
+/// The key of test object `i`.
+fn key(i: usize) -> [u8; 32] {
+    let mut k = [0u8; 32];
+    k[..8].copy_from_slice(&(i as u64).to_be_bytes());
+    k[31] = 0x5a;
+    k
+}
+
+/// Values of `n` objects in namespace `ns` of redis at `port` (`None`: missing, every
+/// eighth), `size(i)` bytes each; the same keys hold other bytes in namespace 0, so an
+/// answer from the wrong namespace shows.
+fn plant(port: u16, ns: u32, n: usize, size: impl Fn(usize) -> usize) -> Vec<Option<Vec<u8>>> {
+    let there = open(&format!("zdb://127.0.0.1:{port}/{ns}"));
+    let decoy = open(&format!("zdb://127.0.0.1:{port}"));
+    (0..n)
+        .map(|i| {
+            decoy
+                .set(&key(i), &noise(2 * i as u64 + 1000, 1000))
+                .unwrap();
+            (i % 8 != 7).then(|| {
+                let v = noise(2 * i as u64, size(i));
+                there.set(&key(i), &v).unwrap();
+                v
+            })
+        })
+        .collect()
+}
+
+/// `get_before(key(i), now + deadline)` of every `i` in `keys`, all at once (one thread
+/// each, released together).
+fn get_all(
+    s: &Arc<zvfs::store::zdb::ZdbStore>,
+    keys: impl Iterator<Item = usize>,
+    deadline: Duration,
+) -> Vec<(usize, zvfs::error::Result<Option<Vec<u8>>>)> {
+    use zvfs::store::Store;
+    let keys: Vec<usize> = keys.collect();
+    let go = Arc::new(std::sync::Barrier::new(keys.len()));
+    let threads: Vec<_> = keys
+        .into_iter()
+        .map(|i| {
+            let (s, go) = (s.clone(), go.clone());
+            std::thread::spawn(move || {
+                go.wait();
+                (i, s.get_before(&key(i), Instant::now() + deadline))
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+fn zdb_store(port: u16, ns: u32, cfg: &StoreConfig) -> Arc<zvfs::store::zdb::ZdbStore> {
+    let url = format!("zdb://127.0.0.1:{port}/{ns}");
+    Arc::new(zvfs::store::zdb::ZdbStore::open(&url, cfg).unwrap())
+}
+
+/// 64 GETs at once over a 30 ms link: each gets exactly its own bytes (or nil), from
+/// the selected namespace, over at most POOL_SIZE connections, the requests pipelined
+/// several deep on each.
+#[test]
+fn zdb_pipelines_concurrent_gets_over_a_slow_link() {
+    use zvfs::store::zdb::{PIPELINE_DEPTH, POOL_SIZE};
+    let r = redis_server(false);
+    let want = plant(r.port, 5, 64, |i| 3 * 1024 + i * (509 * 1024 / 63));
+    let link = common::Proxy::wan(r.port, 30, 1000);
+    let s = zdb_store(link.port, 5, &cfg(5.0, 10.0, 30.0));
+    let before = connections_received(r.port);
+    let t = Instant::now();
+    let got = get_all(&s, 0..64, Duration::from_secs(30));
+    let took = t.elapsed();
+    for (i, g) in got {
+        let g = g.unwrap_or_else(|e| panic!("GET {i}: {e}"));
+        assert!(g == want[i], "GET {i}: not its own bytes");
+    }
+    let conns = connections_received(r.port) - before - 1;
+    eprintln!(
+        "64 GETs in {took:?} over {conns} connections, {} deep at most",
+        s.peak_pipeline()
+    );
+    assert!(conns <= POOL_SIZE, "{conns} connections");
+    // 64 requests over at most 8 connections were in flight together: pipelined
+    assert!(s.peak_pipeline() >= 4, "{} deep", s.peak_pipeline());
+    assert!(
+        s.peak_pipeline() <= PIPELINE_DEPTH + 1,
+        "{}",
+        s.peak_pipeline()
+    );
+}
+
+/// GETs with a short deadline pipelined behind slow replies fail with a timeout naming
+/// the store, without harming the slow ones; their replies, left on the connections,
+/// never reach another request: the next GETs on the pool get their own bytes.
+#[test]
+fn zdb_pipelined_gets_that_time_out_leave_the_pool_in_order() {
+    use zvfs::store::zdb::POOL_SIZE;
+    let r = redis_server(false);
+    // 16 large values (8 MiB: about 1.7 s at 40 Mbit), then 48 small ones
+    let want = plant(r.port, 2, 64, |i| if i < 16 { 512 * 1024 } else { 4096 });
+    let link = common::Proxy::wan(r.port, 30, 40);
+    let s = zdb_store(link.port, 2, &cfg(5.0, 10.0, 30.0));
+    let before = connections_received(r.port);
+    let slow = {
+        let s = s.clone();
+        std::thread::spawn(move || get_all(&s, 0..16, Duration::from_secs(30)))
+    };
+    std::thread::sleep(Duration::from_millis(150));
+    let short = get_all(&s, 16..64, Duration::from_millis(200));
+    for (i, g) in short {
+        match g {
+            Err(e) => {
+                assert_eq!(e.kind, zvfs::error::ErrorKind::Timeout, "GET {i}: {e}");
+                assert!(
+                    e.msg
+                        .starts_with(&format!("zdb://127.0.0.1:{}/2: GET: timed out", link.port)),
+                    "GET {i}: {e}"
+                );
+            }
+            Ok(g) => panic!(
+                "GET {i} behind 8 MiB at 40 Mbit answered in 200 ms: {}",
+                g == want[i]
+            ),
+        }
+    }
+    for (i, g) in slow.join().unwrap() {
+        let g = g.unwrap_or_else(|e| panic!("slow GET {i}: {e}"));
+        assert!(g == want[i], "slow GET {i}: not its own bytes");
+    }
+    // the abandoned replies were left on the connections, which stayed usable
+    let conns = connections_received(r.port) - before - 1;
+    assert!(conns <= POOL_SIZE, "{conns} connections");
+    for round in 0..2 {
+        for (i, g) in get_all(&s, 0..64, Duration::from_secs(30)) {
+            let g = g.unwrap_or_else(|e| panic!("round {round}: GET {i}: {e}"));
+            assert!(g == want[i], "round {round}: GET {i}: not its own bytes");
+        }
+    }
+}
+
+/// A new connection writes SELECT and its first command together (two replies owed at
+/// once) and reads from the namespace; a refused SELECT is the clear error it always
+/// was, and the command's reply (from the wrong namespace) never reaches the caller.
+#[test]
+fn zdb_select_is_pipelined_with_the_first_command() {
+    use zvfs::store::Store;
+    let r = redis_server(false);
+    let want = plant(r.port, 4, 2, |_| 100);
+    let link = common::Proxy::wan(r.port, 30, 1000);
+    let s = zdb_store(link.port, 4, &StoreConfig::default());
+    let t = Instant::now();
+    assert_eq!(s.get(&key(0)).unwrap(), want[0]);
+    eprintln!(
+        "first GET with SELECT over a 60 ms round trip: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        s.peak_pipeline(),
+        2,
+        "SELECT and GET were not written together"
+    );
+    assert_eq!(s.get(&key(1)).unwrap(), want[1]);
+    // key 0 exists in namespace 0: a refused SELECT must not hand out its value
+    for (url, shown) in [
+        (
+            format!("zdb://u:sekrit@127.0.0.1:{}/nope", link.port),
+            "SELECT nope refused",
+        ),
+        (
+            format!("zdb://u:sekrit@127.0.0.1:{}/4", link.port),
+            "SELECT 4 refused",
+        ),
+    ] {
+        let bad = open(&url);
+        for _ in 0..2 {
+            let e = bad.get(&key(0)).unwrap_err();
+            assert!(e.msg.contains(shown), "{e}");
+            assert!(!e.msg.contains("sekrit"), "password leaked: {e}");
+            let e = bad.exists(&key(0)).unwrap_err();
+            assert!(e.msg.contains(shown), "{e}");
+        }
+    }
+}
+
 // ---------------------------------------------------------------- http store
 
 #[test]
