@@ -454,11 +454,11 @@ impl Conn {
     fn send(&self, packed: &[u8], replies: usize, req: &Req) -> Result<(u64, usize)> {
         let mut g = lock(&self.line);
         loop {
-            if let Some(why) = &g.broken {
-                return Err(req.broken(why));
-            }
             if Instant::now() >= req.deadline {
                 return Err(req.timed_out());
+            }
+            if let Some(why) = &g.broken {
+                return Err(req.broken(why));
             }
             if !g.writing {
                 break;
@@ -492,9 +492,6 @@ impl Conn {
     fn recv(&self, ticket: u64, req: &Req) -> Result<Value> {
         let mut g = lock(&self.line);
         loop {
-            if let Some(why) = &g.broken {
-                return Err(req.broken(why));
-            }
             if Instant::now() >= req.deadline {
                 // unread, and read by no one else: give it up to the next reader
                 if let Some(gave_up) = ticket
@@ -505,6 +502,9 @@ impl Conn {
                 }
                 self.moved.notify_all();
                 return Err(req.timed_out());
+            }
+            if let Some(why) = &g.broken {
+                return Err(req.broken(why));
             }
             if !g.reading && (g.head == ticket || g.owed.front() == Some(&true)) {
                 let mine = g.head == ticket;
