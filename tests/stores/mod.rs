@@ -388,23 +388,30 @@ fn key(i: usize) -> [u8; 32] {
 }
 
 /// Values of `n` objects in namespace `ns` of redis at `port` (`None`: missing, every
-/// eighth), `size(i)` bytes each; the same keys hold other bytes in namespace 0, so an
-/// answer from the wrong namespace shows.
+/// eighth), `size(i)` bytes each, none a `$` (so that the fault proxy's `length` fault
+/// hits a RESP length, never the bytes of a value); the same keys hold other bytes in
+/// namespace 0, so an answer from the wrong namespace shows.
 fn plant(port: u16, ns: u32, n: usize, size: impl Fn(usize) -> usize) -> Vec<Option<Vec<u8>>> {
     let there = open(&format!("zdb://127.0.0.1:{port}/{ns}"));
     let decoy = open(&format!("zdb://127.0.0.1:{port}"));
     (0..n)
         .map(|i| {
             decoy
-                .set(&key(i), &noise(2 * i as u64 + 1000, 1000))
+                .set(&key(i), &value(2 * i as u64 + 1000, 1000))
                 .unwrap();
             (i % 8 != 7).then(|| {
-                let v = noise(2 * i as u64, size(i));
+                let v = value(2 * i as u64, size(i));
                 there.set(&key(i), &v).unwrap();
                 v
             })
         })
         .collect()
+}
+
+/// `len` bytes of [`noise`] without a `$`.
+fn value(seed: u64, len: usize) -> Vec<u8> {
+    let no_dollar = |b| if b == b'$' { b'#' } else { b };
+    noise(seed, len).into_iter().map(no_dollar).collect()
 }
 
 /// `get_before(key(i), now + deadline)` of every `i` in `keys`, all at once (one thread
@@ -475,17 +482,18 @@ fn zdb_pipelines_concurrent_gets_over_a_slow_link() {
 fn zdb_pipelined_gets_that_time_out_leave_the_pool_in_order() {
     use zvfs::store::zdb::POOL_SIZE;
     let r = redis_server(false);
-    // 16 large values (8 MiB: about 1.7 s at 40 Mbit), then 48 small ones
-    let want = plant(r.port, 2, 64, |i| if i < 16 { 512 * 1024 } else { 4096 });
-    let link = common::Proxy::wan(r.port, 30, 40);
+    // 8 large values (one a connection, each at least 0.4 s at 10 Mbit), 56 small ones
+    let want = plant(r.port, 2, 64, |i| if i < 8 { 512 * 1024 } else { 4096 });
+    let link = common::Proxy::wan(r.port, 30, 10);
     let s = zdb_store(link.port, 2, &cfg(5.0, 10.0, 30.0));
     let before = connections_received(r.port);
     let slow = {
         let s = s.clone();
-        std::thread::spawn(move || get_all(&s, 0..16, Duration::from_secs(30)))
+        std::thread::spawn(move || get_all(&s, 0..8, Duration::from_secs(30)))
     };
+    // the small GETs go behind the large ones and give up 0.25 s in
     std::thread::sleep(Duration::from_millis(150));
-    let short = get_all(&s, 16..64, Duration::from_millis(200));
+    let short = get_all(&s, 8..64, Duration::from_millis(100));
     for (i, g) in short {
         match g {
             Err(e) => {
@@ -497,7 +505,7 @@ fn zdb_pipelined_gets_that_time_out_leave_the_pool_in_order() {
                 );
             }
             Ok(g) => panic!(
-                "GET {i} behind 8 MiB at 40 Mbit answered in 200 ms: {}",
+                "GET {i} behind 512 KiB at 10 Mbit answered in 100 ms: {}",
                 g == want[i]
             ),
         }
@@ -558,6 +566,54 @@ fn zdb_select_is_pipelined_with_the_first_command() {
             let e = bad.exists(&key(0)).unwrap_err();
             assert!(e.msg.contains(shown), "{e}");
         }
+    }
+}
+
+/// A connection breaking under pipelined GETs (reset, cut, a wrong length, a stall, on
+/// the first connection, a fifth of the way into its replies): every request on it
+/// fails, none with another's bytes, and is retried on a fresh connection; only the one
+/// reading when a stall hit may fail, with a timeout naming the store.
+#[test]
+fn zdb_pipelined_gets_survive_a_broken_connection() {
+    let r = redis_server(false);
+    let want = plant(r.port, 3, 64, |i| 3 * 1024 + i * (253 * 1024 / 63));
+    for fault in ["reset", "truncate", "length", "stall"] {
+        let link = common::Proxy::fault(r.port, fault, 200_000, 1);
+        let s = zdb_store(link.port, 3, &cfg(5.0, 1.0, 30.0));
+        let name = format!("zdb://127.0.0.1:{}/3", link.port);
+        let before = connections_received(r.port);
+        let mut failed = Vec::new();
+        for (i, g) in get_all(&s, 0..64, Duration::from_secs(20)) {
+            match g {
+                Ok(g) => assert!(g == want[i], "{fault}: GET {i}: not its own bytes"),
+                Err(e) => {
+                    assert!(e.msg.starts_with(&name), "{fault}: GET {i}: {e}");
+                    failed.push(e);
+                }
+            }
+        }
+        let allowed = usize::from(fault == "stall");
+        assert!(failed.len() <= allowed, "{fault}: {failed:?}");
+        if let Some(e) = failed.first() {
+            assert_eq!(e.kind, zvfs::error::ErrorKind::Timeout, "{fault}: {e}");
+        }
+        // and the pool goes on serving
+        for (i, g) in get_all(&s, 0..64, Duration::from_secs(20)) {
+            let g = g.unwrap_or_else(|e| panic!("{fault}, after: GET {i}: {e}"));
+            assert!(g == want[i], "{fault}, after: GET {i}: not its own bytes");
+        }
+        // the broken connection was replaced (the pool filled up again for the second
+        // round: POOL_SIZE connections besides the broken one)
+        let conns = connections_received(r.port) - before - 1;
+        eprintln!(
+            "{fault}: {} failed, {conns} connections, {} deep at most",
+            failed.len(),
+            s.peak_pipeline()
+        );
+        assert!(
+            conns > zvfs::store::zdb::POOL_SIZE,
+            "{fault}: {conns} connections"
+        );
     }
 }
 
