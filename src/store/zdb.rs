@@ -14,9 +14,12 @@
 //! request takes an idle connection, else opens a new one while the pool has room, else
 //! writes its command onto the busy connection with the fewest requests (at most
 //! [`PIPELINE_DEPTH`] each; beyond that it waits). A new connection to a namespace
-//! (other than `default`) writes `SELECT namespace [password]` and its first command
-//! together and reads both replies in order; a refused `SELECT` fails the request and
-//! the connection. Replies come back in the order the commands went out; each request
+//! (other than `default`) starts with `SELECT namespace [password]`, written together
+//! with its first command when that only reads (`GET`, `EXISTS`; both replies read in
+//! order), before it otherwise (a `SET` waits for the reply: it must never run in
+//! another namespace). A refused `SELECT` fails the request and the connection, the
+//! command's reply unread; a connection joins the pool (for others to pipeline onto)
+//! only once its namespace is selected. Replies come back in the order the commands went out; each request
 //! holds a ticket, its place in that order, and the request whose ticket is at the head
 //! reads the next reply itself (blocking I/O, no thread per connection, see [`Line`]).
 //!
@@ -764,12 +767,10 @@ impl ZdbStore {
         conn.recv(ticket, req)
     }
 
-    /// Open a connection and run `packed` on it, written in one go after the
-    /// namespace's `SELECT` when there is one (both replies read in order; a refused
-    /// `SELECT` fails the request and the connection, the command's reply unread). The
-    /// connection joins the pool once the command is out, so that others may pipeline
-    /// behind it.
-    fn dial_and_exchange(&self, packed: &[u8], req: &Req) -> Result<Value> {
+    /// Open a connection and run `packed` on it (see [`ZdbStore::first_exchange`]). The
+    /// connection joins the pool once its namespace is selected, so that others may
+    /// pipeline behind.
+    fn dial_and_exchange(&self, packed: &[u8], read_only: bool, req: &Req) -> Result<Value> {
         let conn = match self.connect(req.deadline) {
             Ok(c) => Arc::new(c),
             Err(e) => {
@@ -777,38 +778,69 @@ impl ZdbStore {
                 return Err(e);
             }
         };
-        let select = self.select_cmd();
-        let sent = match &select {
-            Some((_, sel)) => {
-                let mut both = sel.get_packed_command();
-                both.extend_from_slice(packed);
-                conn.send(&both, 2, req)
+        let mut unjoined = Some(conn.clone());
+        let mut join = || {
+            if let Some(c) = unjoined.take() {
+                self.adopt(Some(c));
             }
-            None => conn.send(packed, 1, req),
         };
-        self.adopt(Some(conn.clone()));
-        let got = sent.and_then(|(ticket, owed)| {
+        let got = self.first_exchange(&conn, packed, read_only, req, &mut join);
+        join();
+        self.checkin(&conn);
+        got
+    }
+
+    /// Select the namespace of the new connection `conn`, if any, and run `packed`;
+    /// `join()` once the namespace is selected. A read-only command is written with the
+    /// `SELECT` (one write, both replies read in order): a round trip saved. A write
+    /// waits for the `SELECT`'s reply, so that a refused `SELECT` never lets it run in
+    /// another namespace. A refused (or unconfirmed) `SELECT` fails the request and the
+    /// connection; the command's reply, if it was sent, is never read.
+    fn first_exchange(
+        &self,
+        conn: &Conn,
+        packed: &[u8],
+        read_only: bool,
+        req: &Req,
+        join: &mut dyn FnMut(),
+    ) -> Result<Value> {
+        let Some((ns, sel)) = self.select_cmd() else {
+            let (ticket, owed) = conn.send(packed, 1, req)?;
+            join();
             self.peak_owed.fetch_max(owed, Ordering::SeqCst);
-            let Some((ns, _)) = select else {
-                return conn.recv(ticket, req);
-            };
-            let sel_req = Req {
-                what: "SELECT",
-                ..*req
-            };
-            let selected = conn
-                .recv(ticket, &sel_req)
-                .and_then(|v| select_reply(&self.name, ns, v));
-            if let Err(e) = selected {
-                // the command ran in the wrong namespace or not at all: drop it all
+            return conn.recv(ticket, req);
+        };
+        let sel_req = Req {
+            what: "SELECT",
+            ..*req
+        };
+        let mut out = sel.get_packed_command();
+        if read_only {
+            out.extend_from_slice(packed);
+        }
+        let selected = conn
+            .send(&out, 1 + usize::from(read_only), &sel_req)
+            .and_then(|(ticket, owed)| {
+                self.peak_owed.fetch_max(owed, Ordering::SeqCst);
+                let reply = conn.recv(ticket, &sel_req)?;
+                select_reply(&self.name, ns, reply).map(|()| ticket + 1)
+            });
+        let next = match selected {
+            Ok(t) => t,
+            Err(e) => {
+                // whatever follows would run in the wrong namespace, or not at all
                 conn.break_off(&mut lock(&conn.line), &self.name, &e);
                 conn.moved.notify_all();
                 return Err(e);
             }
-            conn.recv(ticket + 1, req)
-        });
-        self.checkin(&conn);
-        got
+        };
+        join();
+        if read_only {
+            return conn.recv(next, req);
+        }
+        let (ticket, owed) = conn.send(packed, 1, req)?;
+        self.peak_owed.fetch_max(owed, Ordering::SeqCst);
+        conn.recv(ticket, req)
     }
 
     /// Run one command on a pooled connection; on a connection failure, retry once on a
@@ -816,6 +848,7 @@ impl ZdbStore {
     fn request(&self, cmd: &redis::Cmd, deadline: Instant) -> Result<Value> {
         let packed = cmd.get_packed_command();
         let what = cmd_name(cmd);
+        let read_only = matches!(what.as_str(), "GET" | "EXISTS");
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -826,7 +859,7 @@ impl ZdbStore {
                     self.checkin(&conn);
                     (got, true)
                 }
-                Lease::Dial => (self.dial_and_exchange(&packed, &req), false),
+                Lease::Dial => (self.dial_and_exchange(&packed, read_only, &req), false),
             };
             let e = match got {
                 Ok(v) => return Ok(v),
@@ -1187,5 +1220,104 @@ mod tests {
         server.write_all(b"AAA\r\n$1\r\nB\r\n").unwrap();
         let e = conn.recv(t2, &req(10_000)).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Store, "{e}");
+    }
+
+    /// A unix socket server played by `serve` (given each accepted connection in turn,
+    /// `conns` of them) and a store on it, namespace `ns1`, password `s3kr1t`.
+    fn served(
+        conns: usize,
+        serve: impl Fn(UnixStream) + Send + 'static,
+    ) -> (ZdbStore, std::thread::JoinHandle<()>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zdb.sock");
+        let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            for c in l.incoming().take(conns) {
+                let c = c.unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                serve(c);
+            }
+        });
+        let url = format!("zdb://:s3kr1t@{}?ns=ns1", path.display());
+        (
+            ZdbStore::open(&url, &StoreConfig::default()).unwrap(),
+            server,
+            dir,
+        )
+    }
+
+    fn select() -> Vec<u8> {
+        redis::cmd("SELECT")
+            .arg("ns1")
+            .arg("s3kr1t")
+            .get_packed_command()
+    }
+
+    /// Read exactly `want` from `c` (the commands a client sent).
+    fn expect(c: &mut UnixStream, want: &[u8]) {
+        let mut got = vec![0u8; want.len()];
+        c.read_exact(&mut got).unwrap();
+        assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
+    }
+
+    /// A new connection's GET goes out with its SELECT: the server has both before it
+    /// answers anything.
+    #[test]
+    fn select_goes_out_with_the_first_get() {
+        let (s, server, _dir) = served(1, |mut c| {
+            expect(&mut c, &[select(), get("k")].concat());
+            c.write_all(b"+OK\r\n$3\r\nabc\r\n").unwrap();
+            let _ = c.read(&mut [0u8; 1]);
+        });
+        assert_eq!(s.get(b"k").unwrap().as_deref(), Some(&b"abc"[..]));
+        assert_eq!(s.peak_pipeline(), 2);
+        drop(s);
+        server.join().unwrap();
+    }
+
+    /// A refused SELECT fails a GET pipelined with it with the SELECT's error; the GET's
+    /// reply (from another namespace) is never returned, also not on the retry.
+    #[test]
+    fn refused_select_discards_the_pipelined_reply() {
+        let (s, server, _dir) = served(2, |mut c| {
+            expect(&mut c, &[select(), get("k")].concat());
+            c.write_all(b"-Namespace not found\r\n$3\r\nabc\r\n")
+                .unwrap();
+        });
+        let e = s.get(b"k").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Store, "{e}");
+        assert!(
+            e.msg.contains("SELECT ns1 refused: Namespace not found"),
+            "{e}"
+        );
+        assert!(!e.msg.contains("s3kr1t"), "{e}");
+        server.join().unwrap();
+    }
+
+    /// A SET on a new connection waits for the SELECT's reply: refused, the SET is
+    /// never sent (it would run in another namespace).
+    #[test]
+    fn set_waits_for_the_select() {
+        let (s, server, _dir) = served(1, |mut c| {
+            expect(&mut c, &select());
+            c.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let early = c.read(&mut [0u8; 1]);
+            assert!(early.is_err(), "the SET went out before the SELECT's reply");
+            c.write_all(b"-Access denied\r\n").unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut rest = Vec::new();
+            c.read_to_end(&mut rest).unwrap();
+            assert_eq!(String::from_utf8_lossy(&rest), "");
+        });
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&b"k"[..]).arg(&b"v"[..]);
+        let e = s
+            .request(&cmd, Instant::now() + Duration::from_secs(5))
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Credentials, "{e}");
+        assert!(e.msg.contains("SELECT ns1 refused: Access denied"), "{e}");
+        drop(s);
+        server.join().unwrap();
     }
 }
