@@ -487,6 +487,11 @@ fn zdb_pipelined_gets_that_time_out_leave_the_pool_in_order() {
     let link = common::Proxy::wan(r.port, 30, 10);
     let s = zdb_store(link.port, 2, &cfg(5.0, 10.0, 30.0));
     let before = connections_received(r.port);
+    // open the pool's connections (and select their namespace) first: then each large
+    // GET takes a connection of its own
+    for (i, g) in get_all(&s, 8..8 + POOL_SIZE, Duration::from_secs(30)) {
+        assert!(g.unwrap() == want[i], "GET {i}");
+    }
     let slow = {
         let s = s.clone();
         std::thread::spawn(move || get_all(&s, 0..8, Duration::from_secs(30)))
