@@ -224,3 +224,74 @@ fuse_test! {
         assert_eq!(u(&stats_of(&mnt), "/stats/stores/0/chunks"), 1);
     }
 }
+
+/// Read `path` start to end with 1 MiB reads (as `dd bs=1M` would).
+fn read_through(path: &Path) -> Vec<u8> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).unwrap();
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+}
+
+fuse_test! {
+    fn fetches_in_flight_follow_the_measured_link() {
+        let redis = redis_server(false);
+        let t = tmp();
+        let src = t.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        let big = noise(7, 48 * CHUNK_SIZE);
+        std::fs::write(src.join("big.bin"), &big).unwrap();
+        let fl = t.path().join("x.fl");
+        pack(&fl, &format!("zdb://127.0.0.1:{}", redis.port), &[], &src);
+
+        // A long fat link: 40 ms each way, 400 Mbit/s (a bandwidth-delay product of 8
+        // chunks). A sequential reader gets more fetches in flight than the 4 a local
+        // store gets, as many as the measured link asks for, never more than the bound.
+        let proxy = Proxy::wan(redis.port, 40, 400);
+        let via = format!("zdb://127.0.0.1:{}", proxy.port);
+        let mount = |name: &str, store: &str, extra: &[&str]| {
+            let mnt = t.path().join(name);
+            let cache = t.path().join(format!("cache-{name}"));
+            let mut args = vec!["-m", s(&fl), "-c", s(&cache), "-s", store];
+            args.extend_from_slice(extra);
+            (Mount::daemon(&mnt, &args), mnt)
+        };
+        let (m, mnt) = mount("fat", &via, &[]);
+        assert!(read_through(&mnt.join("big.bin")) == big, "big.bin read back wrong");
+        let st = stats_of(&mnt);
+        let link = &st["stats"]["link"];
+        eprintln!("long fat link: {link}");
+        let rtt = link["rtt_ms"].as_f64().unwrap();
+        assert!((80.0..2000.0).contains(&rtt), "round trip {rtt} ms: {st}");
+        let (peak, target) = (u(&st, "/stats/link/peak"), u(&st, "/stats/link/target"));
+        assert!(target > 4 && target <= 32, "kept in flight: {target}: {st}");
+        // more than the 6 on-demand fetch slots, and no more than the bound and them
+        assert!(peak > 6 && peak <= 32 + 6, "at most {peak} in flight: {st}");
+        assert_eq!(u(&st, "/stats/link/inflight"), 0);
+        let text = zvfs_ok(&["mounts", "--stats", s(&mnt)]);
+        assert!(text.contains("kept in flight ahead of readers"), "{text}");
+        drop(m);
+
+        // --max-inflight bounds it
+        let (m, mnt) = mount("bounded", &via, &["--max-inflight", "5"]);
+        assert!(read_through(&mnt.join("big.bin")) == big);
+        let st = stats_of(&mnt);
+        eprintln!("--max-inflight 5: {}", st["stats"]["link"]);
+        assert_eq!(u(&st, "/stats/link/target"), 5, "{st}");
+        assert!(u(&st, "/stats/link/peak") <= 5 + 6, "{st}");
+        drop(m);
+
+        // the store on loopback itself: a local link keeps the minimum
+        let (_m, mnt) = mount("local", &format!("zdb://127.0.0.1:{}", redis.port), &[]);
+        assert!(read_through(&mnt.join("big.bin")) == big);
+        let st = stats_of(&mnt);
+        assert_eq!(u(&st, "/stats/link/target"), 4, "{st}");
+    }
+}

@@ -339,7 +339,9 @@ impl ChunkCache {
     /// Make sure a chunk is in the cache without keeping it in memory (read-ahead).
     /// A cached chunk's file is read into the page cache in the background (so a
     /// sequential reader of cached content never waits for the disk); a missing chunk is
-    /// fetched unless every fetch slot is busy.
+    /// fetched unless every fetch slot is busy with on-demand reads. It takes no slot
+    /// itself: the caller bounds how many read-ahead fetches run at once (the mount sizes
+    /// that from the link), so a long fat link is kept busy beyond the slots.
     pub fn prefetch(&self, chunk: &ChunkRef, router: &Router) -> Result<()> {
         if self.hint(chunk) {
             return Ok(());
@@ -353,7 +355,7 @@ impl ChunkCache {
             return Ok(());
         };
         drop(slot);
-        self.fetch_shared(chunk, router).map(|_| ())
+        self.fetch_shared_as(chunk, router, false).map(|_| ())
     }
 
     /// Fetch a chunk a trace says will be read (the mount-time prefetch), unless it is
@@ -505,8 +507,8 @@ impl ChunkCache {
     }
 
     /// [`ChunkCache::fetch_shared`], taking one of the fetch slots when `demand` (a read
-    /// that waits for it); a trace prefetch (`!demand`) bounds its own parallelism and
-    /// never takes a slot an on-demand read needs.
+    /// that waits for it); read-ahead and a trace prefetch (`!demand`) bound their own
+    /// parallelism and never take a slot an on-demand read needs.
     fn fetch_shared_as(
         &self,
         chunk: &ChunkRef,

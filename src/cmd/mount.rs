@@ -41,6 +41,11 @@ pub struct Args {
     /// fetched at once from mount time on; 0 turns the prefetch off.
     #[arg(long = "prefetch-parallel", value_name = "N", default_value_t = crate::fs::prefetch::DEFAULT_PARALLEL)]
     pub prefetch_parallel: usize,
+    /// The most chunk fetches read-ahead and whole-file fetches keep in flight. Below it
+    /// the number is sized from the link as measured (twice its bandwidth x round trip,
+    /// at least 4), and a sequential reader's read-ahead deepens to match.
+    #[arg(long = "max-inflight", value_name = "N", default_value_t = crate::fs::DEFAULT_MAX_INFLIGHT)]
+    pub max_inflight: usize,
     /// Record the first read of each (file, chunk) into FILE (`# zvfs trace v1`, lines
     /// `MS CHUNK PATH`), for `zvfs prefetch add`.
     #[arg(long = "record-trace", value_name = "FILE")]
@@ -91,6 +96,7 @@ impl Args {
             readahead: self.readahead,
             whole_file: self.whole_file,
             prefetch_parallel: self.prefetch_parallel,
+            max_inflight: self.max_inflight,
             record_trace: self.record_trace.clone(),
             upper: self.upper.clone().filter(|_| self.rw),
             reset: self.reset,

@@ -202,6 +202,15 @@ fn stats(target: Option<&Path>, json: bool) -> Result<ExitCode> {
             "  cache: {} hits, {} misses, {} fetches, {} merged, {} bad files, {} write errors",
             c.hits, c.misses, c.fetches, c.merged, c.bad_files, c.write_errors
         ))?;
+        let l = &st.link;
+        out.line(format_args!(
+            "  link: round trip {}, {:.1} Mbit/s, {} fetches in flight (at most {} so far), {} kept in flight ahead of readers",
+            ms(l.rtt_ms),
+            l.mbit,
+            l.inflight,
+            l.peak,
+            l.target
+        ))?;
         let p = &st.prefetch;
         out.line(format_args!(
             "  prefetch: {} planned, {} fetched, {} cached, {} skipped, {} failed, {}",

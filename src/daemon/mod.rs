@@ -86,6 +86,10 @@ pub struct MountOptions {
     /// Chunks of the flist's prefetch list fetched at once (0: no prefetch).
     #[serde(default = "default_prefetch_parallel")]
     pub prefetch_parallel: usize,
+    /// The most read-ahead and whole-file fetches in flight (sized from the measured link
+    /// below that).
+    #[serde(default = "default_max_inflight")]
+    pub max_inflight: usize,
     /// Record the first read of each (file, chunk) into this file (`--record-trace`).
     #[serde(default)]
     pub record_trace: Option<PathBuf>,
@@ -107,6 +111,10 @@ fn default_whole_file() -> usize {
     crate::fs::DEFAULT_WHOLE_FILE_CHUNKS
 }
 
+fn default_max_inflight() -> usize {
+    crate::fs::DEFAULT_MAX_INFLIGHT
+}
+
 fn default_prefetch_parallel() -> usize {
     crate::fs::prefetch::DEFAULT_PARALLEL
 }
@@ -126,6 +134,7 @@ impl MountOptions {
             readahead: 2,
             whole_file: crate::fs::DEFAULT_WHOLE_FILE_CHUNKS,
             prefetch_parallel: crate::fs::prefetch::DEFAULT_PARALLEL,
+            max_inflight: crate::fs::DEFAULT_MAX_INFLIGHT,
             record_trace: None,
             upper: None,
             reset: false,

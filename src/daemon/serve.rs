@@ -193,6 +193,7 @@ fn serve(
             readahead_chunks: args.readahead,
             whole_file_chunks: args.whole_file,
             prefetch_parallel: args.prefetch_parallel,
+            max_inflight: args.max_inflight,
             record_trace: args.record_trace.clone(),
             generation: wire.generation,
         },

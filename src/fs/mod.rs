@@ -63,6 +63,12 @@ pub(crate) const MAX_READAHEAD: u32 = 1 << 20;
 /// of its own over a distant link, and a start touches nearly all of their chunks.
 pub const DEFAULT_WHOLE_FILE_CHUNKS: usize = 16;
 
+/// Fetches the read-ahead and whole-file fetches keep in flight at least (and on a local
+/// store, or before the link was measured).
+pub const MIN_INFLIGHT: usize = 4;
+/// The most they keep in flight by default, however long and fat the link.
+pub const DEFAULT_MAX_INFLIGHT: usize = 32;
+
 /// Tuning of a mounted filesystem.
 #[derive(Clone, Debug)]
 pub struct FsConfig {
@@ -75,6 +81,10 @@ pub struct FsConfig {
     pub whole_file_chunks: usize,
     /// Chunks of the flist's prefetch list fetched at once (0: no prefetch).
     pub prefetch_parallel: usize,
+    /// The most read-ahead and whole-file fetches in flight: between [`MIN_INFLIGHT`]
+    /// and this, the number is sized from the link the router measured (its round trip
+    /// and bandwidth), and a sequential reader's read-ahead deepens to it.
+    pub max_inflight: usize,
     /// Record the first read of each (file, chunk) into this file (`--record-trace`).
     pub record_trace: Option<std::path::PathBuf>,
     /// Which worker of a mount this is (0, then 1, 2, ... after takeovers): its file
@@ -90,6 +100,7 @@ impl Default for FsConfig {
             readahead_chunks: 6,
             whole_file_chunks: DEFAULT_WHOLE_FILE_CHUNKS,
             prefetch_parallel: prefetch::DEFAULT_PARALLEL,
+            max_inflight: DEFAULT_MAX_INFLIGHT,
             record_trace: None,
             generation: 0,
         }
@@ -114,6 +125,8 @@ struct Shared {
     buffers: buffers::Buffers,
     /// How far the prefetch of the flist's list got (reported by `stats`).
     prefetch: stats::PrefetchProgress,
+    /// Holds read-ahead and whole-file fetches to the number the link needs in flight.
+    ahead: pool::Gate,
     /// The trace being recorded (`--record-trace`).
     trace: Option<trace::Tracer>,
     /// Set when the filesystem is taken down (background work stops).
@@ -249,6 +262,7 @@ impl ZvfsFs {
             next_fh: AtomicU64::new((cfg.generation << 40) | 1),
             buffers: buffers::Buffers::new(READ_BUFFERS, MAX_READAHEAD as usize),
             prefetch: stats::PrefetchProgress::default(),
+            ahead: pool::Gate::default(),
             stopping: std::sync::atomic::AtomicBool::new(false),
             started: Instant::now(),
         });
@@ -259,8 +273,10 @@ impl ZvfsFs {
         // queue keeps workers from blocking behind them.
         let fetchers = pool::Pool::new("zvfs-fetch", threads, threads * 64)
             .map_err(|e| Error::io(format!("starting fetch threads: {e}")))?;
-        let queue = cfg.readahead_chunks.max(HINT_CHUNKS as usize) * 2;
-        let readahead = pool::Pool::new("zvfs-readahead", 4, queue)
+        let inflight = cfg.max_inflight.max(MIN_INFLIGHT);
+        let queue = cfg.readahead_chunks.max(HINT_CHUNKS as usize).max(inflight) * 2;
+        // Threads for the most fetches in flight; a gate holds them to the link's need.
+        let readahead = pool::Pool::new("zvfs-readahead", inflight, queue)
             .map_err(|e| Error::io(format!("starting read-ahead threads: {e}")))?;
         Ok(ZvfsFs {
             shared,
@@ -283,6 +299,7 @@ impl ZvfsFs {
     pub fn stats_handle(&self) -> stats::StatsHandle {
         stats::StatsHandle {
             shared: self.shared.clone(),
+            max_inflight: self.cfg.max_inflight,
         }
     }
 

@@ -4,10 +4,11 @@
 //! reply object is dropped, which answers the kernel with EIO. Dropping a pool waits a
 //! bounded time for its workers: a job stuck on a slow store is left to end on its own
 //! (its reply has nowhere to go once the session ended), so an unmount never waits for it.
+//! A [`Gate`] holds the jobs of a pool to a limit that may change while they wait.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -114,5 +115,88 @@ impl Drop for Pool {
                 let _ = t.join();
             }
         }
+    }
+}
+
+/// How often a job waiting at a [`Gate`] looks at its limit again.
+const GATE_RECHECK: Duration = Duration::from_millis(20);
+
+/// Lets at most a changing number of jobs through at once (see [`Gate::enter`]).
+#[derive(Default)]
+pub struct Gate {
+    inside: Mutex<usize>,
+    left: Condvar,
+}
+
+/// A job inside a [`Gate`]; it leaves when dropped.
+pub struct Inside<'a>(&'a Gate);
+
+impl Gate {
+    /// Wait until fewer than `limit()` jobs are inside, then enter. The limit is asked
+    /// again whenever one leaves (and every `GATE_RECHECK`); a poisoned gate lets every
+    /// job through rather than stopping them.
+    pub fn enter(&self, limit: impl Fn() -> usize) -> Inside<'_> {
+        if let Ok(mut n) = self.inside.lock() {
+            while *n >= limit().max(1) {
+                match self.left.wait_timeout(n, GATE_RECHECK) {
+                    Ok((g, _)) => n = g,
+                    Err(_) => return Inside(self),
+                }
+            }
+            *n += 1;
+        }
+        Inside(self)
+    }
+
+    /// Jobs inside now.
+    pub fn inside(&self) -> usize {
+        self.inside.lock().map(|n| *n).unwrap_or(0)
+    }
+}
+
+impl Drop for Inside<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut n) = self.0.inside.lock() {
+            *n = n.saturating_sub(1);
+        }
+        self.0.left.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn a_gate_holds_jobs_to_its_limit_as_it_changes() {
+        let gate = Arc::new(Gate::default());
+        let limit = Arc::new(AtomicUsize::new(2));
+        let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let run = |jobs: usize| {
+            let hs: Vec<_> = (0..jobs)
+                .map(|_| {
+                    let (gate, limit, now, most) =
+                        (gate.clone(), limit.clone(), now.clone(), most.clone());
+                    std::thread::spawn(move || {
+                        let _in = gate.enter(|| limit.load(Ordering::Relaxed));
+                        let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(n, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(30));
+                        now.fetch_sub(1, Ordering::SeqCst);
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+        };
+        run(8);
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+        limit.store(5, Ordering::Relaxed);
+        most.store(0, Ordering::SeqCst);
+        run(8);
+        assert_eq!(most.load(Ordering::SeqCst), 5);
+        assert_eq!(gate.inside(), 0);
     }
 }

@@ -13,7 +13,7 @@ use crate::fuse::abi::fopen;
 use crate::fuse::{ReplyData, ReplyEmpty, ReplyOpen};
 use libc::{EIO, EROFS};
 
-use super::{fail, Shared, ZvfsFs, MAX_READAHEAD};
+use super::{fail, Shared, ZvfsFs, MAX_READAHEAD, MIN_INFLIGHT};
 use crate::cache::{mapped, Piece, MAX_PIECES};
 use crate::codec::{ChunkRef, CHUNK_SIZE};
 use crate::content::FileContent;
@@ -260,7 +260,12 @@ impl ZvfsFs {
             // A small file is fetched whole at its first read, its chunks at once.
             self.queue_ahead(f, &f.ahead, 0..total, true);
         }
-        let n = self.cfg.readahead_chunks as u64;
+        let mut n = self.cfg.readahead_chunks as u64;
+        // Over a link that needs more fetches in flight, the read-ahead deepens to them.
+        let inflight = self.inflight_target() as u64;
+        if n > 0 && inflight > MIN_INFLIGHT as u64 {
+            n = n.max(inflight);
+        }
         let end = offset.saturating_add(size as u64).min(f.size);
         // The kernel's own read-ahead may issue a sequential stream slightly out of order.
         let prev = f.next.swap(end, Ordering::Relaxed);
@@ -277,10 +282,19 @@ impl ZvfsFs {
         self.queue_ahead(f, &f.hinted, next.max(fetch_end)..hint_end, false);
     }
 
+    /// Fetches to keep in flight ahead of readers: sized from the link the router
+    /// measured, within [`MIN_INFLIGHT`] and `--max-inflight`.
+    fn inflight_target(&self) -> usize {
+        let max = self.cfg.max_inflight;
+        self.shared.router.link().target(MIN_INFLIGHT, max)
+    }
+
     /// Queue `range` (less what `mark` says was queued already) on the read-ahead pool:
-    /// fetching missing chunks when `fetch`, else only hinting cached ones.
+    /// fetching missing chunks when `fetch` (as many at once as the link needs), else
+    /// only hinting cached ones.
     fn queue_ahead(&self, f: &OpenFile, mark: &AtomicU64, range: Range<u64>, fetch: bool) {
         let Some(ra) = &self.readahead else { return };
+        let max = self.cfg.max_inflight;
         for idx in range.start.max(mark.load(Ordering::Relaxed))..range.end {
             let Some(chunk) = f.chunks.get(idx as usize).copied() else {
                 break;
@@ -288,6 +302,8 @@ impl ZvfsFs {
             let shared = self.shared.clone();
             let queued = ra.try_spawn(move || {
                 let r = if fetch {
+                    let limit = || shared.router.link().target(MIN_INFLIGHT, max);
+                    let _in = shared.ahead.enter(limit);
                     shared.cache.prefetch(&chunk, &shared.router)
                 } else {
                     shared.cache.hint(&chunk);

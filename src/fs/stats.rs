@@ -84,6 +84,22 @@ pub struct PrefetchCounters {
     pub finished: bool,
 }
 
+/// The link to the stores as the mount's reads measured it, in a [`MountStats`] (see
+/// [`crate::store::link`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LinkCounters {
+    /// The round trip (the shortest recent read), ms; `None` before the first read.
+    pub rtt_ms: Option<f64>,
+    /// The bandwidth (the highest recent delivery rate), Mbit/s.
+    pub mbit: f64,
+    /// Reads in flight now.
+    pub inflight: u64,
+    /// The most reads in flight at once so far.
+    pub peak: u64,
+    /// Read-ahead and whole-file fetches the mount keeps in flight now.
+    pub target: u64,
+}
+
 /// A snapshot of a mount's statistics (what `zvfs mounts --stats` shows).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MountStats {
@@ -95,12 +111,16 @@ pub struct MountStats {
     pub cache: CacheCounters,
     /// The prefetcher.
     pub prefetch: PrefetchCounters,
+    /// The link to the stores (absent from daemons older than it).
+    #[serde(default)]
+    pub link: LinkCounters,
 }
 
 /// Takes [`MountStats`] snapshots of one mounted filesystem, from any thread.
 #[derive(Clone)]
 pub struct StatsHandle {
     pub(super) shared: Arc<Shared>,
+    pub(super) max_inflight: usize,
 }
 
 impl StatsHandle {
@@ -141,11 +161,20 @@ impl StatsHandle {
             failed: ld(&p.failed),
             finished: p.finished.load(Ordering::Relaxed),
         };
+        let l = sh.router.link();
+        let link = LinkCounters {
+            rtt_ms: l.rtt.map(|d| d.as_secs_f64() * 1e3),
+            mbit: l.bandwidth as f64 * 8.0 / 1e6,
+            inflight: l.inflight,
+            peak: l.peak,
+            target: l.target(super::MIN_INFLIGHT, self.max_inflight) as u64,
+        };
         MountStats {
             uptime_secs: sh.started.elapsed().as_secs(),
             stores,
             cache,
             prefetch,
+            link,
         }
     }
 }

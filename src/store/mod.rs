@@ -6,6 +6,7 @@
 pub mod dir;
 pub mod http;
 pub mod latency;
+pub mod link;
 pub mod router;
 pub mod s3;
 pub mod zdb;

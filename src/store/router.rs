@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::latency::Histogram;
+use super::link::{Link, LinkFigures};
 use super::{Store, StoreConfig};
 use crate::codec::ChunkRef;
 use crate::error::{Error, ErrorKind, Result};
@@ -84,6 +85,8 @@ pub struct Router {
     cfg: StoreConfig,
     /// What crossed the wire so far.
     pub stats: RouterStats,
+    /// The round trip and bandwidth its reads measured.
+    link: Link,
 }
 
 impl Router {
@@ -114,6 +117,7 @@ impl Router {
             routes: out,
             cfg: cfg.clone(),
             stats: RouterStats::default(),
+            link: Link::default(),
         })
     }
 
@@ -155,6 +159,12 @@ impl Router {
                 latency_ms_p99: r.latency.quantile_ms(0.99),
             })
             .collect()
+    }
+
+    /// The link to the stores as its reads measured it (round trip, bandwidth, reads in
+    /// flight): what sizes the fetches kept in flight ahead of readers.
+    pub fn link(&self) -> LinkFigures {
+        self.link.figures()
     }
 
     fn matching(&self, id: &[u8]) -> impl Iterator<Item = &Routed> {
@@ -229,9 +239,14 @@ impl Router {
             let share = deadline.duration_since(now) / (ordered.len() - i) as u32;
             self.stats.gets.fetch_add(1, Ordering::Relaxed);
             r.attempts.fetch_add(1, Ordering::Relaxed);
+            let read = self.link.begin();
             let got = r.store.get_before(chunk.id(), now + share);
-            if got.is_ok() {
-                r.latency.record(now.elapsed());
+            match &got {
+                Ok(stored) => {
+                    r.latency.record(now.elapsed());
+                    read.end(stored.as_ref().map_or(0, |s| s.len() as u64));
+                }
+                Err(_) => drop(read),
             }
             match got {
                 Ok(Some(stored)) => {
