@@ -391,6 +391,7 @@ def print_table(header):
     if COMPARE:
         print_compare()
     print_wan()
+    print_wan_fat()
     print_restart()
     if ROWS:
         print("| figure | zvfs | native | zvfs/native | target | met |")
@@ -1210,9 +1211,67 @@ def wan_suite(w):
                             f"floor {floor:.2f} s ({cold / floor:.2f}x), warm {warm:.3f} s, full {full:.0f} s")
             for p in proxies.values():
                 p.close()
+        wan_fat(w, images["random"][1], rport)
     finally:
         for p in procs:
             p.close()
+
+
+WAN_FAT = os.environ.get("BENCH_WAN_FAT", "40/400")
+WAN_FAT_ROWS = []
+
+
+def wan_fat(w, fl, rport):
+    """A sequential read of 64 MiB of one file of the random image over a long fat link
+    (BENCH_WAN_FAT, default 40 ms / 400 Mbit: a bandwidth-delay product of 8 chunks) from
+    redis, with the fetches in flight sized from the measured link (the default) against
+    `--max-inflight 4` (the fixed read-ahead pool before), interleaved, 2 rounds each."""
+    delay, mbit = (float(x) for x in WAN_FAT.split("/"))
+    px = WanProxy(w, "p-fat", f"127.0.0.1:{rport}", delay, mbit)
+    try:
+        length = 64 * MiB
+        floor = length / (mbit * 1e6 / 8) + 2 * delay / 1000
+        res = {"link-sized (default)": [], "--max-inflight 4": []}
+        for r in range(2):
+            order = list(res) if r % 2 == 0 else list(reversed(res))
+            for mode in order:
+                mnt, cache = w("mnt-fat"), w(f"cache-fat-{r}-{len(res[mode])}")
+                extra = ["-s", f"redis://127.0.0.1:{px.port}"]
+                if mode != "link-sized (default)":
+                    extra += ["--max-inflight", "4"]
+                drop_caches()
+                zmount(fl, cache, mnt, w("mount.log"), extra)
+                try:
+                    t0 = time.perf_counter()
+                    read_file(os.path.join(mnt, "data/big00.bin"), 0, length)
+                    secs = time.perf_counter() - t0
+                    out = subprocess.run([ZVFS, "mounts", "--stats", "--json", mnt], capture_output=True, text=True)
+                    try:
+                        link = json.loads(out.stdout)[0]["stats"]["link"]
+                    except (ValueError, KeyError, IndexError, TypeError):
+                        link = {}
+                finally:
+                    zumount(mnt)
+                shutil.rmtree(cache, ignore_errors=True)
+                res[mode].append((secs, link.get("peak"), link.get("target")))
+                log(f"long fat link {WAN_FAT}: {mode}: {secs:.2f} s, peak in flight {link.get('peak')}")
+        for mode, v in res.items():
+            best = min(v)
+            WAN_FAT_ROWS.append((f"{delay:g} ms / {mbit:g} Mbit", mode, best[0], length / best[0] / 1e6 * 8,
+                                 floor, best[0] / floor, best[1], best[2]))
+    finally:
+        px.close()
+
+
+def print_wan_fat():
+    if not WAN_FAT_ROWS:
+        return
+    print("| link | fetches in flight | 64 MiB sequential read s | Mbit/s | floor s | read/floor | "
+          "most in flight | kept in flight at the end |")
+    print("|---|---|---|---|---|---|---|---|")
+    for prof, mode, secs, rate, floor, ratio, peak, target in WAN_FAT_ROWS:
+        print(f"| {prof} | {mode} | {secs:.2f} | {rate:.0f} | {floor:.2f} | {ratio:.2f} | {peak} | {target} |")
+    print()
 
 
 def print_wan():
