@@ -182,17 +182,10 @@ fn pread(path: &Path, offset: u64) -> Vec<u8> {
 
 fuse_test! {
     fn a_small_file_is_fetched_whole_at_its_first_read() {
-        let redis = redis_server(false);
         let t = tmp();
-        let src = t.path().join("src");
-        std::fs::create_dir(&src).unwrap();
         let small = noise(5, 6 * CHUNK_SIZE);
         let big = noise(6, 20 * CHUNK_SIZE);
-        std::fs::write(src.join("small.so"), &small).unwrap();
-        std::fs::write(src.join("big.bin"), &big).unwrap();
-        let url = format!("zdb://127.0.0.1:{}", redis.port);
-        let fl = t.path().join("x.fl");
-        pack(&fl, &url, &[], &src);
+        let (_redis, fl) = packed_on_redis(t.path(), &[("small.so", &small), ("big.bin", &big)]);
         let at = 5 * CHUNK_SIZE as u64 + 1000;
         let slice = |d: &[u8]| d[at as usize..at as usize + 4096].to_vec();
 
@@ -225,6 +218,19 @@ fuse_test! {
     }
 }
 
+/// A redis-server and `DIR/x.fl`: `files` (name, content) packed into it from `DIR/src`.
+fn packed_on_redis(dir: &Path, files: &[(&str, &[u8])]) -> (Server, std::path::PathBuf) {
+    let redis = redis_server(false);
+    let src = dir.join("src");
+    std::fs::create_dir(&src).unwrap();
+    for (name, data) in files {
+        std::fs::write(src.join(name), data).unwrap();
+    }
+    let fl = dir.join("x.fl");
+    pack(&fl, &format!("zdb://127.0.0.1:{}", redis.port), &[], &src);
+    (redis, fl)
+}
+
 /// Read `path` start to end with 1 MiB reads (as `dd bs=1M` would).
 fn read_through(path: &Path) -> Vec<u8> {
     use std::io::Read;
@@ -242,14 +248,9 @@ fn read_through(path: &Path) -> Vec<u8> {
 
 fuse_test! {
     fn fetches_in_flight_follow_the_measured_link() {
-        let redis = redis_server(false);
         let t = tmp();
-        let src = t.path().join("src");
-        std::fs::create_dir(&src).unwrap();
         let big = noise(7, 48 * CHUNK_SIZE);
-        std::fs::write(src.join("big.bin"), &big).unwrap();
-        let fl = t.path().join("x.fl");
-        pack(&fl, &format!("zdb://127.0.0.1:{}", redis.port), &[], &src);
+        let (redis, fl) = packed_on_redis(t.path(), &[("big.bin", &big)]);
 
         // A long fat link: 40 ms each way, 400 Mbit/s (a bandwidth-delay product of 8
         // chunks). A sequential reader gets more fetches in flight than the 4 a local
